@@ -1,0 +1,40 @@
+# Sanaq Sync: every target sets up what it needs through `setup`, which is idempotent.
+SHELL := /bin/bash
+PY_BOOT ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# Debian packages the tests and the demo use (installed only when missing):
+#   mtools, dosfstools     FAT images checked with mdir/mcopy
+#   umockdev, gir1.2-umockdev-1.0, python3-gi   the real libudev stack under a test bed
+#   systemd                systemd-analyze for the unit tests
+DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd
+
+.PHONY: .debs-ok setup demo test lint typecheck unit vectors bench clean install uninstall
+
+setup: $(STAMP) .debs-ok
+
+.debs-ok:  # phony on purpose: a cheap check every time
+	@scripts/ensure-debian-packages $(DEB_PACKAGES)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PY_BOOT) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	@$(PY) -m scripts.demo
+
+lint: setup
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/mypy
+
+test: setup lint
+	@$(VENV)/bin/pytest -q
+
+vectors: setup
+	@$(PY) vectors/generate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run

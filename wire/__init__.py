@@ -1,0 +1,96 @@
+"""The Sanaq Sync wire protocol, pure: bytes, keys and ``now`` in; typed values out or an error.
+
+No I/O, no asyncio, no logging, no clock, no randomness: callers pass times in
+milliseconds and fresh random bytes. ``docs/protocol.md`` is the normative
+specification; ``vectors/`` holds the shared test vectors.
+"""
+
+from __future__ import annotations
+
+from . import canonical, errors
+from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
+from .envelope import (
+    BatchHeader,
+    Envelope,
+    VerifiedEnvelope,
+    check_device_id,
+    decode_envelope,
+    open_envelope,
+    seal_batch,
+    verify_envelope,
+)
+from .keyids import key_id, key_id_hex
+from .limits import DEFAULT_LIMITS, Limits
+from .manifest import (
+    EXPORT_DIR,
+    MANIFEST_NAME,
+    VOLUME_LABEL,
+    CustodyRecord,
+    Manifest,
+    ManifestEntry,
+    UsbHints,
+    batch_file_name,
+    make_custody,
+    make_manifest,
+    parse_custody,
+    parse_manifest,
+    peek_manifest_signer,
+)
+from .receipt import Receipt, make_receipt, parse_receipt
+from .snapshot import (
+    KeyEntry,
+    RegistrySnapshot,
+    StationEntry,
+    TabletEntry,
+    accept_snapshot,
+    make_snapshot,
+)
+from .syncstate import SyncState, compute_gaps, make_sync_state, parse_sync_state
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "EXPORT_DIR",
+    "MANIFEST_NAME",
+    "VOLUME_LABEL",
+    "BatchHeader",
+    "CustodyRecord",
+    "DocKind",
+    "Envelope",
+    "KeyEntry",
+    "Limits",
+    "Manifest",
+    "ManifestEntry",
+    "Receipt",
+    "RegistrySnapshot",
+    "SignedDocument",
+    "StationEntry",
+    "SyncState",
+    "TabletEntry",
+    "UsbHints",
+    "VerifiedEnvelope",
+    "accept_snapshot",
+    "batch_file_name",
+    "canonical",
+    "check_device_id",
+    "compute_gaps",
+    "decode_document",
+    "decode_envelope",
+    "errors",
+    "key_id",
+    "key_id_hex",
+    "make_custody",
+    "make_manifest",
+    "make_receipt",
+    "make_snapshot",
+    "make_sync_state",
+    "open_envelope",
+    "parse_custody",
+    "parse_manifest",
+    "parse_receipt",
+    "parse_sync_state",
+    "peek_manifest_signer",
+    "seal_batch",
+    "sign_document",
+    "verify_document",
+    "verify_envelope",
+]

@@ -1,0 +1,243 @@
+"""Registry snapshots: the authority's signed, versioned, expiring list of who is trusted.
+
+Body members (``docs/protocol.md`` section "Registry snapshot")::
+
+    v, version (>= 1, only grows), issued_at_ms, expires_at_ms,
+    data_key     {"key_id", "public_key"}           the X25519 census data key
+    gateway_keys [{"key_id", "public_key"}]         Ed25519 receipt keys
+    tablets      [{"device_id", "key_id", "public_key", "usb_serial",
+                   "institution", "worker_id", "status", "issued_at_ms",
+                   "returned_at_ms"}]
+    stations     [{"station_id", "key_id", "public_key", "status"}]
+
+Tablet status is one of issued, returned, lost, revoked; only ``issued`` may
+sign. Station status is active or revoked. ``accept_snapshot`` refuses an
+expired snapshot and one older than the version the consumer already holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from . import _fields as f
+from .documents import DocKind, decode_document, sign_document, verify_document
+from .envelope import check_device_id
+from .errors import DecodeError, ExpiredError, RevokedKeyError, RollbackError, UnknownKeyError
+from .keyids import key_id
+from .limits import DEFAULT_LIMITS, Limits
+
+__all__ = [
+    "STATION_STATUSES",
+    "TABLET_STATUSES",
+    "KeyEntry",
+    "RegistrySnapshot",
+    "StationEntry",
+    "TabletEntry",
+    "accept_snapshot",
+    "make_snapshot",
+]
+
+TABLET_STATUSES = ("issued", "returned", "lost", "revoked")
+STATION_STATUSES = ("active", "revoked")
+_MAX_ENTRIES = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    key_id: bytes
+    public_key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TabletEntry:
+    device_id: str
+    key_id: bytes
+    public_key: bytes
+    usb_serial: str
+    institution: str
+    worker_id: str
+    status: str
+    issued_at_ms: int
+    returned_at_ms: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "device_id": self.device_id,
+            "key_id": self.key_id.hex(),
+            "public_key": self.public_key.hex(),
+            "usb_serial": self.usb_serial,
+            "institution": self.institution,
+            "worker_id": self.worker_id,
+            "status": self.status,
+            "issued_at_ms": self.issued_at_ms,
+            "returned_at_ms": self.returned_at_ms,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StationEntry:
+    station_id: str
+    key_id: bytes
+    public_key: bytes
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "station_id": self.station_id,
+            "key_id": self.key_id.hex(),
+            "public_key": self.public_key.hex(),
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    version: int
+    issued_at_ms: int
+    expires_at_ms: int
+    data_key: KeyEntry
+    gateway_keys: tuple[KeyEntry, ...]
+    tablets: tuple[TabletEntry, ...]
+    stations: tuple[StationEntry, ...]
+    raw: bytes
+
+    def tablet(self, device_id: str) -> TabletEntry:
+        """The enrolled tablet ``device_id``; ``UnknownKeyError`` if absent."""
+        for t in self.tablets:
+            if t.device_id == device_id:
+                return t
+        raise UnknownKeyError("device not enrolled", device_id=device_id)
+
+    def active_tablet(self, device_id: str) -> TabletEntry:
+        """Like ``tablet`` but ``RevokedKeyError`` unless its status is ``issued``."""
+        t = self.tablet(device_id)
+        if t.status != "issued":
+            raise RevokedKeyError("device is not in service", device_id=device_id, status=t.status)
+        return t
+
+    def station(self, station_id: str) -> StationEntry:
+        for s in self.stations:
+            if s.station_id == station_id:
+                return s
+        raise UnknownKeyError("station not enrolled", station_id=station_id)
+
+    def active_station(self, station_id: str) -> StationEntry:
+        s = self.station(station_id)
+        if s.status != "active":
+            raise RevokedKeyError("station is revoked", station_id=station_id)
+        return s
+
+    def gateway_key_map(self) -> dict[bytes, bytes]:
+        return {k.key_id: k.public_key for k in self.gateway_keys}
+
+
+def _key_entry(obj: Any, what: str) -> KeyEntry:
+    body = f.exact_members(obj, {"key_id", "public_key"}, what)
+    pub = f.get_hex(body, "public_key", 32)
+    kid = f.get_hex(body, "key_id", 16)
+    if kid != key_id(pub):
+        raise DecodeError(f"{what} key id does not match its public key")
+    return KeyEntry(kid, pub)
+
+
+_TABLET_MEMBERS = {
+    "device_id", "key_id", "public_key", "usb_serial", "institution",
+    "worker_id", "status", "issued_at_ms", "returned_at_ms",
+}
+
+
+def _tablet(obj: Any) -> TabletEntry:
+    body = f.exact_members(obj, _TABLET_MEMBERS, "tablet entry")
+    key = _key_entry({"key_id": body["key_id"], "public_key": body["public_key"]}, "tablet")
+    status = f.get_str(body, "status", max_len=16)
+    if status not in TABLET_STATUSES:
+        raise DecodeError("tablet status unknown", status=status)
+    return TabletEntry(
+        device_id=check_device_id(body["device_id"]),
+        key_id=key.key_id,
+        public_key=key.public_key,
+        usb_serial=f.get_str(body, "usb_serial", max_len=128),
+        institution=f.get_str(body, "institution", max_len=64),
+        worker_id=f.get_str(body, "worker_id", max_len=64),
+        status=status,
+        issued_at_ms=f.get_int(body, "issued_at_ms"),
+        returned_at_ms=f.get_opt_int(body, "returned_at_ms"),
+    )
+
+
+def _station(obj: Any) -> StationEntry:
+    body = f.exact_members(obj, {"station_id", "key_id", "public_key", "status"}, "station entry")
+    key = _key_entry({"key_id": body["key_id"], "public_key": body["public_key"]}, "station")
+    status = f.get_str(body, "status", max_len=16)
+    if status not in STATION_STATUSES:
+        raise DecodeError("station status unknown", status=status)
+    return StationEntry(check_device_id(body["station_id"]), key.key_id, key.public_key, status)
+
+
+def make_snapshot(
+    *,
+    version: int,
+    issued_at_ms: int,
+    expires_at_ms: int,
+    data_public_key: bytes,
+    gateway_public_keys: list[bytes],
+    tablets: list[TabletEntry],
+    stations: list[StationEntry],
+    root_key: SigningKey,
+) -> bytes:
+    body = {
+        "v": 1,
+        "version": version,
+        "issued_at_ms": issued_at_ms,
+        "expires_at_ms": expires_at_ms,
+        "data_key": {"key_id": key_id(data_public_key).hex(), "public_key": data_public_key.hex()},
+        "gateway_keys": [{"key_id": key_id(k).hex(), "public_key": k.hex()} for k in gateway_public_keys],
+        "tablets": [t.to_json() for t in sorted(tablets, key=lambda t: t.device_id)],
+        "stations": [s.to_json() for s in sorted(stations, key=lambda s: s.station_id)],
+    }
+    return sign_document(DocKind.SNAPSHOT, body, root_key)
+
+
+_MEMBERS = {"v", "version", "issued_at_ms", "expires_at_ms", "data_key", "gateway_keys", "tablets", "stations"}
+
+
+def accept_snapshot(
+    data: bytes,
+    root_public_key: bytes,
+    *,
+    now_ms: int,
+    min_version: int = 0,
+    limits: Limits = DEFAULT_LIMITS,
+) -> RegistrySnapshot:
+    """Decode, verify against the root key, and check expiry and rollback.
+
+    ``min_version`` is the version the consumer already holds: an equal
+    version is accepted (a re-fetch), a lower one is ``RollbackError``.
+    """
+    doc = decode_document(data, DocKind.SNAPSHOT, limits)
+    verify_document(doc, {key_id(root_public_key): root_public_key})
+    body = f.exact_members(doc.body, _MEMBERS, "snapshot")
+    version = f.get_int(body, "version", minimum=1)
+    issued = f.get_int(body, "issued_at_ms")
+    expires = f.get_int(body, "expires_at_ms")
+    if version < min_version:
+        raise RollbackError("snapshot older than the one held", version=version, held=min_version)
+    if now_ms >= expires:
+        raise ExpiredError("registry snapshot expired", version=version, expires_at_ms=expires)
+    tablets = tuple(_tablet(t) for t in f.get_list(body, "tablets", max_items=_MAX_ENTRIES))
+    stations = tuple(_station(s) for s in f.get_list(body, "stations", max_items=_MAX_ENTRIES))
+    if len({t.device_id for t in tablets}) != len(tablets) or len({s.station_id for s in stations}) != len(stations):
+        raise DecodeError("snapshot lists an id twice", version=version)
+    return RegistrySnapshot(
+        version=version,
+        issued_at_ms=issued,
+        expires_at_ms=expires,
+        data_key=_key_entry(body["data_key"], "data key"),
+        gateway_keys=tuple(_key_entry(k, "gateway key") for k in f.get_list(body, "gateway_keys", max_items=16)),
+        tablets=tablets,
+        stations=stations,
+        raw=doc.raw,
+    )
