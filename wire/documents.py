@@ -79,7 +79,9 @@ def sign_document(kind: DocKind, body: Any, signing_key: SigningKey) -> bytes:
     return signed + _ed25519.sign(signing_key, kind.label + signed)
 
 
-def decode_document(data: bytes, kind: DocKind, limits: Limits = DEFAULT_LIMITS, *, max_bytes: int | None = None) -> SignedDocument:
+def decode_document(
+    data: bytes, kind: DocKind, limits: Limits = DEFAULT_LIMITS, *, max_bytes: int | None = None
+) -> SignedDocument:
     """Parse the container strictly (magic, version, lengths, canonical body). No crypto."""
     cap = limits.max_document_bytes if max_bytes is None else max_bytes
     if len(data) > cap:
@@ -101,7 +103,7 @@ def decode_document(data: bytes, kind: DocKind, limits: Limits = DEFAULT_LIMITS,
     body = canonical.decode(body_bytes, max_bytes=cap, max_depth=limits.max_json_depth)
     if not isinstance(body, dict):
         raise DecodeError(f"{kind.value[1]} body must be a JSON object")
-    if body.get("v") != 1:
+    if type(body.get("v")) is not int or body["v"] != 1:  # JSON true is not 1
         raise UnsupportedVersionError(f"unsupported {kind.value[1]} body version")
     return SignedDocument(kind, signer, body_bytes, body, signature, bytes(data))
 

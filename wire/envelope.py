@@ -6,8 +6,8 @@ Byte layout (all integers big-endian; ``docs/protocol.md`` section "Batch envelo
     version          1   0x01
     device_id_len    1   1..64
     device_id        n   ASCII, [A-Za-z0-9][A-Za-z0-9._-]*
-    seq              8   1..2**63-1
-    sealed_at_ms     8   Unix time in milliseconds, tablet clock
+    seq              8   1..2**53-1
+    sealed_at_ms     8   1..2**53-1, Unix time in milliseconds, tablet clock
     record_count     4   1..max_records_per_batch
     schema_len       1   1..32
     schema           n   ASCII, [a-z0-9][a-z0-9./-]*   e.g. "census-sheet/1"
@@ -66,7 +66,9 @@ __all__ = [
 MAGIC = b"SNQB"
 VERSION = 1
 SIGN_LABEL = b"sanaq-sync/v1/batch\x00"
-MAX_SEQ = 2**63 - 1
+# 2**53-1, not 2**63-1: seq and times also travel in canonical JSON (body, receipts,
+# sync state), which caps integers there; a larger seq could verify but never be receipted.
+MAX_SEQ = canonical.MAX_SAFE_INT
 _DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SCHEMA = re.compile(r"[a-z0-9][a-z0-9./-]{0,31}")
 
@@ -144,8 +146,10 @@ def _validate_header_fields(h: BatchHeader, limits: Limits) -> None:
         raise DecodeError("seq out of range", device_id=h.device_id, seq=h.seq)
     if not 0 < h.sealed_at_ms <= MAX_SEQ:
         raise DecodeError("sealed_at out of range", device_id=h.device_id, seq=h.seq)
-    if not 1 <= h.record_count <= limits.max_records_per_batch:
-        raise OversizeError("record count out of range", device_id=h.device_id, seq=h.seq)
+    if h.record_count < 1:
+        raise DecodeError("record count is zero", device_id=h.device_id, seq=h.seq)
+    if h.record_count > limits.max_records_per_batch:
+        raise OversizeError("record count above the limit", device_id=h.device_id, seq=h.seq)
     if not _SCHEMA.fullmatch(h.schema):
         raise DecodeError("schema name malformed", device_id=h.device_id, seq=h.seq)
     if h.ciphertext_len > limits.max_ciphertext_bytes:
@@ -265,9 +269,10 @@ def open_envelope(
     body = canonical.decode(plaintext, max_bytes=limits.max_ciphertext_bytes, max_depth=limits.max_json_depth)
     if not isinstance(body, dict) or set(body) != {"device_id", "seq", "sheets", "v"}:
         raise DecodeError("batch body has the wrong members", device_id=h.device_id, seq=h.seq)
-    if body["v"] != 1:
+    # ``type(..) is int``: in Python ``True == 1``, and the JSON value true is not the integer 1.
+    if type(body["v"]) is not int or body["v"] != 1:
         raise UnsupportedVersionError("unsupported batch body version", device_id=h.device_id, seq=h.seq)
-    if body["device_id"] != h.device_id or body["seq"] != h.seq:
+    if body["device_id"] != h.device_id or type(body["seq"]) is not int or body["seq"] != h.seq:
         raise BindingError("sealed body names another device or seq", device_id=h.device_id, seq=h.seq)
     sheets = body["sheets"]
     if not isinstance(sheets, list) or len(sheets) != h.record_count:

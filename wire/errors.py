@@ -18,10 +18,12 @@ object (device id, seq, key id), never key material or sheet contents::
         +-- RevokedKeyError        signer is enrolled but revoked / returned / lost
         +-- WrongRecipientError    sealed to another data key
         +-- HashMismatchError      a hash in a signed part does not match the bytes
+        +-- DigestMismatchError    HTTP Content-Digest does not match the request body
         +-- BindingError           sealed plaintext disagrees with the signed header
         +-- ExpiredError           a snapshot (or other dated object) is out of date
         +-- RollbackError          an older snapshot version than one already seen
         +-- SignatureInputError    an HTTP request signature breaks the profile
+        |   +-- MissingSignatureError  Signature or Signature-Input field absent
         +-- StaleRequestError      request ``created`` outside the window
         +-- ReplayError            request nonce already seen
 """
@@ -32,8 +34,10 @@ __all__ = [
     "BadSignatureError",
     "BindingError",
     "DecodeError",
+    "DigestMismatchError",
     "ExpiredError",
     "HashMismatchError",
+    "MissingSignatureError",
     "NonCanonicalError",
     "OversizeError",
     "ReplayError",
@@ -116,6 +120,10 @@ class HashMismatchError(VerificationError):
     code = "hash-mismatch"
 
 
+class DigestMismatchError(VerificationError):
+    code = "digest-mismatch"
+
+
 class BindingError(VerificationError):
     code = "binding-mismatch"
 
@@ -130,6 +138,10 @@ class RollbackError(VerificationError):
 
 class SignatureInputError(VerificationError):
     code = "bad-signature-input"
+
+
+class MissingSignatureError(SignatureInputError):
+    code = "missing-signature"
 
 
 class StaleRequestError(VerificationError):

@@ -7,6 +7,7 @@ as 32 lowercase hex digits wherever text is needed.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from .errors import DecodeError
 
@@ -14,6 +15,7 @@ __all__ = ["KEY_ID_LEN", "key_id", "key_id_hex", "parse_hex"]
 
 KEY_ID_LEN = 16
 _LABEL = b"sanaq-sync/v1/key-id\x00"
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
 
 
 def key_id(public_key: bytes) -> bytes:
@@ -30,9 +32,7 @@ def parse_hex(text: object, size: int, what: str) -> bytes:
     """Parse exactly ``size`` bytes of lowercase hex; anything else is ``DecodeError``."""
     if not isinstance(text, str) or len(text) != 2 * size:
         raise DecodeError(f"{what} must be {2 * size} hex digits")
-    if text != text.lower():
+    # fullmatch first: bytes.fromhex alone would skip whitespace and return fewer bytes.
+    if not _LOWER_HEX.fullmatch(text):
         raise DecodeError(f"{what} must be lowercase hex")
-    try:
-        return bytes.fromhex(text)
-    except ValueError as e:
-        raise DecodeError(f"{what} is not hex") from e
+    return bytes.fromhex(text)

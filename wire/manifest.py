@@ -12,7 +12,7 @@ each ``file`` exactly the name derived from its ``seq``.
 
 Custody body (station key): ``v``, ``station_id``, ``device_id``,
 ``pulled_at_ms``, ``manifest_sha256``, ``batches`` = [{``seq``,
-``batch_hash``}], ``usb`` = {``vendor_id``, ``product_id``, ``serial``}: the
+``batch_hash``}] in strictly ascending seq, ``usb`` = {``vendor_id``, ``product_id``, ``serial``}: the
 USB identifiers the station saw, recorded as hints, never as proof.
 """
 
@@ -159,13 +159,16 @@ def make_custody(
     usb: UsbHints,
     station_key: SigningKey,
 ) -> bytes:
+    ordered = sorted(batches)
+    if len({s for s, _ in ordered}) != len(ordered):
+        raise ValueError("custody record lists a seq twice")
     body = {
         "v": 1,
         "station_id": station_id,
         "device_id": device_id,
         "pulled_at_ms": pulled_at_ms,
         "manifest_sha256": manifest_sha256.hex(),
-        "batches": [{"seq": s, "batch_hash": h.hex()} for s, h in sorted(batches)],
+        "batches": [{"seq": s, "batch_hash": h.hex()} for s, h in ordered],
         "usb": {"vendor_id": usb.vendor_id, "product_id": usb.product_id, "serial": usb.serial},
     }
     return sign_document(DocKind.CUSTODY, body, station_key)
@@ -177,10 +180,13 @@ def parse_custody(data: bytes, station_public_key: bytes, limits: Limits = DEFAU
     members = {"v", "station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"}
     body = f.exact_members(doc.body, members, "custody record")
     usb = f.exact_members(body["usb"], {"vendor_id", "product_id", "serial"}, "custody usb")
-    batches = []
+    batches: list[tuple[int, bytes]] = []
     for raw in f.get_list(body, "batches", max_items=limits.max_manifest_batches):
         e = f.exact_members(raw, {"seq", "batch_hash"}, "custody entry")
-        batches.append((f.get_int(e, "seq", minimum=1), f.get_hex(e, "batch_hash", 32)))
+        seq = f.get_int(e, "seq", minimum=1)
+        if batches and seq <= batches[-1][0]:
+            raise DecodeError("custody entries not in strictly ascending seq", seq=seq)
+        batches.append((seq, f.get_hex(e, "batch_hash", 32)))
     return CustodyRecord(
         station_id=check_device_id(body["station_id"]),
         device_id=check_device_id(body["device_id"]),

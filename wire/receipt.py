@@ -82,7 +82,7 @@ def parse_receipt(data: bytes, gateway_keys: dict[bytes, bytes], limits: Limits 
     road = f.get_str(body, "road", max_len=72)
     if not _ROAD.fullmatch(road):
         raise DecodeError("receipt road malformed")
-    receipt = Receipt(
+    return Receipt(
         batch_hash=f.get_hex(body, "batch_hash", 32),
         device_id=check_device_id(body["device_id"]),
         seq=f.get_int(body, "seq", minimum=1),
@@ -93,4 +93,3 @@ def parse_receipt(data: bytes, gateway_keys: dict[bytes, bytes], limits: Limits 
         signer_key_id=doc.signer_key_id,
         raw=doc.raw,
     )
-    return receipt

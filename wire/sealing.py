@@ -10,8 +10,8 @@ callers pass 32 fresh random bytes.
 from __future__ import annotations
 
 from nacl import bindings, exceptions
-from nacl.hash import blake2b
 from nacl.encoding import RawEncoder
+from nacl.hash import blake2b
 
 from .errors import DecodeError
 

@@ -8,8 +8,13 @@ Body members (``docs/protocol.md`` section "Sync state")::
     gaps                 [[first, last], ...] missing ranges below max_seq, ascending
     last_sync_ms         receive time of the latest stored batch, or null
 
+``parse_sync_state`` checks the members agree with each other: gaps ascend,
+never touch or overlap (a stored seq lies between two gaps), end below
+``max_seq``, and ``highest_contiguous`` is one below the first gap (or
+``max_seq`` when there is none).
+
 A tablet may delete a batch with ``seq <= highest_contiguous`` on a verified
-sync state as it would on a receipt.
+sync state for its own device id, as it would on a receipt.
 """
 
 from __future__ import annotations
@@ -81,15 +86,19 @@ def parse_sync_state(data: bytes, gateway_keys: dict[bytes, bytes], limits: Limi
     verify_document(doc, gateway_keys)
     members = {"v", "device_id", "issued_at_ms", "highest_contiguous", "max_seq", "gaps", "last_sync_ms"}
     body = f.exact_members(doc.body, members, "sync state")
-    gaps = []
+    gaps: list[tuple[int, int]] = []
     for g in f.get_list(body, "gaps", max_items=_MAX_GAPS):
         if not (isinstance(g, list) and len(g) == 2 and all(type(x) is int and x >= 1 for x in g) and g[0] <= g[1]):
             raise DecodeError("sync state gap malformed")
+        if gaps and g[0] <= gaps[-1][1] + 1:
+            raise DecodeError("sync state gaps overlap, touch or are out of order")
         gaps.append((g[0], g[1]))
     highest = f.get_int(body, "highest_contiguous")
     max_seq = f.get_int(body, "max_seq")
-    if highest > max_seq:
-        raise DecodeError("highest_contiguous above max_seq")
+    if gaps and gaps[-1][1] >= max_seq:
+        raise DecodeError("sync state gap reaches max_seq")
+    if highest != (gaps[0][0] - 1 if gaps else max_seq):
+        raise DecodeError("highest_contiguous disagrees with the gaps and max_seq")
     return SyncState(
         device_id=check_device_id(body["device_id"]),
         issued_at_ms=f.get_int(body, "issued_at_ms"),

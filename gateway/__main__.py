@@ -1,0 +1,155 @@
+"""``sanaq-gateway``: the census sync gateway service.
+
+``serve`` runs until SIGTERM/SIGINT: it stops accepting, lets in-flight
+requests finish and commit (up to ``server.shutdown_timeout_s``), closes the
+store and exits 0. Under systemd it reports READY=1 once the listener is
+bound, STATUS= lines, WATCHDOG=1 from the event loop, and STOPPING=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from keys import files as keyfiles
+from keys import tls
+from keys.errors import KeysError
+from runtime.logs import configure_logging
+from runtime.sdnotify import Notifier
+from runtime.toml_config import ConfigError
+
+from .app import create_app, read_optional
+from .config import GatewayConfig, load_config
+from .context import CTX
+from .store import CensusStore
+from .store_sqlite import SqliteStore
+
+__all__ = ["main"]
+
+log = structlog.get_logger("sanaq.gateway")
+
+
+def make_store(config: GatewayConfig) -> CensusStore:
+    path = config.sqlite_path
+    if path is not None:
+        return SqliteStore(path, max_group=config.commit.max_group, max_wait_ms=config.commit.max_wait_ms)
+    from .store_postgres import PostgresStore  # noqa: PLC0415 - optional engine, imported only when configured
+
+    return PostgresStore(config.database, max_group=config.commit.max_group, max_wait_ms=config.commit.max_wait_ms)
+
+
+async def serve(config: GatewayConfig) -> int:
+    notifier = Notifier.from_env()
+    passphrase = keyfiles.read_passphrase_file(config.keys.passphrase_file) if config.keys.passphrase_file else None
+    data_key = keyfiles.load_data_key(config.keys.data_key, passphrase)
+    receipt_key = keyfiles.load_signing_key(config.keys.receipt_key, passphrase)
+    if not config.keys.root_public_key:
+        raise ConfigError("keys.root_public_key is required (hex, from `sanaq-keys init`: root.pub)")
+    try:
+        root_public_key = bytes.fromhex(config.keys.root_public_key)
+    except ValueError as e:
+        raise ConfigError("keys.root_public_key must be 64 hex digits") from e
+    app = create_app(
+        config,
+        make_store(config),
+        data_key=data_key,
+        receipt_key=receipt_key,
+        root_public_key=root_public_key,
+        bootstrap_snapshot=read_optional(config.keys.bootstrap_snapshot),
+    )
+    ssl_context = None
+    if not config.server.plain_http:
+        if config.server.tls_cert is None or config.server.tls_key is None:
+            raise ConfigError("server.tls_cert and server.tls_key are required unless plain_http = true")
+        ssl_context = tls.server_ssl_context(config.server.tls_cert, config.server.tls_key, passphrase)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=config.server.shutdown_timeout_s,
+        access_log=None,
+        max_field_size=config.limits.max_header_bytes,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner, config.server.host, config.server.port, ssl_context=ssl_context, backlog=2048, reuse_address=True
+    )
+    await site.start()
+    ctx = app[CTX]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bound = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
+    scheme = "http" if ssl_context is None else "https"
+    version = ctx.trust.current.snapshot.version if ctx.trust.current else None
+    log.info("gateway.listening", scheme=scheme, sockets=bound, registry_version=version)
+    notifier.ready(f"listening {scheme} on {bound}; registry v{version}")
+    print(f"sanaq-gateway: listening {scheme} on {bound}", file=sys.stderr, flush=True)
+    async with asyncio.TaskGroup() as tg:
+        watchdog = tg.create_task(notifier.watchdog_loop())
+        status = tg.create_task(_status_loop(notifier, app))
+        await stop.wait()
+        log.info("gateway.stopping")
+        notifier.stopping()
+        watchdog.cancel()
+        status.cancel()
+    await runner.cleanup()
+    log.info("gateway.stopped")
+    return 0
+
+
+async def _status_loop(notifier: Notifier, app: web.Application) -> None:
+    ctx = app[CTX]
+    while True:
+        await asyncio.sleep(10)
+        counts = await ctx.store.counts()
+        notifier.status(
+            f"batches={counts.get('batches', 0)} sheets={counts.get('sheets', 0)} "
+            f"quarantined={counts.get('quarantine', 0)}"
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sanaq-gateway", description="Sanaq Sync census gateway.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the gateway until SIGTERM")
+    s.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML configuration file (e.g. /etc/sanaq/gateway.toml); defaults apply without one",
+    )
+    c = sub.add_parser("check-config", help="validate a configuration file and print the effective settings")
+    c.add_argument("--config", type=Path, required=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"sanaq-gateway: {e}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(config)
+        return 0
+    configure_logging(config.server.log_level)
+    try:
+        return asyncio.run(serve(config))
+    except (ConfigError, KeysError) as e:
+        print(f"sanaq-gateway: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"sanaq-gateway: cannot start: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Gateway configuration: one frozen dataclass tree, built once in ``__main__`` from TOML.
+
+Every option has a default that works on a laptop. Key paths that are relative
+are resolved against ``$CREDENTIALS_DIRECTORY`` when systemd's
+``LoadCredential=`` provides one, else against the config file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtime.toml_config import ConfigError, build, load_toml
+
+__all__ = ["CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig", "load_config"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8443
+    plain_http: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    shutdown_timeout_s: float = 30.0
+    log_level: str = "info"
+    instance_id: str = "gw-1"
+
+
+@dataclass(frozen=True, slots=True)
+class KeysConfig:
+    root_public_key: str = ""
+    data_key: Path = Path("data.key")
+    receipt_key: Path = Path("gateway.key")
+    passphrase_file: Path | None = None
+    bootstrap_snapshot: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_sheets_per_batch: int = 1000
+    max_header_bytes: int = 8190
+    max_inflight_per_device: int = 2
+    request_window_s: int = 300
+    max_concurrent_ingest: int = 512
+    retry_after_s: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class CommitConfig:
+    max_group: int = 256
+    max_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    database: str = "sqlite:///var/lib/sanaq-gateway/census.db"
+    server: ServerConfig = field(default_factory=ServerConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    commit: CommitConfig = field(default_factory=CommitConfig)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if self.database.startswith("sqlite:///"):
+            return Path(self.database[len("sqlite://") :])
+        if self.database.startswith("sqlite:"):
+            return Path(self.database[len("sqlite:") :])
+        return None
+
+
+def _resolve(path: Path | None, base: Path) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds and (Path(creds) / path).exists():
+        return Path(creds) / path
+    return base / path
+
+
+def load_config(path: Path | None) -> GatewayConfig:
+    """Read and validate the TOML file (``None``: all defaults). Raises ``ConfigError``."""
+    cfg = build(GatewayConfig, load_toml(path), "gateway config")
+    base = path.parent if path is not None else Path.cwd()
+    keys = KeysConfig(
+        root_public_key=cfg.keys.root_public_key,
+        data_key=_resolve(cfg.keys.data_key, base) or cfg.keys.data_key,
+        receipt_key=_resolve(cfg.keys.receipt_key, base) or cfg.keys.receipt_key,
+        passphrase_file=_resolve(cfg.keys.passphrase_file, base),
+        bootstrap_snapshot=_resolve(cfg.keys.bootstrap_snapshot, base),
+    )
+    server = cfg.server
+    if not server.plain_http and (server.tls_cert is None or server.tls_key is None):
+        raise ConfigError("server.tls_cert and server.tls_key are required unless server.plain_http = true")
+    server = dataclasses.replace(
+        server, tls_cert=_resolve(server.tls_cert, base), tls_key=_resolve(server.tls_key, base)
+    )
+    if not cfg.database.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise ConfigError("database must be sqlite:///PATH or postgresql://...")
+    return GatewayConfig(database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit)

@@ -1,0 +1,58 @@
+"""Everything a gateway request handler needs, held in one object on the app."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from nacl.public import PrivateKey
+from nacl.signing import SigningKey
+
+from wire import RegistrySnapshot
+
+from .config import GatewayConfig
+from .metrics import GatewayMetrics
+from .sheets import SheetValidator
+from .store import CensusStore
+from .trust import Trust
+
+__all__ = ["CTX", "GatewayContext", "TrustHolder", "wall_clock_ms"]
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class TrustHolder:
+    """The one mutable reference to the current ``Trust``; replaced whole, never edited."""
+
+    def __init__(self, trust: Trust | None = None) -> None:
+        self.current = trust
+
+    def replace(self, snapshot: RegistrySnapshot) -> None:
+        self.current = Trust.of(snapshot)
+
+
+@dataclass(slots=True)
+class GatewayContext:
+    config: GatewayConfig
+    store: CensusStore
+    data_key: PrivateKey
+    receipt_key: SigningKey
+    root_public_key: bytes
+    validator: SheetValidator
+    metrics: GatewayMetrics
+    trust: TrustHolder
+    clock: Callable[[], int] = wall_clock_ms
+    inflight_by_device: Counter[str] = field(default_factory=Counter)
+    ready: bool = False
+
+    @property
+    def data_public_key(self) -> bytes:
+        return bytes(self.data_key.public_key)
+
+
+CTX = web.AppKey("sanaq_gateway_context", GatewayContext)

@@ -1,0 +1,74 @@
+"""Census sheet validation against the JSON Schema kept in ``wire/schemas``.
+
+A sheet that fails is quarantined with its reason, never dropped. Reasons
+name the failing JSON path and rule only; they never echo the sheet's values,
+so a reason can be shown to staff or logged without personal data.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from wire import canonical
+
+from .store import QuarantinedSheet, StoredSheet
+
+__all__ = ["SHEET_SCHEMA_NAME", "SheetValidator", "Sorted"]
+
+SHEET_SCHEMA_NAME = "census-sheet/1"
+
+
+@dataclass(frozen=True, slots=True)
+class Sorted:
+    accepted: tuple[StoredSheet, ...]
+    quarantined: tuple[QuarantinedSheet, ...]
+
+
+class SheetValidator:
+    def __init__(self, *, max_sheet_bytes: int = 64 * 1024) -> None:
+        text = resources.files("wire").joinpath("schemas/census-sheet-1.schema.json").read_text("utf-8")
+        schema = json.loads(text)
+        Draft202012Validator.check_schema(schema)
+        self._validator = Draft202012Validator(schema)
+        self._max_sheet_bytes = max_sheet_bytes
+
+    def reason(self, sheet: Any) -> str | None:
+        """None if ``sheet`` is valid, else a value-free description of the first failure."""
+        if not isinstance(sheet, dict):
+            return "sheet is not a JSON object"
+        if len(canonical.encode(sheet)) > self._max_sheet_bytes:
+            return f"sheet larger than {self._max_sheet_bytes} bytes"
+        error = next(iter(sorted(self._validator.iter_errors(sheet), key=lambda e: list(e.absolute_path))), None)
+        if error is None:
+            return None
+        path = "/".join(str(p) for p in error.absolute_path) or "(root)"
+        return f"{path}: fails '{error.validator}'"
+
+    def sort(self, sheets: list[Any]) -> Sorted:
+        accepted: list[StoredSheet] = []
+        quarantined: list[QuarantinedSheet] = []
+        for index, sheet in enumerate(sheets):
+            body = canonical.encode(sheet).decode("utf-8")
+            why = self.reason(sheet)
+            if why is None:
+                accepted.append(
+                    StoredSheet(
+                        index=index,
+                        sheet_id=_text(sheet.get("sheet_id")),
+                        institution_code=_text(sheet.get("institution_code")),
+                        respondent_list_entry=_text(sheet.get("respondent_list_entry")),
+                        body_json=body,
+                    )
+                )
+            else:
+                quarantined.append(QuarantinedSheet(index=index, reason=why, body_json=body))
+        return Sorted(tuple(accepted), tuple(quarantined))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

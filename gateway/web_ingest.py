@@ -1,0 +1,194 @@
+"""POST /v1/batches: authenticate, verify, open, validate, store durably, receipt.
+
+Order matters and is the spec's: request signature -> envelope structure ->
+signer may carry this device's batch -> envelope signature and hash (device
+key from the registry) -> schema name -> idempotency lookup -> recipient and
+decryption -> sheet validation -> one atomic commit of nonce + batch + sheets
+-> receipt. Nothing is decrypted before both signatures are verified, and the
+receipt is returned only after the commit is durable.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from wire import decode_envelope, make_receipt, open_envelope, verify_envelope
+from wire.limits import Limits
+
+from .context import CTX, GatewayContext
+from .errors import ClientProblem
+from .sheets import SHEET_SCHEMA_NAME
+from .store import Conflict, Duplicate, IngestItem, ReplayError, Stored
+from .web_common import read_body, record_security_event, signed_request
+
+__all__ = ["post_batch"]
+
+log = structlog.get_logger("sanaq.gateway")
+BATCH_TYPE = "application/vnd.sanaq.batch"
+
+
+def _answer(
+    receipt: bytes, *, duplicate: bool, batch_hash: bytes, device_id: str, seq: int, received_at_ms: int, road: str
+) -> web.Response:
+    body: dict[str, Any] = {
+        "receipt": base64.b64encode(receipt).decode("ascii"),
+        "duplicate": duplicate,
+        "batch_hash": batch_hash.hex(),
+        "device_id": device_id,
+        "seq": seq,
+        "received_at_ms": received_at_ms,
+        "road": road,
+    }
+    return web.json_response(body)
+
+
+async def post_batch(request: web.Request) -> web.Response:
+    ctx: GatewayContext = request.app[CTX]
+    body = await read_body(request, ctx, BATCH_TYPE)
+    auth, trust = await signed_request(request, ctx, body, record_nonce=False)
+    limits = Limits(
+        max_envelope_bytes=ctx.config.limits.max_body_bytes,
+        max_records_per_batch=ctx.config.limits.max_sheets_per_batch,
+    )
+    envelope = decode_envelope(body, limits)
+    header = envelope.header
+    structlog.contextvars.bind_contextvars(device_id=header.device_id, seq=header.seq)
+    signer = auth.signer
+    if signer.kind == "tablet" and signer.ident != header.device_id:
+        await record_security_event(
+            ctx,
+            "device-mismatch",
+            device_id=header.device_id,
+            seq=header.seq,
+            key_id=signer.key_id.hex(),
+            detail={"sender": signer.ident},
+        )
+        raise ClientProblem("a tablet may only send its own batches", code="device-mismatch")
+    try:
+        tablet = trust.tablet(header.device_id)
+    except Exception as e:
+        if getattr(e, "code", "") == "revoked":
+            await record_security_event(ctx, "revoked-device-batch", device_id=header.device_id, seq=header.seq)
+        raise
+    verified = verify_envelope(envelope, tablet.public_key)
+    if header.schema != SHEET_SCHEMA_NAME:
+        raise ClientProblem(f"unknown sheet schema {header.schema!r}", code="unsupported-schema")
+    batch_hash = envelope.batch_hash
+    structlog.contextvars.bind_contextvars(batch_hash=batch_hash.hex()[:16])
+
+    existing = await ctx.store.find_batch(header.device_id, header.seq)
+    if existing is not None:
+        await _use_nonce(ctx, auth.nonce)
+        if existing.batch_hash == batch_hash:
+            ctx.metrics.duplicates.inc()
+            log.info("batch.duplicate", road=signer.road)
+            return _answer(
+                existing.receipt,
+                duplicate=True,
+                batch_hash=batch_hash,
+                device_id=header.device_id,
+                seq=header.seq,
+                received_at_ms=existing.received_at_ms,
+                road=existing.road,
+            )
+        return await _conflict(ctx, header.device_id, header.seq, signer.road)
+
+    device_load = ctx.inflight_by_device
+    if device_load[header.device_id] >= ctx.config.limits.max_inflight_per_device:
+        raise ClientProblem("too many concurrent requests for this device", code="too-many-requests")
+    device_load[header.device_id] += 1
+    ctx.metrics.inflight.inc()
+    try:
+        sheets = open_envelope(verified, ctx.data_public_key, bytes(ctx.data_key), limits)
+        sorted_sheets = ctx.validator.sort(sheets)
+        received_at_ms = ctx.clock()
+        receipt = make_receipt(
+            batch_hash=batch_hash,
+            device_id=header.device_id,
+            seq=header.seq,
+            received_at_ms=received_at_ms,
+            road=signer.road,
+            sheets_accepted=len(sorted_sheets.accepted),
+            sheets_quarantined=len(sorted_sheets.quarantined),
+            gateway_key=ctx.receipt_key,
+        )
+        item = IngestItem(
+            device_id=header.device_id,
+            seq=header.seq,
+            batch_hash=batch_hash,
+            envelope=body,
+            sealed_at_ms=header.sealed_at_ms,
+            request_created_s=auth.created_s,
+            received_at_ms=received_at_ms,
+            road=signer.road,
+            signer_key_id=signer.key_id,
+            schema=header.schema,
+            receipt=receipt,
+            sheets=sorted_sheets.accepted,
+            quarantined=sorted_sheets.quarantined,
+            nonce=auth.nonce,
+        )
+        started = time.perf_counter()
+        try:
+            outcome = await ctx.store.ingest(item)
+        except ReplayError as e:
+            raise ClientProblem("request nonce already used", code="replay") from e
+        ctx.metrics.commit_latency.observe(time.perf_counter() - started)
+    finally:
+        device_load[header.device_id] -= 1
+        if device_load[header.device_id] <= 0:
+            del device_load[header.device_id]
+        ctx.metrics.inflight.dec()
+
+    if isinstance(outcome, Stored):
+        ctx.metrics.batches.labels(road="online" if signer.kind == "tablet" else "station").inc()
+        ctx.metrics.sheets.inc(len(item.sheets))
+        ctx.metrics.quarantined.inc(len(item.quarantined))
+        log.info(
+            "batch.stored",
+            road=signer.road,
+            sheets=len(item.sheets),
+            quarantined=len(item.quarantined),
+            skew_ms=received_at_ms - auth.created_s * 1000,
+        )
+        return _answer(
+            receipt,
+            duplicate=False,
+            batch_hash=batch_hash,
+            device_id=header.device_id,
+            seq=header.seq,
+            received_at_ms=received_at_ms,
+            road=signer.road,
+        )
+    if isinstance(outcome, Duplicate):
+        ctx.metrics.duplicates.inc()
+        stored = await ctx.store.find_batch(header.device_id, header.seq)
+        assert stored is not None
+        return _answer(
+            outcome.receipt,
+            duplicate=True,
+            batch_hash=batch_hash,
+            device_id=header.device_id,
+            seq=header.seq,
+            received_at_ms=stored.received_at_ms,
+            road=stored.road,
+        )
+    assert isinstance(outcome, Conflict)
+    return await _conflict(ctx, header.device_id, header.seq, signer.road)
+
+
+async def _use_nonce(ctx: GatewayContext, nonce: Any) -> None:
+    try:
+        await ctx.store.use_nonce(nonce)
+    except ReplayError as e:
+        raise ClientProblem("request nonce already used", code="replay") from e
+
+
+async def _conflict(ctx: GatewayContext, device_id: str, seq: int, road: str) -> web.Response:
+    await record_security_event(ctx, "seq-conflict", device_id=device_id, seq=seq, detail={"road": road})
+    raise ClientProblem("another batch is stored under this device and seq", code="conflict")

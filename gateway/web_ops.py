@@ -1,0 +1,45 @@
+"""Unauthenticated operations endpoints: health, readiness, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .context import CTX, GatewayContext
+from .openapi import openapi_document
+
+__all__ = ["get_healthz", "get_metrics", "get_openapi", "get_readyz"]
+
+
+async def get_healthz(request: web.Request) -> web.Response:
+    ctx: GatewayContext = request.app[CTX]
+    return web.json_response({"status": "ok", "server_time_ms": ctx.clock()})
+
+
+async def get_readyz(request: web.Request) -> web.Response:
+    ctx: GatewayContext = request.app[CTX]
+    trust = ctx.trust.current
+    problems = []
+    if not ctx.ready:
+        problems.append("store not open")
+    if trust is None:
+        problems.append("no registry snapshot")
+    elif ctx.clock() >= trust.snapshot.expires_at_ms:
+        problems.append("registry snapshot expired")
+    body = {
+        "ready": not problems,
+        "problems": problems,
+        "registry_version": trust.snapshot.version if trust else None,
+        "server_time_ms": ctx.clock(),
+    }
+    return web.json_response(body, status=200 if not problems else 503)
+
+
+async def get_metrics(request: web.Request) -> web.Response:
+    ctx: GatewayContext = request.app[CTX]
+    data = generate_latest(ctx.metrics.registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
