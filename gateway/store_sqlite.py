@@ -128,7 +128,7 @@ class SqliteStore:
             await asyncio.to_thread(self._writer.join)
             self._writer = None
             self._conn.close()
-        self._readers.shutdown(wait=True)
+            self._readers.shutdown(wait=True)
 
     # ---- the writer ------------------------------------------------------------
     def _take_group(self, first: Any) -> list[Any]:
@@ -197,6 +197,8 @@ class SqliteStore:
         return await fut
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreUnavailable("store is closed")
         loop = asyncio.get_running_loop()
 
         def run() -> T:

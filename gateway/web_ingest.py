@@ -151,6 +151,9 @@ async def post_batch(request: web.Request) -> web.Response:
         ctx.metrics.quarantined.inc(len(item.quarantined))
         log.info(
             "batch.stored",
+            device_id=header.device_id,
+            seq=header.seq,
+            batch_hash=batch_hash.hex(),
             road=signer.road,
             sheets=len(item.sheets),
             quarantined=len(item.quarantined),
