@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ssl
 from pathlib import Path
 
 import aiohttp
@@ -84,7 +83,7 @@ async def test_tls_with_census_ca_pinned_by_client(world: World, tmp_path: Path,
             headers = sign("POST", url, world.tablets["TAB-0001"], body, "application/vnd.sanaq.batch")
             async with s.post(url, data=body, headers=headers) as resp:
                 assert resp.status == 200
-        other_ca_key, other_ca = tls.make_ca(now_ms=now_ms())
+        _other_ca_key, other_ca = tls.make_ca(now_ms=now_ms())
         tls.save_cert(tmp_path / "other.crt", other_ca)
         wrong = tls.client_ssl_context(tmp_path / "other.crt")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=wrong)) as s:
