@@ -1,0 +1,56 @@
+"""The registry's SQL schema as ordered migrations; ``schema_migrations`` records which ran.
+
+Append new migrations; never edit one that has shipped. Keys and key ids are
+stored as lowercase hex text so the database reads well in ``sqlite3``.
+"""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+_V1 = (
+    """CREATE TABLE tablets (
+        device_id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        key_id TEXT NOT NULL UNIQUE,
+        usb_serial TEXT NOT NULL,
+        institution TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        worker_name TEXT,
+        act_no TEXT,
+        issued_at_ms INTEGER NOT NULL,
+        returned_at_ms INTEGER,
+        status TEXT NOT NULL CHECK (status IN ('issued', 'returned', 'lost', 'revoked')),
+        status_changed_at_ms INTEGER NOT NULL,
+        reason TEXT
+    ) STRICT""",
+    """CREATE TABLE stations (
+        station_id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        key_id TEXT NOT NULL UNIQUE,
+        location TEXT,
+        enrolled_at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        status_changed_at_ms INTEGER NOT NULL,
+        reason TEXT
+    ) STRICT""",
+    """CREATE TABLE snapshot_versions (
+        version INTEGER PRIMARY KEY CHECK (version >= 1),
+        published_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    ) STRICT""",
+    """CREATE TABLE status_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id TEXT NOT NULL,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('tablet', 'station')),
+        from_status TEXT,
+        to_status TEXT NOT NULL,
+        at_ms INTEGER NOT NULL,
+        reason TEXT,
+        evidence BLOB
+    ) STRICT""",
+    "CREATE INDEX status_events_subject ON status_events (subject_id, id)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("initial", _V1),)
