@@ -1,0 +1,253 @@
+"""``sanaq-tablet``: the reference tablet client.
+
+Subcommands (all take ``--home DIR`` or ``$SANAQ_TABLET_HOME``; layout in ``tablet.identity``):
+
+* ``fill --seed N --count N [--mix household=85,hospital=6,...]`` — generate
+  sheets (``tablet.generator``), check them against the census-sheet schema,
+  queue them in the outbox. Repeated fills with one seed continue its stream.
+* ``pack [--max-per-batch N] [--max-batch-bytes N]`` — seal pending sheets into
+  signed batches (each sealed once, consecutive seqs).
+* ``export-usb --out PATH [--in-place] [--fat 16|32]`` — write the USB export
+  volume of every pending batch to an image file or block device; the batches
+  stay in the outbox until a receipt or sync state covers them.
+* ``status [--json]`` — outbox counters.
+* ``init``, ``sync`` — not implemented yet: they exit 2 with an error saying so.
+
+The device key's passphrase comes from ``--passphrase-file`` or
+``$SANAQ_DEVICE_PASSPHRASE``, never from argv. Output goes to stdout (``--json``
+for scripts); logs are JSON lines on stderr. Every refusal is one line
+``sanaq-tablet: error: <code>: <message>`` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from keys.errors import KeysError
+from keys.files import atomic_write, read_passphrase_file
+from wire.errors import WireError
+
+from .errors import TabletError
+from .generator import KindMix, generate_sheets
+from .identity import OUTBOX_FILE, TabletIdentity, load_identity
+from .outbox import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_PER_BATCH, Outbox
+from .sheet_schema import SheetValidator
+from .usb_export import write_export_volume
+
+__all__ = ["build_parser", "main"]
+
+_CURSOR_FILE = "fill-cursor.json"
+
+
+class _NotImplementedCommand(Exception):
+    pass
+
+
+def _now(args: argparse.Namespace) -> int:
+    return int(args.now_ms) if args.now_ms is not None else time.time_ns() // 1_000_000
+
+
+def _home(args: argparse.Namespace) -> Path:
+    home = args.home or os.environ.get("SANAQ_TABLET_HOME")
+    if not home:
+        raise TabletError("no tablet home: pass --home DIR or set SANAQ_TABLET_HOME")
+    return Path(home)
+
+
+def _identity(args: argparse.Namespace) -> TabletIdentity:
+    passphrase = None
+    if args.passphrase_file:
+        passphrase = read_passphrase_file(args.passphrase_file)
+    elif os.environ.get("SANAQ_DEVICE_PASSPHRASE"):
+        passphrase = os.environ["SANAQ_DEVICE_PASSPHRASE"].encode()
+    return load_identity(_home(args), passphrase)
+
+
+def _open_outbox(args: argparse.Namespace, identity: TabletIdentity, validate: bool = False) -> Outbox:
+    return Outbox.open(
+        _home(args) / OUTBOX_FILE,
+        device_id=identity.device_id,
+        now_ms=_now(args),
+        validator=SheetValidator() if validate else None,
+    )
+
+
+def _emit(args: argparse.Namespace, value: dict[str, Any], text: str) -> None:
+    print(json.dumps(value, sort_keys=True) if args.json else text)
+
+
+def _parse_mix(text: str | None) -> KindMix:
+    if not text:
+        return KindMix()
+    names = {f.name for f in dataclasses.fields(KindMix)}
+    weights: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in names or not value.strip().isdigit():
+            raise TabletError(f"--mix wants kind=weight pairs of {sorted(names)}", given=part)
+        weights[name.strip()] = int(value)
+    try:
+        return KindMix.only(**weights)
+    except ValueError as e:
+        raise TabletError(str(e)) from e
+
+
+def _read_cursor(path: Path) -> dict[str, int]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise TabletError("fill cursor file unreadable", path=str(path)) from e
+    streams = data.get("streams") if isinstance(data, dict) else None
+    if not isinstance(streams, dict) or not all(isinstance(v, int) and v >= 0 for v in streams.values()):
+        raise TabletError("fill cursor file malformed", path=str(path))
+    return {str(k): v for k, v in streams.items()}
+
+
+def _cmd_fill(args: argparse.Namespace) -> int:
+    identity = _identity(args)
+    cursor_path = _home(args) / _CURSOR_FILE
+    cursor = _read_cursor(cursor_path)
+    key = f"{args.seed}:{args.mix or ''}"
+    start = cursor.get(key, 0)
+    sheets = generate_sheets(
+        args.seed, args.count, device_id=identity.device_id, mix=_parse_mix(args.mix), start=start,
+        worker_id=identity.worker_id,
+    )
+    with _open_outbox(args, identity, validate=True) as outbox:
+        added = outbox.add_sheets(sheets, now_ms=_now(args))
+        stats = outbox.stats()
+    cursor[key] = start + args.count
+    atomic_write(cursor_path, json.dumps({"v": 1, "streams": cursor}, sort_keys=True).encode())
+    _emit(args, {"added": added, "start": start, "sheets_pending": stats.sheets_pending},
+          f"queued {added} sheets (stream {args.seed} from {start}); {stats.sheets_pending} pending")
+    return 0
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    identity = _identity(args)
+    with _open_outbox(args, identity) as outbox:
+        made = outbox.pack(
+            now_ms=_now(args), device_key=identity.signing_key, data_public_key=identity.data_public_key,
+            max_per_batch=args.max_per_batch, max_batch_bytes=args.max_batch_bytes,
+        )
+    seqs = [b.seq for b in made]
+    span = f"seq {seqs[0]}..{seqs[-1]}" if seqs else "nothing pending"
+    _emit(args, {"batches": [{"seq": b.seq, "records": b.record_count, "size": b.size} for b in made]},
+          f"sealed {len(made)} batches ({span}), {sum(b.record_count for b in made)} sheets")
+    return 0
+
+
+def _cmd_export_usb(args: argparse.Namespace) -> int:
+    identity = _identity(args)
+    with _open_outbox(args, identity) as outbox:
+        pending = outbox.pending_batches()
+    result = write_export_volume(
+        args.out, pending, device_id=identity.device_id, usb_serial=identity.usb_serial,
+        device_key=identity.signing_key, now_ms=_now(args), in_place=args.in_place or None, fat_bits=args.fat,
+    )
+    value = {
+        "target": result.target,
+        "seqs": list(result.seqs),
+        "left_out": result.left_out,
+        "manifest_sha256": result.manifest_sha256.hex(),
+        "fat": result.fat_type,
+        "volume_bytes": result.volume_bytes,
+    }
+    _emit(args, value, f"wrote {len(result.seqs)} batches to {result.target} (FAT{result.fat_type}, "
+                       f"{result.volume_bytes // (1024 * 1024)} MiB); they stay pending until receipted")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    identity = _identity(args)
+    with _open_outbox(args, identity) as outbox:
+        stats = outbox.stats()
+    value = dataclasses.asdict(stats)
+    text = "\n".join(f"{k.replace('_', ' ')}: {'-' if v is None else v}" for k, v in value.items())
+    _emit(args, value, text)
+    return 0
+
+
+def _cmd_not_yet(args: argparse.Namespace) -> int:
+    raise _NotImplementedCommand(f"`{args.command}` is not implemented yet in this build of sanaq-tablet")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sanaq-tablet", description="Sanaq Sync reference tablet client")
+    parser.add_argument("--home", metavar="DIR", help="tablet state directory (default $SANAQ_TABLET_HOME)")
+    parser.add_argument("--passphrase-file", metavar="FILE",
+                        help="device key passphrase (else $SANAQ_DEVICE_PASSPHRASE)")
+    parser.add_argument("--now-ms", type=int, metavar="MS", help="use this clock value (demos and tests)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log info events to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, text in (("init", "install a provisioning bundle (not implemented yet)"),
+                       ("sync", "upload pending batches to the gateway (not implemented yet)")):
+        sub.add_parser(name, help=text).set_defaults(func=_cmd_not_yet)
+
+    p = sub.add_parser("fill", help="generate synthetic sheets into the outbox")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--mix", metavar="KIND=W,...", help="kind weights, e.g. household=0,hospital=1")
+    p.set_defaults(func=_cmd_fill)
+
+    p = sub.add_parser("pack", help="seal pending sheets into signed batches")
+    p.add_argument("--max-per-batch", type=int, default=DEFAULT_MAX_PER_BATCH)
+    p.add_argument("--max-batch-bytes", type=int, default=DEFAULT_MAX_BATCH_BYTES)
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("export-usb", help="write the USB export volume of all pending batches")
+    p.add_argument("--out", required=True, metavar="PATH", help="image file or block device")
+    p.add_argument("--in-place", action="store_true", help="overwrite an existing file from byte 0, keep its inode")
+    p.add_argument("--fat", type=int, choices=(16, 32), help="force FAT16 or FAT32 (default by size)")
+    p.set_defaults(func=_cmd_export_usb)
+
+    p = sub.add_parser("status", help="outbox counters")
+    p.set_defaults(func=_cmd_status)
+    return parser
+
+
+def _configure_logging(verbose: bool) -> None:
+    structlog.configure(
+        processors=[structlog.processors.add_log_level, structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.JSONRenderer(sort_keys=True)],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO if verbose else logging.WARNING),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.func(args))
+    except _NotImplementedCommand as e:
+        _fail("not-implemented", str(e))
+    except (TabletError, KeysError, WireError) as e:
+        _fail(e.code, str(e))
+    except OSError as e:
+        _fail("io", f"{e.strerror or e} ({e.filename})" if e.filename else str(e))
+    return 2
+
+
+def _fail(code: str, message: str) -> None:
+    print(f"sanaq-tablet: error: {code}: {' '.join(message.split())}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The tablet client's exception tree, grouped by who is at fault.
+
+Errors carry facts (device id, seq, sheet id, path, JSON path of a schema
+violation), never sheet contents or key material::
+
+    TabletError                     base; ``code`` is a stable string
+    +-- SheetError                  a sheet offered to the outbox is unusable (caller's data)
+    |   +-- InvalidSheetError       fails the census-sheet schema or canonical JSON
+    |   +-- DuplicateSheetError     same sheet_id already queued with other contents
+    +-- OutboxError                 the outbox file or its state (local storage)
+    |   +-- OutboxSchemaError       not an outbox, or written by a newer version
+    |   +-- DeviceMismatchError     outbox belongs to another device id
+    |   +-- CoverageRefusedError    a receipt or sync state does not cover what it claims
+    |                               (other device, unknown seq, other batch hash, seqs
+    |                               this outbox never sealed); nothing was deleted
+    +-- ExportError                 writing the USB export volume failed
+    |   +-- NothingToExportError    no pending batch to export
+    |   +-- ExportTargetError       target path unusable (too small, not a file/device)
+    +-- IdentityError               the tablet home holds no usable identity
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CoverageRefusedError",
+    "DeviceMismatchError",
+    "DuplicateSheetError",
+    "ExportError",
+    "ExportTargetError",
+    "IdentityError",
+    "InvalidSheetError",
+    "NothingToExportError",
+    "OutboxError",
+    "OutboxSchemaError",
+    "SheetError",
+    "TabletError",
+]
+
+
+class TabletError(Exception):
+    """Base of the tablet's errors; ``facts`` identify the object, never its contents."""
+
+    code = "tablet-error"
+
+    def __init__(self, message: str, **facts: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.facts = facts
+
+    def __str__(self) -> str:
+        if not self.facts:
+            return self.message
+        details = ", ".join(f"{k}={v}" for k, v in sorted(self.facts.items()))
+        return f"{self.message} ({details})"
+
+
+class SheetError(TabletError):
+    code = "sheet-error"
+
+
+class InvalidSheetError(SheetError):
+    code = "invalid-sheet"
+
+
+class DuplicateSheetError(SheetError):
+    code = "duplicate-sheet"
+
+
+class OutboxError(TabletError):
+    code = "outbox-error"
+
+
+class OutboxSchemaError(OutboxError):
+    code = "outbox-schema"
+
+
+class DeviceMismatchError(OutboxError):
+    code = "device-mismatch"
+
+
+class CoverageRefusedError(OutboxError):
+    code = "coverage-refused"
+
+
+class ExportError(TabletError):
+    code = "export-error"
+
+
+class NothingToExportError(ExportError):
+    code = "nothing-to-export"
+
+
+class ExportTargetError(ExportError):
+    code = "export-target"
+
+
+class IdentityError(TabletError):
+    code = "identity-error"
