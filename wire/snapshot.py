@@ -10,8 +10,9 @@ Body members (``docs/protocol.md`` section "Registry snapshot")::
                    "returned_at_ms"}]
     stations     [{"station_id", "key_id", "public_key", "status"}]
 
-Tablet status is one of issued, returned, lost, revoked; only ``issued`` may
-sign. Station status is active or revoked. ``accept_snapshot`` refuses an
+Device ids, station ids and the key ids of all tablets and stations are
+each unique. Tablet status is one of issued, returned, lost, revoked; only
+``issued`` may sign. Station status is active or revoked. ``accept_snapshot`` refuses an
 expired snapshot and one older than the version the consumer already holds.
 """
 
@@ -231,6 +232,10 @@ def accept_snapshot(
     stations = tuple(_station(s) for s in f.get_list(body, "stations", max_items=_MAX_ENTRIES))
     if len({t.device_id for t in tablets}) != len(tablets) or len({s.station_id for s in stations}) != len(stations):
         raise DecodeError("snapshot lists an id twice", version=version)
+    # One key, one signer: a key listed twice would make a tablet key also act as a station key.
+    signer_keys = [t.key_id for t in tablets] + [s.key_id for s in stations]
+    if len(set(signer_keys)) != len(signer_keys):
+        raise DecodeError("snapshot lists a signing key twice", version=version)
     return RegistrySnapshot(
         version=version,
         issued_at_ms=issued,

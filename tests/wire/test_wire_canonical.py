@@ -1,0 +1,167 @@
+"""Canonical JSON: the one encoding, its limits, and every near-miss a decoder must refuse."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wire import canonical
+from wire.errors import DecodeError, NonCanonicalError, OversizeError, WireError
+
+BIG = 1 << 24
+
+
+def nest(depth: int, inner: Any = 0) -> Any:
+    for _ in range(depth):
+        inner = [inner]
+    return inner
+
+
+ENCODE = [
+    (None, b"null"),
+    (True, b"true"),
+    (False, b"false"),
+    (0, b"0"),
+    (-7, b"-7"),
+    (2**53 - 1, b"9007199254740991"),
+    (-(2**53 - 1), b"-9007199254740991"),
+    ("", b'""'),
+    ("a\"b\\c", b'"a\\"b\\\\c"'),
+    ("\b\t\n\f\r", b'"\\b\\t\\n\\f\\r"'),
+    ("\x00\x01\x0b\x1f", b'"\\u0000\\u0001\\u000b\\u001f"'),
+    ("\x7f/\u2028", '"\x7f/\u2028"'.encode()),
+    ("é😀", '"é😀"'.encode()),
+    ([], b"[]"),
+    ({}, b"{}"),
+    ([1, [2, {}]], b"[1,[2,{}]]"),
+    ({"b": 1, "a": {"d": [], "c": None}}, b'{"a":{"c":null,"d":[]},"b":1}'),
+    ({"a": 1, "B": 2, "_": 3, "": 4, "aa": 5, "a0": 6}, b'{"":4,"B":2,"_":3,"a":1,"a0":6,"aa":5}'),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), ENCODE)
+def test_encode_and_decode_back(value: Any, expected: bytes) -> None:
+    assert canonical.encode(value) == expected
+    assert canonical.decode(expected, max_bytes=BIG) == value
+
+
+def test_every_control_character_has_one_escape() -> None:
+    short = {8: "\\b", 9: "\\t", 10: "\\n", 12: "\\f", 13: "\\r"}
+    for cp in range(0x20):
+        want = short.get(cp, f"\\u{cp:04x}")
+        assert canonical.encode(chr(cp)) == f'"{want}"'.encode()
+        assert canonical.decode(f'"{want}"'.encode(), max_bytes=99) == chr(cp)
+        others = {f"\\u{cp:04X}", f"\\u{cp:04x}"} - {want}  # upper-case hex; long form of a short escape
+        for other in others:
+            with pytest.raises(NonCanonicalError):
+                canonical.decode(f'"{other}"'.encode(), max_bytes=99)
+    for cp in range(0x20, 0x80):
+        if chr(cp) not in '"\\':
+            assert canonical.encode(chr(cp)) == f'"{chr(cp)}"'.encode()
+            with pytest.raises(NonCanonicalError):
+                canonical.decode(f'"\\u{cp:04x}"'.encode(), max_bytes=99)
+
+
+DECODE_REFUSALS = [
+    (b"", DecodeError),
+    (b" 1", NonCanonicalError),
+    (b"1 ", NonCanonicalError),
+    (b"[1, 2]", NonCanonicalError),
+    (b'{"a":1,"a":2}', DecodeError),
+    (b'{"b":1,"a":2}', NonCanonicalError),
+    (b'"\\/"', NonCanonicalError),
+    (b'"\\u00e9"', NonCanonicalError),
+    (b'"\\ud83d\\ude00"', NonCanonicalError),
+    (b'"\\ud800"', DecodeError),
+    (b'"\\udc00x"', DecodeError),
+    (b'"\x1f"', DecodeError),
+    (b'"\xed\xa0\x80"', DecodeError),
+    (b'"\xf4\x90\x80\x80"', DecodeError),
+    (b"1.0", DecodeError),
+    (b"1e0", DecodeError),
+    (b"-0", NonCanonicalError),
+    (b"00", DecodeError),
+    (b"9007199254740992", DecodeError),
+    (b"-9007199254740992", DecodeError),
+    (b"1" * 5000, DecodeError),
+    (b"NaN", DecodeError),
+    (b"-Infinity", DecodeError),
+    (b"True", DecodeError),
+    (b"\xef\xbb\xbfnull", DecodeError),
+    ('{"ключ":1}'.encode(), DecodeError),
+    (b"[", DecodeError),
+    (b"[]]", DecodeError),
+    (b"\x00", DecodeError),
+]
+
+
+@pytest.mark.parametrize(("data", "error"), DECODE_REFUSALS)
+def test_decode_refusals(data: bytes, error: type[WireError]) -> None:
+    with pytest.raises(error) as exc:
+        canonical.decode(data, max_bytes=BIG)
+    assert type(exc.value) is error
+
+
+@pytest.mark.parametrize("value", [1.5, 2**53, -(2**53), float("nan"), {"é": 1}, {1: 2}, (1, 2), {1}, b"x",
+                                   "\ud800", [object()]])
+def test_encode_refuses_values_outside_the_subset(value: Any) -> None:
+    with pytest.raises(DecodeError):
+        canonical.encode(value)
+
+
+def test_depth_boundary() -> None:
+    assert canonical.decode(canonical.encode(nest(32)), max_bytes=BIG) == nest(32)
+    assert canonical.decode(b"[" * 33 + b"]" * 33, max_bytes=BIG) == nest(32, [])
+    with pytest.raises(OversizeError):
+        canonical.encode(nest(33))
+    with pytest.raises(OversizeError):
+        canonical.decode(b"[" * 34 + b"]" * 34, max_bytes=BIG)
+    with pytest.raises(OversizeError):
+        canonical.decode(b"[" * 5 + b"]" * 5, max_bytes=BIG, max_depth=3)
+
+
+def test_very_deep_nesting_is_a_decode_error_not_a_crash() -> None:
+    with pytest.raises(DecodeError):
+        canonical.decode(b"[" * 200_000 + b"]" * 200_000, max_bytes=BIG)
+
+
+def test_size_boundary() -> None:
+    data = canonical.encode({"k": "x" * 100})
+    assert canonical.decode(data, max_bytes=len(data)) == {"k": "x" * 100}
+    with pytest.raises(OversizeError):
+        canonical.decode(data, max_bytes=len(data) - 1)
+
+
+def test_bool_is_not_an_integer() -> None:
+    assert canonical.encode([True, 1]) == b"[true,1]"
+    assert canonical.decode(b"[true,1]", max_bytes=99) == [True, 1]
+    assert type(canonical.decode(b"1", max_bytes=9)) is int
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+SAFE_INT = st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1)
+VALUES = st.recursive(
+    st.none() | st.booleans() | SAFE_INT | st.text(st.characters(exclude_categories=("Cs",))),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(st.characters(max_codepoint=127)), inner,
+                                                                  max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(VALUES)
+def test_round_trip_and_uniqueness(value: Any) -> None:
+    encoded = canonical.encode(value)
+    assert canonical.decode(encoded, max_bytes=BIG) == value
+    assert canonical.encode(canonical.decode(encoded, max_bytes=BIG)) == encoded
+    # Any other standard serialisation of the same value is refused unless byte-identical.
+    for other in (json.dumps(value).encode(), json.dumps(value, indent=1).encode(),
+                  json.dumps(value, ensure_ascii=True, separators=(",", ":"), sort_keys=True).encode()):
+        if other != encoded:
+            with pytest.raises(NonCanonicalError):
+                canonical.decode(other, max_bytes=BIG)

@@ -1,0 +1,220 @@
+"""snapshot.json, manifest.json and custody.json: the documents of trust and of the USB road."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from gen_documents import container_cases, doc_case, ok_case, raw_document
+from gen_envelope import body_bytes, raw_envelope, seal_to
+from gen_keys import (
+    DEVICE,
+    KEYS,
+    LONG_DEVICE,
+    LOST_DEVICE,
+    OLD_STATION,
+    RETURNED_DEVICE,
+    STATION,
+    T_EXPIRES,
+    T_ISSUED,
+    T_RECEIVED,
+    T_SEALED,
+    USB_SERIAL,
+)
+
+from wire import StationEntry, TabletEntry, make_snapshot
+
+__all__ = ["custody_vectors", "manifest_vectors", "snapshot_vectors"]
+
+SNAPSHOT_VERSION = 7
+
+
+def _tablet(device_id: str, key: str, status: str, worker: str, returned: int | None) -> TabletEntry:
+    k = KEYS[key]
+    return TabletEntry(device_id, k.key_id, k.public, f"SER-{device_id[-5:]}", "INST-0042", worker, status,
+                       T_ISSUED, returned)
+
+
+def _snapshot_body() -> dict[str, Any]:
+    tablets = [
+        _tablet(DEVICE, "tablet", "issued", "W-0101", None),
+        _tablet(LOST_DEVICE, "tablet_lost", "lost", "W-0102", None),
+        _tablet(RETURNED_DEVICE, "tablet_returned", "returned", "W-0103", T_ISSUED + 3_600_000),
+        _tablet(LONG_DEVICE, "tablet_long", "issued", "W-0104", None),
+    ]
+    stations = [
+        StationEntry(STATION, KEYS["station"].key_id, KEYS["station"].public, "active"),
+        StationEntry(OLD_STATION, KEYS["old_station"].key_id, KEYS["old_station"].public, "revoked"),
+    ]
+    body = {
+        "v": 1,
+        "version": SNAPSHOT_VERSION,
+        "issued_at_ms": T_ISSUED,
+        "expires_at_ms": T_EXPIRES,
+        "data_key": {"key_id": KEYS["data"].key_id.hex(), "public_key": KEYS["data"].public.hex()},
+        "gateway_keys": [{"key_id": KEYS["gateway"].key_id.hex(), "public_key": KEYS["gateway"].public.hex()}],
+        "tablets": [t.to_json() for t in sorted(tablets, key=lambda t: t.device_id)],
+        "stations": [s.to_json() for s in stations],
+    }
+    made = make_snapshot(version=SNAPSHOT_VERSION, issued_at_ms=T_ISSUED, expires_at_ms=T_EXPIRES,
+                         data_public_key=KEYS["data"].public, gateway_public_keys=[KEYS["gateway"].public],
+                         tablets=tablets, stations=stations, root_key=KEYS["root"].signing_key)
+    assert made == raw_document("snapshot", body, "root"), "wire.make_snapshot disagrees with the vector builder"
+    return body
+
+
+def snapshot_vectors() -> dict[str, Any]:
+    body = _snapshot_body()
+    good = raw_document("snapshot", body, "root")
+    parsed = {k: v for k, v in body.items() if k != "v"}
+    tablets = body["tablets"]
+
+    def signed(**changes: Any) -> bytes:
+        return raw_document("snapshot", {**body, **changes}, "root")
+
+    bad_kid = [{**tablets[0], "key_id": KEYS["tablet_lost"].key_id.hex()}, *tablets[1:]]
+    stolen = [{**tablets[0], "status": "stolen"}, *tablets[1:]]
+    upper = [{**tablets[0], "public_key": tablets[0]["public_key"].upper()}, *tablets[1:]]
+    cases = [
+        ok_case("ok", "a current snapshot, first one seen", "snapshot", body, signer="root", parsed=parsed),
+        {**doc_case("ok-refetch", "the same version as the one held is accepted", good, "ok"), "min_version": 7},
+        {**doc_case("ok-last-ms", "one millisecond before expires_at_ms", good, "ok"), "now_ms": T_EXPIRES - 1},
+        {**doc_case("expired", "now_ms equal to expires_at_ms", good, "expired"), "now_ms": T_EXPIRES},
+        {**doc_case("rollback", "older than the version already held (8)", good, "rollback"), "min_version": 8},
+        {**doc_case("rollback-before-expiry", "both old and expired: rollback is checked first", good, "rollback"),
+         "min_version": 8, "now_ms": T_EXPIRES},
+        *container_cases("snapshot", good, body, signer="root", intruder="other_root", other_kind="manifest"),
+        doc_case("signed-by-gateway-key", "validly signed by the gateway receipt key, which is not the root",
+                 raw_document("snapshot", body, "gateway"), "unknown-key"),
+        doc_case("key-id-mismatch", "a tablet's key_id is not the id of its public_key, signed",
+                 signed(tablets=bad_kid), "malformed"),
+        doc_case("duplicate-device", "the same device id twice, signed",
+                 signed(tablets=[tablets[0], *tablets]), "malformed"),
+        doc_case("duplicate-key", "station ST-ALA-01 listed with the key of tablet TAB-00001, signed",
+                 signed(stations=[{**body["stations"][0], "key_id": tablets[0]["key_id"],
+                                   "public_key": tablets[0]["public_key"]}, body["stations"][1]]), "malformed"),
+        doc_case("status-unknown", "tablet status 'stolen', signed", signed(tablets=stolen), "malformed"),
+        doc_case("public-key-uppercase", "uppercase hex public key, signed", signed(tablets=upper), "malformed"),
+        doc_case("version-0", "version 0, signed", signed(version=0), "malformed"),
+        doc_case("missing-stations", "no stations member, signed",
+                 raw_document("snapshot", {k: v for k, v in body.items() if k != "stations"}, "root"), "malformed"),
+    ]
+    return {
+        "vectors": "snapshot",
+        "spec": "docs/protocol.md, section 'Registry snapshot'",
+        "procedure": [
+            "Decode the container (kind snapshot), verify it with the root key only (any other signer key id is "
+            "unknown-key), then: version < min_version -> rollback; now_ms >= expires_at_ms -> expired; then the "
+            "entries. The first failure gives 'expected'. now_ms and min_version default to 'defaults'.",
+        ],
+        "root": "root",
+        "defaults": {"now_ms": T_SEALED, "min_version": 0},
+        "keys": None,
+        "cases": cases,
+    }
+
+
+def _batch_files() -> list[tuple[int, bytes]]:
+    out = []
+    for seq in (1, 2, 3):
+        sheets = [{"sheet_id": f"S-1{seq:05d}", "form": "A", "persons": seq}]
+        ct = seal_to(body_bytes(DEVICE, seq, sheets), "data", f"usb/{seq}")
+        out.append((seq, raw_envelope(ciphertext=ct, seq=seq, sealed_at_ms=T_SEALED + seq * 60_000)))
+    return out
+
+
+def manifest_vectors() -> dict[str, Any]:
+    files = _batch_files()
+    entries = [{"file": f"{s:08d}.SQB", "seq": s, "size": len(b), "sha256": hashlib.sha256(b).hexdigest()}
+               for s, b in files]
+    body = {"v": 1, "device_id": DEVICE, "usb_serial": USB_SERIAL, "created_at_ms": T_SEALED + 600_000,
+            "batches": entries}
+    empty = {**body, "batches": []}
+    good = raw_document("manifest", body, "tablet")
+
+    def parsed(b: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: v for k, v in b.items() if k != "v"}, "signer_key_id": KEYS["tablet"].key_id.hex()}
+
+    def entries_with(i: int, **changes: Any) -> bytes:
+        changed = [dict(e) for e in entries]
+        changed[i].update(changes)
+        return raw_document("manifest", {**body, "batches": changed}, "tablet")
+
+    cases = [
+        ok_case("ok", "three batches", "manifest", body, signer="tablet", parsed=parsed(body)),
+        ok_case("ok-empty", "nothing to export", "manifest", empty, signer="tablet", parsed=parsed(empty)),
+        *container_cases("manifest", good, body, signer="tablet", intruder="attacker", other_kind="custody"),
+        doc_case("name-mismatch", "file 00000002.SQB for seq 1", entries_with(0, file="00000002.SQB"), "malformed"),
+        doc_case("name-lowercase", "file 00000001.sqb", entries_with(0, file="00000001.sqb"), "malformed"),
+        doc_case("name-path", "file SANAQ/00000001.SQB", entries_with(0, file="SANAQ/00000001.SQB"), "malformed"),
+        doc_case("not-ascending", "entries for seqs 1, 3, 2", raw_document(
+            "manifest", {**body, "batches": [entries[0], entries[2], entries[1]]}, "tablet"), "malformed"),
+        doc_case("duplicate-seq", "seq 1 twice", raw_document(
+            "manifest", {**body, "batches": [entries[0], *entries]}, "tablet"), "malformed"),
+        doc_case("seq-too-big", "seq 100000000 has no 8-digit name",
+                 entries_with(2, seq=100_000_000, file="100000000.SQB"), "malformed"),
+        doc_case("size-0", "size 0", entries_with(0, size=0), "malformed"),
+        doc_case("size-over-limit", "size above max_envelope_bytes", entries_with(0, size=4 * 1024 * 1024 + 1),
+                 "malformed"),
+        doc_case("sha256-short", "sha256 of 62 hex digits", entries_with(0, sha256=entries[0]["sha256"][:62]),
+                 "malformed"),
+        doc_case("entry-extra-member", "an entry with a member 'path'", entries_with(0, path="x"), "malformed"),
+    ]
+    return {
+        "vectors": "manifest",
+        "spec": "docs/protocol.md, section 'USB export volume'",
+        "procedure": [
+            "Decode the container (kind manifest, at most max_manifest_bytes), verify it with the key of the "
+            "device it names (here 'device_key'; a signer key id other than that key's id is unknown-key), then "
+            "check the entries. The first failure gives 'expected'.",
+            "'volume' is a complete export volume: the manifest of case 'ok' and its batch files.",
+        ],
+        "device_key": "tablet",
+        "keys": None,
+        "cases": cases,
+        "volume": {
+            "label": "SANAQEXPORT",
+            "directory": "SANAQ",
+            "files": [{"name": "MANIFEST.SQM", "content": good.hex()}]
+            + [{"name": f"{s:08d}.SQB", "content": b.hex()} for s, b in files],
+        },
+    }
+
+
+def custody_vectors(manifest_doc: bytes) -> dict[str, Any]:
+    files = _batch_files()
+    body = {
+        "v": 1,
+        "station_id": STATION,
+        "device_id": DEVICE,
+        "pulled_at_ms": T_RECEIVED,
+        "manifest_sha256": hashlib.sha256(manifest_doc).hexdigest(),
+        "batches": [{"seq": s, "batch_hash": hashlib.sha256(b).hexdigest()} for s, b in files],
+        "usb": {"vendor_id": "04e8", "product_id": "6860", "serial": USB_SERIAL},
+    }
+    good = raw_document("custody", body, "station")
+    b = body["batches"]
+    cases = [
+        ok_case("ok", "station ST-ALA-01 pulled the volume of manifest.json", "custody", body, signer="station",
+                parsed={**{k: v for k, v in body.items() if k != "v"}, "signer_key_id": KEYS["station"].key_id.hex()}),
+        *container_cases("custody", good, body, signer="station", intruder="other_station", other_kind="manifest"),
+        doc_case("not-ascending", "batches for seqs 2, 1, 3",
+                 raw_document("custody", {**body, "batches": [b[1], b[0], b[2]]}, "station"), "malformed"),
+        doc_case("duplicate-seq", "seq 1 twice",
+                 raw_document("custody", {**body, "batches": [b[0], *b]}, "station"), "malformed"),
+        doc_case("usb-missing-serial", "usb without serial", raw_document(
+            "custody", {**body, "usb": {"vendor_id": "04e8", "product_id": "6860"}}, "station"), "malformed"),
+        doc_case("station-id-malformed", "station id with a slash",
+                 raw_document("custody", {**body, "station_id": "ST/1"}, "station"), "malformed"),
+    ]
+    return {
+        "vectors": "custody",
+        "spec": "docs/protocol.md, section 'USB export volume' (custody record)",
+        "procedure": [
+            "Decode the container (kind custody), verify it with the station key 'station_key' (another signer "
+            "key id is unknown-key), then check the body members. The first failure gives 'expected'.",
+        ],
+        "station_key": "station",
+        "keys": None,
+        "cases": cases,
+    }
