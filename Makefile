@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests and the demo use (installed only when missing):
 #   mtools, dosfstools     FAT images checked with mdir/mcopy
 #   umockdev, gir1.2-umockdev-1.0, python3-gi   the real libudev stack under a test bed
-#   systemd                systemd-analyze for the unit tests
-DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd
+#   systemd, python3-venv  systemd-analyze for the unit tests; the venv `make install` builds
+DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv
 
 .PHONY: .debs-ok setup demo test lint typecheck unit vectors bench clean install uninstall
 
@@ -38,3 +38,6 @@ vectors: setup
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-run
+
+# install / uninstall (DESTDIR, PREFIX): units, udev rules, sysusers, tmpfiles, programs
+include systemd/install.mk

@@ -111,10 +111,31 @@ def check_private_mode(path: str | os.PathLike[str]) -> None:
     _check_mode(Path(path), st)
 
 
+def _in_credentials_directory(path: Path) -> bool:
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        return False
+    try:
+        return path.resolve().parent == Path(creds).resolve()
+    except OSError:
+        return False
+
+
 def _check_mode(path: Path, st: os.stat_result) -> None:
+    """Refuse group/other access, with one exception: systemd credentials.
+
+    systemd (254 and later) writes ``LoadCredential=`` files as root-owned
+    0400 with an ACL granting the service user read, which ``stat`` shows as
+    0440. Such a file is accepted when it lies directly in
+    ``$CREDENTIALS_DIRECTORY`` (a private directory only the service can
+    enter), is owned by root or by us, and has no write or other bits.
+    """
     if not stat.S_ISREG(st.st_mode):
         raise CorruptKeyFileError("not a regular file", path=str(path))
-    if st.st_mode & 0o077:
+    loose = st.st_mode & 0o077
+    if loose == 0o040 and st.st_uid in (0, os.geteuid()) and _in_credentials_directory(path):
+        loose = 0
+    if loose:
         mode = oct(stat.S_IMODE(st.st_mode))
         raise LooseKeyPermissionsError(
             "private file is accessible by group or others; run chmod 600",

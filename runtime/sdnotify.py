@@ -27,7 +27,9 @@ class Notifier:
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
         wd: int | None = None
-        if usec and usec.isdigit() and (not pid or pid == str(os.getpid())):
+        # WATCHDOG_PID names the process systemd watches: a child that inherited
+        # the environment must not ping on its parent's behalf. "0" means off.
+        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
             wd = int(usec)
         return cls(addr, wd)
 
