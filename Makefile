@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 #   mtools, dosfstools     FAT images checked with mdir/mcopy
 #   umockdev, gir1.2-umockdev-1.0, python3-gi   the real libudev stack under a test bed
 #   systemd, python3-venv  systemd-analyze for the unit tests; the venv `make install` builds
-DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv
+#   postgresql             initdb/pg_ctl for the throwaway cluster of the PostgreSQL store tests
+DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql
 
 .PHONY: .debs-ok setup demo test lint typecheck unit vectors bench clean install uninstall
 

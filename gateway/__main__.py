@@ -27,7 +27,7 @@ from runtime.toml_config import ConfigError
 from .app import create_app, read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
-from .store import CensusStore
+from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
 
 __all__ = ["main"]
@@ -49,12 +49,7 @@ async def serve(config: GatewayConfig) -> int:
     passphrase = keyfiles.read_passphrase_file(config.keys.passphrase_file) if config.keys.passphrase_file else None
     data_key = keyfiles.load_data_key(config.keys.data_key, passphrase)
     receipt_key = keyfiles.load_signing_key(config.keys.receipt_key, passphrase)
-    if not config.keys.root_public_key:
-        raise ConfigError("keys.root_public_key is required (hex, from `sanaq-keys init`: root.pub)")
-    try:
-        root_public_key = bytes.fromhex(config.keys.root_public_key)
-    except ValueError as e:
-        raise ConfigError("keys.root_public_key must be 64 hex digits") from e
+    root_public_key = _root_public_key(config)
     app = create_app(
         config,
         make_store(config),
@@ -104,6 +99,24 @@ async def serve(config: GatewayConfig) -> int:
     return 0
 
 
+def _root_public_key(config: GatewayConfig) -> bytes:
+    text = config.keys.root_public_key
+    if not text and config.keys.root_public_key_file is not None:
+        try:
+            text = config.keys.root_public_key_file.read_text("ascii").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read keys.root_public_key_file: {e}") from e
+    if not text:
+        raise ConfigError("keys.root_public_key (hex) or keys.root_public_key_file is required (root.pub)")
+    try:
+        key = bytes.fromhex(text)
+    except ValueError as e:
+        raise ConfigError("the root public key must be 64 hex digits") from e
+    if len(key) != 32:
+        raise ConfigError("the root public key must be 64 hex digits")
+    return key
+
+
 async def _status_loop(notifier: Notifier, app: web.Application) -> None:
     ctx = app[CTX]
     while True:
@@ -146,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, KeysError) as e:
         print(f"sanaq-gateway: {e}", file=sys.stderr)
         return 2
-    except OSError as e:
+    except (OSError, StoreError) as e:
         print(f"sanaq-gateway: cannot start: {e}", file=sys.stderr)
         return 1
 

@@ -32,6 +32,7 @@ class ServerConfig:
 @dataclass(frozen=True, slots=True)
 class KeysConfig:
     root_public_key: str = ""
+    root_public_key_file: Path | None = None
     data_key: Path = Path("data.key")
     receipt_key: Path = Path("gateway.key")
     passphrase_file: Path | None = None
@@ -87,6 +88,7 @@ def load_config(path: Path | None) -> GatewayConfig:
     base = path.parent if path is not None else Path.cwd()
     keys = KeysConfig(
         root_public_key=cfg.keys.root_public_key,
+        root_public_key_file=_resolve(cfg.keys.root_public_key_file, base),
         data_key=_resolve(cfg.keys.data_key, base) or cfg.keys.data_key,
         receipt_key=_resolve(cfg.keys.receipt_key, base) or cfg.keys.receipt_key,
         passphrase_file=_resolve(cfg.keys.passphrase_file, base),

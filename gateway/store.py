@@ -30,6 +30,7 @@ __all__ = [
     "Duplicate",
     "IngestItem",
     "IngestOutcome",
+    "NotDurableError",
     "NonceUse",
     "QuarantinedSheet",
     "ReplayError",
@@ -47,6 +48,10 @@ class StoreError(Exception):
 
 class StoreUnavailable(StoreError):
     """The engine cannot take the operation now (disk full, I/O error, connection lost)."""
+
+
+class NotDurableError(StoreError):
+    """The database is not in its durable mode; the gateway refuses to start on it."""
 
 
 class ReplayError(StoreError):

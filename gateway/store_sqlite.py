@@ -39,6 +39,7 @@ from .store import (
     IngestItem,
     IngestOutcome,
     NonceUse,
+    NotDurableError,
     ReplayError,
     SecurityEvent,
     Stored,
@@ -51,10 +52,6 @@ __all__ = ["NotDurableError", "SqliteStore"]
 T = TypeVar("T")
 _Job = tuple[Callable[[sqlite3.Connection], Any], asyncio.AbstractEventLoop, "asyncio.Future[Any]"]
 _STOP = object()
-
-
-class NotDurableError(StoreError):
-    """The database is not in its durable mode (WAL with synchronous=FULL)."""
 
 
 class _RuleError(Exception):
@@ -133,6 +130,8 @@ class SqliteStore:
     # ---- the writer ------------------------------------------------------------
     def _take_group(self, first: Any) -> list[Any]:
         group = [first]
+        if first is _STOP:
+            return group
         deadline = time.monotonic() + self._max_wait_s
         while len(group) < self._max_group:
             try:
@@ -175,6 +174,12 @@ class SqliteStore:
                     conn.execute(f"ROLLBACK TO j{n}")
                     conn.execute(f"RELEASE j{n}")
                     results.append((False, e.error))
+                except sqlite3.Error:
+                    raise
+                except Exception as e:  # a bug in one job must not kill the writer or its group
+                    conn.execute(f"ROLLBACK TO j{n}")
+                    conn.execute(f"RELEASE j{n}")
+                    results.append((False, StoreError(f"store job failed: {type(e).__name__}")))
             conn.execute("COMMIT")
         except sqlite3.Error as e:
             with contextlib.suppress(sqlite3.Error):

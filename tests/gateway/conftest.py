@@ -6,6 +6,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from tablet.generator import generate_sheets
 
 from .harness import Gateway, World, start_gateway
