@@ -1,0 +1,193 @@
+"""``sanaq-usb-ingest`` as a real process: pull + forward, status, errors, SIGKILL at random points, SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from wire import decode_envelope
+
+from .images import Env, Gateway, build_template, env_from_template, export, fat_image, serve_gateway
+from .test_usb_core_daemon import SystemdSocket
+
+EXE = Path(sys.executable).parent / "sanaq-usb-ingest"
+COMMAND = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "usb_ingest"]
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_template(tmp_path_factory.mktemp("keys"))
+
+
+@pytest.fixture
+def env(template: Path, tmp_path: Path) -> Iterator[Env]:
+    e = env_from_template(template, tmp_path)
+    yield e
+    e.close()
+
+
+@pytest.fixture
+async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gateway = await serve_gateway(env, tmp_path / "census.db")
+    yield gateway
+    await gateway.stop()
+
+
+async def cli(*args: str, env_vars: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env_vars or {})},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+def log_events(stderr: str) -> list[str]:
+    return [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+
+
+async def test_pull_forwards_and_status_shows_it(env: Env, gw: Gateway, tmp_path: Path) -> None:
+    image = tmp_path / "tab.img"
+    export(env, image, "TAB-0001", range(1, 4))
+    config = env.write_config(tmp_path / "usb-ingest.toml", gw.url)
+    code, out, err = await cli("pull", str(image), "--config", str(config), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["outcome"], report["spooled"], report["delivered"]) == ("complete", [1, 2, 3], True)
+    assert {"usb.pull.started", "usb.manifest.verified", "usb.batch.spooled", "usb.custody.spooled",
+            "usb.forward.delivered", "usb.custody.delivered", "usb.pull.finished"} <= set(log_events(err))
+    assert gw.rows("SELECT count(*) FROM batches") == [(3,)]
+
+    code, out, err = await cli("pull", str(image), "--config", str(config))  # plugged in again
+    assert code == 0, err
+    assert "0 new batches spooled" in out and "3 already delivered" in out and "You may unplug" in out
+
+    code, out, _ = await cli("status", "--config", str(config), "--json")
+    assert code == 0
+    view = json.loads(out)
+    assert (view["delivered"], view["spool_pending"], view["verified_total"]) == (3, 0, 0)  # counts per run
+    code, out, _ = await cli("status", "--config", str(config))
+    assert code == 0
+    assert "TAB-0001" in out and "You may unplug" in out and "not running" in out
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing config", "cannot read config"),
+        ("bad config key", "unknown option"),
+        ("no station bundle", "station-setup"),
+        ("refused volume", "volume refused: not-an-export-volume: no /SANAQ directory"),
+        ("no such device", "device-gone"),
+        ("status never written", "no status at"),
+    ],
+)
+async def test_errors_are_one_line_and_exit_2(env: Env, tmp_path: Path, case: str, expected: str) -> None:
+    config = env.write_config(tmp_path / "usb-ingest.toml", "http://127.0.0.1:9")
+    image = tmp_path / "stick.img"
+    fat_image(image, {"DCIM/IMG0001.JPG": b"\xff\xd8" * 10})
+    args = ["pull", str(image), "--config", str(config), "--no-forward"]
+    if case == "missing config":
+        args[3] = str(tmp_path / "nope.toml")
+    elif case == "bad config key":
+        config.write_text(config.read_text() + "\nspool_dir = '/tmp'\n")
+    elif case == "no station bundle":
+        config.write_text(config.read_text().replace(str(env.station_bundle), str(tmp_path / "none")))
+    elif case == "no such device":
+        args[1] = "/dev/sanaq-no-such-device"
+    elif case == "status never written":
+        args = ["status", "--config", str(config)]
+    code, _, err = await cli(*args)
+    lines = [line for line in err.splitlines() if not line.startswith("{")]
+    assert code == 2
+    assert len(lines) == 1 and lines[0].startswith("sanaq-usb-ingest: error:"), err
+    assert expected in lines[0]
+    assert "Traceback" not in err
+
+
+def check_spool_has_no_half_files(state_dir: Path) -> int:
+    """Every complete-looking spool file is a whole, valid envelope whose hash is its name."""
+    count = 0
+    for p in (state_dir / "spool" / "batches").iterdir():
+        if p.name.startswith(".tmp-"):
+            continue
+        data = p.read_bytes()
+        assert hashlib.sha256(data).hexdigest() == p.name.split(".")[-2], p.name
+        decode_envelope(data)
+        count += 1
+    return count
+
+
+async def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(
+    env: Env, gw: Gateway, tmp_path: Path
+) -> None:
+    seqs = range(1, 13)
+    image = tmp_path / "tab.img"
+    export(env, image, "TAB-0001", seqs)
+    config = env.write_config(tmp_path / "usb-ingest.toml", gw.url)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    watched = {"usb.batch.spooled", "usb.custody.spooled", "usb.forward.delivered", "usb.custody.delivered"}
+    kills = 0
+    for _ in range(4):
+        target = rng.randint(1, 14)
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "pull", str(image), "--config", str(config), "--wait", "30",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stderr is not None
+        seen = 0
+        async with asyncio.timeout(60):
+            while line := await proc.stderr.readline():
+                if line.startswith(b"{") and json.loads(line)["event"] in watched:
+                    seen += 1
+                    if seen == target:
+                        proc.send_signal(signal.SIGKILL)
+                        kills += 1
+                        break
+            await proc.wait()
+        check_spool_has_no_half_files(env.state_dir)
+    code, _out, err = await cli("pull", str(image), "--config", str(config), "--json")
+    assert code == 0, (seed, err)
+    assert kills >= 1, seed
+    assert check_spool_has_no_half_files(env.state_dir) == 0
+    assert gw.rows("SELECT seq, count(*) FROM batches GROUP BY seq ORDER BY seq") == [(s, 1) for s in seqs], seed
+    receipts = [json.loads(line) for line in (env.state_dir / "receipts.jsonl").read_text().splitlines()]
+    assert sorted(r["seq"] for r in receipts) == list(seqs), seed  # each delivery logged exactly once
+    assert gw.rows("SELECT count(*) FROM custody") != [(0,)]
+
+
+async def test_run_tells_systemd_pings_the_watchdog_and_stops_on_sigterm(env: Env, gw: Gateway, tmp_path: Path) -> None:
+    config = env.write_config(tmp_path / "usb-ingest.toml", gw.url)
+    systemd = SystemdSocket()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *COMMAND, "run", "--config", str(config), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "200000"},
+        )
+        try:
+            await systemd.wait_for(lambda m: m.startswith("READY=1"), within_s=30)
+            await systemd.wait_for(lambda m: m == "WATCHDOG=1", within_s=5)
+            proc.send_signal(signal.SIGTERM)
+            await systemd.wait_for(lambda m: m.startswith("STOPPING=1"), within_s=30)
+            out, err = await asyncio.wait_for(proc.communicate(), 30)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        assert proc.returncode == 0, err
+        events = [json.loads(line)["event"] for line in out.decode().splitlines() if line.startswith("{")]
+        assert {"usb.daemon.ready", "usb.daemon.stopping", "usb.daemon.stopped"} <= set(events)
+    finally:
+        systemd.close()

@@ -1,0 +1,184 @@
+"""``sanaq-usb-ingest``: the USB ingestion service and its technician commands.
+
+::
+
+    sanaq-usb-ingest run    [--config FILE]        the service (systemd Type=notify)
+    sanaq-usb-ingest pull   PATH [--config FILE] [--no-forward] [--wait S] [--json]
+                                                   one volume (block device or image file), then forward
+    sanaq-usb-ingest status [--config FILE] [--watch] [--json]
+
+``pull`` exits 0 when everything on the volume was taken (and, unless
+``--no-forward``, receipted by the gateway within ``--wait`` seconds), 1 when
+something is left (refused batches, an interrupted read, batches still in the
+spool), 2 on an error (refused volume, unusable station, bad config): one line
+on stderr, never a traceback. Logs are JSON lines: on stdout for ``run``
+(journald), on stderr for the other commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import structlog
+
+from keys.errors import KeysError
+from runtime.logs import configure_logging
+from runtime.toml_config import ConfigError
+
+from .config import DEFAULT_CONFIG_PATH, IngestConfig, load_config
+from .errors import IngestError
+from .forwarder import Forwarder
+from .puller import PullReport
+from .station import Station
+
+__all__ = ["main"]
+
+PROG = "sanaq-usb-ingest"
+log = structlog.get_logger("usb_ingest.cli")
+
+
+class _Refused(Exception):
+    """The pull refused the volume: print the reason, exit 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=PROG, description="Sanaq Sync USB ingestion station.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run the service"), ("pull", "pull one volume, then forward"),
+                       ("status", "show the technician view")):
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--config", type=Path, default=None,
+                       help=f"TOML configuration (default {DEFAULT_CONFIG_PATH} if it exists)")
+        if name == "pull":
+            c.add_argument("path", help="block device (/dev/sdb1) or FAT image file")
+            c.add_argument("--no-forward", action="store_true", help="only spool; the service forwards later")
+            c.add_argument("--wait", type=float, default=60.0, help="seconds to keep forwarding (default 60)")
+            c.add_argument("--json", action="store_true", help="print the pull report as JSON")
+        if name == "status":
+            c.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
+            c.add_argument("--interval", type=float, default=1.0, help="refresh interval for --watch")
+            c.add_argument("--json", action="store_true", help="print status.json")
+    return p
+
+
+def _config(path: Path | None) -> IngestConfig:
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    return load_config(path)
+
+
+async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullReport, bool | None]:
+    station = await asyncio.to_thread(Station.open, config)
+    try:
+        async with station.client() as client:
+            if not args.no_forward or not station.trust.check_alarm():
+                await station.trust.refresh(client)
+            station.refresh_status()
+            report = await asyncio.to_thread(station.pull_volume, args.path)
+            delivered: bool | None = None
+            if not args.no_forward:
+                forwarder = Forwarder(station.spool, client, station.trust, config.forward)
+                delivered = await forwarder.drain(args.wait)
+                station.board.set_forward("idle" if delivered else "waiting",
+                                          delivered_at_ms=time.time_ns() // 1_000_000
+                                          if forwarder.delivered_total else None)
+            station.refresh_status()
+            return report, delivered
+    finally:
+        station.close()
+
+
+def _print_report(report: PullReport, delivered: bool | None, as_json: bool) -> None:
+    if as_json:
+        body = dataclasses.asdict(report)
+        body["delivered"] = delivered
+        print(json.dumps(body, sort_keys=True))
+        return
+    who = report.device_id or report.source
+    print(f"{who}: {report.outcome} - {len(report.spooled)} new batches spooled ({report.bytes_spooled} bytes), "
+          f"{len(report.already_held)} already in the spool, {len(report.already_delivered)} already delivered, "
+          f"{len(report.problems)} problem(s)")
+    for pr in report.problems:
+        where = f"{pr.file} " if pr.file else ""
+        what = f"{pr.code}/{pr.kind}" if pr.kind else pr.code
+        print(f"  refused {where}{f'(seq {pr.seq}) ' if pr.seq else ''}{what}: {pr.message}")
+    if delivered is True:
+        print("forwarded: every spooled batch is receipted by the gateway")
+    elif delivered is False:
+        print("forwarding not finished: the rest stays in the spool for the service to send")
+    if report.safe_to_unplug:
+        print("You may unplug the tablet.")
+
+
+def _status(config: IngestConfig, args: argparse.Namespace) -> int:
+    from rich.console import Console  # noqa: PLC0415 - rich only for this command
+
+    from .status import read_status  # noqa: PLC0415
+    from .status_view import daemon_alive, render, watch  # noqa: PLC0415
+
+    console = Console()
+    if args.watch:
+        try:
+            watch(config.status_path, interval_s=args.interval, console=console)
+        except KeyboardInterrupt:
+            return 0
+    try:
+        view = read_status(config.status_path)
+    except OSError as e:
+        raise IngestError(f"no status at {config.status_path} ({e.strerror}); has the service run?") from e
+    except ValueError as e:
+        raise IngestError(f"{config.status_path} is not a status file ({e})") from e
+    if args.json:
+        print(json.dumps(view.to_json(), sort_keys=True, indent=1))
+    else:
+        console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view)))
+    return 0
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    config = _config(args.config)
+    if args.command == "run":
+        from .daemon import run  # noqa: PLC0415 - keeps `status` free of the asyncio/udev imports
+
+        configure_logging(config.log_level)
+        return asyncio.run(run(config))
+    if args.command == "status":
+        configure_logging("warning", sys.stderr)
+        return _status(config, args)
+    configure_logging(config.log_level, sys.stderr)
+    report, delivered = asyncio.run(_pull(config, args))
+    _print_report(report, delivered, args.json)
+    if report.outcome == "refused":
+        first = report.problems[0] if report.problems else None
+        raise _Refused(f"{first.code}: {first.message}" if first else "refused")
+    if report.outcome == "complete" and delivered is not False:
+        return 0
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except _Refused as e:
+        print(f"{PROG}: error: volume refused: {e}", file=sys.stderr)
+    except IngestError as e:
+        print(f"{PROG}: error: {e.code}: {e}", file=sys.stderr)
+    except (ConfigError, KeysError) as e:
+        print(f"{PROG}: error: {getattr(e, 'code', 'config')}: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # a bug: still one line for the technician, the details go to the log
+        log.exception("usb.cli.internal_error")
+        print(f"{PROG}: error: internal: {type(e).__name__}: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

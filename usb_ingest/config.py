@@ -1,0 +1,144 @@
+"""The daemon's configuration: one frozen dataclass tree, built once in ``__main__`` from TOML.
+
+File: ``/etc/sanaq/usb-ingest.toml`` (``--config``). Every option has a default;
+an unknown key is an error. Example::
+
+    station_bundle = "/etc/sanaq/station"     # from `sanaq-keys enroll-station`
+    gateway_url = ""                          # empty: the bundle's gateway_url
+    state_dir = "/var/lib/sanaq-usb-ingest"   # spool, receipt log, snapshot cache, status.json
+    snapshot_refresh_s = 900
+    spool_min_free_bytes = 67108864         # refuse to spool when the disk gets this full
+    refuse_hid_composite = true             # refuse a "tablet" that is also a keyboard/mouse
+    log_level = "info"
+
+    [limits]                                  # caps on what an untrusted volume may make us do
+    max_files = 65536
+    max_file_bytes = 4194304
+    max_total_bytes = 17179869184
+    max_manifest_bytes = 8388608
+    max_fat_bytes = 8388608
+
+    [forward]
+    initial_backoff_s = 1.0
+    max_backoff_s = 300.0
+    request_timeout_s = 30.0
+    concurrency = 2
+    idle_poll_s = 30.0
+
+Relative paths are resolved against the config file's directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from runtime.toml_config import ConfigError, build, load_toml
+
+__all__ = ["DEFAULT_CONFIG_PATH", "ForwardConfig", "IngestConfig", "VolumeLimits", "load_config"]
+
+DEFAULT_CONFIG_PATH = Path("/etc/sanaq/usb-ingest.toml")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeLimits:
+    """Caps on an untrusted export volume; checked before anything is read.
+
+    ``max_files`` bounds the entries of /SANAQ (a FAT directory holds at most
+    65536), ``max_file_bytes`` one batch file (the protocol's envelope cap),
+    ``max_total_bytes`` the sum of the listed batch sizes, ``max_fat_bytes``
+    one FAT copy (bounds the memory and time pyfatfs spends parsing it).
+    """
+
+    max_files: int = 65_536
+    max_file_bytes: int = 4 * 1024 * 1024
+    max_total_bytes: int = 16 * 1024 * 1024 * 1024
+    max_manifest_bytes: int = 8 * 1024 * 1024
+    max_fat_bytes: int = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardConfig:
+    """How the forwarder talks to the gateway.
+
+    Back-off doubles from ``initial_backoff_s`` up to ``max_backoff_s`` with
+    full jitter; a ``Retry-After`` is honoured up to ``max_backoff_s``.
+    ``idle_poll_s`` is how often an idle forwarder looks at the spool even
+    without a wake-up (entries moved in by hand, a restarted gateway).
+    """
+
+    initial_backoff_s: float = 1.0
+    max_backoff_s: float = 300.0
+    request_timeout_s: float = 30.0
+    concurrency: int = 2
+    idle_poll_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    station_bundle: Path = Path("/etc/sanaq/station")
+    bundle_passphrase_file: Path | None = None
+    gateway_url: str = ""
+    ca_cert: Path | None = None
+    state_dir: Path = Path("/var/lib/sanaq-usb-ingest")
+    snapshot_refresh_s: float = 900.0
+    spool_min_free_bytes: int = 64 * 1024 * 1024
+    refuse_hid_composite: bool = True
+    log_level: str = "info"
+    limits: VolumeLimits = field(default_factory=VolumeLimits)
+    forward: ForwardConfig = field(default_factory=ForwardConfig)
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.state_dir / "spool"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.state_dir / "registry.snapshot"
+
+    @property
+    def receipt_log_path(self) -> Path:
+        return self.state_dir / "receipts.jsonl"
+
+
+def _resolve(path: Path | None, base: Path) -> Path | None:
+    if path is None or path.is_absolute():
+        return path
+    return base / path
+
+
+def _check(cfg: IngestConfig) -> None:
+    if cfg.log_level not in _LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if cfg.gateway_url and not cfg.gateway_url.startswith(("https://", "http://")):
+        raise ConfigError("gateway_url must start with https:// (http:// only for tests)")
+    if cfg.snapshot_refresh_s <= 0:
+        raise ConfigError("snapshot_refresh_s must be positive")
+    for name in ("max_files", "max_file_bytes", "max_total_bytes", "max_manifest_bytes", "max_fat_bytes"):
+        if getattr(cfg.limits, name) < 1:
+            raise ConfigError(f"limits.{name} must be positive")
+    fwd = cfg.forward
+    if not 0 < fwd.initial_backoff_s <= fwd.max_backoff_s:
+        raise ConfigError("forward.initial_backoff_s must be positive and at most forward.max_backoff_s")
+    if fwd.request_timeout_s <= 0 or fwd.idle_poll_s <= 0 or not 1 <= fwd.concurrency <= 16:
+        raise ConfigError("forward: timeouts must be positive and concurrency within 1..16")
+
+
+def load_config(path: Path | None) -> IngestConfig:
+    """Read and validate the TOML file (``None``: all defaults). Raises ``ConfigError``."""
+    cfg = build(IngestConfig, load_toml(path), "usb-ingest config")
+    base = path.parent if path is not None else Path.cwd()
+    cfg = replace(
+        cfg,
+        station_bundle=_resolve(cfg.station_bundle, base) or cfg.station_bundle,
+        bundle_passphrase_file=_resolve(cfg.bundle_passphrase_file, base),
+        ca_cert=_resolve(cfg.ca_cert, base),
+        state_dir=_resolve(cfg.state_dir, base) or cfg.state_dir,
+    )
+    _check(cfg)
+    return cfg

@@ -1,0 +1,341 @@
+"""One pull: read an export volume, verify everything against the registry, spool what holds, record custody.
+
+Order (nothing untrusted reaches the spool unverified):
+
+1. Trust: the registry snapshot must be valid (expired -> refused, nothing read).
+2. Volume: open read-only in user space (``volume_fat``); limits checked.
+3. Manifest: peek the claimed signer, which must be an enrolled tablet in
+   service with that key; then verify the manifest under that key.
+4. File set against the manifest: *missing*, *extra* (never read) and *size*
+   differences are reported file by file.
+5. Each listed batch, ascending seq: skipped without reading if the spool
+   holds it or the receipt log shows it delivered (re-plug); else read once,
+   SHA-256 and size against the manifest, envelope decoded and verified with
+   the tablet key, header device and seq equal to the manifest's, then spooled
+   durably. A failure refuses that batch only: every batch carries its own
+   signature, so the good ones are safe to take.
+6. Custody: a station-signed record of the manifest's batches the spool now
+   holds, spooled too (also after an unplug mid-transfer).
+
+USB identifiers are hints: a serial differing from the registered one is
+logged, never decisive. Refusals that point at an attacker (unknown or
+out-of-service tablet, wrong key, bad signatures, a seq reused with other
+bytes) are logged as ``usb.security.event``.
+
+Synchronous on purpose: the daemon runs it in a worker thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import structlog
+from nacl.signing import SigningKey
+
+from wire import (
+    VOLUME_LABEL,
+    Limits,
+    Manifest,
+    ManifestEntry,
+    UsbHints,
+    decode_envelope,
+    make_custody,
+    parse_manifest,
+    peek_manifest_signer,
+    verify_envelope,
+)
+from wire.errors import WireError
+
+from .config import VolumeLimits
+from .errors import (
+    BatchConflict,
+    BatchInvalid,
+    ContentRefused,
+    DeviceGone,
+    IngestError,
+    ManifestInvalid,
+    ManifestMismatch,
+    SpoolError,
+    TrustError,
+    VolumeError,
+)
+from .spool import Spool
+from .trust import StationTrust
+from .volume_fat import FatExportVolume
+
+__all__ = ["Problem", "Progress", "PullReport", "StationIdentity", "pull"]
+
+log = structlog.get_logger("usb_ingest.pull")
+
+_SECURITY_CODES = {"unknown-tablet", "tablet-not-in-service", "key-mismatch", "manifest-invalid", "batch-invalid",
+                   "batch-conflict"}
+
+
+@dataclass(frozen=True, slots=True)
+class StationIdentity:
+    station_id: str
+    signing_key: SigningKey = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One refusal, precise enough for the technician and the log (``kind`` for manifest mismatches)."""
+
+    code: str
+    message: str
+    file: str | None = None
+    seq: int | None = None
+    kind: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    device_id: str | None
+    batches_total: int
+    batches_done: int
+    bytes_total: int
+    bytes_done: int
+
+
+@dataclass(frozen=True, slots=True)
+class PullReport:
+    """``outcome``: complete | partial (some batches refused) | refused (nothing taken) |
+    interrupted (unplugged or stopped; what was complete is kept)."""
+
+    source: str
+    outcome: str
+    device_id: str | None = None
+    manifest_batches: int = 0
+    spooled: tuple[int, ...] = ()
+    already_held: tuple[int, ...] = ()
+    already_delivered: tuple[int, ...] = ()
+    already_rejected: tuple[int, ...] = ()
+    bytes_spooled: int = 0
+    problems: tuple[Problem, ...] = ()
+    extra: tuple[str, ...] = ()
+    custody_spooled: bool = False
+
+    @property
+    def safe_to_unplug(self) -> bool:
+        """Everything this pull could take is durably spooled (or nothing is to be taken)."""
+        return self.outcome != "interrupted"
+
+
+def _problem(err: IngestError, *, seq: int | None = None) -> Problem:
+    file = err.facts.get("file")
+    return Problem(code=err.code, message=err.message, file=str(file) if file is not None else None,
+                   seq=seq, kind=getattr(err, "kind", None))
+
+
+class _Pull:
+    """The state of one pull; ``run`` is the whole procedure."""
+
+    def __init__(self, source: str, *, trust: StationTrust, spool: Spool, station: StationIdentity,
+                 hints: UsbHints, limits: VolumeLimits, on_progress: Callable[[Progress], None] | None,
+                 should_stop: Callable[[], bool] | None) -> None:
+        self.source = source
+        self.trust = trust
+        self.spool = spool
+        self.station = station
+        self.hints = hints
+        self.limits = limits
+        self.on_progress = on_progress or (lambda _p: None)
+        self.should_stop = should_stop or (lambda: False)
+        self.problems: list[Problem] = []
+        self.spooled: list[int] = []
+        self.held: list[int] = []
+        self.delivered: list[int] = []
+        self.rejected: list[int] = []
+        self.bytes_spooled = 0
+        self.manifest: Manifest | None = None
+
+    def refuse(self, err: IngestError, *, seq: int | None = None) -> None:
+        problem = _problem(err, seq=seq)
+        self.problems.append(problem)
+        device_id = self.manifest.device_id if self.manifest else err.facts.get("device_id")
+        fields = {"device_id": device_id, "seq": seq, "code": err.code, "file": problem.file, "kind": problem.kind}
+        if err.code in _SECURITY_CODES or problem.kind == "hash":
+            log.warning("usb.security.event", source=self.source, error=err.message, **fields)
+        else:
+            log.warning("usb.batch.refused" if seq is not None else "usb.volume.refused",
+                        source=self.source, error=err.message, **fields)
+
+    def report(self, outcome: str, extra: tuple[str, ...] = (), custody: bool = False) -> PullReport:
+        m = self.manifest
+        return PullReport(
+            source=self.source, outcome=outcome, device_id=m.device_id if m else None,
+            manifest_batches=len(m.batches) if m else 0, spooled=tuple(self.spooled), already_held=tuple(self.held),
+            already_delivered=tuple(self.delivered), already_rejected=tuple(self.rejected),
+            bytes_spooled=self.bytes_spooled, problems=tuple(self.problems), extra=extra, custody_spooled=custody,
+        )
+
+    def verify_manifest(self, volume: FatExportVolume) -> tuple[Manifest, bytes]:
+        raw = volume.read_manifest()
+        wire_limits = Limits(max_manifest_bytes=self.limits.max_manifest_bytes)
+        try:
+            device_id, signer = peek_manifest_signer(raw, wire_limits)
+        except WireError as e:
+            raise ManifestInvalid(f"manifest does not decode ({e.code})", file="MANIFEST.SQM") from e
+        snapshot = self.trust.current()
+        tablet = self.trust.tablet_for(snapshot, device_id, signer)
+        try:
+            manifest = parse_manifest(raw, tablet.public_key, wire_limits)
+        except WireError as e:
+            raise ManifestInvalid(f"manifest refused ({e.code})", file="MANIFEST.SQM", device_id=device_id) from e
+        if self.hints.serial and self.hints.serial != tablet.usb_serial:
+            log.info("usb.hint.serial_mismatch", device_id=device_id, seen=self.hints.serial[:64],
+                     registered=tablet.usb_serial)
+        if manifest.usb_serial != tablet.usb_serial:
+            log.info("usb.hint.manifest_serial_mismatch", device_id=device_id)
+        log.info("usb.manifest.verified", device_id=device_id, batches=len(manifest.batches),
+                 created_at_ms=manifest.created_at_ms)
+        return manifest, tablet.public_key
+
+    def check_file_set(self, volume: FatExportVolume, manifest: Manifest) -> list[ManifestEntry]:
+        """The manifest entries worth reading; mismatches recorded as problems."""
+        on_volume = dict(volume.listing.batches)
+        listed = {e.file for e in manifest.batches}
+        for name in sorted(set(on_volume) - listed):
+            self.refuse(ManifestMismatch("file not in the manifest (not read)", kind="extra", file=name))
+        readable = []
+        for e in manifest.batches:
+            if e.file not in on_volume:
+                self.refuse(ManifestMismatch("listed in the manifest, absent", kind="missing", file=e.file), seq=e.seq)
+            elif on_volume[e.file] != e.size:
+                self.refuse(ManifestMismatch("size differs from the manifest", kind="size", file=e.file,
+                                             size=on_volume[e.file], expected=e.size), seq=e.seq)
+            else:
+                readable.append(e)
+        return readable
+
+    def take_batch(self, volume: FatExportVolume, entry: ManifestEntry, tablet_key: bytes) -> None:
+        assert self.manifest is not None
+        device_id = self.manifest.device_id
+        data = volume.read_batch(entry.file)
+        if len(data) != entry.size or hashlib.sha256(data).digest() != entry.sha256:
+            raise ManifestMismatch("bytes differ from the manifest's SHA-256", kind="hash", file=entry.file)
+        try:
+            envelope = decode_envelope(data)
+            verify_envelope(envelope, tablet_key)
+        except WireError as e:
+            raise BatchInvalid(f"batch refused ({e.code})", file=entry.file) from e
+        if envelope.header.device_id != device_id or envelope.header.seq != entry.seq:
+            raise BatchInvalid("batch header names another device or seq than the manifest", file=entry.file)
+        self.spool.store_batch(device_id, entry.seq, data)
+        self.spooled.append(entry.seq)
+        self.bytes_spooled += len(data)
+        log.info("usb.batch.spooled", device_id=device_id, seq=entry.seq, batch_hash=entry.sha256.hex()[:16],
+                 bytes=len(data))
+
+    def run(self, source: str | os.PathLike[str] | BinaryIO) -> PullReport:
+        try:
+            self.trust.current()
+            volume = FatExportVolume.open(source, self.limits)
+        except (TrustError, VolumeError) as e:
+            self.refuse(e)
+            return self.report("refused")
+        with volume:
+            extra = volume.listing.extra
+            if volume.listing.label != VOLUME_LABEL:
+                log.info("usb.hint.label_mismatch", source=self.source, label=volume.listing.label)
+            try:
+                self.manifest, tablet_key = self.verify_manifest(volume)
+            except (TrustError, VolumeError, ContentRefused) as e:
+                self.refuse(e)
+                return self.report("refused", extra)
+            for name in extra:
+                self.refuse(ManifestMismatch("not a protocol file (not read)", kind="extra", file=name))
+            outcome = self.take_batches(volume, self.check_file_set(volume, self.manifest), tablet_key)
+        custody = self.write_custody()
+        if outcome == "complete" and self.problems:
+            outcome = "partial"
+        return self.report(outcome, extra, custody)
+
+    def take_batches(self, volume: FatExportVolume, entries: list[ManifestEntry], tablet_key: bytes) -> str:
+        assert self.manifest is not None
+        todo: list[ManifestEntry] = []
+        for e in entries:
+            state = self.spool.state_of(self.manifest.device_id, e.seq, e.sha256)
+            if state == "delivered":
+                self.delivered.append(e.seq)
+            elif state == "pending":
+                self.held.append(e.seq)
+            elif state == "rejected":
+                self.rejected.append(e.seq)
+            elif state == "conflict":
+                self.refuse(BatchConflict("another batch with this seq was taken before", file=e.file), seq=e.seq)
+            else:
+                todo.append(e)
+        total_bytes = sum(e.size for e in todo)
+        done_bytes = 0
+        self.on_progress(Progress(self.manifest.device_id, len(todo), 0, total_bytes, 0))
+        for n, e in enumerate(todo, 1):
+            if self.should_stop():
+                log.info("usb.pull.stopped", device_id=self.manifest.device_id, remaining=len(todo) - n + 1)
+                return "interrupted"
+            try:
+                self.take_batch(volume, e, tablet_key)
+            except DeviceGone as err:
+                self.refuse(err, seq=e.seq)
+                return "interrupted"
+            except SpoolError:
+                raise
+            except (VolumeError, ContentRefused) as err:
+                self.refuse(err, seq=e.seq)
+            done_bytes += e.size
+            self.on_progress(Progress(self.manifest.device_id, len(todo), n, total_bytes, done_bytes))
+        return "complete"
+
+    def write_custody(self) -> bool:
+        m = self.manifest
+        if m is None:
+            return False
+        held = sorted(set(self.spooled) | set(self.held))
+        by_seq = {e.seq: e.sha256 for e in m.batches}
+        batches = [(s, by_seq[s]) for s in held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"]
+        if not batches:
+            return False
+        now = self.trust.clock()
+        record = make_custody(
+            station_id=self.station.station_id, device_id=m.device_id, pulled_at_ms=now,
+            manifest_sha256=hashlib.sha256(m.raw).digest(), batches=batches, usb=self.hints,
+            station_key=self.station.signing_key,
+        )
+        self.spool.store_custody(record, device_id=m.device_id, pulled_at_ms=now)
+        log.info("usb.custody.spooled", device_id=m.device_id, batches=len(batches))
+        return True
+
+
+def pull(
+    source: str | os.PathLike[str] | BinaryIO,
+    *,
+    trust: StationTrust,
+    spool: Spool,
+    station: StationIdentity,
+    limits: VolumeLimits,
+    hints: UsbHints | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PullReport:
+    """Pull one volume (a block device or image file, by path or open binary file). Raises only
+    ``SpoolError`` (this machine's fault, e.g. disk full); every fault of the medium or its content is
+    in the report."""
+    shown = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<file>")
+    job = _Pull(str(shown), trust=trust, spool=spool, station=station, hints=hints or UsbHints("", "", ""),
+                limits=limits, on_progress=on_progress, should_stop=should_stop)
+    log.info("usb.pull.started", source=job.source)
+    try:
+        report = job.run(source)
+    except SpoolError:
+        with contextlib.suppress(SpoolError):
+            job.write_custody()  # for what was spooled before the failure
+        raise
+    log.info("usb.pull.finished", source=job.source, outcome=report.outcome, device_id=report.device_id,
+             spooled=len(report.spooled), held=len(report.already_held), delivered=len(report.already_delivered),
+             problems=len(report.problems), bytes=report.bytes_spooled)
+    return report

@@ -1,0 +1,345 @@
+"""The durable spool: verified batches and custody records wait here until the gateway receipts them.
+
+Layout under ``<state_dir>/spool`` (directories 0700, files 0600)::
+
+    batches/   <device_id>.<seq, 16 digits>.<batch hash, 64 hex>.sqb    one envelope, exactly as verified
+    custody/   <device_id>.<pulled_at_ms, 16 digits>.<sha256, 64 hex>.sqc   one station-signed custody record
+    rejected/  entries the gateway refused for good, each with <name>.reason.json
+    .tmp-*     in any of them: a write in progress (never a complete-looking name)
+
+and ``<state_dir>/receipts.jsonl``, the append-only receipt log: one JSON line
+per delivered batch (device id, seq, batch hash, receive time, road, the
+receipt in base64).
+
+Rules:
+
+* A file gets its final name only after temp write -> fsync -> re-read and
+  hash check -> rename -> fsync of the directory. A crash at any point leaves
+  either nothing or a ``.tmp-*`` file, which ``open`` removes.
+* The directory is the index: a final name is a pending entry, and the name
+  carries device, seq and hash (checked again against the bytes when read).
+* A batch leaves ``batches/`` only through ``complete``, which verifies the
+  gateway's receipt (signature by a receipt key of the registry snapshot, and
+  batch hash, device and seq equal to the entry's), appends it to the log
+  (fsync), then unlinks. A crash between the two is repaired on ``open``.
+* The receipt log lets a re-plugged tablet's already delivered batches be
+  recognised without reading them (``state_of``).
+
+Thread-safe: the puller (a worker thread) and the forwarder (the event loop)
+use one ``Spool``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from wire import parse_receipt
+from wire.errors import WireError
+
+from .errors import BadReceipt, SpoolError
+
+__all__ = ["CustodyEntry", "Spool", "SpoolCounts", "SpoolEntry"]
+
+log = structlog.get_logger("usb_ingest.spool")
+
+_TMP = ".tmp-"
+_BATCH_SUFFIX = "sqb"
+_CUSTODY_SUFFIX = "sqc"
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    device_id: str
+    seq: int
+    batch_hash: bytes
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyEntry:
+    device_id: str
+    pulled_at_ms: int
+    digest: bytes
+    path: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolCounts:
+    pending: int
+    pending_bytes: int
+    custody: int
+    rejected: int
+    delivered: int
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _split_name(name: str, suffix: str) -> tuple[str, int, bytes] | None:
+    """(device id, number, hash) from ``<device>.<16 digits>.<64 hex>.<suffix>``, else None."""
+    parts = name.rsplit(".", 3)
+    if len(parts) != 4 or parts[3] != suffix or name.startswith("."):
+        return None
+    device_id, number, digest = parts[0], parts[1], parts[2]
+    if len(number) != 16 or not number.isdigit() or len(digest) != 64:
+        return None
+    try:
+        return device_id, int(number), bytes.fromhex(digest)
+    except ValueError:
+        return None
+
+
+class Spool:
+    """Open with ``Spool.open``; see the module docstring for the rules."""
+
+    def __init__(self, root: Path, receipt_log: Path, min_free_bytes: int) -> None:
+        self.root = root
+        self.batches_dir = root / "batches"
+        self.custody_dir = root / "custody"
+        self.rejected_dir = root / "rejected"
+        self.receipt_log = receipt_log
+        self._min_free = min_free_bytes
+        self._lock = threading.Lock()
+        self._delivered: dict[tuple[str, int], bytes] = {}
+        self._pending: dict[tuple[str, int], bytes] = {}
+
+    @classmethod
+    def open(cls, root: Path, receipt_log: Path, *, min_free_bytes: int = 0) -> Spool:
+        """Create the directories, remove leftovers of interrupted writes, load the receipt log."""
+        spool = cls(root, receipt_log, min_free_bytes)
+        try:
+            for d in (root, spool.batches_dir, spool.custody_dir, spool.rejected_dir):
+                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            removed = 0
+            for d in (spool.batches_dir, spool.custody_dir, spool.rejected_dir):
+                for p in d.iterdir():
+                    if p.name.startswith(_TMP):
+                        p.unlink()
+                        removed += 1
+                if removed:
+                    _fsync_dir(d)
+            spool._load_receipt_log()
+        except OSError as e:
+            raise SpoolError("cannot open the spool", path=str(root), error=e.strerror) from e
+        if removed:
+            log.info("usb.spool.leftovers_removed", count=removed)
+        spool._reconcile()
+        return spool
+
+    # ---- receipt log ------------------------------------------------------------------------
+
+    def _load_receipt_log(self) -> None:
+        try:
+            data = self.receipt_log.read_bytes()
+        except FileNotFoundError:
+            return
+        if data and not data.endswith(b"\n"):
+            # A torn last line from a crash during append: that receipt was never acted on
+            # (the entry is still spooled and will be sent again, and answered as a duplicate).
+            keep = data.rfind(b"\n") + 1
+            with self.receipt_log.open("r+b") as fh:
+                fh.truncate(keep)
+                os.fsync(fh.fileno())
+            log.warning("usb.receipts.torn_line_dropped", bytes=len(data) - keep)
+            data = data[:keep]
+        for number, line in enumerate(data.splitlines(), 1):
+            try:
+                row = json.loads(line)
+                key = (str(row["device_id"]), int(row["seq"]))
+                self._delivered[key] = bytes.fromhex(row["batch_hash"])
+            except (ValueError, KeyError, TypeError):
+                log.error("usb.receipts.bad_line", line=number)
+
+    def _append_receipt(self, row: dict[str, object]) -> None:
+        line = json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
+        fd = os.open(self.receipt_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _reconcile(self) -> None:
+        """Index the pending entries; drop those the log already covers (crash between append and unlink)."""
+        for entry in self.pending_batches():
+            key = (entry.device_id, entry.seq)
+            if self._delivered.get(key) == entry.batch_hash:
+                entry.path.unlink(missing_ok=True)
+                log.info("usb.spool.reconciled", device_id=entry.device_id, seq=entry.seq)
+            else:
+                self._pending[key] = entry.batch_hash
+
+    # ---- writing ----------------------------------------------------------------------------
+
+    def _write_verified(self, directory: Path, name: str, data: bytes) -> Path:
+        final = directory / name
+        try:
+            if shutil.disk_usage(directory).free < len(data) + self._min_free:
+                raise SpoolError("spool disk is full", path=str(directory), needed=len(data))
+            tmp = directory / f"{_TMP}{secrets.token_hex(8)}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if hashlib.sha256(tmp.read_bytes()).digest() != hashlib.sha256(data).digest():
+                tmp.unlink()
+                raise SpoolError("spool file reads back different bytes", path=str(tmp))
+            os.rename(tmp, final)
+            _fsync_dir(directory)
+        except OSError as e:
+            raise SpoolError("cannot write to the spool", path=str(final), error=e.strerror) from e
+        return final
+
+    def store_batch(self, device_id: str, seq: int, envelope: bytes) -> SpoolEntry:
+        """Durably store a verified envelope (idempotent: the same bytes again are a no-op)."""
+        batch_hash = hashlib.sha256(envelope).digest()
+        name = f"{device_id}.{seq:016d}.{batch_hash.hex()}.{_BATCH_SUFFIX}"
+        path = self.batches_dir / name
+        if not path.exists():
+            path = self._write_verified(self.batches_dir, name, envelope)
+        with self._lock:
+            self._pending[(device_id, seq)] = batch_hash
+        return SpoolEntry(device_id, seq, batch_hash, path, len(envelope))
+
+    def store_custody(self, record: bytes, *, device_id: str, pulled_at_ms: int) -> CustodyEntry:
+        digest = hashlib.sha256(record).digest()
+        name = f"{device_id}.{pulled_at_ms:016d}.{digest.hex()}.{_CUSTODY_SUFFIX}"
+        path = self._write_verified(self.custody_dir, name, record)
+        return CustodyEntry(device_id, pulled_at_ms, digest, path)
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    def pending_batches(self) -> list[SpoolEntry]:
+        """Pending batches in (device, seq) order."""
+        entries = []
+        for p in self.batches_dir.iterdir():
+            parts = _split_name(p.name, _BATCH_SUFFIX)
+            if parts is None:
+                continue
+            try:
+                size = p.stat().st_size
+            except FileNotFoundError:  # completed by another thread meanwhile
+                continue
+            entries.append(SpoolEntry(parts[0], parts[1], parts[2], p, size))
+        return sorted(entries, key=lambda e: (e.device_id, e.seq))
+
+    def pending_custody(self) -> list[CustodyEntry]:
+        entries = []
+        for p in self.custody_dir.iterdir():
+            parts = _split_name(p.name, _CUSTODY_SUFFIX)
+            if parts is not None:
+                entries.append(CustodyEntry(parts[0], parts[1], parts[2], p))
+        return sorted(entries, key=lambda e: (e.pulled_at_ms, e.device_id))
+
+    def read(self, entry: SpoolEntry | CustodyEntry) -> bytes:
+        """The entry's bytes, checked against the hash in its name."""
+        expected = entry.batch_hash if isinstance(entry, SpoolEntry) else entry.digest
+        try:
+            data = entry.path.read_bytes()
+        except OSError as e:
+            raise SpoolError("cannot read a spool entry", path=str(entry.path), error=e.strerror) from e
+        if hashlib.sha256(data).digest() != expected:
+            raise SpoolError("spool entry does not match its hash (disk corruption?)", path=str(entry.path))
+        return data
+
+    def state_of(self, device_id: str, seq: int, batch_hash: bytes) -> str | None:
+        """``delivered`` / ``pending`` / ``rejected`` for this exact batch, ``conflict`` if another
+        batch holds (device, seq), ``None`` if the station has never seen it."""
+        with self._lock:
+            delivered = self._delivered.get((device_id, seq))
+            pending = self._pending.get((device_id, seq))
+        if delivered is not None:
+            return "delivered" if delivered == batch_hash else "conflict"
+        if pending is not None:
+            return "pending" if pending == batch_hash else "conflict"
+        if (self.rejected_dir / f"{device_id}.{seq:016d}.{batch_hash.hex()}.{_BATCH_SUFFIX}").exists():
+            return "rejected"
+        return None
+
+    def counts(self) -> SpoolCounts:
+        pending = self.pending_batches()
+        rejected = sum(1 for p in self.rejected_dir.iterdir() if not p.name.endswith(".reason.json")
+                       and not p.name.startswith(_TMP))
+        with self._lock:
+            delivered = len(self._delivered)
+        return SpoolCounts(
+            pending=len(pending),
+            pending_bytes=sum(e.size for e in pending),
+            custody=len(self.pending_custody()),
+            rejected=rejected,
+            delivered=delivered,
+        )
+
+    # ---- leaving the spool --------------------------------------------------------------------
+
+    def complete(self, entry: SpoolEntry, receipt: bytes, gateway_keys: Mapping[bytes, bytes]) -> None:
+        """Verify ``receipt`` for ``entry``, log it durably, then remove the entry. ``BadReceipt`` if it
+        does not verify or covers another batch (the entry stays)."""
+        try:
+            r = parse_receipt(receipt, dict(gateway_keys))
+        except WireError as e:
+            raise BadReceipt(f"receipt does not verify ({e.code})", device_id=entry.device_id, seq=entry.seq) from e
+        if (r.batch_hash, r.device_id, r.seq) != (entry.batch_hash, entry.device_id, entry.seq):
+            raise BadReceipt("receipt covers another batch", device_id=entry.device_id, seq=entry.seq)
+        row = {
+            "device_id": r.device_id,
+            "seq": r.seq,
+            "batch_hash": r.batch_hash.hex(),
+            "received_at_ms": r.received_at_ms,
+            "road": r.road,
+            "receipt": base64.b64encode(r.raw).decode("ascii"),
+        }
+        try:
+            with self._lock:
+                self._append_receipt(row)
+                self._delivered[(r.device_id, r.seq)] = r.batch_hash
+                self._pending.pop((r.device_id, r.seq), None)
+            entry.path.unlink(missing_ok=True)
+            _fsync_dir(self.batches_dir)
+        except OSError as e:
+            raise SpoolError("cannot record a receipt", path=str(self.receipt_log), error=e.strerror) from e
+
+    def complete_custody(self, entry: CustodyEntry) -> None:
+        try:
+            entry.path.unlink(missing_ok=True)
+            _fsync_dir(self.custody_dir)
+        except OSError as e:
+            raise SpoolError("cannot remove a custody record", path=str(entry.path), error=e.strerror) from e
+
+    def reject(self, entry: SpoolEntry | CustodyEntry, reason: Mapping[str, object]) -> Path:
+        """Move a refused entry to ``rejected/`` next to a ``.reason.json``; it is never deleted."""
+        name = entry.path.name
+        body = json.dumps(dict(reason), sort_keys=True, indent=1).encode("utf-8")
+        self._write_verified(self.rejected_dir, f"{name}.reason.json", body)
+        target = self.rejected_dir / name
+        try:
+            os.rename(entry.path, target)
+            _fsync_dir(self.rejected_dir)
+            _fsync_dir(entry.path.parent)
+        except OSError as e:
+            raise SpoolError("cannot move a refused entry", path=str(entry.path), error=e.strerror) from e
+        if isinstance(entry, SpoolEntry):
+            with self._lock:
+                self._pending.pop((entry.device_id, entry.seq), None)
+        return target

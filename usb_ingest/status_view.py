@@ -1,0 +1,109 @@
+"""The technician's view of ``status.json``: one screen with rich, refreshed by ``--watch``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .status import StatusView, read_status
+
+__all__ = ["daemon_alive", "render", "watch"]
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def _when(ms: int | None, now_ms: int) -> str:
+    if ms is None:
+        return "-"
+    delta = (ms - now_ms) / 1000
+    if abs(delta) < 1:
+        return "now"
+    span = abs(delta)
+    unit, size = next((u, s) for u, s in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)) if span >= s)
+    amount = f"{span / size:.0f} {unit}" if unit in ("s", "min") else f"{span / size:.1f} {unit}"
+    return f"in {amount}" if delta > 0 else f"{amount} ago"
+
+
+def daemon_alive(view: StatusView) -> bool:
+    try:
+        os.kill(view.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def render(view: StatusView, *, now_ms: int, alive: bool = True) -> RenderableType:
+    parts: list[RenderableType] = []
+    if not alive:
+        parts.append(Panel(Text("The ingest service is not running; this is its last known state.",
+                                style="bold yellow")))
+    if view.alarm:
+        parts.append(Panel(Text(view.alarm, style="bold red"), title="ALARM", border_style="red"))
+    devices = Table(title="Connected tablets", expand=True)
+    devices.add_column("Device", overflow="fold", min_width=12)
+    for col in ("Tablet", "State", "Batches", "Bytes", "Verified", "Refused"):
+        devices.add_column(col, no_wrap=True)
+    messages: list[RenderableType] = []
+    for d in view.devices:
+        style = {"reading": "yellow", "done": "green", "refused": "red", "interrupted": "red"}.get(d.state, "")
+        devices.add_row(
+            d.devnode, d.device_id or "-", Text(d.state, style=style), f"{d.batches_done}/{d.batches_total}",
+            f"{_bytes(d.bytes_done)}/{_bytes(d.bytes_total)}", str(d.verified), str(d.refused),
+        )
+        messages.append(Text(f"{d.devnode}: {d.message}", style=f"bold {style}"))
+    if not view.devices:
+        messages.append(Text("No tablet connected."))
+    parts.append(devices)
+    parts.extend(messages)
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    trust = view.trust_state
+    if view.trust_version is not None:
+        trust += f" (registry v{view.trust_version}, expires {_when(view.trust_expires_at_ms, now_ms)})"
+    rows = [
+        ("Station", view.station_id),
+        ("Trust", trust),
+        ("Verified / refused since start", f"{view.verified_total} / {view.refused_total}"),
+        ("Spool (waiting for the gateway)", f"{view.spool_pending} batches, {_bytes(view.spool_pending_bytes)}; "
+                                            f"{view.custody_pending} custody records"),
+        ("Delivered (receipted)", str(view.delivered)),
+        ("Rejected by the gateway", str(view.rejected)),
+        ("Forwarding", f"{view.forward_state}" + (f", next try {_when(view.forward_next_retry_ms, now_ms)}"
+                                                  if view.forward_next_retry_ms else "")),
+        ("Last delivery", _when(view.last_delivery_ms, now_ms)),
+        ("Last error", view.last_error or "-"),
+        ("Updated", _when(view.updated_at_ms, now_ms)),
+    ]
+    for name, value in rows:
+        summary.add_row(name, value)
+    parts.append(Panel(summary, title="Station"))
+    return Group(*parts)
+
+
+def watch(path: Path, *, interval_s: float, console: Console) -> None:
+    """Redraw from ``path`` every ``interval_s`` until interrupted (Ctrl-C)."""
+    with Live(console=console, refresh_per_second=4, screen=False) as live:
+        while True:
+            try:
+                view = read_status(path)
+                live.update(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view)))
+            except (OSError, ValueError) as e:
+                live.update(Text(f"no status available yet ({e})", style="yellow"))
+            time.sleep(interval_s)
