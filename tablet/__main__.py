@@ -11,7 +11,12 @@ Subcommands (all take ``--home DIR`` or ``$SANAQ_TABLET_HOME``; layout in ``tabl
   volume of every pending batch to an image file or block device; the batches
   stay in the outbox until a receipt or sync state covers them.
 * ``status [--json]`` — outbox counters.
-* ``init``, ``sync`` — not implemented yet: they exit 2 with an error saying so.
+* ``init --bundle DIR [--force] [--start-seq N | --resume-from-gateway]`` —
+  install a provisioning bundle as the tablet's identity (``tablet.provision``).
+* ``sync [--watch] [--gateway URL]`` — deliver the outbox (``tablet.client``);
+  exit 0 all delivered, 1 batches left for later, 3 stopped: needs a person.
+* ``simulate --authority DIR --gateway URL --tablets N --sheets M`` — a fleet
+  of tablets against one gateway (``tablet.fleet``); exit 0, 1 or 3 likewise.
 
 The device key's passphrase comes from ``--passphrase-file`` or
 ``$SANAQ_DEVICE_PASSPHRASE``, never from argv. Output goes to stdout (``--json``
@@ -25,22 +30,22 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from keys.errors import KeysError
-from keys.files import atomic_write, read_passphrase_file
+from keys.files import atomic_write
 from wire.errors import WireError
 
+from . import cli_args
+from .cli_args import emit, now_ms
+from .cli_sync import add_sync_commands
 from .errors import TabletError
 from .generator import KindMix, generate_sheets
-from .identity import OUTBOX_FILE, TabletIdentity, load_identity
+from .identity import OUTBOX_FILE, TabletIdentity
 from .outbox import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_PER_BATCH, Outbox
 from .sheet_schema import SheetValidator
 from .usb_export import write_export_volume
@@ -50,41 +55,13 @@ __all__ = ["build_parser", "main"]
 _CURSOR_FILE = "fill-cursor.json"
 
 
-class _NotImplementedCommand(Exception):
-    pass
-
-
-def _now(args: argparse.Namespace) -> int:
-    return int(args.now_ms) if args.now_ms is not None else time.time_ns() // 1_000_000
-
-
-def _home(args: argparse.Namespace) -> Path:
-    home = args.home or os.environ.get("SANAQ_TABLET_HOME")
-    if not home:
-        raise TabletError("no tablet home: pass --home DIR or set SANAQ_TABLET_HOME")
-    return Path(home)
-
-
-def _identity(args: argparse.Namespace) -> TabletIdentity:
-    passphrase = None
-    if args.passphrase_file:
-        passphrase = read_passphrase_file(args.passphrase_file)
-    elif os.environ.get("SANAQ_DEVICE_PASSPHRASE"):
-        passphrase = os.environ["SANAQ_DEVICE_PASSPHRASE"].encode()
-    return load_identity(_home(args), passphrase)
-
-
 def _open_outbox(args: argparse.Namespace, identity: TabletIdentity, validate: bool = False) -> Outbox:
     return Outbox.open(
-        _home(args) / OUTBOX_FILE,
+        cli_args.home(args) / OUTBOX_FILE,
         device_id=identity.device_id,
-        now_ms=_now(args),
+        now_ms=now_ms(args),
         validator=SheetValidator() if validate else None,
     )
-
-
-def _emit(args: argparse.Namespace, value: dict[str, Any], text: str) -> None:
-    print(json.dumps(value, sort_keys=True) if args.json else text)
 
 
 def _parse_mix(text: str | None) -> KindMix:
@@ -117,8 +94,8 @@ def _read_cursor(path: Path) -> dict[str, int]:
 
 
 def _cmd_fill(args: argparse.Namespace) -> int:
-    identity = _identity(args)
-    cursor_path = _home(args) / _CURSOR_FILE
+    identity = cli_args.identity(args)
+    cursor_path = cli_args.home(args) / _CURSOR_FILE
     cursor = _read_cursor(cursor_path)
     key = f"{args.seed}:{args.mix or ''}"
     start = cursor.get(key, 0)
@@ -127,36 +104,36 @@ def _cmd_fill(args: argparse.Namespace) -> int:
         worker_id=identity.worker_id,
     )
     with _open_outbox(args, identity, validate=True) as outbox:
-        added = outbox.add_sheets(sheets, now_ms=_now(args))
+        added = outbox.add_sheets(sheets, now_ms=now_ms(args))
         stats = outbox.stats()
     cursor[key] = start + args.count
     atomic_write(cursor_path, json.dumps({"v": 1, "streams": cursor}, sort_keys=True).encode())
-    _emit(args, {"added": added, "start": start, "sheets_pending": stats.sheets_pending},
+    emit(args, {"added": added, "start": start, "sheets_pending": stats.sheets_pending},
           f"queued {added} sheets (stream {args.seed} from {start}); {stats.sheets_pending} pending")
     return 0
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
-    identity = _identity(args)
+    identity = cli_args.identity(args)
     with _open_outbox(args, identity) as outbox:
         made = outbox.pack(
-            now_ms=_now(args), device_key=identity.signing_key, data_public_key=identity.data_public_key,
+            now_ms=now_ms(args), device_key=identity.signing_key, data_public_key=identity.data_public_key,
             max_per_batch=args.max_per_batch, max_batch_bytes=args.max_batch_bytes,
         )
     seqs = [b.seq for b in made]
     span = f"seq {seqs[0]}..{seqs[-1]}" if seqs else "nothing pending"
-    _emit(args, {"batches": [{"seq": b.seq, "records": b.record_count, "size": b.size} for b in made]},
+    emit(args, {"batches": [{"seq": b.seq, "records": b.record_count, "size": b.size} for b in made]},
           f"sealed {len(made)} batches ({span}), {sum(b.record_count for b in made)} sheets")
     return 0
 
 
 def _cmd_export_usb(args: argparse.Namespace) -> int:
-    identity = _identity(args)
+    identity = cli_args.identity(args)
     with _open_outbox(args, identity) as outbox:
         pending = outbox.pending_batches()
     result = write_export_volume(
         args.out, pending, device_id=identity.device_id, usb_serial=identity.usb_serial,
-        device_key=identity.signing_key, now_ms=_now(args), in_place=args.in_place or None, fat_bits=args.fat,
+        device_key=identity.signing_key, now_ms=now_ms(args), in_place=args.in_place or None, fat_bits=args.fat,
     )
     value = {
         "target": result.target,
@@ -166,23 +143,19 @@ def _cmd_export_usb(args: argparse.Namespace) -> int:
         "fat": result.fat_type,
         "volume_bytes": result.volume_bytes,
     }
-    _emit(args, value, f"wrote {len(result.seqs)} batches to {result.target} (FAT{result.fat_type}, "
+    emit(args, value, f"wrote {len(result.seqs)} batches to {result.target} (FAT{result.fat_type}, "
                        f"{result.volume_bytes // (1024 * 1024)} MiB); they stay pending until receipted")
     return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    identity = _identity(args)
+    identity = cli_args.identity(args)
     with _open_outbox(args, identity) as outbox:
         stats = outbox.stats()
     value = dataclasses.asdict(stats)
     text = "\n".join(f"{k.replace('_', ' ')}: {'-' if v is None else v}" for k, v in value.items())
-    _emit(args, value, text)
+    emit(args, value, text)
     return 0
-
-
-def _cmd_not_yet(args: argparse.Namespace) -> int:
-    raise _NotImplementedCommand(f"`{args.command}` is not implemented yet in this build of sanaq-tablet")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -195,9 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log info events to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, text in (("init", "install a provisioning bundle (not implemented yet)"),
-                       ("sync", "upload pending batches to the gateway (not implemented yet)")):
-        sub.add_parser(name, help=text).set_defaults(func=_cmd_not_yet)
+    add_sync_commands(sub)
 
     p = sub.add_parser("fill", help="generate synthetic sheets into the outbox")
     p.add_argument("--seed", type=int, required=True)
@@ -236,8 +207,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         return int(args.func(args))
-    except _NotImplementedCommand as e:
-        _fail("not-implemented", str(e))
     except (TabletError, KeysError, WireError) as e:
         _fail(e.code, str(e))
     except OSError as e:

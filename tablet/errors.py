@@ -17,6 +17,16 @@ violation), never sheet contents or key material::
     |   +-- NothingToExportError    no pending batch to export
     |   +-- ExportTargetError       target path unusable (too small, not a file/device)
     +-- IdentityError               the tablet home holds no usable identity
+    |   +-- IdentityExistsError     ``init`` would overwrite an installed identity (use --force)
+    +-- SyncError                   talking to the gateway did not give a usable answer
+        +-- GatewayUnreachableError network, TLS or 5xx answers until the retry budget ran out
+        +-- GatewayRefusedError     the gateway refused the request (``gateway_code`` from its problem)
+        +-- ProofRefusedError       a receipt or sync state failed verification or names other
+                                    data (forged, other key, other batch); nothing was deleted
+
+The sync engine turns the ``SyncError`` subtree into a ``SyncReport`` (its
+``stop`` names the code); only callers that need one answer (``init
+--resume-from-gateway``, ``simulate``'s registry upload) see them raised.
 """
 
 from __future__ import annotations
@@ -29,12 +39,17 @@ __all__ = [
     "DuplicateSheetError",
     "ExportError",
     "ExportTargetError",
+    "GatewayRefusedError",
+    "GatewayUnreachableError",
     "IdentityError",
+    "IdentityExistsError",
     "InvalidSheetError",
     "NothingToExportError",
     "OutboxError",
     "OutboxSchemaError",
+    "ProofRefusedError",
     "SheetError",
+    "SyncError",
     "TabletError",
 ]
 
@@ -98,3 +113,32 @@ class ExportTargetError(ExportError):
 
 class IdentityError(TabletError):
     code = "identity-error"
+
+
+class IdentityExistsError(IdentityError):
+    code = "identity-exists"
+
+
+class SyncError(TabletError):
+    """``code`` may be narrowed per instance: the gateway's problem code, or ``receipt-refused`` etc."""
+
+    code = "sync-error"
+
+    def __init__(self, message: str, *, code: str | None = None, **facts: Any) -> None:
+        super().__init__(message, **{k: v for k, v in facts.items() if v is not None})
+        if code is not None:
+            self.code = code
+
+
+class GatewayUnreachableError(SyncError):
+    code = "unreachable"
+
+
+class GatewayRefusedError(SyncError):
+    """``code`` is the problem code the gateway answered with (``revoked``, ``conflict``...)."""
+
+    code = "gateway-refused"
+
+
+class ProofRefusedError(SyncError):
+    code = "proof-refused"

@@ -42,6 +42,8 @@ class TabletIdentity:
     worker_id: str | None = None
     institution: str | None = None
     gateway_url: str | None = None
+    ca_cert_path: Path | None = None  # the census CA the gateway's TLS certificate must chain to
+    root_public_key: bytes | None = None
 
     def gateway_key_map(self) -> dict[bytes, bytes]:
         """Receipt / sync-state keys (key id -> public key) for ``wire.parse_receipt`` and ``parse_sync_state``."""
@@ -60,6 +62,8 @@ class TabletIdentity:
             worker_id=bundle.worker_id,
             institution=bundle.institution,
             gateway_url=bundle.gateway_url,
+            ca_cert_path=bundle.ca_cert_path,
+            root_public_key=bundle.root_public_key,
         )
 
 

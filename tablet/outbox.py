@@ -6,7 +6,10 @@ bound at creation to one device id. Invariants:
 * **Seqs are consecutive from 1 and never reused.** ``pack`` takes the seq from
   ``outbox_meta.next_seq`` and bumps it in the same transaction that stores the
   sealed envelope and assigns the sheets, so a crash either keeps all three or
-  none; batch rows are never deleted.
+  none; batch rows are never deleted. The one exception to "consecutive" is
+  ``advance_next_seq``: a re-provisioned tablet whose device id already has
+  batches at the gateway continues after them (the skipped seqs belong to the
+  device's earlier outbox and are stored at the gateway). It only moves forward.
 * **Sealed and signed once.** The stored envelope bytes are what every road
   (online, USB) sends; nothing re-seals a batch.
 * **Nothing leaves without proof.** A batch's envelope and its sheets' plaintext
@@ -44,7 +47,14 @@ from wire import Receipt, SyncState, canonical, check_device_id, seal_batch
 from wire.errors import DecodeError, WireError
 from wire.limits import DEFAULT_LIMITS, Limits
 
-from .errors import CoverageRefusedError, DeviceMismatchError, DuplicateSheetError, InvalidSheetError, OutboxSchemaError
+from .errors import (
+    CoverageRefusedError,
+    DeviceMismatchError,
+    DuplicateSheetError,
+    InvalidSheetError,
+    OutboxError,
+    OutboxSchemaError,
+)
 from .outbox_schema import Coverage, OutboxStats, StoredBatch, migrate
 from .sheet_schema import SHEET_SCHEMA_NAME, SheetValidator
 
@@ -230,6 +240,30 @@ class Outbox:
             log.info("outbox.batch.sealed", device_id=self.device_id, seq=seq, records=batch.record_count,
                      size=batch.size, batch_hash=batch.batch_hash.hex())
         return made
+
+    def advance_next_seq(self, next_seq: int, *, now_ms: int, reason: str) -> int:
+        """Move ``next_seq`` forward to ``next_seq`` (never back); returns the value now in force.
+
+        For re-provisioning: the gateway already holds seqs of this device that
+        this outbox never sealed, so new batches must start after them.
+        Refused (``OutboxError``) while any batch is open: past the jump, a sync
+        state covering the gateway's seqs would be taken as covering ours.
+        ``reason`` is logged (``outbox.seq.advanced``); ids and numbers only.
+        """
+        if type(next_seq) is not int or next_seq < 1:
+            raise ValueError("next_seq must be an integer >= 1")
+        with self._tx() as conn:
+            (current,) = conn.execute("SELECT next_seq FROM outbox_meta WHERE id = 1").fetchone()
+            if next_seq <= current:
+                return int(current)
+            (open_batches,) = conn.execute("SELECT count(*) FROM batches WHERE state = 'sealed'").fetchone()
+            if open_batches:
+                raise OutboxError("cannot move the seq line while batches are open; deliver them first",
+                                  device_id=self.device_id, open_batches=open_batches, next_seq=current)
+            conn.execute("UPDATE outbox_meta SET next_seq = ? WHERE id = 1", (next_seq,))
+        log.warning("outbox.seq.advanced", device_id=self.device_id, old_next_seq=current, next_seq=next_seq,
+                    reason=reason, at_ms=now_ms)
+        return next_seq
 
     # -- reading ----------------------------------------------------------------------------------------
 

@@ -87,14 +87,6 @@ def test_mix_only_institutions(home: Path) -> None:
         "added"] == 10
 
 
-@pytest.mark.parametrize("command", ["init", "sync"])
-def test_unfinished_commands_say_so(home: Path, command: str) -> None:
-    proc = run(home, command)
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("sanaq-tablet: error: not-implemented:")
-    assert not (home / "outbox.db").exists()
-
-
 @pytest.mark.parametrize(
     ("args", "code"),
     [(("export-usb", "--out", "x.img"), "nothing-to-export"),
