@@ -191,3 +191,40 @@ async def test_run_tells_systemd_pings_the_watchdog_and_stops_on_sigterm(env: En
         assert {"usb.daemon.ready", "usb.daemon.stopping", "usb.daemon.stopped"} <= set(events)
     finally:
         systemd.close()
+
+
+async def test_run_watchdog_pings_stop_while_the_loop_is_frozen_and_resume(
+    env: Env, gw: Gateway, tmp_path: Path
+) -> None:
+    """SIGSTOP freezes the daemon's event loop: no WATCHDOG=1 arrives, so systemd would restart it."""
+    config = env.write_config(tmp_path / "usb-ingest.toml", gw.url)
+    systemd = SystemdSocket()
+    proc = await asyncio.create_subprocess_exec(
+        *COMMAND, "run", "--config", str(config), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "NOTIFY_SOCKET": systemd.path, "WATCHDOG_USEC": "200000"},
+    )
+    try:
+        await systemd.wait_for(lambda m: m.startswith("READY=1"), within_s=30)
+        await systemd.wait_for(lambda m: m == "WATCHDOG=1", within_s=5)
+        proc.send_signal(signal.SIGSTOP)
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: os.waitid(os.P_PID, proc.pid, os.WSTOPPED | os.WNOWAIT)
+        )
+        while True:  # drop what was sent before the stop took effect
+            try:
+                systemd.sock.recv(65536)
+            except BlockingIOError:
+                break
+        with pytest.raises(TimeoutError):
+            await systemd.wait_for(lambda m: m == "WATCHDOG=1", within_s=1.0)  # 10 ping intervals
+        proc.send_signal(signal.SIGCONT)
+        await systemd.wait_for(lambda m: m == "WATCHDOG=1", within_s=5)
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGCONT)
+            proc.kill()
+            await proc.wait()
+        systemd.close()
