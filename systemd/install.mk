@@ -10,7 +10,7 @@
 #   $(SYSUSERSDIR)/sanaq.conf         users sanaq-gateway, sanaq-ingest
 #   $(TMPFILESDIR)/sanaq.conf         /etc/sanaq/{keys,station}, state and spool directories
 #   $(UDEVRULESDIR)/70-sanaq-tablet.rules
-#   $(DOCDIR)/systemd.md, $(DOCDIR)/examples/*.toml
+#   $(DOCDIR)/operations.md, $(DOCDIR)/examples/*.toml
 #   /etc/sanaq/{gateway,usb-ingest}.toml   only when absent: local edits are never overwritten
 #
 # With an empty DESTDIR (installing on this machine) `install` then creates the
@@ -101,7 +101,7 @@ sanaq-install-files:
 	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/sysusers.d/sanaq.conf' '$(DESTDIR)$(SYSUSERSDIR)/sanaq.conf'
 	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/tmpfiles.d/sanaq.conf' '$(DESTDIR)$(TMPFILESDIR)/sanaq.conf'
 	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/udev/70-sanaq-tablet.rules' '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules'
-	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/README.md' '$(DESTDIR)$(DOCDIR)/systemd.md'
+	$(INSTALL) -m 0644 '$(SANAQ_SRC)/docs/operations.md' '$(DESTDIR)$(DOCDIR)/operations.md'
 	@set -e; for ex in $(SANAQ_EXAMPLES); do \
 	  $(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)'/examples/$$ex '$(DESTDIR)$(DOCDIR)'/examples/$$ex; \
 	  if [ -e '$(DESTDIR)$(SANAQ_CONFDIR)'/$$ex ]; then \
@@ -122,7 +122,7 @@ sanaq-postinstall: sanaq-install-files
 	    udevadm control --reload-rules; \
 	    udevadm trigger --action=change --subsystem-match=block --property-match=ID_FS_LABEL=SANAQEXPORT; \
 	  fi; \
-	  echo "next: put the keys in place and enable the services (see $(DOCDIR)/systemd.md)"; \
+	  echo "next: put the keys in place and enable the services (see $(DOCDIR)/operations.md)"; \
 	fi
 
 uninstall:
@@ -135,7 +135,7 @@ uninstall:
 	done
 	@for unit in $(SANAQ_UNITS); do rm -f '$(DESTDIR)$(UNITDIR)'/$$unit; done
 	rm -f '$(DESTDIR)$(SYSUSERSDIR)/sanaq.conf' '$(DESTDIR)$(TMPFILESDIR)/sanaq.conf' \
-	  '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules' '$(DESTDIR)$(DOCDIR)/systemd.md'
+	  '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules' '$(DESTDIR)$(DOCDIR)/operations.md'
 	@for ex in $(SANAQ_EXAMPLES); do \
 	  rm -f '$(DESTDIR)$(DOCDIR)'/examples/$$ex; \
 	  conf='$(DESTDIR)$(SANAQ_CONFDIR)'/$$ex; \

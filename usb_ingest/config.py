@@ -30,6 +30,7 @@ Relative paths are resolved against the config file's directory.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -112,6 +113,18 @@ def _resolve(path: Path | None, base: Path) -> Path | None:
     return base / path
 
 
+def _credential(path: Path | None, base: Path) -> Path | None:
+    """A relative secret path: inside ``$CREDENTIALS_DIRECTORY`` under systemd, else next to the config.
+
+    ``station_bundle = "."`` therefore names the credentials directory itself,
+    where ``LoadCredential=`` puts the bundle's files.
+    """
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if path is not None and not path.is_absolute() and creds:
+        return Path(creds) / path
+    return _resolve(path, base)
+
+
 def _check(cfg: IngestConfig) -> None:
     if cfg.log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
@@ -135,9 +148,9 @@ def load_config(path: Path | None) -> IngestConfig:
     base = path.parent if path is not None else Path.cwd()
     cfg = replace(
         cfg,
-        station_bundle=_resolve(cfg.station_bundle, base) or cfg.station_bundle,
-        bundle_passphrase_file=_resolve(cfg.bundle_passphrase_file, base),
-        ca_cert=_resolve(cfg.ca_cert, base),
+        station_bundle=_credential(cfg.station_bundle, base) or cfg.station_bundle,
+        bundle_passphrase_file=_credential(cfg.bundle_passphrase_file, base),
+        ca_cert=_credential(cfg.ca_cert, base),
         state_dir=_resolve(cfg.state_dir, base) or cfg.state_dir,
     )
     _check(cfg)

@@ -27,7 +27,7 @@ FILES = [
     ("usr/lib/sysusers.d/sanaq.conf", 0o644),
     ("usr/lib/tmpfiles.d/sanaq.conf", 0o644),
     ("usr/lib/udev/rules.d/70-sanaq-tablet.rules", 0o644),
-    ("usr/share/doc/sanaq-sync/systemd.md", 0o644),
+    ("usr/share/doc/sanaq-sync/operations.md", 0o644),
     ("usr/share/doc/sanaq-sync/examples/gateway.toml", 0o644),
     ("usr/share/doc/sanaq-sync/examples/usb-ingest.toml", 0o644),
     ("etc/sanaq/gateway.toml", 0o644),
