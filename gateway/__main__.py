@@ -48,12 +48,14 @@ async def serve(config: GatewayConfig) -> int:
     notifier = Notifier.from_env()
     passphrase = keyfiles.read_passphrase_file(config.keys.passphrase_file) if config.keys.passphrase_file else None
     data_key = keyfiles.load_data_key(config.keys.data_key, passphrase)
+    previous = [keyfiles.load_data_key(p, passphrase) for p in config.keys.previous_data_keys]
     receipt_key = keyfiles.load_signing_key(config.keys.receipt_key, passphrase)
     root_public_key = _root_public_key(config)
     app = create_app(
         config,
         make_store(config),
         data_key=data_key,
+        previous_data_keys=previous,
         receipt_key=receipt_key,
         root_public_key=root_public_key,
         bootstrap_snapshot=read_optional(config.keys.bootstrap_snapshot),

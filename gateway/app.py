@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -47,6 +47,7 @@ def create_app(
     store: CensusStore,
     *,
     data_key: PrivateKey,
+    previous_data_keys: Sequence[PrivateKey] = (),
     receipt_key: SigningKey,
     root_public_key: bytes,
     bootstrap_snapshot: bytes | None = None,
@@ -57,6 +58,7 @@ def create_app(
         config=config,
         store=store,
         data_key=data_key,
+        previous_data_keys=tuple(previous_data_keys),
         receipt_key=receipt_key,
         root_public_key=root_public_key,
         validator=SheetValidator(),

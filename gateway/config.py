@@ -34,6 +34,7 @@ class KeysConfig:
     root_public_key: str = ""
     root_public_key_file: Path | None = None
     data_key: Path = Path("data.key")
+    previous_data_keys: tuple[Path, ...] = ()
     receipt_key: Path = Path("gateway.key")
     passphrase_file: Path | None = None
     bootstrap_snapshot: Path | None = None
@@ -90,6 +91,7 @@ def load_config(path: Path | None) -> GatewayConfig:
         root_public_key=cfg.keys.root_public_key,
         root_public_key_file=_resolve(cfg.keys.root_public_key_file, base),
         data_key=_resolve(cfg.keys.data_key, base) or cfg.keys.data_key,
+        previous_data_keys=tuple(_resolve(p, base) or p for p in cfg.keys.previous_data_keys),
         receipt_key=_resolve(cfg.keys.receipt_key, base) or cfg.keys.receipt_key,
         passphrase_file=_resolve(cfg.keys.passphrase_file, base),
         bootstrap_snapshot=_resolve(cfg.keys.bootstrap_snapshot, base),

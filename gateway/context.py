@@ -11,7 +11,7 @@ from aiohttp import web
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from wire import RegistrySnapshot
+from wire import RegistrySnapshot, key_id
 
 from .config import GatewayConfig
 from .metrics import GatewayMetrics
@@ -50,9 +50,18 @@ class GatewayContext:
     inflight_by_device: Counter[str] = field(default_factory=Counter)
     ready: bool = False
 
+    previous_data_keys: tuple[PrivateKey, ...] = ()
+
     @property
     def data_public_key(self) -> bytes:
         return bytes(self.data_key.public_key)
+
+    def data_key_for(self, recipient_key_id: bytes) -> PrivateKey | None:
+        """The data key a batch was sealed to: the current one or a retired one kept after rotation."""
+        for key in (self.data_key, *self.previous_data_keys):
+            if key_id(bytes(key.public_key)) == recipient_key_id:
+                return key
+        return None
 
 
 CTX = web.AppKey("sanaq_gateway_context", GatewayContext)

@@ -104,7 +104,8 @@ async def post_batch(request: web.Request) -> web.Response:
     device_load[header.device_id] += 1
     ctx.metrics.inflight.inc()
     try:
-        sheets = open_envelope(verified, ctx.data_public_key, bytes(ctx.data_key), limits)
+        data_key = ctx.data_key_for(header.recipient_key_id) or ctx.data_key  # unknown id: WrongRecipientError
+        sheets = open_envelope(verified, bytes(data_key.public_key), bytes(data_key), limits)
         sorted_sheets = ctx.validator.sort(sheets)
         received_at_ms = ctx.clock()
         receipt = make_receipt(

@@ -1,0 +1,274 @@
+"""Staff accounts, password hashing, sessions and login throttling.
+
+Passwords are hashed with Argon2id (argon2-cffi defaults, RFC 9106 "low
+memory" profile: 64 MiB, t=3, p=4). Verification runs on a worker thread and
+at most ``max_concurrent_password_checks`` at once, so a login flood cannot
+eat the host's memory. An unknown username costs the same verification as a
+known one and gets the same answer.
+
+Sessions are server-side: the browser holds a random 32-byte token; staff.db
+holds only its SHA-256, the user, a per-session CSRF token, and two limits
+(absolute expiry and inactivity). Staff authentication shares nothing with
+tablet or station keys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .config import StaffConfig
+from .db import StaffDb, transaction
+from .errors import AuthRefused, RateLimited, StaffInputError
+
+__all__ = [
+    "ROLES",
+    "Accounts",
+    "NewSession",
+    "StaffSession",
+    "StaffUser",
+    "add_user",
+    "list_users",
+    "set_disabled",
+    "set_password",
+    "write_audit",
+]
+
+ROLES = ("viewer", "admin")
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class StaffUser:
+    id: int
+    username: str
+    role: str
+    disabled: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class StaffSession:
+    user: StaffUser
+    csrf_token: str
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewSession:
+    token: str
+    session: StaffSession
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode("ascii", "replace")).digest()
+
+
+def normalise_username(username: str) -> str:
+    name = username.strip().lower()
+    if not _USERNAME.match(name):
+        raise StaffInputError("username: 2-64 of a-z 0-9 . _ - starting with a letter or digit", field="username")
+    return name
+
+
+def write_audit(conn: sqlite3.Connection, at_ms: int, user_id: int | None, action: str, **detail: object) -> None:
+    conn.execute(
+        "INSERT INTO audit (at_ms, user_id, action, detail) VALUES (?, ?, ?, ?)",
+        (at_ms, user_id, action, json.dumps(detail, sort_keys=True, ensure_ascii=False)),
+    )
+
+
+# ---- synchronous account administration (the CLI) -------------------------------------------
+
+
+def _check_password(password: str, min_length: int) -> None:
+    if len(password) < min_length:
+        raise StaffInputError(f"password must have at least {min_length} characters", field="password")
+
+
+def add_user(
+    conn: sqlite3.Connection, *, username: str, role: str, password: str, now_ms: int, min_length: int = 12
+) -> StaffUser:
+    name = normalise_username(username)
+    if role not in ROLES:
+        raise StaffInputError(f"role must be one of {', '.join(ROLES)}", field="role")
+    _check_password(password, min_length)
+    hashed = PasswordHasher().hash(password)
+    try:
+        with transaction(conn):
+            cur = conn.execute(
+                "INSERT INTO users (username, role, password_hash, created_at_ms, password_changed_at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (name, role, hashed, now_ms, now_ms),
+            )
+            write_audit(conn, now_ms, None, "user.added", username=name, role=role)
+    except sqlite3.IntegrityError as e:
+        raise StaffInputError(f"user {name!r} exists already", field="username") from e
+    return StaffUser(int(cur.lastrowid or 0), name, role)
+
+
+def set_password(conn: sqlite3.Connection, *, username: str, password: str, now_ms: int, min_length: int = 12) -> None:
+    """New password; every session of that user ends."""
+    name = normalise_username(username)
+    _check_password(password, min_length)
+    hashed = PasswordHasher().hash(password)
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM users WHERE username = ?", (name,)).fetchone()
+        if row is None:
+            raise StaffInputError(f"no user {name!r}", field="username")
+        conn.execute(
+            "UPDATE users SET password_hash = ?, password_changed_at_ms = ? WHERE id = ?", (hashed, now_ms, row[0])
+        )
+        conn.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
+        write_audit(conn, now_ms, None, "user.password_set", username=name)
+
+
+def set_disabled(conn: sqlite3.Connection, *, username: str, disabled: bool, now_ms: int) -> None:
+    name = normalise_username(username)
+    with transaction(conn):
+        cur = conn.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), name))
+        if cur.rowcount == 0:
+            raise StaffInputError(f"no user {name!r}", field="username")
+        conn.execute("DELETE FROM sessions WHERE user_id = (SELECT id FROM users WHERE username = ?)", (name,))
+        write_audit(conn, now_ms, None, "user.disabled" if disabled else "user.enabled", username=name)
+
+
+def list_users(conn: sqlite3.Connection) -> list[StaffUser]:
+    rows = conn.execute("SELECT id, username, role, disabled FROM users ORDER BY username").fetchall()
+    return [StaffUser(r[0], r[1], r[2], bool(r[3])) for r in rows]
+
+
+# ---- the asyncio side: logins and sessions -----------------------------------------------------
+
+
+class Accounts:
+    def __init__(self, db: StaffDb, config: StaffConfig, clock: Callable[[], int]) -> None:
+        self._db = db
+        self._config = config
+        self._clock = clock
+        self._hasher = PasswordHasher()
+        self._checks = asyncio.Semaphore(config.max_concurrent_password_checks)
+        self._dummy_hash: str | None = None
+
+    async def login(self, username: str, password: str, address: str) -> NewSession:
+        """A new session, or ``RateLimited`` / ``AuthRefused`` (never says which part was wrong)."""
+        now = self._clock()
+        name = username.strip().lower()[:64]
+        subjects = (f"user:{name}", f"addr:{address}")
+        await self._db.run(lambda conn: self._check_throttle(conn, subjects, now))
+        row = await self._db.run(
+            lambda conn: conn.execute(
+                "SELECT id, username, role, disabled, password_hash FROM users WHERE username = ?", (name,)
+            ).fetchone()
+        )
+        stored_hash = row[4] if row is not None else await self._dummy()
+        ok = await self._verify(stored_hash, password)
+        if row is None or not ok or row[3]:
+            await self._db.run(lambda conn: self._record_failure(conn, subjects, now))
+            raise AuthRefused("wrong username or password")
+        user = StaffUser(row[0], row[1], row[2], False)
+        token = secrets.token_urlsafe(32)
+        session = StaffSession(user, secrets.token_urlsafe(32), now + self._config.session_ttl_s * 1000)
+        rehash = self._hasher.check_needs_rehash(stored_hash)
+        new_hash = await asyncio.to_thread(self._hasher.hash, password) if rehash else None
+
+        def store(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("DELETE FROM login_failures WHERE subject = ?", (subjects[0],))
+                conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ? OR last_seen_ms <= ?", self._limits(now))
+                conn.execute(
+                    "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at_ms, last_seen_ms, expires_at_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (_token_hash(token), user.id, session.csrf_token, now, now, session.expires_at_ms),
+                )
+                if new_hash is not None:
+                    conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (new_hash, user.id))
+                write_audit(conn, now, user.id, "login")
+
+        await self._db.run(store)
+        return NewSession(token, session)
+
+    async def session(self, token: str | None, *, touch: bool = True) -> StaffSession | None:
+        """The live session for a cookie token, or None (unknown, expired, idle too long, user disabled)."""
+        if not token or len(token) > 128:
+            return None
+        now = self._clock()
+        digest = _token_hash(token)
+
+        def look(conn: sqlite3.Connection) -> StaffSession | None:
+            row = conn.execute(
+                "SELECT s.csrf_token, s.expires_at_ms, s.last_seen_ms, u.id, u.username, u.role, u.disabled"
+                " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                (digest,),
+            ).fetchone()
+            if row is None:
+                return None
+            expired = now >= row[1] or now - row[2] >= self._config.session_idle_s * 1000 or row[6]
+            if expired:
+                conn.execute("DELETE FROM sessions WHERE token_hash = ?", (digest,))
+                return None
+            if touch and now - row[2] >= 15_000:
+                conn.execute("UPDATE sessions SET last_seen_ms = ? WHERE token_hash = ?", (now, digest))
+            return StaffSession(StaffUser(row[3], row[4], row[5]), row[0], row[1])
+
+        return await self._db.run(look)
+
+    async def logout(self, token: str, user_id: int) -> None:
+        now = self._clock()
+
+        def drop(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+                write_audit(conn, now, user_id, "logout")
+
+        await self._db.run(drop)
+
+    async def audit(self, user_id: int | None, action: str, **detail: object) -> None:
+        now = self._clock()
+        await self._db.run(lambda conn: write_audit(conn, now, user_id, action, **detail))
+
+    # ---- internals ------------------------------------------------------------------------------
+    def _limits(self, now: int) -> tuple[int, int]:
+        return now, now - self._config.session_idle_s * 1000
+
+    def _check_throttle(self, conn: sqlite3.Connection, subjects: tuple[str, str], now: int) -> None:
+        window_ms = self._config.login_window_s * 1000
+        since = now - window_ms
+        limits = (self._config.login_max_failures_per_user, self._config.login_max_failures_per_address)
+        for subject, limit in zip(subjects, limits, strict=True):
+            count, oldest = conn.execute(
+                "SELECT count(*), min(at_ms) FROM login_failures WHERE subject = ? AND at_ms > ?", (subject, since)
+            ).fetchone()
+            if count >= limit:
+                retry = max(1, (oldest + window_ms - now + 999) // 1000)
+                raise RateLimited("too many failed logins; try again later", retry_after_s=retry)
+
+    def _record_failure(self, conn: sqlite3.Connection, subjects: tuple[str, str], now: int) -> None:
+        with transaction(conn):
+            conn.execute("DELETE FROM login_failures WHERE at_ms <= ?", (now - self._config.login_window_s * 1000,))
+            conn.executemany("INSERT INTO login_failures (subject, at_ms) VALUES (?, ?)", [(s, now) for s in subjects])
+            write_audit(conn, now, None, "login.failed", subject=subjects[0])
+
+    async def _dummy(self) -> str:
+        if self._dummy_hash is None:
+            self._dummy_hash = await asyncio.to_thread(self._hasher.hash, secrets.token_urlsafe(16))
+        return self._dummy_hash
+
+    async def _verify(self, stored_hash: str, password: str) -> bool:
+        async with self._checks:
+            try:
+                return await asyncio.to_thread(self._hasher.verify, stored_hash, password)
+            except (VerificationError, InvalidHashError):
+                return False

@@ -1,0 +1,302 @@
+"""Acceptance-transfer acts: issuing a tablet to a responsible worker and taking it back.
+
+An act is recorded by an admin, numbered ``<prefix>-<year>-<NNNNN>``, and
+never edited (a mistake is corrected by the next act). The registry stays the
+authority on who holds which key: an act's institution and worker id are the
+registry's, a form that names others is refused, and ``reconcile`` compares
+each tablet's last act with the current snapshot and says what to do when
+they disagree.
+
+Rules: an issue act needs the tablet ``issued`` in the registry and no open
+issue act; a return act needs an open issue act and a later time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from wire import RegistrySnapshot
+
+from .accounts import write_audit
+from .db import transaction
+from .errors import ActRefused, StaffInputError
+from .lists import clean_text
+
+__all__ = [
+    "ACCESSORIES",
+    "ACT_KINDS",
+    "Act",
+    "ActForm",
+    "CustodyCheck",
+    "get_act",
+    "last_acts",
+    "list_acts",
+    "parse_act_form",
+    "reconcile",
+    "record_act",
+]
+
+ACT_KINDS = ("issue", "return")
+ACCESSORIES = ("charger", "case", "cable")
+_LOCAL_DT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$")
+_FUTURE_SLACK_MS = 3_600_000
+
+
+@dataclass(frozen=True, slots=True)
+class ActForm:
+    kind: str
+    device_id: str
+    worker_name: str
+    staff_name: str
+    accessories: tuple[str, ...]
+    other_accessories: str
+    condition_note: str
+    acted_at_ms: int
+    worker_id: str = ""
+    institution: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    act_no: str
+    kind: str
+    device_id: str
+    usb_serial: str
+    institution: str
+    worker_id: str
+    worker_name: str
+    staff_name: str
+    accessories: tuple[str, ...]
+    other_accessories: str
+    condition_note: str
+    acted_at_ms: int
+    created_at_ms: int
+    created_by: str
+    registry_version: int | None
+    registry_status: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyCheck:
+    device_id: str
+    act: Act | None
+    registry_status: str | None
+    ok: bool
+    message: str
+
+
+def parse_act_form(form: Mapping[str, str], *, now_ms: int, utc_offset_minutes: int) -> ActForm:
+    """Validate the act form fields; raises ``StaffInputError`` naming the field."""
+    kind = form.get("kind", "")
+    if kind not in ACT_KINDS:
+        raise StaffInputError("choose issue or return", field="kind")
+    device_id = form.get("device_id", "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", device_id):
+        raise StaffInputError("choose a tablet", field="device_id")
+    accessories = tuple(a for a in ACCESSORIES if form.get(f"acc_{a}") == "on")
+    when = form.get("acted_at", "").strip()
+    if when:
+        if not _LOCAL_DT.match(when):
+            raise StaffInputError("date and time as YYYY-MM-DDTHH:MM", field="acted_at")
+        try:
+            local = datetime.fromisoformat(when).replace(tzinfo=timezone(timedelta(minutes=utc_offset_minutes)))
+        except ValueError as e:
+            raise StaffInputError("not a valid date and time", field="acted_at") from e
+        acted_at_ms = int(local.timestamp()) * 1000
+    else:
+        acted_at_ms = now_ms
+    if acted_at_ms > now_ms + _FUTURE_SLACK_MS:
+        raise StaffInputError("the act cannot be dated in the future", field="acted_at")
+    note = " ".join(form.get("condition_note", "").split())
+    return ActForm(
+        kind=kind,
+        device_id=device_id,
+        worker_name=clean_text(form.get("worker_name", ""), "worker_name", required=True, name=True),
+        staff_name=clean_text(form.get("staff_name", ""), "staff_name", required=True, name=True),
+        accessories=accessories,
+        other_accessories=clean_text(
+            form.get("other_accessories", ""), "other_accessories", required=False, name=False
+        ),
+        condition_note=clean_text(note, "condition_note", required=False, name=False, max_len=500),
+        acted_at_ms=acted_at_ms,
+        worker_id=form.get("worker_id", "").strip(),
+        institution=form.get("institution", "").strip(),
+    )
+
+
+_ACT_COLUMNS = (
+    "a.act_no, a.kind, a.device_id, a.usb_serial, a.institution, a.worker_id, a.worker_name, a.staff_name,"
+    " a.accessories, a.condition_note, a.acted_at_ms, a.created_at_ms, u.username, a.registry_version,"
+    " a.registry_status"
+)
+
+
+def _act(row: tuple) -> Act:  # type: ignore[type-arg]
+    acc = json.loads(row[8])
+    return Act(
+        act_no=row[0],
+        kind=row[1],
+        device_id=row[2],
+        usb_serial=row[3],
+        institution=row[4],
+        worker_id=row[5],
+        worker_name=row[6],
+        staff_name=row[7],
+        accessories=tuple(acc.get("items", [])),
+        other_accessories=acc.get("other", ""),
+        condition_note=row[9],
+        acted_at_ms=row[10],
+        created_at_ms=row[11],
+        created_by=row[12],
+        registry_version=row[13],
+        registry_status=row[14],
+    )
+
+
+def get_act(conn: sqlite3.Connection, act_no: str) -> Act | None:
+    row = conn.execute(
+        f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by WHERE a.act_no = ?",  # noqa: S608
+        (act_no,),
+    ).fetchone()
+    return None if row is None else _act(row)
+
+
+def list_acts(conn: sqlite3.Connection, limit: int) -> list[Act]:
+    rows = conn.execute(
+        f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by"  # noqa: S608
+        " ORDER BY a.acted_at_ms DESC, a.id DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    return [_act(r) for r in rows]
+
+
+def last_acts(conn: sqlite3.Connection) -> dict[str, Act]:
+    """Each device's latest act (by act time, then by entry order)."""
+    rows = conn.execute(
+        f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by"  # noqa: S608
+        " WHERE a.id = (SELECT b.id FROM acts b WHERE b.device_id = a.device_id"
+        " ORDER BY b.acted_at_ms DESC, b.id DESC LIMIT 1)"
+    ).fetchall()
+    return {r[2]: _act(r) for r in rows}
+
+
+def record_act(
+    conn: sqlite3.Connection,
+    form: ActForm,
+    snapshot: RegistrySnapshot | None,
+    *,
+    user_id: int,
+    now_ms: int,
+    prefix: str,
+    utc_offset_minutes: int,
+) -> str:
+    """Check the act against history and registry, store it, and return its number."""
+    if snapshot is None:
+        raise ActRefused("no registry snapshot is loaded; acts need the registry", field="device_id")
+    tablet = next((t for t in snapshot.tablets if t.device_id == form.device_id), None)
+    if tablet is None:
+        raise ActRefused(f"{form.device_id} is not in registry snapshot v{snapshot.version}", field="device_id")
+    if form.worker_id and form.worker_id != tablet.worker_id:
+        raise ActRefused(
+            f"the registry binds {tablet.device_id} to worker {tablet.worker_id}, not {form.worker_id}",
+            field="worker_id",
+        )
+    if form.institution and form.institution != tablet.institution:
+        raise ActRefused(
+            f"the registry binds {tablet.device_id} to institution {tablet.institution}, not {form.institution}",
+            field="institution",
+        )
+    year = datetime.fromtimestamp(form.acted_at_ms / 1000, timezone(timedelta(minutes=utc_offset_minutes))).year
+    with transaction(conn):
+        last = last_acts_for(conn, form.device_id)
+        if form.kind == "issue":
+            if tablet.status != "issued":
+                raise ActRefused(
+                    f"the registry has {tablet.device_id} as {tablet.status}; only an issued tablet can be handed out",
+                    field="kind",
+                )
+            if last is not None and last[0] == "issue":
+                raise ActRefused(
+                    f"{tablet.device_id} is out under act {last[1]}; record its return first", field="kind"
+                )
+        else:
+            if last is None or last[0] != "issue":
+                raise ActRefused(f"{tablet.device_id} has no open issue act to close", field="kind")
+            if form.acted_at_ms <= last[2]:
+                raise ActRefused(f"the return must be dated after act {last[1]}", field="acted_at")
+        count = conn.execute("SELECT count(*) FROM acts WHERE act_no LIKE ?", (f"{prefix}-{year}-%",)).fetchone()[0]
+        act_no = f"{prefix}-{year}-{count + 1:05d}"
+        conn.execute(
+            "INSERT INTO acts (act_no, kind, device_id, usb_serial, institution, worker_id, worker_name, staff_name,"
+            " accessories, condition_note, acted_at_ms, created_at_ms, created_by, registry_version, registry_status)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                act_no,
+                form.kind,
+                tablet.device_id,
+                tablet.usb_serial,
+                tablet.institution,
+                tablet.worker_id,
+                form.worker_name,
+                form.staff_name,
+                json.dumps({"items": list(form.accessories), "other": form.other_accessories}, ensure_ascii=False),
+                form.condition_note,
+                form.acted_at_ms,
+                now_ms,
+                user_id,
+                snapshot.version,
+                tablet.status,
+            ),
+        )
+        write_audit(conn, now_ms, user_id, "act.recorded", act_no=act_no, kind=form.kind, device_id=tablet.device_id)
+    return act_no
+
+
+def last_acts_for(conn: sqlite3.Connection, device_id: str) -> tuple[str, str, int] | None:
+    row = conn.execute(
+        "SELECT kind, act_no, acted_at_ms FROM acts WHERE device_id = ? ORDER BY acted_at_ms DESC, id DESC LIMIT 1",
+        (device_id,),
+    ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def reconcile(acts: Mapping[str, Act], snapshot: RegistrySnapshot | None) -> list[CustodyCheck]:
+    """One check per tablet known to the registry or to the acts, problems first."""
+    tablets = {t.device_id: t for t in snapshot.tablets} if snapshot else {}
+    out: list[CustodyCheck] = []
+    for device_id in sorted(set(tablets) | set(acts)):
+        act = acts.get(device_id)
+        tablet = tablets.get(device_id)
+        status = tablet.status if tablet else None
+        ok, message = _judge(device_id, act, tablet.worker_id if tablet else None, status)
+        out.append(CustodyCheck(device_id, act, status, ok, message))
+    out.sort(key=lambda c: (c.ok, c.device_id))
+    return out
+
+
+def _judge(device_id: str, act: Act | None, worker_id: str | None, status: str | None) -> tuple[bool, str]:
+    if status is None:
+        return False, "not in the current registry snapshot"
+    if act is None:
+        if status == "issued":
+            return False, "issued in the registry but no acceptance-transfer act is recorded"
+        return True, f"{status} in the registry; no act recorded"
+    if act.kind == "issue":
+        if status == "issued":
+            if worker_id != act.worker_id:
+                return False, f"act {act.act_no} names worker {act.worker_id}, the registry {worker_id}"
+            return True, f"out under act {act.act_no}"
+        if status == "lost":
+            return False, f"reported lost while out under act {act.act_no}; record a return act if it is found"
+        return False, f"the registry has it {status} but act {act.act_no} still has it out: record the return act"
+    if status in ("returned", "revoked"):
+        return True, f"returned under act {act.act_no}"
+    return False, (
+        f"act {act.act_no} records the return but the registry has it {status}: "
+        f"publish a snapshot with `sanaq-keys mark-returned {device_id}`"
+    )

@@ -1,0 +1,176 @@
+"""staff.db: the dashboard's own SQLite database (accounts, sessions, acts, respondent lists).
+
+It is separate from the census database on purpose: staff data has its own
+lifecycle and backups, and the dashboard never writes census tables. One
+connection, owned by one worker thread, serialises every access; migrations
+are versioned and applied in order at open (append steps, never edit one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import StaffStoreError
+
+__all__ = ["MIGRATIONS", "StaffDb", "connect_staff_db", "transaction"]
+
+T = TypeVar("T")
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('viewer', 'admin')),
+            password_hash TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            created_at_ms INTEGER NOT NULL,
+            password_changed_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE sessions (
+            token_hash BLOB PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            csrf_token TEXT NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            last_seen_ms INTEGER NOT NULL,
+            expires_at_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX sessions_expiry ON sessions (expires_at_ms);
+        CREATE TABLE login_failures (
+            id INTEGER PRIMARY KEY,
+            subject TEXT NOT NULL,
+            at_ms INTEGER NOT NULL
+        );
+        CREATE INDEX login_failures_subject ON login_failures (subject, at_ms);
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at_ms INTEGER NOT NULL,
+            user_id INTEGER,
+            action TEXT NOT NULL,
+            detail TEXT NOT NULL
+        );
+        CREATE TABLE acts (
+            id INTEGER PRIMARY KEY,
+            act_no TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL CHECK (kind IN ('issue', 'return')),
+            device_id TEXT NOT NULL,
+            usb_serial TEXT NOT NULL,
+            institution TEXT NOT NULL,
+            worker_id TEXT NOT NULL,
+            worker_name TEXT NOT NULL,
+            staff_name TEXT NOT NULL,
+            accessories TEXT NOT NULL,
+            condition_note TEXT NOT NULL,
+            acted_at_ms INTEGER NOT NULL,
+            created_at_ms INTEGER NOT NULL,
+            created_by INTEGER NOT NULL REFERENCES users (id),
+            registry_version INTEGER,
+            registry_status TEXT
+        );
+        CREATE INDEX acts_device ON acts (device_id, acted_at_ms, id);
+        CREATE TABLE respondent_lists (
+            institution_code TEXT PRIMARY KEY,
+            list_date TEXT NOT NULL,
+            district TEXT NOT NULL,
+            entry_count INTEGER NOT NULL,
+            imported_at_ms INTEGER NOT NULL,
+            imported_by INTEGER REFERENCES users (id),
+            source_name TEXT NOT NULL
+        );
+        CREATE TABLE respondent_entries (
+            institution_code TEXT NOT NULL REFERENCES respondent_lists (institution_code),
+            entry_id TEXT NOT NULL,
+            surname TEXT NOT NULL,
+            given_name TEXT NOT NULL,
+            patronymic TEXT NOT NULL,
+            birth_date TEXT NOT NULL,
+            PRIMARY KEY (institution_code, entry_id)
+        ) WITHOUT ROWID;
+        """,
+    ),
+)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def connect_staff_db(path: Path, *, now_ms: int) -> sqlite3.Connection:
+    """Open (creating if needed, mode 0600) and migrate staff.db; raises ``StaffStoreError``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            path.touch(mode=0o600)
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)"
+        )
+        done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+        for version, sql in MIGRATIONS:
+            if version in done:
+                continue
+            with transaction(conn):
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, now_ms))
+    except (sqlite3.Error, OSError) as e:
+        raise StaffStoreError(f"cannot open staff database {path}: {e}") from e
+    return conn
+
+
+class StaffDb:
+    """staff.db for asyncio code: every job runs on the one thread that owns the connection."""
+
+    def __init__(self, path: Path, clock: Callable[[], int]) -> None:
+        self.path = path
+        self._clock = clock
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="staff-db")
+        loop = asyncio.get_running_loop()
+        self._conn = await loop.run_in_executor(self._pool, lambda: connect_staff_db(self.path, now_ms=self._clock()))
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        conn, pool = self._conn, self._pool
+        self._conn, self._pool = None, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        pool.shutdown(wait=True)
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the owner thread; sqlite errors become ``StaffStoreError``."""
+        if self._pool is None or self._conn is None:
+            raise StaffStoreError("staff database is closed")
+        conn = self._conn
+
+        def job() -> T:
+            try:
+                return fn(conn)
+            except sqlite3.Error as e:
+                raise StaffStoreError(f"staff database operation failed: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)

@@ -1,0 +1,78 @@
+"""Failures of the staff dashboard, grouped by who is at fault.
+
+::
+
+    StaffError                      base of everything below
+    +-- StaffConfigError            the operator's setup cannot work (also a runtime ConfigError,
+    |                               so ``sanaq-gateway`` prints it and exits 2 instead of crashing)
+    +-- StaffStoreError             staff.db cannot be opened, migrated or written
+    +-- StaffInputError             a staff member sent something invalid; ``.field`` names the input
+    |   +-- ActRefused              an acceptance-transfer act contradicts the act history or registry
+    |   +-- ListFileRejected        a respondent-list CSV cannot be read at all (encoding, header, size)
+    +-- AuthRefused                 bad username or password (one message for both, on purpose)
+    +-- RateLimited                 too many failed logins; ``.retry_after_s``
+    +-- PdfUnavailable              the PDF writer or its Cyrillic font is missing on this host
+
+Third-party errors (sqlite3, argon2, fpdf) are wrapped at the boundary with
+``raise ... from e``; messages never carry passwords, tokens or respondents' names.
+"""
+
+from __future__ import annotations
+
+from runtime.toml_config import ConfigError
+
+__all__ = [
+    "ActRefused",
+    "AuthRefused",
+    "ListFileRejected",
+    "PdfUnavailable",
+    "RateLimited",
+    "StaffConfigError",
+    "StaffError",
+    "StaffInputError",
+    "StaffStoreError",
+]
+
+
+class StaffError(Exception):
+    """Base of staff dashboard failures."""
+
+
+class StaffConfigError(StaffError, ConfigError):
+    """The staff dashboard cannot run with this configuration (e.g. a PostgreSQL census store)."""
+
+
+class StaffStoreError(StaffError):
+    """staff.db failed (cannot open, migrate, read or write)."""
+
+
+class StaffInputError(StaffError):
+    """Invalid input from a staff member; ``field`` names the form field or CSV column."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ActRefused(StaffInputError):
+    """The act cannot be recorded: it contradicts the act history or the registry."""
+
+
+class ListFileRejected(StaffInputError):
+    """The respondent-list file is unusable as a whole (not UTF-8, bad header, too large)."""
+
+
+class AuthRefused(StaffError):
+    """Unknown user, disabled user or wrong password: deliberately indistinguishable."""
+
+
+class RateLimited(StaffError):
+    """Too many failed logins for this user or address in the window."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class PdfUnavailable(StaffError):
+    """PDF output cannot be produced on this host (fpdf2 or the TTF font is missing)."""

@@ -1,0 +1,159 @@
+"""The live dashboard feed: one background refresher, many readers.
+
+A single task (owned by the app's ``cleanup_ctx``) polls the census
+store's change marker every ``refresh_interval_s``; when something changed
+(or ``full_refresh_s`` passed, so ages and colours move on with the clock, or
+staff data changed and ``poke`` was called) it folds the new batches into the
+tally, rebuilds the model, renders the HTML fragments once, bumps
+``version`` and wakes every server-sent-events stream. Pages and the JSON
+endpoint call ``current()``, which refreshes first, so they are never older
+than the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+
+from gateway.context import GatewayContext
+
+from .acts import last_acts, reconcile
+from .config import StaffConfig
+from .coverage import compute_coverage
+from .dashboard import DashboardModel, build_model
+from .db import StaffDb
+from .lists import RespondentList, load_entry_ids, load_lists
+from .queries import StaffQueries
+from .tally import CensusTally
+
+__all__ = ["DashboardFeed"]
+
+log = structlog.get_logger("sanaq.gateway.staff")
+
+_CHUNK = 20_000
+
+
+class DashboardFeed:
+    def __init__(
+        self,
+        *,
+        queries: StaffQueries,
+        db: StaffDb,
+        ctx: GatewayContext,
+        config: StaffConfig,
+        render: Callable[[DashboardModel], dict[str, str]],
+    ) -> None:
+        self._queries = queries
+        self._db = db
+        self._ctx = ctx
+        self._config = config
+        self._render = render
+        self._tally = CensusTally(utc_offset_ms=config.utc_offset_minutes * 60_000)
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Condition()
+        self._poke = asyncio.Event()
+        self._stale = True
+        self._marker: tuple[int, int | None] | None = None
+        self._built_at_ms = 0
+        self._lists: tuple[list[RespondentList], dict[str, frozenset[str]]] | None = None
+        self.model: DashboardModel | None = None
+        self.fragments: dict[str, str] = {}
+        self.version = 0
+        self.closed = False
+
+    @property
+    def tally(self) -> CensusTally:
+        return self._tally
+
+    def poke(self, *, lists_changed: bool = False) -> None:
+        """Staff data changed: rebuild at the next chance."""
+        if lists_changed:
+            self._lists = None
+        self._stale = True
+        self._poke.set()
+
+    async def current(self) -> DashboardModel:
+        await self.refresh()
+        assert self.model is not None
+        return self.model
+
+    async def refresh(self) -> bool:
+        """Rebuild if anything changed; True when a new version was published."""
+        async with self._lock:
+            now = self._ctx.clock()
+            trust = self._ctx.trust.current
+            marker = (await self._queries.change_marker(), trust.snapshot.version if trust else None)
+            due = now - self._built_at_ms >= self._config.full_refresh_s * 1000
+            if self.model is not None and not self._stale and marker == self._marker and not due:
+                return False
+            self._stale = False
+            self._marker = marker
+            await self._fold_new_batches()
+            model = await self._build(now)
+            self.model, self.fragments = model, self._render(model)
+            self._built_at_ms = now
+            self.version += 1
+        async with self._changed:
+            self._changed.notify_all()
+        return True
+
+    async def _fold_new_batches(self) -> None:
+        while True:
+            rows = await self._queries.batches_after(self._tally.high_water, _CHUNK)
+            if not rows:
+                return
+            before = self._tally.high_water
+            self._tally.add_batches(rows)
+            self._tally.add_entries(await self._queries.list_entries_between(before, self._tally.high_water))
+            if len(rows) < _CHUNK:
+                return
+
+    async def _build(self, now: int) -> DashboardModel:
+        config = self._config
+        trust = self._ctx.trust.current
+        snapshot = trust.snapshot if trust else None
+        if self._lists is None:
+            self._lists = await self._db.run(lambda c: (load_lists(c), load_entry_ids(c)))
+        lists, entries = self._lists
+        acts = await self._db.run(last_acts)
+        return build_model(
+            now_ms=now,
+            config=config,
+            tally=self._tally,
+            snapshot=snapshot,
+            security=await self._queries.security_events(config.recent_rows),
+            quarantine=await self._queries.quarantine_reasons(),
+            custody=await self._queries.custody_pulls(config.recent_rows),
+            custody_seen=await self._queries.custody_last_seen(),
+            coverage=compute_coverage(lists, entries, self._tally.seen_entries),
+            checks=reconcile(acts, snapshot),
+        )
+
+    async def wait_newer(self, version: int, timeout_s: float) -> bool:
+        """Wait until a version newer than ``version`` exists (True) or the timeout (False)."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self.version > version or self.closed), timeout_s)
+            except TimeoutError:
+                return False
+        return self.version > version
+
+    async def close(self) -> None:
+        """Wake and end every event stream (called on shutdown, before connections are drained)."""
+        self.closed = True
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def run(self) -> None:
+        """The refresher loop; a failed refresh is logged and retried, never fatal."""
+        while not self.closed:
+            try:
+                await self.refresh()
+            except Exception as e:  # the dashboard must not take the gateway down
+                log.warning("staff.feed.refresh_failed", error=str(e), error_type=type(e).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), timeout=self._config.refresh_interval_s)
+            self._poke.clear()

@@ -1,0 +1,325 @@
+"""First-stage respondent lists: strict CSV import per institution, as of the list date.
+
+File rules (the whole file is refused, ``ListFileRejected``): UTF-8 (a BOM is
+allowed), comma- or semicolon-separated, a header naming every required
+column, no unknown or repeated column, at most ``max_rows`` rows.
+
+Row rules (the row is refused and reported with its line number; the other
+rows still import): institution code ``AA-123456``; entry id ``AA-123456/00042``
+(or just the number, ``42``) of that institution, unique in the file; ISO
+dates; a birth date not after the list date; names of letters, spaces,
+hyphens, apostrophes and dots; one list date and one district per
+institution in the file.
+
+Valid rows import in one transaction. Each institution named in the file gets
+its list replaced whole by the file's rows, unless the held list has a later
+list date (then that institution's rows are refused).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sqlite3
+import unicodedata
+from dataclasses import dataclass
+from datetime import date
+
+from .accounts import write_audit
+from .db import transaction
+from .errors import ListFileRejected, StaffInputError
+
+__all__ = [
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "ImportReport",
+    "InstitutionImport",
+    "ListEntry",
+    "ListRow",
+    "ParsedList",
+    "RejectedRow",
+    "RespondentList",
+    "clean_text",
+    "import_list",
+    "load_entries",
+    "load_entry_ids",
+    "load_lists",
+    "parse_list_csv",
+]
+
+REQUIRED_COLUMNS = ("institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date")
+OPTIONAL_COLUMNS = ("patronymic", "district")
+_CODE = re.compile(r"^[A-Z]{2}-\d{6}$")
+_ENTRY_FULL = re.compile(r"^([A-Z]{2}-\d{6})/(\d{5})$")
+_ENTRY_NUMBER = re.compile(r"^\d{1,5}$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_NAME_PUNCT = frozenset(" -'.\u2019\u02bc")
+_EARLIEST_BIRTH = date(1880, 1, 1)
+_MAX_TEXT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    line: int
+    institution_code: str
+    entry_id: str
+    list_date: str
+    surname: str
+    given_name: str
+    patronymic: str
+    birth_date: str
+    district: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    line: int
+    column: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedList:
+    rows: tuple[ListRow, ...]
+    rejected: tuple[RejectedRow, ...]
+    total_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class InstitutionImport:
+    institution_code: str
+    list_date: str
+    district: str
+    entries: int
+    replaced_list_date: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    source_name: str
+    total_rows: int
+    imported: tuple[InstitutionImport, ...]
+    rejected: tuple[RejectedRow, ...]
+
+    @property
+    def imported_rows(self) -> int:
+        return sum(i.entries for i in self.imported)
+
+
+@dataclass(frozen=True, slots=True)
+class RespondentList:
+    institution_code: str
+    list_date: str
+    district: str
+    entry_count: int
+    imported_at_ms: int
+    source_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    institution_code: str
+    entry_id: str
+    surname: str
+    given_name: str
+    patronymic: str
+    birth_date: str
+
+
+def clean_text(value: str, column: str, *, required: bool, name: bool, max_len: int = _MAX_TEXT) -> str:
+    """Trimmed NFC text; names allow only letters, marks, spaces, hyphens, apostrophes and dots."""
+    value = unicodedata.normalize("NFC", value.strip())
+    if not value:
+        if required:
+            raise StaffInputError("empty", field=column)
+        return ""
+    if len(value) > max_len:
+        raise StaffInputError(f"longer than {max_len} characters", field=column)
+    for ch in value:
+        cat = unicodedata.category(ch)
+        if cat[0] == "C":
+            raise StaffInputError("control or invisible character", field=column)
+        if name and not (cat[0] in "LM" or ch in _NAME_PUNCT):
+            raise StaffInputError(f"unexpected character {ch!r} in a name", field=column)
+    return value
+
+
+def _iso_date(value: str, column: str) -> date:
+    value = value.strip()
+    if not _ISO_DATE.match(value):
+        raise StaffInputError("not a YYYY-MM-DD date", field=column)
+    try:
+        return date.fromisoformat(value)
+    except ValueError as e:
+        raise StaffInputError("not a calendar date", field=column) from e
+
+
+def _row(fields: dict[str, str], line: int) -> ListRow:
+    code = fields["institution_code"].strip()
+    if not _CODE.match(code):
+        raise StaffInputError("institution code must look like AB-123456", field="institution_code")
+    raw_entry = fields["entry_id"].strip()
+    full = _ENTRY_FULL.match(raw_entry)
+    if full:
+        if full.group(1) != code:
+            raise StaffInputError("entry id names another institution", field="entry_id")
+        number = int(full.group(2))
+    elif _ENTRY_NUMBER.match(raw_entry):
+        number = int(raw_entry)
+    else:
+        raise StaffInputError("entry id must be CODE/NNNNN or a number", field="entry_id")
+    if number < 1:
+        raise StaffInputError("entry number must be >= 1", field="entry_id")
+    list_date = _iso_date(fields["list_date"], "list_date")
+    birth = _iso_date(fields["birth_date"], "birth_date")
+    if not _EARLIEST_BIRTH <= birth <= list_date:
+        raise StaffInputError("birth date after the list date or before 1880", field="birth_date")
+    return ListRow(
+        line=line,
+        institution_code=code,
+        entry_id=f"{code}/{number:05d}",
+        list_date=list_date.isoformat(),
+        surname=clean_text(fields["surname"], "surname", required=True, name=True),
+        given_name=clean_text(fields["given_name"], "given_name", required=True, name=True),
+        patronymic=clean_text(fields.get("patronymic", ""), "patronymic", required=False, name=True),
+        birth_date=birth.isoformat(),
+        district=clean_text(fields.get("district", ""), "district", required=False, name=False),
+    )
+
+
+def _header(first_line: str) -> tuple[str, list[str]]:
+    delimiter = ";" if ";" in first_line and "," not in first_line else ","
+    columns = [c.strip().lower() for c in next(csv.reader([first_line], delimiter=delimiter))]
+    unknown = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if unknown:
+        raise ListFileRejected(f"unknown column(s): {', '.join(unknown)}", field="header")
+    if missing:
+        raise ListFileRejected(f"missing column(s): {', '.join(missing)}", field="header")
+    if len(set(columns)) != len(columns):
+        raise ListFileRejected("a column appears twice", field="header")
+    return delimiter, columns
+
+
+def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
+    """Validate a list file; raises ``ListFileRejected`` when the file as a whole is unusable."""
+    if len(data) > max_bytes:
+        raise ListFileRejected(f"file larger than {max_bytes} bytes", field="file")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ListFileRejected(f"not UTF-8 (byte {e.start})", field="file") from e
+    if not text.strip():
+        raise ListFileRejected("empty file", field="file")
+    first_line = text.splitlines()[0]
+    delimiter, columns = _header(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    rows: list[ListRow] = []
+    rejected: list[RejectedRow] = []
+    seen_entries: set[str] = set()
+    per_institution: dict[str, tuple[str, str]] = {}
+    total = 0
+    try:
+        next(reader)
+        line = reader.line_num + 1
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            if not record or all(not f.strip() for f in record):
+                continue
+            total += 1
+            if total > max_rows:
+                raise ListFileRejected(f"more than {max_rows} rows", field="file")
+            if len(record) != len(columns):
+                rejected.append(RejectedRow(start, None, f"{len(record)} fields, header has {len(columns)}"))
+                continue
+            try:
+                row = _row(dict(zip(columns, record, strict=True)), start)
+            except StaffInputError as e:
+                rejected.append(RejectedRow(start, e.field, str(e)))
+                continue
+            if row.entry_id in seen_entries:
+                rejected.append(RejectedRow(start, "entry_id", f"{row.entry_id} appears earlier in the file"))
+                continue
+            held = per_institution.setdefault(row.institution_code, (row.list_date, row.district))
+            if held[0] != row.list_date:
+                rejected.append(RejectedRow(start, "list_date", f"{row.institution_code} is listed as of {held[0]}"))
+                continue
+            if held[1] != row.district:
+                rejected.append(RejectedRow(start, "district", f"{row.institution_code} has another district"))
+                continue
+            seen_entries.add(row.entry_id)
+            rows.append(row)
+    except csv.Error as e:
+        raise ListFileRejected(f"line {reader.line_num}: malformed CSV ({e})", field="file") from e
+    return ParsedList(tuple(rows), tuple(rejected), total)
+
+
+def import_list(
+    conn: sqlite3.Connection, parsed: ParsedList, *, source_name: str, user_id: int | None, now_ms: int
+) -> ImportReport:
+    """Replace the lists of every institution in ``parsed`` in one transaction."""
+    by_code: dict[str, list[ListRow]] = {}
+    for row in parsed.rows:
+        by_code.setdefault(row.institution_code, []).append(row)
+    imported: list[InstitutionImport] = []
+    rejected = list(parsed.rejected)
+    with transaction(conn):
+        for code, rows in sorted(by_code.items()):
+            held = conn.execute("SELECT list_date FROM respondent_lists WHERE institution_code = ?", (code,)).fetchone()
+            list_date = rows[0].list_date
+            if held is not None and held[0] > list_date:
+                reason = f"{code}: the held list is as of {held[0]}, newer than {list_date}"
+                rejected.extend(RejectedRow(r.line, "list_date", reason) for r in rows)
+                continue
+            conn.execute("DELETE FROM respondent_entries WHERE institution_code = ?", (code,))
+            conn.execute(
+                "INSERT INTO respondent_lists (institution_code, list_date, district, entry_count, imported_at_ms,"
+                " imported_by, source_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (institution_code) DO UPDATE SET list_date = excluded.list_date,"
+                " district = excluded.district, entry_count = excluded.entry_count,"
+                " imported_at_ms = excluded.imported_at_ms, imported_by = excluded.imported_by,"
+                " source_name = excluded.source_name",
+                (code, list_date, rows[0].district, len(rows), now_ms, user_id, source_name),
+            )
+            conn.executemany(
+                "INSERT INTO respondent_entries VALUES (?, ?, ?, ?, ?, ?)",
+                [(code, r.entry_id, r.surname, r.given_name, r.patronymic, r.birth_date) for r in rows],
+            )
+            imported.append(InstitutionImport(code, list_date, rows[0].district, len(rows), held[0] if held else None))
+        write_audit(
+            conn,
+            now_ms,
+            user_id,
+            "lists.imported",
+            source=source_name,
+            institutions=[i.institution_code for i in imported],
+            rows=sum(i.entries for i in imported),
+            rejected=len(rejected),
+        )
+    rejected.sort(key=lambda r: r.line)
+    return ImportReport(source_name, parsed.total_rows, tuple(imported), tuple(rejected))
+
+
+def load_lists(conn: sqlite3.Connection) -> list[RespondentList]:
+    rows = conn.execute(
+        "SELECT institution_code, list_date, district, entry_count, imported_at_ms, source_name"
+        " FROM respondent_lists ORDER BY institution_code"
+    ).fetchall()
+    return [RespondentList(*r) for r in rows]
+
+
+def load_entry_ids(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for code, entry in conn.execute("SELECT institution_code, entry_id FROM respondent_entries"):
+        out.setdefault(code, set()).add(entry)
+    return {k: frozenset(v) for k, v in out.items()}
+
+
+def load_entries(conn: sqlite3.Connection, institution_code: str | None) -> list[ListEntry]:
+    sql = "SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date FROM respondent_entries"
+    if institution_code is None:
+        rows = conn.execute(sql + " ORDER BY institution_code, entry_id").fetchall()
+    else:
+        rows = conn.execute(sql + " WHERE institution_code = ? ORDER BY entry_id", (institution_code,)).fetchall()
+    return [ListEntry(*r) for r in rows]

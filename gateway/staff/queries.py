@@ -1,0 +1,257 @@
+"""What the dashboard reads from the census store: a read-only query interface.
+
+``StaffQueries`` is engine-neutral; ``SqliteStaffQueries`` implements it on its
+OWN read-only connection to the census SQLite file (``mode=ro`` and
+``query_only``), so the dashboard can neither write census tables nor
+compete with the ingest writer for its connection. A PostgreSQL
+implementation is not written yet (``make_queries`` refuses clearly).
+
+Batches and sheets are insert-only, so the dashboard reads them
+incrementally by batch id (``batches_after``); everything else is small and
+read whole on each refresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from .errors import StaffConfigError, StaffStoreError
+
+__all__ = [
+    "BatchRow",
+    "CustodyPull",
+    "ExportedSheet",
+    "ReasonCount",
+    "SecurityEventRow",
+    "SqliteStaffQueries",
+    "StaffQueries",
+    "make_queries",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRow:
+    id: int
+    device_id: str
+    seq: int
+    received_at_ms: int
+    road: str
+    sheets_accepted: int
+    sheets_quarantined: int
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityEventRow:
+    at_ms: int
+    kind: str
+    device_id: str | None
+    seq: int | None
+    detail: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class ReasonCount:
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class CustodyPull:
+    station_id: str
+    device_id: str
+    pulled_at_ms: int
+    received_at_ms: int
+    batch_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedSheet:
+    """One stored sheet with its batch provenance; ``body_json`` is the stored canonical JSON text."""
+
+    batch_id: int
+    index: int
+    device_id: str
+    seq: int
+    received_at_ms: int
+    road: str
+    batch_hash: bytes
+    sheet_id: str | None
+    body_json: str
+
+
+class StaffQueries(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def change_marker(self) -> int:
+        """A number that changes whenever the census data changed (cheap; polled every refresh)."""
+        ...
+
+    async def batches_after(self, after_id: int, limit: int) -> list[BatchRow]:
+        """Batches with id > after_id in id order, at most ``limit``."""
+        ...
+
+    async def list_entries_between(self, after_id: int, upto_id: int) -> list[tuple[str, str]]:
+        """(institution_code, respondent_list_entry) of sheets in batches after_id < id <= upto_id."""
+        ...
+
+    async def security_events(self, limit: int) -> tuple[dict[str, int], list[SecurityEventRow]]:
+        """Counts by kind, and the newest ``limit`` events."""
+        ...
+
+    async def quarantine_reasons(self) -> list[ReasonCount]: ...
+
+    async def custody_pulls(self, limit: int) -> list[CustodyPull]: ...
+
+    async def custody_last_seen(self) -> dict[str, int]:
+        """Per station: the newest custody record's receive time."""
+        ...
+
+    async def export_sheets(self, after: tuple[int, int], limit: int) -> list[ExportedSheet]:
+        """Stored sheets after (batch_id, index) in that order, at most ``limit``."""
+        ...
+
+
+class SqliteStaffQueries:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="staff-census-read")
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, self._connect)
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"{self._path.resolve().as_uri()}?mode=ro"
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA query_only=ON")
+            conn.execute("SELECT count(*) FROM batches").fetchone()
+        except sqlite3.Error as e:
+            raise StaffStoreError(f"cannot open the census database read-only: {e}") from e
+        return conn
+
+    async def close(self) -> None:
+        if self._pool is None:
+            return
+        conn, pool = self._conn, self._pool
+        self._conn, self._pool = None, None
+        if conn is not None:
+            await asyncio.get_running_loop().run_in_executor(pool, conn.close)
+        pool.shutdown(wait=True)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._pool is None or self._conn is None:
+            raise StaffStoreError("census read connection is closed")
+        conn = self._conn
+
+        def job() -> T:
+            try:
+                return fn(conn)
+            except sqlite3.Error as e:
+                raise StaffStoreError(f"census read failed: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+    async def change_marker(self) -> int:
+        return await self._run(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
+
+    async def batches_after(self, after_id: int, limit: int) -> list[BatchRow]:
+        def run(c: sqlite3.Connection) -> list[BatchRow]:
+            rows = c.execute(
+                "SELECT id, device_id, seq, received_at_ms, road, sheets_accepted, sheets_quarantined"
+                " FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [BatchRow(*r) for r in rows]
+
+        return await self._run(run)
+
+    async def list_entries_between(self, after_id: int, upto_id: int) -> list[tuple[str, str]]:
+        def run(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = c.execute(
+                "SELECT institution_code, respondent_list_entry FROM sheets"
+                " WHERE batch_id > ? AND batch_id <= ?"
+                " AND institution_code IS NOT NULL AND respondent_list_entry IS NOT NULL",
+                (after_id, upto_id),
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def security_events(self, limit: int) -> tuple[dict[str, int], list[SecurityEventRow]]:
+        def run(c: sqlite3.Connection) -> tuple[dict[str, int], list[SecurityEventRow]]:
+            counts = dict(c.execute("SELECT kind, count(*) FROM security_events GROUP BY kind"))
+            rows = c.execute(
+                "SELECT at_ms, kind, device_id, seq, detail FROM security_events ORDER BY id DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return counts, [SecurityEventRow(r[0], r[1], r[2], r[3], _detail(r[4])) for r in rows]
+
+        return await self._run(run)
+
+    async def quarantine_reasons(self) -> list[ReasonCount]:
+        def run(c: sqlite3.Connection) -> list[ReasonCount]:
+            rows = c.execute(
+                "SELECT reason, count(*) AS n FROM quarantine GROUP BY reason ORDER BY n DESC, reason"
+            ).fetchall()
+            return [ReasonCount(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def custody_pulls(self, limit: int) -> list[CustodyPull]:
+        def run(c: sqlite3.Connection) -> list[CustodyPull]:
+            rows = c.execute(
+                "SELECT station_id, device_id, pulled_at_ms, received_at_ms, batch_count FROM custody"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [CustodyPull(*r) for r in rows]
+
+        return await self._run(run)
+
+    async def custody_last_seen(self) -> dict[str, int]:
+        def run(c: sqlite3.Connection) -> dict[str, int]:
+            return dict(c.execute("SELECT station_id, max(received_at_ms) FROM custody GROUP BY 1"))
+
+        return await self._run(run)
+
+    async def export_sheets(self, after: tuple[int, int], limit: int) -> list[ExportedSheet]:
+        def run(c: sqlite3.Connection) -> list[ExportedSheet]:
+            rows = c.execute(
+                "SELECT s.batch_id, s.idx, b.device_id, b.seq, b.received_at_ms, b.road, b.batch_hash,"
+                " s.sheet_id, s.body FROM sheets s JOIN batches b ON b.id = s.batch_id"
+                " WHERE (s.batch_id, s.idx) > (?, ?) ORDER BY s.batch_id, s.idx LIMIT ?",
+                (after[0], after[1], limit),
+            ).fetchall()
+            return [ExportedSheet(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]) for r in rows]
+
+        return await self._run(run)
+
+
+def _detail(text: str) -> dict[str, object]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def make_queries(census_sqlite_path: Path | None) -> StaffQueries:
+    """The query implementation for the configured census store; refuses PostgreSQL for now."""
+    if census_sqlite_path is None:
+        raise StaffConfigError(
+            "the staff dashboard needs the SQLite census store: a PostgreSQL StaffQueries is not implemented yet"
+            " (set [staff] enabled = false to run the gateway without the dashboard)"
+        )
+    return SqliteStaffQueries(census_sqlite_path)

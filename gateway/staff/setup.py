@@ -1,0 +1,106 @@
+"""``setup_staff``: mount the staff dashboard on a gateway app built by ``gateway.app.create_app``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from gateway.context import GatewayContext
+
+from .accounts import Accounts
+from .config import StaffConfig
+from .db import StaffDb
+from .feed import DashboardFeed
+from .queries import make_queries
+from .state import STAFF, StaffState
+from .views import STATIC_DIR, Views
+from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
+from .web_auth import get_login, post_login, post_logout
+from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
+
+__all__ = ["setup_staff"]
+
+log = structlog.get_logger("sanaq.gateway.staff")
+
+
+async def _to_dashboard(request: web.Request) -> web.Response:
+    return web.Response(status=303, headers={"Location": "/staff/"})
+
+
+def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) -> None:
+    """Register the /staff/ routes and the dashboard's own resources on ``app`` (before it starts).
+
+    Raises ``StaffConfigError`` (a ``ConfigError``) when the dashboard cannot
+    run with this gateway, e.g. on the PostgreSQL census store, for which no
+    read-only ``StaffQueries`` exists yet. Does nothing when ``config.enabled``
+    is false.
+    """
+    if not config.enabled:
+        return
+    census_path = ctx.config.sqlite_path
+    queries = make_queries(census_path)
+    db = StaffDb(config.staff_db(census_path), ctx.clock)
+    views = Views(config)
+    feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
+    app[STAFF] = StaffState(
+        config=config,
+        ctx=ctx,
+        db=db,
+        accounts=Accounts(db, config, ctx.clock),
+        queries=queries,
+        feed=feed,
+        views=views,
+    )
+    routes = (
+        ("GET", "/staff", _to_dashboard),
+        ("GET", "/staff/", get_dashboard),
+        ("GET", "/staff/login", get_login),
+        ("POST", "/staff/login", post_login),
+        ("POST", "/staff/logout", post_logout),
+        ("GET", "/staff/api/summary", get_summary),
+        ("GET", "/staff/events", get_events),
+        ("GET", "/staff/acts", get_acts),
+        ("POST", "/staff/acts", post_act),
+        ("GET", "/staff/acts/{act_no:[A-Za-z0-9-]{1,40}}", get_act_page),
+        ("GET", "/staff/acts/{act_no:[A-Za-z0-9-]{1,40}}/pdf", get_act_pdf),
+        ("GET", "/staff/lists", get_lists),
+        ("POST", "/staff/lists", post_lists),
+        ("GET", "/staff/missing", get_missing),
+        ("GET", "/staff/export/coverage.csv", get_coverage_csv),
+        ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
+    )
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+    app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
+    app.cleanup_ctx.append(_lifecycle)
+    app.on_shutdown.append(_end_streams)
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    """Open staff.db and the census read connection, run the feed; undo in reverse on cleanup."""
+    state = app[STAFF]
+    await state.db.open()
+    try:
+        await state.queries.open()
+    except BaseException:
+        await state.db.close()
+        raise
+    task = asyncio.create_task(state.feed.run(), name="staff-dashboard-feed")
+    log.info("staff.started", staff_db=str(state.db.path))
+    yield
+    await state.feed.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await state.queries.close()
+    await state.db.close()
+    log.info("staff.stopped")
+
+
+async def _end_streams(app: web.Application) -> None:
+    """On shutdown, end the event streams so graceful shutdown does not wait on them."""
+    await app[STAFF].feed.close()

@@ -1,0 +1,174 @@
+"""Staff pages: the live dashboard, its JSON and event stream, and the custody acts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import datetime, timedelta, timezone
+
+import structlog
+from aiohttp import web
+
+from .act_pdf import ACT_TITLES, act_fields, render_act_pdf, signatories
+from .acts import ACCESSORIES, get_act, last_acts, list_acts, parse_act_form, reconcile, record_act
+from .errors import PdfUnavailable, StaffInputError, StaffStoreError
+from .state import STAFF, StaffState
+from .views import with_security_headers
+from .web_auth import COOKIE, Staffed, staff_handler
+
+__all__ = ["get_act_page", "get_act_pdf", "get_acts", "get_dashboard", "get_events", "get_summary", "post_act"]
+
+log = structlog.get_logger("sanaq.gateway.staff")
+
+
+@staff_handler()
+async def get_dashboard(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    model = await state.feed.current()
+    return state.views.page("dashboard.html", session=staffed.session, model=model)
+
+
+@staff_handler(api=True)
+async def get_summary(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    model = await state.feed.current()
+    return web.json_response({"version": state.feed.version, **model.summary()})
+
+
+@staff_handler(api=True)
+async def get_events(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    """Server-sent events: ``update`` with the re-rendered sections whenever the data changed.
+
+    The session is re-checked before every message; when it ends the stream
+    sends ``expired`` and closes, and the page goes back to the login form.
+    """
+    state = request.app[STAFF]
+    feed = state.feed
+    token = request.cookies.get(COOKIE)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
+    with_security_headers(response)
+    await response.prepare(request)
+    sent = 0
+    try:
+        await feed.refresh()
+        while not feed.closed:
+            if await state.accounts.session(token, touch=False) is None:
+                await response.write(b"event: expired\ndata: {}\n\n")
+                break
+            if feed.version > sent:
+                sent = feed.version
+                payload = json.dumps({"version": sent, "fragments": feed.fragments}, separators=(",", ":"))
+                await response.write(f"id: {sent}\nevent: update\ndata: {payload}\n\n".encode())
+            elif not await feed.wait_newer(sent, state.config.heartbeat_s):
+                await response.write(b": keep-alive\n\n")
+    except ConnectionResetError:  # the browser went away
+        log.debug("staff.events.closed", user_id=staffed.session.user.id)
+    except StaffStoreError as e:  # headers are sent: end the stream, the browser reconnects
+        log.error("staff.events.failed", error=str(e))
+    return response
+
+
+def _now_local(state: StaffState) -> str:
+    tz = timezone(timedelta(minutes=state.config.utc_offset_minutes))
+    return datetime.fromtimestamp(state.ctx.clock() / 1000, tz).strftime("%Y-%m-%dT%H:%M")
+
+
+async def _acts_page(
+    request: web.Request, staffed: Staffed, *, error: str | None = None, form: dict[str, str] | None = None
+) -> web.Response:
+    state = request.app[STAFF]
+    trust = state.ctx.trust.current
+    snapshot = trust.snapshot if trust else None
+    acts, last = await state.db.run(lambda c: (list_acts(c, 500), last_acts(c)))
+    return state.views.page(
+        "acts.html",
+        status=400 if error else 200,
+        session=staffed.session,
+        acts=acts,
+        checks=reconcile(last, snapshot),
+        tablets=sorted(snapshot.tablets, key=lambda t: t.device_id) if snapshot else [],
+        registry_version=snapshot.version if snapshot else None,
+        accessories=ACCESSORIES,
+        form=form or {},
+        error=error,
+        now_local=_now_local(state),
+    )
+
+
+@staff_handler()
+async def get_acts(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    return await _acts_page(request, staffed)
+
+
+@staff_handler(role="admin")
+async def post_act(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    assert staffed.form is not None
+    fields = {k: v for k, v in staffed.form.items() if k != "csrf"}
+    now = state.ctx.clock()
+    trust = state.ctx.trust.current
+    try:
+        form = parse_act_form(fields, now_ms=now, utc_offset_minutes=state.config.utc_offset_minutes)
+        act_no = await state.db.run(
+            lambda c: record_act(
+                c,
+                form,
+                trust.snapshot if trust else None,
+                user_id=staffed.session.user.id,
+                now_ms=now,
+                prefix=state.config.act_prefix,
+                utc_offset_minutes=state.config.utc_offset_minutes,
+            )
+        )
+    except StaffInputError as e:
+        where = f"{e.field}: " if e.field else ""
+        return await _acts_page(request, staffed, error=f"{where}{e}", form=fields)
+    log.info(
+        "staff.act.recorded", act_no=act_no, kind=form.kind, device_id=form.device_id, user_id=staffed.session.user.id
+    )
+    state.feed.poke()
+    return web.Response(status=303, headers={"Location": f"/staff/acts/{act_no}"})
+
+
+@staff_handler()
+async def get_act_page(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    act_no = request.match_info["act_no"]
+    act = await state.db.run(lambda c: get_act(c, act_no))
+    if act is None:
+        return state.views.message("No such act", f"There is no act {act_no}.", status=404, session=staffed.session)
+    trust = state.ctx.trust.current
+    snapshot = trust.snapshot if trust else None
+    last = await state.db.run(last_acts)
+    check = next((c for c in reconcile(last, snapshot) if c.device_id == act.device_id), None)
+    return state.views.page(
+        "act.html",
+        session=staffed.session,
+        act=act,
+        fields=act_fields(act, state.config),
+        titles=ACT_TITLES[act.kind],
+        signatures=list(zip(("Handed over by / Передал", "Accepted by / Принял"), signatories(act), strict=True)),
+        check=check,
+        registry_version=snapshot.version if snapshot else None,
+    )
+
+
+@staff_handler()
+async def get_act_pdf(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    act_no = request.match_info["act_no"]
+    act = await state.db.run(lambda c: get_act(c, act_no))
+    if act is None:
+        return state.views.message("No such act", f"There is no act {act_no}.", status=404, session=staffed.session)
+    try:
+        pdf = await asyncio.to_thread(render_act_pdf, act, state.config)
+    except PdfUnavailable as e:
+        log.error("staff.act.pdf_unavailable", error=str(e))
+        return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="act-{act.act_no}.pdf"'},
+    )
