@@ -9,37 +9,17 @@ import os
 import random
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from wire import decode_envelope
 
-from .images import Env, Gateway, build_template, env_from_template, export, fat_image, serve_gateway
+from .images import Env, Gateway, export, fat_image
 from .test_usb_core_daemon import SystemdSocket
 
 EXE = Path(sys.executable).parent / "sanaq-usb-ingest"
 COMMAND = [str(EXE)] if EXE.exists() else [sys.executable, "-m", "usb_ingest"]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
 
 
 async def cli(*args: str, env_vars: dict[str, str] | None = None) -> tuple[int, str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -24,42 +23,16 @@ from .images import (
     DAY_MS,
     Env,
     Gateway,
-    build_template,
-    env_from_template,
     export,
     free_port,
     now_ms,
     seal,
     serve_gateway,
-    structlog_defaults,
 )
 
 SEQS = range(1, 5)
 
-
-@pytest.fixture(autouse=True)
-def _logs_unfiltered() -> Iterator[None]:
-    with structlog_defaults():
-        yield
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
+pytestmark = pytest.mark.usefixtures("_logs_unfiltered")
 
 
 def open_station(env: Env, url: str, **changes: object) -> Station:

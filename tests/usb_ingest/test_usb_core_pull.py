@@ -23,8 +23,6 @@ from .images import (
     DAY_MS,
     Env,
     StoredBatch,
-    build_template,
-    env_from_template,
     export,
     fat_edit,
     fat_image,
@@ -33,28 +31,11 @@ from .images import (
     rename_long_name,
     seal,
     serial_of,
-    structlog_defaults,
 )
 
 SEQS = range(1, 5)
 
-
-@pytest.fixture(autouse=True)
-def _logs_unfiltered() -> Iterator[None]:
-    with structlog_defaults():
-        yield
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
+pytestmark = pytest.mark.usefixtures("_logs_unfiltered")
 
 
 @pytest.fixture

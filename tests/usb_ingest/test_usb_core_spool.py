@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,7 @@ from usb_ingest.spool import Spool
 from usb_ingest.station import Station
 from wire import key_id, make_receipt
 
-from .images import Env, build_template, env_from_template, export, now_ms, seal
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
+from .images import Env, export, now_ms, seal
 
 
 def open_spool(tmp_path: Path, **kw: int) -> Spool:

@@ -7,7 +7,6 @@ import hashlib
 import multiprocessing
 import struct
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from usb_ingest.volume_fat import FatExportVolume
 from .images import (
     Env,
     Fat16,
-    build_template,
     env_from_template,
     export,
     fat_edit,
@@ -30,18 +28,6 @@ from .images import (
     patch_image,
     rename_long_name,
 )
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
 
 
 @pytest.fixture(scope="module")
