@@ -9,7 +9,10 @@ STAMP := $(VENV)/.installed
 #   umockdev, gir1.2-umockdev-1.0, python3-gi   the real libudev stack under a test bed
 #   systemd, python3-venv  systemd-analyze for the unit tests; the venv `make install` builds
 #   postgresql             initdb/pg_ctl for the throwaway cluster of the PostgreSQL store tests
-DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql
+#   chromium, chromium-driver  the real-browser test of the staff dashboard
+#   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
+DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
+	chromium chromium-driver fonts-dejavu-core
 
 .PHONY: .debs-ok setup demo test lint typecheck unit vectors bench clean install uninstall
 

@@ -27,6 +27,7 @@ from runtime.toml_config import ConfigError
 from .app import create_app, read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
+from .staff import setup_staff
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
 
@@ -60,6 +61,7 @@ async def serve(config: GatewayConfig) -> int:
         root_public_key=root_public_key,
         bootstrap_snapshot=read_optional(config.keys.bootstrap_snapshot),
     )
+    setup_staff(app, app[CTX], config.staff)  # no-op when [staff] enabled = false
     ssl_context = None
     if not config.server.plain_http:
         if config.server.tls_cert is None or config.server.tls_key is None:

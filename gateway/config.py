@@ -14,6 +14,8 @@ from pathlib import Path
 
 from runtime.toml_config import ConfigError, build, load_toml
 
+from .staff.config import StaffConfig
+
 __all__ = ["CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig", "load_config"]
 
 
@@ -64,6 +66,7 @@ class GatewayConfig:
     keys: KeysConfig = field(default_factory=KeysConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     commit: CommitConfig = field(default_factory=CommitConfig)
+    staff: StaffConfig = field(default_factory=StaffConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -104,4 +107,11 @@ def load_config(path: Path | None) -> GatewayConfig:
     )
     if not cfg.database.startswith(("sqlite:", "postgresql://", "postgres://")):
         raise ConfigError("database must be sqlite:///PATH or postgresql://...")
-    return GatewayConfig(database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit)
+    staff = dataclasses.replace(
+        cfg.staff,
+        db_path=_resolve(cfg.staff.db_path, base),
+        pdf_font=_resolve(cfg.staff.pdf_font, base) or cfg.staff.pdf_font,
+    )
+    return GatewayConfig(
+        database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff
+    )

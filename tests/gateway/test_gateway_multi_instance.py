@@ -53,6 +53,7 @@ async def start_instance(world: World, tmp: Path, name: str, dsn: str) -> Instan
         f'[keys]\nroot_public_key = "{bytes(world.root.verify_key).hex()}"\n'
         'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         "[commit]\nmax_group = 64\nmax_wait_ms = 2.0\n"
+        "[staff]\nenabled = false\n"  # the dashboard reads the SQLite store only (docs/operations.md)
     )
     with (home / "stdout.log").open("wb") as out:
         proc = await asyncio.create_subprocess_exec(

@@ -1,0 +1,212 @@
+# ruff: noqa: RUF001  (Cyrillic names in the test data)
+"""Staff dashboard test harness: a real gateway with /staff/ mounted, a staff HTTP client, a headless Chromium.
+
+The gateway is built exactly as production builds it (``create_app`` then
+``setup_staff``) on a throwaway SQLite census file, with staff.db beside it.
+``ManualClock`` lets a test move the gateway's clock (session expiry, login
+throttling windows). ``chromium`` drives Debian's /usr/bin/chromium through
+/usr/bin/chromedriver with selenium; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import re
+import shutil
+import sqlite3
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from argon2 import PasswordHasher
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig, ServerConfig
+from gateway.context import CTX
+from gateway.staff import StaffConfig, setup_staff
+from gateway.staff.db import connect_staff_db
+from gateway.store_sqlite import SqliteStore
+
+from .harness import World, now_ms
+
+PASSWORD = "correct horse battery staple"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1400,1800",
+)
+
+
+@dataclass
+class ManualClock:
+    now: int = field(default_factory=now_ms)
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+@dataclass
+class StaffGateway:
+    url: str
+    runner: web.AppRunner
+    app: web.Application
+    db_path: Path
+    staff_db: Path
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+    def staff_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        with sqlite3.connect(self.staff_db) as conn:
+            return conn.execute(sql, params).fetchall()
+
+
+@functools.lru_cache(maxsize=4)
+def _argon2_hash(password: str) -> str:
+    """One real Argon2id hash per password per test run (hashing costs ~0.3 s on purpose)."""
+    return PasswordHasher().hash(password)
+
+
+def add_staff_user(staff_db: Path, username: str, role: str, password: str = PASSWORD) -> None:
+    """Insert an account directly (``add_user`` itself is exercised through the CLI tests)."""
+    conn = connect_staff_db(staff_db, now_ms=now_ms())
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO users (username, role, password_hash, created_at_ms, password_changed_at_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (username, role, _argon2_hash(password), now_ms(), now_ms()),
+            )
+    finally:
+        conn.close()
+
+
+async def start_staff_gateway(
+    world: World,
+    tmp_path: Path,
+    *,
+    clock: Any = None,
+    staff: StaffConfig | None = None,
+    snapshot: bytes | None = None,
+    users: tuple[tuple[str, str], ...] = (("admin", "admin"), ("viewer", "viewer")),
+) -> StaffGateway:
+    db_path = tmp_path / "census.db"
+    staff_config = staff or StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0)
+    staff_db = staff_config.staff_db(db_path)
+    for username, role in users:
+        add_staff_user(staff_db, username, role)
+    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=0))
+    kwargs = {"clock": clock} if clock is not None else {}
+    app = create_app(
+        config,
+        SqliteStore(db_path),
+        data_key=world.data,
+        receipt_key=world.receipt,
+        root_public_key=bytes(world.root.verify_key),
+        bootstrap_snapshot=snapshot if snapshot is not None else world.snapshot(),
+        **kwargs,
+    )
+    setup_staff(app, app[CTX], staff_config)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    return StaffGateway(f"http://{host}:{port}", runner, app, db_path, staff_db)
+
+
+LIST_HEADER = "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date,district\n"
+
+
+def surname(n: int) -> str:
+    return "Сейткали" + chr(ord("а") + n)
+
+
+def list_csv(code: str, numbers: range, list_date: str = "2026-09-20", district: str = "Медеуский район") -> bytes:
+    out = io.StringIO()
+    out.write(LIST_HEADER)
+    for n in numbers:
+        birth = f"1980-01-{n % 28 + 1:02d}"
+        out.write(f"{code},{code}/{n:05d},{list_date},{surname(n)},Арман,Серикович,{birth},{district}\n")
+    return out.getvalue().encode()
+
+
+async def upload(client: StaffClient, data: bytes, name: str = "list.csv") -> tuple[int, str]:
+    form = aiohttp.FormData()
+    form.add_field("csrf", client.csrf)
+    form.add_field("file", data, filename=name, content_type="text/csv")
+    status, html, _ = await client.post("/staff/lists", form)
+    return status, html
+
+
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = _CSRF.search(html)
+    assert match, "no csrf field in page"
+    return match.group(1)
+
+
+class StaffClient:
+    """A browser-like HTTP client: cookie jar, same-origin form posts, no redirects followed."""
+
+    def __init__(self, gw: StaffGateway) -> None:
+        self.gw = gw
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.csrf = ""
+
+    async def close(self) -> None:
+        await self.session.close()
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        async with self.session.get(self.gw.url + path, allow_redirects=False, **kw) as resp:
+            return resp.status, await resp.text(errors="replace"), resp
+
+    async def post(self, path: str, data: Any, **kw: Any) -> tuple[int, str, aiohttp.ClientResponse]:
+        headers = {"Origin": self.gw.url, **kw.pop("headers", {})}
+        async with self.session.post(self.gw.url + path, data=data, allow_redirects=False, headers=headers, **kw) as r:
+            return r.status, await r.text(errors="replace"), r
+
+    async def login(self, username: str, password: str = PASSWORD) -> int:
+        _, page, _ = await self.get("/staff/login")
+        status, _, _ = await self.post(
+            "/staff/login", {"csrf": csrf_of(page), "username": username, "password": password}
+        )
+        if status == 303:
+            _, home, _ = await self.get("/staff/")
+            self.csrf = csrf_of(home)
+        return status
+
+
+def chromium_available() -> bool:
+    return CHROMIUM.exists() and CHROMEDRIVER.exists() and shutil.which("chromium") is not None
+
+
+def chromium(profile_dir: Path | None = None) -> Any:
+    """A headless Chromium under selenium, with a fresh profile; the caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in CHROMIUM_FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={profile_dir or tempfile.mkdtemp(prefix='staff-chromium-')}")
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)

@@ -1,0 +1,267 @@
+"""Staff authentication on a real gateway: logins, throttling, expiry, CSRF, roles, and tablet keys refused."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.staff import StaffConfig
+
+from .harness import World, sign
+from .staff_browser import PASSWORD, ManualClock, StaffClient, StaffGateway, csrf_of, start_staff_gateway
+
+CONFIG = StaffConfig(
+    refresh_interval_s=0.1,
+    full_refresh_s=5.0,
+    heartbeat_s=1.0,
+    session_ttl_s=3600,
+    session_idle_s=600,
+    login_window_s=900,
+    login_max_failures_per_user=3,
+    login_max_failures_per_address=10,
+)
+
+ACT_FORM = {"kind": "issue", "device_id": "TAB-0001", "worker_name": "Иван Петров", "staff_name": "Айгуль Серикова"}
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def gw(world: World, tmp_path: Path, clock: ManualClock) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, clock=clock, staff=CONFIG)
+    yield gateway
+    await gateway.stop()
+
+
+@pytest.fixture
+async def client(gw: StaffGateway) -> AsyncIterator[StaffClient]:
+    c = StaffClient(gw)
+    yield c
+    await c.close()
+
+
+async def test_login_sets_a_hardened_session_cookie_and_stores_only_its_hash(gw: StaffGateway, client) -> None:
+    _, page, _ = await client.get("/staff/login")
+    status, _, resp = await client.post(
+        "/staff/login", {"csrf": csrf_of(page), "username": "admin", "password": PASSWORD}
+    )
+    assert status == 303 and resp.headers["Location"] == "/staff/"
+    cookie = resp.cookies["sanaq_staff"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/staff"
+    assert not cookie["secure"]  # plain HTTP in this test; Secure is set when served over TLS
+    token = cookie.value
+    assert len(token) >= 43
+    stored = gw.staff_rows("SELECT token_hash FROM sessions")
+    assert stored == [(hashlib.sha256(token.encode()).digest(),)]
+    status, html, _ = await client.get("/staff/")
+    assert status == 200 and 'id="fleet-table"' in html
+    hashes = gw.staff_rows("SELECT password_hash FROM users WHERE username = 'admin'")
+    assert hashes[0][0].startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("admin", "wrong password, long enough"), ("nobody", PASSWORD), ("viewer", ""), ("", PASSWORD)],
+)
+async def test_bad_credentials_get_one_answer_and_no_session(gw, client, username: str, password: str) -> None:
+    _, page, _ = await client.get("/staff/login")
+    status, html, resp = await client.post(
+        "/staff/login", {"csrf": csrf_of(page), "username": username, "password": password}
+    )
+    assert status == 401
+    assert "Wrong username or password." in html
+    assert "sanaq_staff" not in resp.cookies
+    assert (await client.get("/staff/"))[0] == 303
+
+
+async def test_login_without_the_login_form_token_is_refused(gw, client) -> None:
+    await client.get("/staff/login")
+    status, _, _ = await client.post("/staff/login", {"csrf": "forged", "username": "admin", "password": PASSWORD})
+    assert status == 403
+    assert gw.staff_rows("SELECT count(*) FROM sessions") == [(0,)]
+
+
+async def test_failed_logins_are_throttled_until_the_window_passes(gw, client, clock: ManualClock) -> None:
+    for _ in range(CONFIG.login_max_failures_per_user):
+        assert await client.login("admin", "not the password at all") == 401
+    _, page, _ = await client.get("/staff/login")
+    status, html, resp = await client.post(
+        "/staff/login", {"csrf": csrf_of(page), "username": "admin", "password": PASSWORD}
+    )
+    assert status == 429 and "Too many failed logins" in html
+    assert 0 < int(resp.headers["Retry-After"]) <= CONFIG.login_window_s
+    assert await client.login("viewer") == 303  # another user from the same address is not locked out
+    clock.advance(CONFIG.login_window_s * 1000 + 1)
+    assert await client.login("admin") == 303
+
+
+@pytest.mark.parametrize("how", ["idle", "absolute"])
+async def test_sessions_expire(gw, client, clock: ManualClock, how: str) -> None:
+    assert await client.login("viewer") == 303
+    started = clock.now
+    if how == "idle":
+        clock.advance(CONFIG.session_idle_s * 1000 - 1000)
+        assert (await client.get("/staff/"))[0] == 200
+        clock.advance(CONFIG.session_idle_s * 1000 + 1)
+    else:  # kept busy, it still ends at the absolute limit
+        while clock.now + CONFIG.session_idle_s * 500 < started + CONFIG.session_ttl_s * 1000:
+            clock.advance(CONFIG.session_idle_s * 500)
+            assert (await client.get("/staff/"))[0] == 200
+        clock.now = started + CONFIG.session_ttl_s * 1000
+    status, _, resp = await client.get("/staff/")
+    assert status == 303 and resp.headers["Location"] == "/staff/login"
+    assert (await client.get("/staff/api/summary"))[0] == 401
+    assert gw.staff_rows("SELECT count(*) FROM sessions") == [(0,)]
+
+
+async def test_logout_ends_the_session(gw, client) -> None:
+    assert await client.login("admin") == 303
+    status, _, resp = await client.post("/staff/logout", {"csrf": client.csrf})
+    assert status == 303 and resp.headers["Location"] == "/staff/login"
+    assert gw.staff_rows("SELECT count(*) FROM sessions") == [(0,)]
+    assert (await client.get("/staff/"))[0] == 303
+
+
+@pytest.mark.parametrize(
+    ("case", "token", "headers"),
+    [
+        ("no token", None, {}),
+        ("wrong token", "x" * 43, {}),
+        ("another session's token", "OTHER", {}),
+        ("cross-site origin", "OWN", {"Origin": "http://evil.example"}),
+        ("cross-site fetch", "OWN", {"Sec-Fetch-Site": "cross-site"}),
+    ],
+)
+async def test_posts_without_the_session_csrf_token_are_refused(gw, client, case, token, headers) -> None:
+    assert await client.login("admin") == 303
+    other = StaffClient(gw)
+    try:
+        assert await other.login("admin") == 303
+        value = {"OWN": client.csrf, "OTHER": other.csrf}.get(token or "", token)
+    finally:
+        await other.close()
+    form = dict(ACT_FORM) | ({"csrf": value} if value else {})
+    status, html, _ = await client.post("/staff/acts", form, headers=headers)
+    assert status == 403, case
+    assert "Form refused" in html
+    assert gw.staff_rows("SELECT count(*) FROM acts") == [(0,)]
+    status, _, _ = await client.post("/staff/acts", dict(ACT_FORM) | {"csrf": client.csrf})
+    assert status == 303  # the same form with the right token goes through
+    assert gw.staff_rows("SELECT count(*) FROM acts") == [(1,)]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/staff/missing"),
+        ("GET", "/staff/export/coverage.csv"),
+        ("GET", "/staff/export/sheets.jsonl"),
+        ("POST", "/staff/acts"),
+        ("POST", "/staff/lists"),
+    ],
+)
+async def test_admin_pages_refuse_viewers(gw, method: str, path: str) -> None:
+    for role, allowed in (("viewer", False), ("admin", True)):
+        c = StaffClient(gw)
+        try:
+            assert await c.login(role) == 303
+            if method == "GET":
+                status, body, _ = await c.get(path)
+            else:
+                form = aiohttp.FormData({"csrf": c.csrf} | (ACT_FORM if path == "/staff/acts" else {}))
+                if path == "/staff/lists":
+                    form.add_field("file", b"institution_code\n", filename="x.csv")
+                status, body, _ = await c.post(path, form)
+        finally:
+            await c.close()
+        if allowed:
+            assert status in (200, 303, 400), (role, path, status)
+        else:
+            assert status == 403 and "for administrators" in body, (role, path, status)
+    assert gw.staff_rows("SELECT count(*) FROM acts") == [(1 if path == "/staff/acts" else 0,)]
+
+
+STAFF_ROUTES = [
+    ("GET", "/staff/", 303),
+    ("GET", "/staff/acts", 303),
+    ("GET", "/staff/acts/AT-2026-00001", 303),
+    ("GET", "/staff/acts/AT-2026-00001/pdf", 303),
+    ("GET", "/staff/lists", 303),
+    ("GET", "/staff/missing", 303),
+    ("GET", "/staff/export/coverage.csv", 303),
+    ("GET", "/staff/export/sheets.jsonl", 303),
+    ("GET", "/staff/api/summary", 401),
+    ("GET", "/staff/events", 401),
+    ("POST", "/staff/acts", 303),
+    ("POST", "/staff/lists", 303),
+    ("POST", "/staff/logout", 303),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "expected"), STAFF_ROUTES)
+async def test_without_login_nothing_is_served(gw, client, method: str, path: str, expected: int) -> None:
+    status, body, resp = await (client.get(path) if method == "GET" else client.post(path, {"csrf": "x"}))
+    assert status == expected
+    if expected == 303:
+        assert resp.headers["Location"] == "/staff/login"
+    assert "fleet-table" not in body and "sheet_id" not in body
+
+
+@pytest.mark.parametrize("signer", ["tablet", "station"])
+@pytest.mark.parametrize(("method", "path", "expected"), [r for r in STAFF_ROUTES if r[0] == "GET"][:9])
+async def test_a_device_signature_is_not_a_staff_login(world: World, gw, signer, method, path, expected) -> None:
+    key = world.tablets["TAB-0001"] if signer == "tablet" else world.stations["ST-01"]
+    url = gw.url + path
+    async with aiohttp.ClientSession() as s, s.get(url, headers=sign("GET", url, key), allow_redirects=False) as r:
+        body = await r.text()
+        assert r.status == expected
+    assert "fleet-table" not in body and "sheet_id" not in body
+
+
+async def test_staff_pages_carry_a_strict_content_security_policy(gw, client) -> None:
+    assert await client.login("viewer") == 303
+    _, html, resp = await client.get("/staff/")
+    csp = resp.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert resp.headers["X-Frame-Options"] == "DENY" and resp.headers["Cache-Control"] == "no-store"
+    assert "<script>" not in html and "http://" not in html.replace(gw.url, "")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.staff", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+async def test_cli_adds_users_with_the_password_from_a_file(gw: StaffGateway, tmp_path: Path) -> None:
+    pw = tmp_path / "pw.txt"
+    pw.write_text("a fresh and long password\n")
+    db = str(gw.staff_db)
+    done = run_cli("add-user", "--db", db, "--username", "Alice", "--role", "admin", "--password-file", str(pw))
+    assert done.returncode == 0, done.stderr
+    assert "a fresh and long password" not in done.stdout + done.stderr
+    again = run_cli("add-user", "--db", db, "--username", "alice", "--role", "viewer", "--password-file", str(pw))
+    assert again.returncode == 2 and "exists already" in again.stderr
+    (tmp_path / "short.txt").write_text("short\n")
+    short = run_cli(
+        "add-user", "--db", db, "--username", "bob", "--role", "viewer", "--password-file", str(tmp_path / "short.txt")
+    )
+    assert short.returncode == 2 and "at least 12" in short.stderr
+    listed = run_cli("list-users", "--db", db)
+    assert "alice\tadmin\tactive" in listed.stdout and "bob" not in listed.stdout
+    c = StaffClient(gw)
+    try:
+        assert await c.login("alice", "a fresh and long password") == 303
+        assert run_cli("disable-user", "--db", db, "--username", "alice").returncode == 0
+        assert (await c.get("/staff/"))[0] == 303
+    finally:
+        await c.close()

@@ -1,0 +1,277 @@
+"""The live dashboard: fleet colours, alerts from real security events, custody log, event stream, exports."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.config import GatewayConfig
+from gateway.staff import StaffConfig, StaffConfigError, setup_staff
+from gateway.staff.coverage import compute_coverage
+from gateway.staff.dashboard import build_model
+from gateway.staff.errors import StaffStoreError
+from gateway.staff.queries import BatchRow, make_queries
+from gateway.staff.tally import CensusTally, DeviceTally
+from tablet.generator import generate_sheets
+from wire import TabletEntry, UsbHints, compute_gaps, make_custody
+
+from .harness import World, post_batch, sign
+from .staff_browser import StaffClient, StaffGateway, start_staff_gateway
+
+HOUR = 3_600_000
+NOW = 1_790_000_000_000
+
+
+def tablet(device_id: str, status: str = "issued", issued_at_ms: int = NOW - 200 * HOUR) -> TabletEntry:
+    return TabletEntry(device_id, b"k" * 16, b"p" * 32, "S", "AB-000001", "W1", status, issued_at_ms, None)
+
+
+class Snap:
+    version = 3
+    issued_at_ms = NOW - HOUR
+    expires_at_ms = NOW + 100 * HOUR
+    stations = ()
+
+    def __init__(self, tablets: list[TabletEntry]) -> None:
+        self.tablets = tablets
+
+
+@pytest.mark.parametrize(
+    ("status", "age_h", "issued_h_ago", "colour", "silent"),
+    [
+        ("issued", 1, 200, "green", False),
+        ("issued", 23.9, 200, "green", False),
+        ("issued", 24, 200, "amber", False),
+        ("issued", 71.9, 200, "amber", False),
+        ("issued", 72.1, 200, "red", True),
+        ("issued", None, 200, "red", True),  # never synced, issued long ago
+        ("issued", None, 1, "red", False),  # never synced but issued an hour ago: not silent yet
+        ("returned", 500, 600, "grey", False),
+        ("revoked", None, 600, "grey", False),
+    ],
+)
+def test_fleet_colours_and_silent_tablets(status, age_h, issued_h_ago, colour, silent) -> None:
+    tally = CensusTally(utc_offset_ms=5 * HOUR)
+    if age_h is not None:
+        tally.add_batches([BatchRow(1, "TAB-1", 1, NOW - int(age_h * HOUR), "online", 2, 0)])
+    snap = Snap([tablet("TAB-1", status, NOW - issued_h_ago * HOUR)])
+    model = build_model(
+        now_ms=NOW, config=StaffConfig(), tally=tally, snapshot=snap,  # type: ignore[arg-type]
+        security=({}, []), quarantine=[], custody=[], custody_seen={},
+        coverage=compute_coverage([], {}, {}), checks=[],
+    )  # fmt: skip
+    (row,) = model.fleet
+    assert row.colour == colour
+    assert any(a.kind == "silent" and a.subject == "TAB-1" for a in model.alerts) is silent
+
+
+def test_device_tally_matches_the_signed_sync_state_rule() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        seqs = rng.sample(range(1, 40), rng.randint(0, 25))
+        device = DeviceTally("TAB-1")
+        for n, s in enumerate(seqs):
+            device.add(BatchRow(n, "TAB-1", s, n, "online", 1, 0))
+        highest, max_seq, gaps = compute_gaps(seqs)
+        assert (device.highest_contiguous, device.max_seq, device.gaps()) == (highest, max_seq, gaps)
+
+
+def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: World) -> None:
+    from aiohttp import web
+
+    from gateway.app import create_app
+    from gateway.context import CTX
+    from runtime.toml_config import ConfigError
+
+    config = GatewayConfig(database="postgresql://census@127.0.0.1/census")
+
+    class NoStore:  # never opened: setup_staff must refuse before anything starts
+        pass
+
+    app = create_app(
+        config,
+        NoStore(),  # type: ignore[arg-type]
+        data_key=world_keys.data,
+        receipt_key=world_keys.receipt,
+        root_public_key=bytes(world_keys.root.verify_key),
+    )
+    with pytest.raises(StaffConfigError, match="needs the SQLite census store") as refused:
+        setup_staff(app, app[CTX], StaffConfig())
+    assert isinstance(refused.value, ConfigError)
+    assert not any(r.canonical.startswith("/staff") for r in app.router.resources())
+    setup_staff(app, app[CTX], StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
+    assert isinstance(app, web.Application)
+
+
+@pytest.fixture
+def world_keys() -> World:
+    return World.make(n_tablets=1, n_stations=0)
+
+
+async def test_census_reads_use_a_read_only_connection(tmp_path: Path) -> None:
+    db = tmp_path / "census.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY)")
+    queries = make_queries(db)
+    await queries.open()
+    try:
+        with pytest.raises(StaffStoreError, match=r"readonly|read-only"):
+            await queries._run(lambda c: c.execute("INSERT INTO batches DEFAULT VALUES"))  # type: ignore[attr-defined]
+    finally:
+        await queries.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+
+
+@pytest.fixture
+def world() -> World:
+    w = World.make(n_tablets=3, n_stations=2)
+    w.status["TAB-0003"] = "revoked"
+    return w
+
+
+@pytest.fixture
+async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path)
+    yield gateway
+    await gateway.stop()
+
+
+@pytest.fixture
+async def viewer(gw: StaffGateway) -> AsyncIterator[StaffClient]:
+    c = StaffClient(gw)
+    assert await c.login("viewer") == 303
+    yield c
+    await c.close()
+
+
+async def summary(client: StaffClient) -> dict:
+    async with client.session.get(client.gw.url + "/staff/api/summary") as r:
+        assert r.status == 200
+        return await r.json()
+
+
+async def post_custody(session: aiohttp.ClientSession, gw: StaffGateway, world: World, device_id: str) -> None:
+    record = make_custody(
+        station_id="ST-01",
+        device_id=device_id,
+        pulled_at_ms=1_790_000_000_000,
+        manifest_sha256=hashlib.sha256(b"manifest").digest(),
+        batches=[(1, hashlib.sha256(b"b1").digest()), (2, hashlib.sha256(b"b2").digest())],
+        usb=UsbHints("18d1", "4ee7", "SER1"),
+        station_key=world.stations["ST-01"],
+    )
+    url = f"{gw.url}/v1/custody"
+    headers = sign("POST", url, world.stations["ST-01"], record, "application/vnd.sanaq.custody")
+    async with session.post(url, data=record, headers=headers) as resp:
+        assert resp.status == 200, await resp.text()
+
+
+async def test_alerts_and_custody_log_follow_real_gateway_events(world: World, gw: StaffGateway, viewer) -> None:
+    key1 = world.tablets["TAB-0001"]
+    async with aiohttp.ClientSession() as s:
+        good = generate_sheets(3, 3, device_id="TAB-0001")
+        bad = dict(good[2]) | {"persons": "not a list"}
+        assert (await post_batch(s, gw, world.batch("TAB-0001", 1, [good[0], good[1], bad]), key1))[0] == 200
+        conflicting = world.batch("TAB-0001", 1, generate_sheets(4, 1, device_id="TAB-0001"))
+        assert (await post_batch(s, gw, conflicting, key1))[0] == 409
+        assert (await post_batch(s, gw, world.batch("TAB-0001", 3, good[:1]), key1))[0] == 200
+        revoked = world.batch("TAB-0003", 1, generate_sheets(3, 1, device_id="TAB-0003"))
+        assert (await post_batch(s, gw, revoked, world.stations["ST-01"]))[0] == 403
+        await post_custody(s, gw, world, "TAB-0002")
+    status, html, _ = await viewer.get("/staff/")
+    assert status == 200
+    assert "1 batch conflicts" in html
+    assert "1 attempts by revoked or out-of-service devices" in html
+    assert "missing batch seq 2" in html
+    assert "1 sheets quarantined" in html and "persons: fails &#39;type&#39;" in html
+    assert "<b>ST-02</b> never heard from" in html and "<b>ST-01</b> never" not in html
+    assert '<td class="mono">ST-01</td><td class="mono">TAB-0002</td><td class="num">2</td>' in html
+    assert 'id="fleet-TAB-0001" class="row-green"' in html
+    assert 'id="fleet-TAB-0003" class="row-grey"' in html
+    fleet = (await summary(viewer))["fleet"]
+    assert fleet["TAB-0001"] == {"colour": "green", "max_seq": 3, "gaps": 1}
+    assert fleet["TAB-0002"]["colour"] == "red"  # issued, never synced
+
+
+async def read_event(resp: aiohttp.ClientResponse, timeout_s: float = 10.0) -> tuple[str, str]:
+    """Next server-sent event (name, data), skipping keep-alive comments."""
+    name, data = "message", ""
+    while True:
+        line = (await asyncio.wait_for(resp.content.readline(), timeout_s)).decode().rstrip("\n")
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data:
+            return name, data
+
+
+async def test_event_stream_pushes_updates_and_ends_with_the_session(world: World, gw: StaffGateway, viewer) -> None:
+    async with viewer.session.get(gw.url + "/staff/events") as stream:
+        assert stream.status == 200 and stream.content_type == "text/event-stream"
+        name, data = await read_event(stream)
+        first = json.loads(data)
+        assert name == "update" and set(first["fragments"]) == {
+            "summary", "alerts", "chart", "fleet", "coverage", "custody"
+        }  # fmt: skip
+        assert 'data-colour="red"' in first["fragments"]["fleet"]
+        async with aiohttp.ClientSession() as s:
+            envelope = world.batch("TAB-0002", 1, generate_sheets(8, 2, device_id="TAB-0002"))
+            assert (await post_batch(s, gw, envelope, world.tablets["TAB-0002"]))[0] == 200
+        while True:
+            name, data = await read_event(stream)
+            update = json.loads(data)
+            if 'id="fleet-TAB-0002" class="row-green"' in update["fragments"]["fleet"]:
+                break
+        assert update["version"] > first["version"]
+        assert '<span class="n" id="n-sheets">2</span>' in update["fragments"]["summary"]
+        assert (await viewer.post("/staff/logout", {"csrf": viewer.csrf}))[0] == 303
+        while name != "expired":
+            name, _ = await read_event(stream)
+
+
+async def test_sheets_export_streams_every_sheet_with_its_batch_provenance(world: World, gw: StaffGateway) -> None:
+    async with aiohttp.ClientSession() as s:
+        first = world.batch("TAB-0001", 1, generate_sheets(1, 3, device_id="TAB-0001"))
+        assert (await post_batch(s, gw, first, world.tablets["TAB-0001"]))[0] == 200
+        second = world.batch("TAB-0002", 1, generate_sheets(2, 2, device_id="TAB-0002"))
+        assert (await post_batch(s, gw, second, world.stations["ST-01"]))[0] == 200
+    admin = StaffClient(gw)
+    try:
+        assert await admin.login("admin") == 303
+        status, body, resp = await admin.get("/staff/export/sheets.jsonl")
+    finally:
+        await admin.close()
+    assert status == 200 and resp.content_type == "application/x-ndjson"
+    assert "attachment" in resp.headers["Content-Disposition"]
+    lines = [json.loads(line) for line in body.splitlines()]
+    with sqlite3.connect(gw.db_path) as conn:
+        expected = conn.execute(
+            "SELECT b.device_id, b.seq, b.received_at_ms, b.road, lower(hex(b.batch_hash)), s.idx, s.sheet_id, s.body"
+            " FROM sheets s JOIN batches b ON b.id = s.batch_id ORDER BY b.id, s.idx"
+        ).fetchall()
+    got = [
+        (
+            x["device_id"],
+            x["seq"],
+            x["received_at_ms"],
+            x["road"],
+            x["batch_hash"],
+            x["index"],
+            x["sheet_id"],
+            x["sheet"],
+        )
+        for x in lines
+    ]
+    assert [g[:7] for g in got] == [e[:7] for e in expected] and len(got) == 5
+    assert [g[7] for g in got] == [json.loads(e[7]) for e in expected]
+    assert {g[3] for g in got} == {"online", "station:ST-01"}
