@@ -33,7 +33,7 @@ from nacl.signing import SigningKey
 from wire.envelope import check_device_id
 from wire.errors import WireError
 from wire.keyids import key_id, parse_hex
-from wire.snapshot import accept_snapshot
+from wire.snapshot import TabletEntry, accept_snapshot
 
 from .errors import BundleError, KeysError, StorageError
 from .files import atomic_write, fsync_dir, load_signing_key
@@ -225,6 +225,10 @@ class ProvisioningBundle:
             raise BundleError("data_public_key differs from the snapshot's data key", field="data_public_key")
         if set(self.gateway_keys) != {k.public_key for k in snap.gateway_keys}:
             raise BundleError("gateway_keys differ from the snapshot's gateway keys", field="gateway_keys")
+        if isinstance(listed, TabletEntry):
+            for name in ("usb_serial", "institution", "worker_id"):
+                if getattr(self, name) != getattr(listed, name):
+                    raise BundleError(f"{name} differs from the registry snapshot", field=name)
 
 
 def _read(path: Path) -> bytes:
