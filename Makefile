@@ -37,6 +37,11 @@ lint: setup
 test: setup lint
 	@$(VENV)/bin/pytest -q
 
+# Benchmarks against same-run baselines (~6 min, ~30 GB of temporary disk); QUICK=1 for ~2.5 min.
+bench: setup
+	@$(PY) -m pip install -q -e '.[bench]'
+	@$(PY) -m bench.run_all $(if $(QUICK),--quick,)
+
 vectors: setup
 	@$(PY) vectors/generate.py
 

@@ -34,7 +34,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             respondent_list_entry TEXT,
             body TEXT NOT NULL,
             PRIMARY KEY (batch_id, idx)
-        ) WITHOUT ROWID;
+        );
         CREATE INDEX sheets_institution ON sheets (institution_code);
         CREATE TABLE quarantine (
             batch_id INTEGER NOT NULL REFERENCES batches (id),
@@ -42,7 +42,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             reason TEXT NOT NULL,
             body TEXT NOT NULL,
             PRIMARY KEY (batch_id, idx)
-        ) WITHOUT ROWID;
+        );
         CREATE TABLE nonces (
             key_id BLOB NOT NULL,
             nonce TEXT NOT NULL,

@@ -63,6 +63,7 @@ def create_app(
         root_public_key=root_public_key,
         validator=SheetValidator(),
         metrics=metrics,
+        ingest_slots=asyncio.Semaphore(config.limits.max_concurrent_ingest),
         trust=TrustHolder(),
         clock=clock,
     )

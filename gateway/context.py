@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class GatewayContext:
     trust: TrustHolder
     clock: Callable[[], int] = wall_clock_ms
     inflight_by_device: Counter[str] = field(default_factory=Counter)
+    ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
     ready: bool = False
 
     previous_data_keys: tuple[PrivateKey, ...] = ()

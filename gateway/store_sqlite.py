@@ -86,6 +86,8 @@ class SqliteStore:
         self._writer: threading.Thread | None = None
         self._readers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="sqlite-read")
         self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
         self.group_sizes: list[int] = []
         self.last_commit_s = 0.0
 
@@ -126,6 +128,10 @@ class SqliteStore:
             self._writer = None
             self._conn.close()
             self._readers.shutdown(wait=True)
+            with self._reader_lock:
+                for conn in self._reader_conns:
+                    conn.close()
+                self._reader_conns.clear()
 
     # ---- the writer ------------------------------------------------------------
     def _take_group(self, first: Any) -> list[Any]:
@@ -211,6 +217,8 @@ class SqliteStore:
             if conn is None:
                 conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
                 self._local.conn = conn
+                with self._reader_lock:
+                    self._reader_conns.append(conn)
             try:
                 return fn(conn)
             except sqlite3.Error as e:

@@ -48,7 +48,13 @@ def _answer(
 
 
 async def post_batch(request: web.Request) -> web.Response:
+    """At most ``limits.max_concurrent_ingest`` batches are read, opened and committed at once (memory cap)."""
     ctx: GatewayContext = request.app[CTX]
+    async with ctx.ingest_slots:
+        return await _post_batch(request, ctx)
+
+
+async def _post_batch(request: web.Request, ctx: GatewayContext) -> web.Response:
     body = await read_body(request, ctx, BATCH_TYPE)
     auth, trust = await signed_request(request, ctx, body, record_nonce=False)
     limits = Limits(

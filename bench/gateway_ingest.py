@@ -1,0 +1,261 @@
+"""Gateway ingest against its same-run ceilings: ``python -m bench.gateway_ingest [--quick]``.
+
+For each concurrency (64, 256, 1024 keep-alive connections) the same load
+generator process (``bench.loadgen``) drives, one after the other:
+
+1. the bare aiohttp endpoint (``bench.http_ceiling``, the HTTP-stack ceiling),
+   cycling over the workload;
+2. the real ``sanaq-gateway`` process on a fresh SQLite store in its durable
+   default (WAL, synchronous=FULL, group commit), each envelope sent once.
+
+Then one open-loop run at 256 connections, paced at half the closed-loop
+gateway throughput, gives the latency of a gateway that is busy but not
+saturated. The in-process crypto ceiling (``bench.crypto_ceiling``) runs on
+the same envelopes.
+
+After every gateway run (all answers in) the gateway is killed with SIGKILL,
+as a crash would, and its database is checked: the stored (device, seq) set must equal the set of 200 answers
+(nothing acknowledged that was not committed, nothing committed twice), and a
+sample of receipts is verified against the receipt key and the stored hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wire import parse_receipt
+
+from .crypto_ceiling import measure_crypto_ceiling
+from .fleet import REPO, BenchFleet, Server, device_name, start_gateway, start_server
+from .profiling import start_profile, summarise_profile
+from .workload import WorkItem, build_workload, read_workload
+
+__all__ = ["IngestPlan", "check_store", "gateway_run", "run_gateway_ingest", "run_loadgen", "settle_s"]
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    levels: tuple[int, ...] = (64, 256, 1024)
+    devices: int = 2000
+    batches: int = 12000
+    duration_s: float = 12.0
+    ceiling_duration_s: float = 6.0
+    warmup_s: float = 2.0
+    paced_concurrency: int = 256
+    crypto_min_s: float = 1.0
+
+    @classmethod
+    def quick(cls) -> IngestPlan:
+        return cls(batches=6000, duration_s=5.0, ceiling_duration_s=3.0, warmup_s=1.0, crypto_min_s=0.3)
+
+
+def run_loadgen(url: str, workload: Path, out: Path, *, concurrency: int, duration: float, warmup: float,
+                rate: float = 0.0, cycle: bool = False) -> dict[str, Any]:
+    argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--workload", str(workload),
+            "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup),
+            "--out", str(out)]
+    if rate:
+        argv += ["--rate", f"{rate:.1f}"]
+    if cycle:
+        argv.append("--cycle")
+    subprocess.run(argv, check=True, timeout=duration + warmup + 300, cwd=REPO)
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+def check_store(db: Path, result: dict[str, Any], items: list[WorkItem], fleet: BenchFleet) -> dict[str, Any]:
+    """Compare the killed gateway's database with the 200 answers; verify the sampled receipts.
+
+    Only the bench's own rows (devices ``BT-*``) are compared, so a pre-filled store can be checked too.
+    """
+    by_key = {(i.device_index, i.seq): i for i in items}
+    mine = "SELECT id FROM batches WHERE device_id LIKE 'BT-%'"
+    with contextlib.closing(sqlite3.connect(db)) as conn, conn:
+        stored = {
+            (d, s): bytes(h)
+            for d, s, h in conn.execute("SELECT device_id, seq, batch_hash FROM batches WHERE device_id LIKE 'BT-%'")
+        }
+        sheets = conn.execute(f"SELECT count(*) FROM sheets WHERE batch_id IN ({mine})").fetchone()[0]
+        quarantined = conn.execute(f"SELECT count(*) FROM quarantine WHERE batch_id IN ({mine})").fetchone()[0]
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    acked = {(device_name(d), s) for d, s in result["ok_keys"]}
+    receipts_ok = 0
+    receipt_failures: list[str] = []
+    for sample in result["samples"]:
+        item = by_key[(sample["device_index"], sample["seq"])]
+        try:
+            answer = json.loads(sample["answer"])
+            receipt = parse_receipt(base64.b64decode(answer["receipt"]), fleet.receipt_keys)
+            expected = hashlib.sha256(item.envelope).digest()
+            name = device_name(item.device_index)
+            if (receipt.batch_hash != expected or receipt.device_id != name or receipt.seq != item.seq
+                    or stored.get((name, item.seq)) != expected):
+                raise ValueError("receipt does not match the envelope or the stored row")
+            receipts_ok += 1
+        except Exception as e:  # a bench records what failed instead of stopping
+            receipt_failures.append(f"{sample['device_index']}/{sample['seq']}: {e}")
+    return {
+        "db_batches": len(stored),
+        "db_sheets": sheets,
+        "db_quarantined": quarantined,
+        "db_journal_mode": journal,
+        "acknowledged": len(acked),
+        "db_equals_acknowledged": set(stored) == acked and len(acked) == result["ok_total"],
+        "receipts_checked": receipts_ok + len(receipt_failures),
+        "receipts_valid": receipts_ok,
+        "receipt_failures": receipt_failures[:5],
+    }
+
+
+def settle_s(concurrency: int, rate: float, minimum: float) -> float:
+    """Warm-up long enough for the first wave of ``concurrency`` requests to drain at ``rate`` (capped at 20 s).
+
+    Every connection sends at once when the run starts; a server answering ``rate`` per second needs about
+    ``concurrency / rate`` seconds before its answers come at the steady rate the window should measure.
+    """
+    if rate <= 0:
+        return minimum
+    return min(20.0, max(minimum, 1.5 * concurrency / rate))
+
+
+def _summary(result: dict[str, Any], server: Server, sheets_per_batch: float) -> dict[str, Any]:
+    start, end = result["window_wall"]
+    return {
+        "concurrency": result["concurrency"],
+        "mode": result["mode"],
+        "offered_rate": result["offered_rate"],
+        "batches_per_s": result["ok_per_s_run"],
+        "sheets_per_s": result["ok_per_s_run"] * sheets_per_batch,
+        "batches_per_s_window": result["ok_per_s"],
+        "run_s": result["run_s"],
+        "latency_ms": result["latency_ms"],
+        "requests": result["requests_total"],
+        "errors": result["errors_total"],
+        "statuses": result["statuses"],
+        "error_samples": result["error_samples"][:3],
+        "window_s": result["window_s"],
+        "warmup_s": result["warmup_s"],
+        "workload_exhausted": result["workload_exhausted"],
+        "generator_cpu_share": result["generator_cpu_share"],
+        "server_cpu_share": server.probe.cpu_share(start, end),
+        "machine_cpu_share": server.probe.cpu_share(start, end, machine=True),
+        "server_peak_rss_mb": server.probe.peak_rss_mb(),
+    }
+
+
+def gateway_run(fleet: BenchFleet, run_dir: Path, db: Path, workload: Path, items: list[WorkItem], *,
+                concurrency: int, duration: float, warmup: float, rate: float = 0.0,
+                profile: bool = False) -> dict[str, Any]:
+    """One load-generator run against a fresh gateway process on ``db``; the gateway is then killed."""
+    server = start_gateway(fleet.write_gateway_config(run_dir, db))
+    spy = start_profile(server.proc.pid, duration, run_dir / "py-spy.txt") if profile else None
+    try:
+        result = run_loadgen(server.url, workload, run_dir / "loadgen.json", concurrency=concurrency,
+                             duration=duration, warmup=warmup, rate=rate)
+        summary = _summary(result, server, 10.0)
+    finally:
+        if spy is not None:
+            spy.wait(60)
+        code = server.stop(kill=True)
+    summary["exit_code"] = code
+    summary["store"] = check_store(db, result, items, fleet)
+    if spy is not None and (run_dir / "py-spy.txt").exists():
+        summary["profile"] = summarise_profile(run_dir / "py-spy.txt")
+    return summary
+
+
+def _gateway_run(fleet: BenchFleet, work: Path, name: str, workload: Path, items: list[WorkItem],
+                 plan: IngestPlan, concurrency: int, *, rate: float = 0.0, profile: bool = False,
+                 warmup: float | None = None) -> dict[str, Any]:
+    run_dir = work / name
+    db = run_dir / "state" / "census.db"
+    summary = gateway_run(fleet, run_dir, db, workload, items, concurrency=concurrency, duration=plan.duration_s,
+                          warmup=warmup or plan.warmup_s, rate=rate, profile=profile)
+    for leftover in db.parent.glob("census.db*"):
+        leftover.unlink()
+    return summary
+
+
+def _ceiling_run(work: Path, workload: Path, plan: IngestPlan, concurrency: int) -> dict[str, Any]:
+    server = start_server([sys.executable, "-m", "bench.http_ceiling"])
+    try:
+        result = run_loadgen(server.url, workload, work / f"ceiling-{concurrency}.json", concurrency=concurrency,
+                             duration=plan.ceiling_duration_s, warmup=plan.warmup_s, cycle=True)
+        return _summary(result, server, 10.0)
+    finally:
+        server.stop()
+
+
+def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[str, Any]:
+    fleet = BenchFleet(tablets=plan.devices)
+    workload = work / "workload.bin"
+    log(f"gateway_ingest: building {plan.batches} envelopes for {plan.devices} devices")
+    build = build_workload(workload, batches=plan.batches, devices=plan.devices)
+    items = read_workload(workload)
+    log(f"gateway_ingest: built in {build['build_s']:.1f} s; crypto ceiling")
+    crypto = measure_crypto_ceiling(items[:200], min_s=plan.crypto_min_s)
+    levels = []
+    for concurrency in plan.levels:
+        log(f"gateway_ingest: {concurrency} connections: HTTP ceiling")
+        ceiling = _ceiling_run(work, workload, plan, concurrency)
+        log(f"gateway_ingest: {concurrency} connections: gateway")
+        gateway = _gateway_run(fleet, work, f"gw-{concurrency}", workload, items, plan, concurrency,
+                               profile=concurrency == plan.paced_concurrency,
+                               warmup=settle_s(concurrency, levels[-1]["gateway"]["batches_per_s"] if levels else 0,
+                                               plan.warmup_s))
+        levels.append({
+            "concurrency": concurrency,
+            "http_ceiling": ceiling,
+            "gateway": gateway,
+            "ratio_gateway_to_http_ceiling": gateway["batches_per_s"] / ceiling["batches_per_s"]
+            if ceiling["batches_per_s"] else None,
+            "ratio_gateway_to_crypto_ceiling": gateway["batches_per_s"] / crypto["crypto_batches_per_s_per_core"],
+        })
+        log(f"  ceiling {ceiling['batches_per_s']:.0f}/s  gateway {gateway['batches_per_s']:.0f}/s "
+            f"p99 {gateway['latency_ms']['p99']:.0f} ms  errors {gateway['errors']}  "
+            f"rss {gateway['server_peak_rss_mb']:.0f} MB")
+    base = next((lv for lv in levels if lv["concurrency"] == plan.paced_concurrency), levels[-1])
+    rate = max(1.0, 0.5 * base["gateway"]["batches_per_s"])
+    log(f"gateway_ingest: open loop at {rate:.0f}/s over {plan.paced_concurrency} connections")
+    paced = _gateway_run(fleet, work, "gw-paced", workload, items, plan, plan.paced_concurrency, rate=rate)
+    return {
+        "plan": plan.__dict__ | {"levels": list(plan.levels)},
+        "workload": build,
+        "crypto_ceiling": crypto,
+        "levels": levels,
+        "paced": paced,
+        "transport": "plain HTTP on 127.0.0.1 (TLS not measured)",
+        "store": "SQLite WAL, synchronous=FULL, group commit (gateway defaults)",
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench.gateway_ingest")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, default=Path("bench/results/gateway_ingest.json"))
+    args = p.parse_args(argv)
+    plan = IngestPlan.quick() if args.quick else IngestPlan()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="sanaq-bench-") as tmp:
+        result = run_gateway_ingest(plan, Path(tmp))
+    result["elapsed_s"] = time.monotonic() - started
+    result["mode"] = "quick" if args.quick else "full"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
