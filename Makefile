@@ -11,10 +11,11 @@ STAMP := $(VENV)/.installed
 #   postgresql             initdb/pg_ctl for the throwaway cluster of the PostgreSQL store tests
 #   chromium, chromium-driver  the real-browser test of the staff dashboard
 #   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
+#   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
-	chromium chromium-driver fonts-dejavu-core
+	chromium chromium-driver fonts-dejavu-core fiu-utils
 
-.PHONY: .debs-ok setup demo test lint typecheck unit vectors bench clean install uninstall
+.PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 
 setup: $(STAMP) .debs-ok
 
@@ -41,6 +42,14 @@ test: setup lint
 bench: setup
 	@$(PY) -m pip install -q -e '.[bench]'
 	@$(PY) -m bench.run_all $(if $(QUICK),--quick,)
+
+# The fault and attack suite with its soak variants; regenerates the summary table of
+# docs/threat-model.md and fails unless batches lost, duplicates, crashes and forgeries are all 0.
+faults: setup
+	@mkdir -p build
+	@rm -f build/fault-ledger.jsonl
+	@SANAQ_FAULT_LEDGER=build/fault-ledger.jsonl $(VENV)/bin/pytest -q -p no:randomly tests/faults -m "slow or not slow"
+	@$(PY) scripts/fault_summary.py build/fault-ledger.jsonl docs/threat-model.md --check
 
 vectors: setup
 	@$(PY) vectors/generate.py

@@ -73,6 +73,8 @@ async def serve(config: GatewayConfig) -> int:
         shutdown_timeout=config.server.shutdown_timeout_s,
         access_log=None,
         max_field_size=config.limits.max_header_bytes,
+        keepalive_timeout=config.server.idle_timeout_s,  # also bounds a request head never finished
+        auto_decompress=False,  # a compressed body is refused (415), never inflated
     )
     await runner.setup()
     site = web.TCPSite(

@@ -97,14 +97,18 @@ def _store_lifecycle(bootstrap: bytes | None) -> Callable[[web.Application], Asy
 
 
 async def _load_trust(ctx: GatewayContext, bootstrap: bytes | None) -> None:
-    """Take the newest valid snapshot of the store's and the bootstrap file's."""
+    """Take the store's snapshot, or the bootstrap file's when it is strictly newer.
+
+    With several instances on one database the store's snapshot is the
+    shared one; a bootstrap file of the same version never replaces it.
+    """
     now = ctx.clock()
     best = None
     for source, raw in (("store", await ctx.store.current_snapshot()), ("bootstrap", bootstrap)):
         if raw is None:
             continue
         try:
-            snap = accept_snapshot(raw, ctx.root_public_key, now_ms=now, min_version=best.version if best else 0)
+            snap = accept_snapshot(raw, ctx.root_public_key, now_ms=now, min_version=best.version + 1 if best else 0)
         except WireError as e:
             log.warning("registry.snapshot.refused", source=source, code=e.code, error=str(e))
             continue
@@ -112,7 +116,14 @@ async def _load_trust(ctx: GatewayContext, bootstrap: bytes | None) -> None:
     if best is None:
         log.error("registry.missing", hint="PUT /v1/registry a snapshot from `sanaq-keys publish`")
         return
-    await ctx.store.save_snapshot(best.version, best.raw)
+    try:
+        await ctx.store.save_snapshot(best.version, best.raw)
+    except WireError as e:  # another instance saved a newer one meanwhile: take that
+        log.warning("registry.snapshot.superseded", code=e.code)
+        raw = await ctx.store.current_snapshot()
+        if raw is None:
+            return
+        best = accept_snapshot(raw, ctx.root_public_key, now_ms=now)
     ctx.trust.replace(best)
     ctx.metrics.registry_version.set(best.version)
 

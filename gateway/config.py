@@ -27,6 +27,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_timeout_s: float = 30.0
+    idle_timeout_s: float = 75.0
     log_level: str = "info"
     instance_id: str = "gw-1"
 

@@ -93,7 +93,8 @@ _INSERT_BATCH = (
 )
 _SAVE_SNAPSHOT = (
     "INSERT INTO registry (id, version, snapshot) VALUES (1, %s, %s) ON CONFLICT (id) DO UPDATE"
-    " SET version = excluded.version, snapshot = excluded.snapshot WHERE registry.version <= excluded.version"
+    " SET version = excluded.version, snapshot = excluded.snapshot WHERE registry.version < excluded.version"
+    " OR (registry.version = excluded.version AND registry.snapshot = excluded.snapshot)"
     " RETURNING version"
 )
 
@@ -434,7 +435,11 @@ class PostgresStore:
                 cur = await conn.execute("SELECT version FROM registry WHERE id = 1")
                 held = await cur.fetchone()
                 raise _RuleError(
-                    RollbackError("snapshot older than the one held", version=version, held=held[0] if held else None)
+                    RollbackError(
+                        "snapshot older than the one held, or another with the same version",
+                        version=version,
+                        held=held[0] if held else None,
+                    )
                 )
 
         await self._write((3, version), job)

@@ -327,9 +327,11 @@ class SqliteStore:
 
     async def save_snapshot(self, version: int, snapshot: bytes) -> None:
         def job(conn: sqlite3.Connection) -> None:
-            row = conn.execute("SELECT version FROM registry WHERE id = 1").fetchone()
+            row = conn.execute("SELECT version, snapshot FROM registry WHERE id = 1").fetchone()
             if row is not None and row[0] > version:
                 raise _RuleError(RollbackError("snapshot older than the one held", version=version, held=row[0]))
+            if row is not None and row[0] == version and bytes(row[1]) != snapshot:
+                raise _RuleError(RollbackError("another snapshot with the version held", version=version))
             conn.execute(
                 "INSERT INTO registry (id, version, snapshot) VALUES (1, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET version = excluded.version, snapshot = excluded.snapshot",

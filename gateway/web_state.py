@@ -68,8 +68,13 @@ async def put_registry(request: web.Request) -> web.Response:
     """Accept a newer root-signed snapshot; the root signature is the authorisation."""
     ctx: GatewayContext = request.app[CTX]
     body = await read_body(request, ctx, SNAPSHOT_TYPE)
-    held = ctx.trust.current.snapshot.version if ctx.trust.current else 0
+    current = ctx.trust.current.snapshot if ctx.trust.current else None
+    held = current.version if current else 0
     snapshot = accept_snapshot(body, ctx.root_public_key, now_ms=ctx.clock(), min_version=held)
+    if current is not None and snapshot.version == current.version:
+        if snapshot.raw != current.raw:
+            raise ClientProblem("another snapshot with the version in force", code="rollback")
+        return web.json_response({"version": snapshot.version})
     await ctx.store.save_snapshot(snapshot.version, snapshot.raw)
     ctx.trust.replace(snapshot)
     ctx.metrics.registry_version.set(snapshot.version)

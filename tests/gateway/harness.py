@@ -174,7 +174,7 @@ async def start_gateway(
         bootstrap_snapshot=snapshot if snapshot is not None else world.snapshot(),
         **kwargs,
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, auto_decompress=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
