@@ -12,7 +12,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             id INTEGER PRIMARY KEY,
             device_id TEXT NOT NULL,
             seq INTEGER NOT NULL,
-            batch_hash BLOB NOT NULL UNIQUE,
+            batch_hash BLOB NOT NULL,
             envelope BLOB NOT NULL,
             schema TEXT NOT NULL,
             sealed_at_ms INTEGER NOT NULL,

@@ -61,8 +61,14 @@ class _RuleError(Exception):
         self.error = error
 
 
+# Page cache of the write connection: the (device_id, seq) index takes inserts at random
+# positions (tablets interleave), so its pages must stay cached as the store grows.
+_WRITER_CACHE_KIB = 256 * 1024
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute(f"PRAGMA cache_size=-{_WRITER_CACHE_KIB}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
