@@ -64,6 +64,7 @@ class _RuleError(Exception):
 # Page cache of the write connection: the (device_id, seq) index takes inserts at random
 # positions (tablets interleave), so its pages must stay cached as the store grows.
 _WRITER_CACHE_KIB = 256 * 1024
+_READER_CACHE_KIB = 64 * 1024
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -222,6 +223,7 @@ class SqliteStore:
             conn = getattr(self._local, "conn", None)
             if conn is None:
                 conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=30)
+                conn.execute(f"PRAGMA cache_size=-{_READER_CACHE_KIB}")  # idempotency lookups per request
                 self._local.conn = conn
                 with self._reader_lock:
                     self._reader_conns.append(conn)
