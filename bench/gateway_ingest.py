@@ -21,7 +21,6 @@ sample of receipts is verified against the receipt key and the stored hash.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import hashlib
@@ -29,8 +28,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +35,7 @@ from typing import Any
 from wire import parse_receipt
 
 from .crypto_ceiling import measure_crypto_ceiling
+from .entry import bench_main
 from .fleet import REPO, BenchFleet, Server, device_name, start_gateway, start_server
 from .profiling import start_profile, summarise_profile
 from .workload import WorkItem, build_workload, read_workload
@@ -61,11 +59,34 @@ class IngestPlan:
         return cls(batches=6000, duration_s=5.0, ceiling_duration_s=3.0, warmup_s=1.0, crypto_min_s=0.3)
 
 
-def run_loadgen(url: str, workload: Path, out: Path, *, concurrency: int, duration: float, warmup: float,
-                rate: float = 0.0, cycle: bool = False) -> dict[str, Any]:
-    argv = [sys.executable, "-m", "bench.loadgen", "--url", url, "--workload", str(workload),
-            "--concurrency", str(concurrency), "--duration", str(duration), "--warmup", str(warmup),
-            "--out", str(out)]
+def run_loadgen(
+    url: str,
+    workload: Path,
+    out: Path,
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    rate: float = 0.0,
+    cycle: bool = False,
+) -> dict[str, Any]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.loadgen",
+        "--url",
+        url,
+        "--workload",
+        str(workload),
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+        "--warmup",
+        str(warmup),
+        "--out",
+        str(out),
+    ]
     if rate:
         argv += ["--rate", f"{rate:.1f}"]
     if cycle:
@@ -100,8 +121,12 @@ def check_store(db: Path, result: dict[str, Any], items: list[WorkItem], fleet: 
             receipt = parse_receipt(base64.b64decode(answer["receipt"]), fleet.receipt_keys)
             expected = hashlib.sha256(item.envelope).digest()
             name = device_name(item.device_index)
-            if (receipt.batch_hash != expected or receipt.device_id != name or receipt.seq != item.seq
-                    or stored.get((name, item.seq)) != expected):
+            if (
+                receipt.batch_hash != expected
+                or receipt.device_id != name
+                or receipt.seq != item.seq
+                or stored.get((name, item.seq)) != expected
+            ):
                 raise ValueError("receipt does not match the envelope or the stored row")
             receipts_ok += 1
         except Exception as e:  # a bench records what failed instead of stopping
@@ -155,15 +180,32 @@ def _summary(result: dict[str, Any], server: Server, sheets_per_batch: float) ->
     }
 
 
-def gateway_run(fleet: BenchFleet, run_dir: Path, db: Path, workload: Path, items: list[WorkItem], *,
-                concurrency: int, duration: float, warmup: float, rate: float = 0.0,
-                profile: bool = False) -> dict[str, Any]:
+def gateway_run(
+    fleet: BenchFleet,
+    run_dir: Path,
+    db: Path,
+    workload: Path,
+    items: list[WorkItem],
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    rate: float = 0.0,
+    profile: bool = False,
+) -> dict[str, Any]:
     """One load-generator run against a fresh gateway process on ``db``; the gateway is then killed."""
     server = start_gateway(fleet.write_gateway_config(run_dir, db))
     spy = start_profile(server.proc.pid, duration, run_dir / "py-spy.txt") if profile else None
     try:
-        result = run_loadgen(server.url, workload, run_dir / "loadgen.json", concurrency=concurrency,
-                             duration=duration, warmup=warmup, rate=rate)
+        result = run_loadgen(
+            server.url,
+            workload,
+            run_dir / "loadgen.json",
+            concurrency=concurrency,
+            duration=duration,
+            warmup=warmup,
+            rate=rate,
+        )
         summary = _summary(result, server, 10.0)
     finally:
         if spy is not None:
@@ -176,13 +218,33 @@ def gateway_run(fleet: BenchFleet, run_dir: Path, db: Path, workload: Path, item
     return summary
 
 
-def _gateway_run(fleet: BenchFleet, work: Path, name: str, workload: Path, items: list[WorkItem],
-                 plan: IngestPlan, concurrency: int, *, rate: float = 0.0, profile: bool = False,
-                 warmup: float | None = None) -> dict[str, Any]:
+def _gateway_run(
+    fleet: BenchFleet,
+    work: Path,
+    name: str,
+    workload: Path,
+    items: list[WorkItem],
+    plan: IngestPlan,
+    concurrency: int,
+    *,
+    rate: float = 0.0,
+    profile: bool = False,
+    warmup: float | None = None,
+) -> dict[str, Any]:
     run_dir = work / name
     db = run_dir / "state" / "census.db"
-    summary = gateway_run(fleet, run_dir, db, workload, items, concurrency=concurrency, duration=plan.duration_s,
-                          warmup=warmup or plan.warmup_s, rate=rate, profile=profile)
+    summary = gateway_run(
+        fleet,
+        run_dir,
+        db,
+        workload,
+        items,
+        concurrency=concurrency,
+        duration=plan.duration_s,
+        warmup=warmup or plan.warmup_s,
+        rate=rate,
+        profile=profile,
+    )
     for leftover in db.parent.glob("census.db*"):
         leftover.unlink()
     return summary
@@ -191,8 +253,15 @@ def _gateway_run(fleet: BenchFleet, work: Path, name: str, workload: Path, items
 def _ceiling_run(work: Path, workload: Path, plan: IngestPlan, concurrency: int) -> dict[str, Any]:
     server = start_server([sys.executable, "-m", "bench.http_ceiling"])
     try:
-        result = run_loadgen(server.url, workload, work / f"ceiling-{concurrency}.json", concurrency=concurrency,
-                             duration=plan.ceiling_duration_s, warmup=plan.warmup_s, cycle=True)
+        result = run_loadgen(
+            server.url,
+            workload,
+            work / f"ceiling-{concurrency}.json",
+            concurrency=concurrency,
+            duration=plan.ceiling_duration_s,
+            warmup=plan.warmup_s,
+            cycle=True,
+        )
         return _summary(result, server, 10.0)
     finally:
         server.stop()
@@ -211,21 +280,33 @@ def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[s
         log(f"gateway_ingest: {concurrency} connections: HTTP ceiling")
         ceiling = _ceiling_run(work, workload, plan, concurrency)
         log(f"gateway_ingest: {concurrency} connections: gateway")
-        gateway = _gateway_run(fleet, work, f"gw-{concurrency}", workload, items, plan, concurrency,
-                               profile=concurrency == plan.paced_concurrency,
-                               warmup=settle_s(concurrency, levels[-1]["gateway"]["batches_per_s"] if levels else 0,
-                                               plan.warmup_s))
-        levels.append({
-            "concurrency": concurrency,
-            "http_ceiling": ceiling,
-            "gateway": gateway,
-            "ratio_gateway_to_http_ceiling": gateway["batches_per_s"] / ceiling["batches_per_s"]
-            if ceiling["batches_per_s"] else None,
-            "ratio_gateway_to_crypto_ceiling": gateway["batches_per_s"] / crypto["crypto_batches_per_s_per_core"],
-        })
-        log(f"  ceiling {ceiling['batches_per_s']:.0f}/s  gateway {gateway['batches_per_s']:.0f}/s "
+        gateway = _gateway_run(
+            fleet,
+            work,
+            f"gw-{concurrency}",
+            workload,
+            items,
+            plan,
+            concurrency,
+            profile=concurrency == plan.paced_concurrency,
+            warmup=settle_s(concurrency, levels[-1]["gateway"]["batches_per_s"] if levels else 0, plan.warmup_s),
+        )
+        levels.append(
+            {
+                "concurrency": concurrency,
+                "http_ceiling": ceiling,
+                "gateway": gateway,
+                "ratio_gateway_to_http_ceiling": gateway["batches_per_s"] / ceiling["batches_per_s"]
+                if ceiling["batches_per_s"]
+                else None,
+                "ratio_gateway_to_crypto_ceiling": gateway["batches_per_s"] / crypto["crypto_batches_per_s_per_core"],
+            }
+        )
+        log(
+            f"  ceiling {ceiling['batches_per_s']:.0f}/s  gateway {gateway['batches_per_s']:.0f}/s "
             f"p99 {gateway['latency_ms']['p99']:.0f} ms  errors {gateway['errors']}  "
-            f"rss {gateway['server_peak_rss_mb']:.0f} MB")
+            f"rss {gateway['server_peak_rss_mb']:.0f} MB"
+        )
     base = next((lv for lv in levels if lv["concurrency"] == plan.paced_concurrency), levels[-1])
     rate = max(1.0, 0.5 * base["gateway"]["batches_per_s"])
     log(f"gateway_ingest: open loop at {rate:.0f}/s over {plan.paced_concurrency} connections")
@@ -242,19 +323,9 @@ def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.gateway_ingest")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/results/gateway_ingest.json"))
-    args = p.parse_args(argv)
-    plan = IngestPlan.quick() if args.quick else IngestPlan()
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sanaq-bench-") as tmp:
-        result = run_gateway_ingest(plan, Path(tmp))
-    result["elapsed_s"] = time.monotonic() - started
-    result["mode"] = "quick" if args.quick else "full"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return bench_main(
+        "gateway_ingest", lambda quick: IngestPlan.quick() if quick else IngestPlan(), run_gateway_ingest, argv
+    )
 
 
 if __name__ == "__main__":

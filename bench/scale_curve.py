@@ -21,15 +21,12 @@ same workload into a store of the stated size.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
 import hashlib
-import json
 import sqlite3
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +35,7 @@ from typing import Any
 from gateway.store import IngestItem, NonceUse, Stored
 from gateway.store_sqlite import SqliteStore
 
+from .entry import bench_main
 from .fleet import BenchFleet
 from .gateway_ingest import gateway_run, settle_s
 from .loadgen import percentiles
@@ -68,12 +66,24 @@ def _store_items(pool: list[tuple[bytes, Any]], n: int) -> list[IngestItem]:
     items = []
     for k in range(n):
         envelope, sheets = pool[k % len(pool)]
-        items.append(IngestItem(
-            device_id=f"SO-{k % 2000:05d}", seq=k // 2000 + 1, batch_hash=hashlib.sha256(b"store/%d" % k).digest(),
-            envelope=envelope, sealed_at_ms=now, request_created_s=now // 1000, received_at_ms=now, road="online",
-            signer_key_id=bytes(16), schema="census-sheet/1", receipt=bytes(310), sheets=sheets, quarantined=(),
-            nonce=NonceUse(bytes(16), f"store-nonce-{k:012d}", now + 600_000),
-        ))
+        items.append(
+            IngestItem(
+                device_id=f"SO-{k % 2000:05d}",
+                seq=k // 2000 + 1,
+                batch_hash=hashlib.sha256(b"store/%d" % k).digest(),
+                envelope=envelope,
+                sealed_at_ms=now,
+                request_created_s=now // 1000,
+                received_at_ms=now,
+                road="online",
+                signer_key_id=bytes(16),
+                schema="census-sheet/1",
+                receipt=bytes(310),
+                sheets=sheets,
+                quarantined=(),
+                nonce=NonceUse(bytes(16), f"store-nonce-{k:012d}", now + 600_000),
+            )
+        )
     return items
 
 
@@ -138,10 +148,17 @@ def run_scale_curve(plan: ScalePlan, work: Path, log: Any = print) -> dict[str, 
                 fill = prefill(db, size - stored_sheets, items, first=stored_sheets // 10, log=log)
                 stored_sheets = size
             log(f"scale_curve: {size:,} sheets stored: gateway at {plan.concurrency} connections")
-            warmup = settle_s(plan.concurrency, steps[0]["gateway"]["batches_per_s"] if steps else 100.0,
-                              plan.warmup_s)
-            gateway = gateway_run(fleet, run_dir, db, workload, items, concurrency=plan.concurrency,
-                                  duration=plan.duration_s, warmup=warmup)
+            warmup = settle_s(plan.concurrency, steps[0]["gateway"]["batches_per_s"] if steps else 100.0, plan.warmup_s)
+            gateway = gateway_run(
+                fleet,
+                run_dir,
+                db,
+                workload,
+                items,
+                concurrency=plan.concurrency,
+                duration=plan.duration_s,
+                warmup=warmup,
+            )
             _forget_bench_rows(db)
             repeats = []
             for _ in range(plan.store_repeats):
@@ -150,16 +167,20 @@ def run_scale_curve(plan: ScalePlan, work: Path, log: Any = print) -> dict[str, 
                 _forget_bench_rows(db)
             store = sorted(repeats, key=lambda r: r["batches_per_s"])[len(repeats) // 2]
             store["repeats_batches_per_s"] = [r["batches_per_s"] for r in repeats]
-            steps.append({
-                "stored_sheets": size,
-                "db_bytes": db.stat().st_size,
-                "prefill": fill,
-                "gateway": gateway,
-                "store_only": store,
-            })
-            log(f"  gateway {gateway['batches_per_s']:.0f}/s p99 {gateway['latency_ms']['p99']:.0f} ms "
+            steps.append(
+                {
+                    "stored_sheets": size,
+                    "db_bytes": db.stat().st_size,
+                    "prefill": fill,
+                    "gateway": gateway,
+                    "store_only": store,
+                }
+            )
+            log(
+                f"  gateway {gateway['batches_per_s']:.0f}/s p99 {gateway['latency_ms']['p99']:.0f} ms "
                 f"errors {gateway['errors']}; store alone {store['batches_per_s']:.0f}/s "
-                f"p99 {store['latency_ms']['p99']:.0f} ms")
+                f"p99 {store['latency_ms']['p99']:.0f} ms"
+            )
     finally:
         for leftover in db.parent.glob("census.db*"):
             leftover.unlink()
@@ -175,19 +196,7 @@ def run_scale_curve(plan: ScalePlan, work: Path, log: Any = print) -> dict[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.scale_curve")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/results/scale_curve.json"))
-    args = p.parse_args(argv)
-    plan = ScalePlan.quick() if args.quick else ScalePlan()
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sanaq-bench-") as tmp:
-        result = run_scale_curve(plan, Path(tmp))
-    result["elapsed_s"] = time.monotonic() - started
-    result["mode"] = "quick" if args.quick else "full"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return bench_main("scale_curve", lambda quick: ScalePlan.quick() if quick else ScalePlan(), run_scale_curve, argv)
 
 
 if __name__ == "__main__":

@@ -26,20 +26,18 @@ cheapest possible full read of the same bytes.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .entry import bench_main
 from .profiling import profile_self, summarise_profile
 
 __all__ = ["UsbPlan", "run_usb_pull"]
@@ -104,26 +102,42 @@ def _setup(work: Path, plan: UsbPlan) -> tuple[Any, Path, Any]:
 
     now = time.time_ns() // 1_000_000
     authority = Authority.create(work / "authority", now_ms=now)
-    tablet = enroll_tablet(authority, work / "bundle-tablet", device_id=DEVICE_ID, usb_serial="SER-BENCH-1",
-                           institution="AB-000001", worker_id="W-1", gateway_url="https://127.0.0.1:8443",
-                           now_ms=now)
-    enroll_station(authority, work / "bundle-station", station_id=STATION_ID,
-                   gateway_url="https://127.0.0.1:8443", now_ms=now)
+    tablet = enroll_tablet(
+        authority,
+        work / "bundle-tablet",
+        device_id=DEVICE_ID,
+        usb_serial="SER-BENCH-1",
+        institution="AB-000001",
+        worker_id="W-1",
+        gateway_url="https://127.0.0.1:8443",
+        now_ms=now,
+    )
+    enroll_station(
+        authority, work / "bundle-station", station_id=STATION_ID, gateway_url="https://127.0.0.1:8443", now_ms=now
+    )
     batches = []
     per = plan.sheets_per_batch
     for seq in range(1, plan.sheets // per + 1):
         envelope = seal_batch(
-            device_id=DEVICE_ID, seq=seq,
+            device_id=DEVICE_ID,
+            seq=seq,
             sheets=generate_sheets(1, per, device_id=DEVICE_ID, start=(seq - 1) * per, mix=HOUSEHOLDS),
-            sealed_at_ms=now, device_key=tablet.signing_key, data_public_key=authority.data_public_key,
+            sealed_at_ms=now,
+            device_key=tablet.signing_key,
+            data_public_key=authority.data_public_key,
             ephemeral_secret=os.urandom(32),
         )
         batches.append(StoredBatch(seq, envelope, hashlib.sha256(envelope).digest(), per, now))
     image = work / "export.img"
-    write_export_volume(image, batches, device_id=DEVICE_ID, usb_serial="SER-BENCH-1",
-                        device_key=tablet.signing_key, now_ms=now)
-    config = IngestConfig(station_bundle=work / "bundle-station", gateway_url="http://127.0.0.1:9",
-                          state_dir=work / "state", spool_min_free_bytes=0)
+    write_export_volume(
+        image, batches, device_id=DEVICE_ID, usb_serial="SER-BENCH-1", device_key=tablet.signing_key, now_ms=now
+    )
+    config = IngestConfig(
+        station_bundle=work / "bundle-station",
+        gateway_url="http://127.0.0.1:9",
+        state_dir=work / "state",
+        spool_min_free_bytes=0,
+    )
     return authority, image, config
 
 
@@ -144,9 +158,15 @@ def _pull_once(config: Any, image: Path, state: Path, *, cold: bool, profile_to:
         counts = station.spool.counts()
     finally:
         station.close()
-    return {"seconds": elapsed, "outcome": report.outcome, "spooled": len(report.spooled),
-            "bytes": report.bytes_spooled, "custody": report.custody_spooled, "problems": len(report.problems),
-            "spool_pending": getattr(counts, "pending", None)}
+    return {
+        "seconds": elapsed,
+        "outcome": report.outcome,
+        "spooled": len(report.spooled),
+        "bytes": report.bytes_spooled,
+        "custody": report.custody_spooled,
+        "problems": len(report.problems),
+        "spool_pending": getattr(counts, "pending", None),
+    }
 
 
 def run_usb_pull(plan: UsbPlan, work: Path, log: Any = print) -> dict[str, Any]:
@@ -160,8 +180,13 @@ def run_usb_pull(plan: UsbPlan, work: Path, log: Any = print) -> dict[str, Any]:
     setup_s = time.perf_counter() - started
     size = image.stat().st_size
     payload = plan.sheets // plan.sheets_per_batch
-    runs: dict[str, list[dict[str, Any]]] = {"pull_cold": [], "pull_warm": [], "hash_cold": [], "hash_warm": [],
-                                             "fat_read_warm": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "pull_cold": [],
+        "pull_warm": [],
+        "hash_cold": [],
+        "hash_warm": [],
+        "fat_read_warm": [],
+    }
     digest = ""
     for n in range(plan.repeats):
         log(f"usb_pull: repeat {n + 1}/{plan.repeats}")
@@ -193,8 +218,10 @@ def run_usb_pull(plan: UsbPlan, work: Path, log: Any = print) -> dict[str, Any]:
         "batches": payload,
         "sheets": plan.sheets,
         "runs": runs,
-        "all_complete": all(r["outcome"] == "complete" and r["spooled"] == payload and r["custody"]
-                            for r in runs["pull_cold"] + runs["pull_warm"]),
+        "all_complete": all(
+            r["outcome"] == "complete" and r["spooled"] == payload and r["custody"]
+            for r in runs["pull_cold"] + runs["pull_warm"]
+        ),
         "profile": profile,
     }
     result["fat_read_warm"] = {"seconds": median("fat_read_warm"), "mb_per_s": size / median("fat_read_warm") / 1e6}
@@ -209,25 +236,15 @@ def run_usb_pull(plan: UsbPlan, work: Path, log: Any = print) -> dict[str, Any]:
             "hash_sheets_per_s": plan.sheets / hash_s,
             "ratio_pull_to_hash": hash_s / pull_s,
         }
-    log(f"  cold: pull {result['cold']['pull_mb_per_s']:.1f} MB/s, read+hash {result['cold']['hash_mb_per_s']:.0f} "
-        f"MB/s, ratio {result['cold']['ratio_pull_to_hash']:.3f}")
+    log(
+        f"  cold: pull {result['cold']['pull_mb_per_s']:.1f} MB/s, read+hash {result['cold']['hash_mb_per_s']:.0f} "
+        f"MB/s, ratio {result['cold']['ratio_pull_to_hash']:.3f}"
+    )
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.usb_pull")
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", type=Path, default=Path("bench/results/usb_pull.json"))
-    args = p.parse_args(argv)
-    plan = UsbPlan.quick() if args.quick else UsbPlan()
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="sanaq-bench-") as tmp:
-        result = run_usb_pull(plan, Path(tmp))
-    result["elapsed_s"] = time.monotonic() - started
-    result["mode"] = "quick" if args.quick else "full"
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return bench_main("usb_pull", lambda quick: UsbPlan.quick() if quick else UsbPlan(), run_usb_pull, argv)
 
 
 if __name__ == "__main__":
