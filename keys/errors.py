@@ -29,6 +29,8 @@ Snapshot verification failures stay in the wire tree (``wire.errors``):
 
 from __future__ import annotations
 
+from wire.errors import CodedError
+
 __all__ = [
     "AuthorityError",
     "BundleError",
@@ -51,21 +53,10 @@ __all__ = [
 ]
 
 
-class KeysError(Exception):
+class KeysError(CodedError):
     """Base of all ``keys/`` errors. ``code`` is stable; ``facts`` identify the object."""
 
     code = "keys-error"
-
-    def __init__(self, message: str, **facts: object) -> None:
-        super().__init__(message)
-        self.facts = facts
-
-    def __str__(self) -> str:
-        base = super().__str__()
-        if not self.facts:
-            return base
-        details = ", ".join(f"{k}={v}" for k, v in sorted(self.facts.items()))
-        return f"{base} ({details})"
 
 
 class KeyFileError(KeysError):

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wire.errors import CodedError
+
 __all__ = [
     "CoverageRefusedError",
     "DeviceMismatchError",
@@ -54,21 +56,10 @@ __all__ = [
 ]
 
 
-class TabletError(Exception):
+class TabletError(CodedError):
     """Base of the tablet's errors; ``facts`` identify the object, never its contents."""
 
     code = "tablet-error"
-
-    def __init__(self, message: str, **facts: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.facts = facts
-
-    def __str__(self) -> str:
-        if not self.facts:
-            return self.message
-        details = ", ".join(f"{k}={v}" for k, v in sorted(self.facts.items()))
-        return f"{self.message} ({details})"
 
 
 class SheetError(TabletError):

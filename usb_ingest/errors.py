@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from wire.errors import CodedError
+
 __all__ = [
     "BadReceipt",
     "BatchConflict",
@@ -64,21 +66,10 @@ __all__ = [
 ]
 
 
-class IngestError(Exception):
+class IngestError(CodedError):
     """Base of the daemon's errors; ``code`` is stable, ``facts`` identify the object."""
 
     code = "ingest-error"
-
-    def __init__(self, message: str, **facts: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.facts = facts
-
-    def __str__(self) -> str:
-        if not self.facts:
-            return self.message
-        details = ", ".join(f"{k}={v}" for k, v in sorted(self.facts.items()))
-        return f"{self.message} ({details})"
 
 
 class VolumeError(IngestError):

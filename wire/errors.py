@@ -5,7 +5,8 @@ string the gateway puts in its problem+json ``code`` member, see
 ``docs/protocol.md`` section "Error codes") and the facts that identify the
 object (device id, seq, key id), never key material or sheet contents::
 
-    WireError                      base; never raised itself
+    CodedError                     shared shape (code, facts) of every package's base
+    WireError                      base of this tree; never raised itself
     +-- DecodeError                bytes are not a well-formed object
     |   +-- TruncatedError         input ends before the layout does
     |   +-- OversizeError          a length field or the input exceeds a limit
@@ -30,8 +31,11 @@ object (device id, seq, key id), never key material or sheet contents::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "BadSignatureError",
+    "CodedError",
     "BindingError",
     "DecodeError",
     "DigestMismatchError",
@@ -55,21 +59,32 @@ __all__ = [
 ]
 
 
-class WireError(Exception):
-    """Base of all protocol errors. ``code`` is stable and documented."""
+class CodedError(Exception):
+    """The shape every package's error base shares: a stable ``code`` and identifying ``facts``.
 
-    code = "wire-error"
+    Not part of any tree by itself: ``WireError``, ``keys.errors.KeysError``,
+    ``tablet.errors.TabletError`` and ``usb_ingest.errors.IngestError`` derive
+    from it, so catching one package's base never catches another's.
+    """
 
-    def __init__(self, message: str, **facts: object) -> None:
+    code = "error"
+
+    def __init__(self, message: str, **facts: Any) -> None:
         super().__init__(message)
+        self.message = message
         self.facts = facts
 
     def __str__(self) -> str:
-        base = super().__str__()
         if not self.facts:
-            return base
+            return self.message
         details = ", ".join(f"{k}={v}" for k, v in sorted(self.facts.items()))
-        return f"{base} ({details})"
+        return f"{self.message} ({details})"
+
+
+class WireError(CodedError):
+    """Base of all protocol errors. ``code`` is stable and documented."""
+
+    code = "wire-error"
 
 
 class DecodeError(WireError):
