@@ -23,7 +23,7 @@ from usb_ingest.daemon import run
 from usb_ingest.events import DeviceEvent
 from usb_ingest.status import read_status
 
-from .images import Env, Gateway, export, patch_image
+from .images import Env, Gateway, export, patch_image, seal
 
 
 @pytest.fixture
@@ -165,3 +165,42 @@ async def test_a_replug_during_a_pull_is_not_lost(
     finally:
         stop.set()
         assert await asyncio.wait_for(daemon, 20) == 0
+
+
+async def test_status_shows_live_progress_during_a_pull_of_thousands_of_sheets(
+    env: Env, gw: Gateway, shm: Callable[[str], Path], systemd: SystemdSocket
+) -> None:
+    """What `sanaq-usb-ingest status --watch` reads: status.json, sampled while 4,000 sheets are pulled."""
+    image = shm("big.img")
+    seqs = range(1, 401)
+    export(env, image, "TAB-0001", seqs, envelopes={s: seal(env, "TAB-0001", s, sheets=10) for s in seqs})
+    config = env.config(gw.url)
+    source = ListSource([])
+    stop = asyncio.Event()
+    daemon = asyncio.create_task(run(config, source=source, notifier=Notifier(systemd.path, None), stop=stop))
+    samples: list[tuple[int, int, int, int, str]] = []
+    try:
+        await systemd.wait_for(lambda m: m.startswith("READY=1"))
+        source.emit(event("add", image))
+        async with asyncio.timeout(120):
+            while True:
+                view = read_status(config.status_path) if config.status_path.exists() else None
+                device = next((d for d in view.devices if d.devnode == str(image)), None) if view else None
+                if device is not None:
+                    samples.append((device.batches_done, device.batches_total, device.bytes_done,
+                                    device.bytes_total, device.state))
+                    if device.state in ("done", "refused", "failed"):
+                        break
+                await asyncio.sleep(0.02)  # sampling the file as a technician's screen would, not a timing wait
+        await systemd.wait_for(status_has(pending=0, delivered=400, forward="idle"), within_s=120)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(daemon, 60) == 0
+    assert samples[-1][0] == samples[-1][1] == 400
+    assert samples[-1][4] == "done"
+    during = [s for s in samples if 0 < s[0] < s[1]]
+    assert during, f"no intermediate progress seen in {len(samples)} samples"
+    assert all(0 < b < total_b for _, _, b, total_b, _ in during)  # bytes advance with batches
+    done = [s[0] for s in samples]
+    assert done == sorted(done)  # progress never goes backwards
+    assert gw.rows("SELECT count(*), sum(sheets_accepted) FROM batches") == [(400, 4000)]
