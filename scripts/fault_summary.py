@@ -34,6 +34,10 @@ COUNTERS = ("inputs", "faults", "lost", "duplicates", "crashes", "forgeries")
 MUST_BE_ZERO = ("lost", "duplicates", "crashes", "forgeries")
 TITLES = {
     "test_faults_crash": "Gateway SIGKILLed under fleet load",
+    "test_faults_usb_io": "USB daemon: I/O faults (libfiu)",
+    "test_faults_usb_disk": "USB daemon: spool disk full",
+    "test_faults_usb_kill": "USB daemon SIGKILLed while forwarding",
+    "test_faults_usb_toctou": "USB medium changing while read (TOCTOU)",
     "test_faults_io": "I/O faults (libfiu) and a full disk",
     "test_faults_durability": "Non-durable store refused at start",
     "test_faults_fuzz": "Property tests against the live gateway",

@@ -32,7 +32,7 @@ from runtime.logs import configure_logging
 from runtime.toml_config import ConfigError
 
 from .config import DEFAULT_CONFIG_PATH, IngestConfig, load_config
-from .errors import IngestError
+from .errors import IngestError, SpoolError
 from .forwarder import Forwarder
 from .puller import PullReport
 from .station import Station
@@ -80,7 +80,12 @@ async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullRep
             if not args.no_forward or not station.trust.check_alarm():
                 await station.trust.refresh(client)
             station.refresh_status()
-            report = await asyncio.to_thread(station.pull_volume, args.path)
+            try:
+                report = await asyncio.to_thread(station.pull_volume, args.path)
+            except SpoolError:
+                if not args.no_forward:  # forwarding is what frees the spool: send what is held, then fail
+                    await Forwarder(station.spool, client, station.trust, config.forward).drain(args.wait)
+                raise
             delivered: bool | None = None
             if not args.no_forward:
                 forwarder = Forwarder(station.spool, client, station.trust, config.forward)

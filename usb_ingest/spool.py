@@ -32,6 +32,7 @@ use one ``Spool``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -171,8 +172,18 @@ class Spool:
         line = json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
         fd = os.open(self.receipt_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
-            os.write(fd, line)
-            os.fsync(fd)
+            end = os.fstat(fd).st_size
+            try:
+                view = memoryview(line)
+                while view:  # a short write (disk full) continues; the next write raises ENOSPC
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except OSError:
+                # the line may be partial or not durable: take it back; the batch stays pending and is resent
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, end)
+                    os.fsync(fd)
+                raise
         finally:
             os.close(fd)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import structlog
 
 from keys import ProvisioningBundle, SnapshotCache
-from keys.errors import KeysError
+from keys.errors import KeysError, StorageError
 from wire import RegistrySnapshot, TabletEntry
 from wire.errors import ExpiredError, RollbackError, WireError
 
@@ -74,6 +74,8 @@ class StationTrust:
             cache.offer(bundle.snapshot, now_ms=clock())
         except (RollbackError, ExpiredError):
             pass  # the cache holds a newer one, or the bundle's is stale: the gateway will provide one
+        except StorageError as e:
+            raise StationSetupError(f"cannot store the registry snapshot ({e})", path=str(path)) from e
         except (WireError, KeysError) as e:
             raise StationSetupError("the station bundle's snapshot cannot be used", path=str(path)) from e
         return trust
