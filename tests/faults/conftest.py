@@ -25,6 +25,7 @@ import pytest
 
 from tablet.generator import generate_sheets
 from tests.gateway.harness import World
+from tests.usb_ingest.station_fixtures import env, gw, template  # noqa: F401 - the USB fault tests' fixtures
 
 from .bed import GatewayBed
 

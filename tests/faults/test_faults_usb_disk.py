@@ -25,12 +25,12 @@ import contextlib
 import json
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.usb_ingest.images import Env, Gateway, build_template, env_from_template, export, seal, serve_gateway
+from tests.usb_ingest.images import Env, Gateway, export, seal
 from usb_ingest.station import Station
 
 from .test_faults_usb_bed import (
@@ -49,25 +49,6 @@ from .test_faults_usb_bed import (
 BATCHES = 12
 PAGE = 4096
 ROOM = 2 * PAGE  # one spooled ~4.1 KB envelope takes two tmpfs pages
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("usb-keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
 
 
 @pytest.fixture

@@ -30,12 +30,11 @@ stored once and receipted.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.usb_ingest.images import Env, Gateway, build_template, env_from_template, export, serve_gateway
+from tests.usb_ingest.images import Env, Gateway, export
 
 from .test_faults_usb_bed import (
     DEVICE,
@@ -54,25 +53,6 @@ EIO, ENOSPC = 5, 28
 STRERROR = {EIO: "Input/output error", ENOSPC: "No space left on device"}
 
 pytestmark = pytest.mark.skipif(FIU_RUN is None, reason="needs fiu-utils (apt-get install fiu-utils)")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("usb-keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
 
 
 # ---- one failure, exactly at the receipt append ------------------------------------------------------------

@@ -21,12 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.usb_ingest.images import Env, Gateway, build_template, env_from_template, export, serve_gateway
+from tests.usb_ingest.images import Env, Gateway, export
 
 from .test_faults_usb_bed import (
     DEVICE,
@@ -44,25 +41,6 @@ BATCHES = 16
 # (where, n): kill at the n-th such point of the round (counted from the round's start)
 PLAN = [("answer", 1), ("request", 2), ("delivered", 2), ("answer", 2), ("delivered", 1), ("request", 1),
         ("answer", 3)]
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("usb-keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
 
 
 async def pull_killed_at(proxy: HoldProxy, args: list[str], where: str, n: int) -> tuple[UsbRun, bool]:

@@ -30,12 +30,9 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.usb_ingest.images import Env, build_template, env_from_template, export, seal
+from tests.usb_ingest.images import Env, export, seal
 from usb_ingest.puller import pull
 from usb_ingest.station import Station
 
@@ -43,18 +40,6 @@ from .test_faults_usb_bed import COMMAND, DEVICE, Audit, write_config
 
 BATCHES = 16
 SHEETS = 30  # ~45 KB per batch: the reader's read-ahead (8 KiB) never reaches the end of the next file
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_template(tmp_path_factory.mktemp("usb-keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
 
 
 def volume(env: Env, image: Path) -> tuple[dict[int, bytes], dict[int, tuple[int, int]]]:

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .images import Env, Gateway, build_template, env_from_template, serve_gateway, structlog_defaults
+from .station_fixtures import _logs_unfiltered, env, gw, template  # noqa: F401 - fixtures, registered here
 from .umockdev_bed import BedUnavailable, UmockdevBed
 
 _DGRAM_QLEN = Path("/proc/sys/net/unix/max_dgram_qlen")
@@ -97,30 +97,3 @@ def raw_image(tmp_path: Path) -> Path:
     path = tmp_path / "raw.img"
     path.write_bytes(os.urandom(1024 * 1024))
     return path
-
-
-# ---- the station/gateway world of the test_usb_core_* modules -------------------------------
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Keys and registry made once per module (enrolment is the slow part), copied per test."""
-    return build_template(tmp_path_factory.mktemp("keys"))
-
-
-@pytest.fixture
-def env(template: Path, tmp_path: Path) -> Iterator[Env]:
-    e = env_from_template(template, tmp_path)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-async def gw(env: Env, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await serve_gateway(env, tmp_path / "census.db")
-    yield gateway
-    await gateway.stop()
-
-
-@pytest.fixture
-def _logs_unfiltered() -> Iterator[None]:
-    with structlog_defaults():
-        yield
