@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from .errors import StaffStoreError
 
-__all__ = ["MIGRATIONS", "StaffDb", "connect_staff_db", "transaction"]
+__all__ = ["MIGRATIONS", "StaffDb", "ThreadOwnedConnection", "connect_staff_db", "transaction"]
 
 T = TypeVar("T")
 
@@ -138,19 +138,21 @@ def connect_staff_db(path: Path, *, now_ms: int) -> sqlite3.Connection:
     return conn
 
 
-class StaffDb:
-    """staff.db for asyncio code: every job runs on the one thread that owns the connection."""
+class ThreadOwnedConnection:
+    """One SQLite connection used from asyncio: every job runs on the one thread that owns it.
 
-    def __init__(self, path: Path, clock: Callable[[], int]) -> None:
-        self.path = path
-        self._clock = clock
+    ``sqlite3.Error`` raised by a job becomes ``StaffStoreError`` naming ``what``.
+    """
+
+    def __init__(self, thread_name: str, what: str) -> None:
+        self._thread_name = thread_name
+        self._what = what
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
-    async def open(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="staff-db")
-        loop = asyncio.get_running_loop()
-        self._conn = await loop.run_in_executor(self._pool, lambda: connect_staff_db(self.path, now_ms=self._clock()))
+    async def open(self, connect: Callable[[], sqlite3.Connection]) -> None:
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self._thread_name)
+        self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, connect)
 
     async def close(self) -> None:
         if self._pool is None:
@@ -162,15 +164,33 @@ class StaffDb:
         pool.shutdown(wait=True)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the owner thread; sqlite errors become ``StaffStoreError``."""
         if self._pool is None or self._conn is None:
-            raise StaffStoreError("staff database is closed")
+            raise StaffStoreError(f"{self._what} is closed")
         conn = self._conn
 
         def job() -> T:
             try:
                 return fn(conn)
             except sqlite3.Error as e:
-                raise StaffStoreError(f"staff database operation failed: {e}") from e
+                raise StaffStoreError(f"{self._what} operation failed: {e}") from e
 
         return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+
+
+class StaffDb:
+    """staff.db for asyncio code: every job runs on the one thread that owns the connection."""
+
+    def __init__(self, path: Path, clock: Callable[[], int]) -> None:
+        self.path = path
+        self._clock = clock
+        self._owner = ThreadOwnedConnection("staff-db", "staff database")
+
+    async def open(self) -> None:
+        await self._owner.open(lambda: connect_staff_db(self.path, now_ms=self._clock()))
+
+    async def close(self) -> None:
+        await self._owner.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the owner thread; sqlite errors become ``StaffStoreError``."""
+        return await self._owner.run(fn)

@@ -13,8 +13,6 @@ read whole on each refresh.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import sqlite3
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
+from .db import ThreadOwnedConnection
 from .errors import StaffConfigError, StaffStoreError
 
 __all__ = [
@@ -125,12 +124,10 @@ class StaffQueries(Protocol):
 class SqliteStaffQueries:
     def __init__(self, path: Path) -> None:
         self._path = path
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._owner = ThreadOwnedConnection("staff-census-read", "census read connection")
 
     async def open(self) -> None:
-        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="staff-census-read")
-        self._conn = await asyncio.get_running_loop().run_in_executor(self._pool, self._connect)
+        await self._owner.open(self._connect)
 
     def _connect(self) -> sqlite3.Connection:
         uri = f"{self._path.resolve().as_uri()}?mode=ro"
@@ -143,26 +140,10 @@ class SqliteStaffQueries:
         return conn
 
     async def close(self) -> None:
-        if self._pool is None:
-            return
-        conn, pool = self._conn, self._pool
-        self._conn, self._pool = None, None
-        if conn is not None:
-            await asyncio.get_running_loop().run_in_executor(pool, conn.close)
-        pool.shutdown(wait=True)
+        await self._owner.close()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._pool is None or self._conn is None:
-            raise StaffStoreError("census read connection is closed")
-        conn = self._conn
-
-        def job() -> T:
-            try:
-                return fn(conn)
-            except sqlite3.Error as e:
-                raise StaffStoreError(f"census read failed: {e}") from e
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, job)
+        return await self._owner.run(fn)
 
     async def change_marker(self) -> int:
         return await self._run(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
