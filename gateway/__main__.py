@@ -24,10 +24,10 @@ from runtime.logs import configure_logging
 from runtime.sdnotify import Notifier
 from runtime.toml_config import ConfigError
 
-from .app import create_app, read_optional
+from .app import read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
-from .staff import setup_staff
+from .server import build_server
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
 
@@ -52,7 +52,7 @@ async def serve(config: GatewayConfig) -> int:
     previous = [keyfiles.load_data_key(p, passphrase) for p in config.keys.previous_data_keys]
     receipt_key = keyfiles.load_signing_key(config.keys.receipt_key, passphrase)
     root_public_key = _root_public_key(config)
-    app = create_app(
+    server = build_server(
         config,
         make_store(config),
         data_key=data_key,
@@ -61,32 +61,19 @@ async def serve(config: GatewayConfig) -> int:
         root_public_key=root_public_key,
         bootstrap_snapshot=read_optional(config.keys.bootstrap_snapshot),
     )
-    setup_staff(app, app[CTX], config.staff)  # no-op when [staff] enabled = false
     ssl_context = None
     if not config.server.plain_http:
         if config.server.tls_cert is None or config.server.tls_key is None:
             raise ConfigError("server.tls_cert and server.tls_key are required unless plain_http = true")
         ssl_context = tls.server_ssl_context(config.server.tls_cert, config.server.tls_key, passphrase)
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=config.server.shutdown_timeout_s,
-        access_log=None,
-        max_field_size=config.limits.max_header_bytes,
-        keepalive_timeout=config.server.idle_timeout_s,  # also bounds a request head never finished
-        auto_decompress=False,  # a compressed body is refused (415), never inflated
-    )
-    await runner.setup()
-    site = web.TCPSite(
-        runner, config.server.host, config.server.port, ssl_context=ssl_context, backlog=2048, reuse_address=True
-    )
-    await site.start()
+    await server.start(ssl_context=ssl_context)
+    app = server.app
     ctx = app[CTX]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    bound = ", ".join(f"{a[0]}:{a[1]}" for a in runner.addresses)
+    bound = ", ".join(f"{host}:{port}" for host, port in server.addresses)
     scheme = "http" if ssl_context is None else "https"
     version = ctx.trust.current.snapshot.version if ctx.trust.current else None
     log.info("gateway.listening", scheme=scheme, sockets=bound, registry_version=version)
@@ -100,7 +87,7 @@ async def serve(config: GatewayConfig) -> int:
         notifier.stopping()
         watchdog.cancel()
         status.cancel()
-    await runner.cleanup()
+    await server.stop()
     log.info("gateway.stopped")
     return 0
 

@@ -16,7 +16,7 @@ from wire import accept_snapshot
 from wire.errors import WireError
 
 from .config import GatewayConfig
-from .context import CTX, GatewayContext, TrustHolder, wall_clock_ms
+from .context import CTX, BodyBudget, GatewayContext, TrustHolder, wall_clock_ms
 from .metrics import GatewayMetrics
 from .problems import error_middleware
 from .sheets import SheetValidator
@@ -64,6 +64,7 @@ def create_app(
         validator=SheetValidator(),
         metrics=metrics,
         ingest_slots=asyncio.Semaphore(config.limits.max_concurrent_ingest),
+        body_buffer=BodyBudget(config.limits.max_buffered_body_bytes),
         trust=TrustHolder(),
         clock=clock,
     )

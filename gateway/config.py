@@ -16,7 +16,9 @@ from runtime.toml_config import ConfigError, build, load_toml
 
 from .staff.config import StaffConfig
 
-__all__ = ["CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig", "load_config"]
+__all__ = ["LOG_LEVELS", "CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig", "load_config"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class ServerConfig:
     idle_timeout_s: float = 75.0
     log_level: str = "info"
     instance_id: str = "gw-1"
+    registry_staleness_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,10 @@ class LimitsConfig:
     request_window_s: int = 300
     max_concurrent_ingest: int = 512
     retry_after_s: int = 5
+    body_timeout_s: float = 60.0
+    body_min_rate_bytes_s: int = 1024
+    body_rate_grace_s: float = 5.0
+    max_buffered_body_bytes: int = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +107,7 @@ def load_config(path: Path | None) -> GatewayConfig:
         passphrase_file=_resolve(cfg.keys.passphrase_file, base),
         bootstrap_snapshot=_resolve(cfg.keys.bootstrap_snapshot, base),
     )
+    _check(cfg)
     server = cfg.server
     if not server.plain_http and (server.tls_cert is None or server.tls_key is None):
         raise ConfigError("server.tls_cert and server.tls_key are required unless server.plain_http = true")
@@ -116,3 +124,33 @@ def load_config(path: Path | None) -> GatewayConfig:
     return GatewayConfig(
         database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff
     )
+
+
+_POSITIVE_LIMITS = (
+    "max_body_bytes",
+    "max_sheets_per_batch",
+    "max_header_bytes",
+    "request_window_s",
+    "max_concurrent_ingest",
+    "retry_after_s",
+    "body_timeout_s",
+    "body_min_rate_bytes_s",
+    "max_buffered_body_bytes",
+)
+
+
+def _check(cfg: GatewayConfig) -> None:
+    """Refuse values that would make the service misbehave; each message names its option."""
+    server = cfg.server
+    if server.log_level not in LOG_LEVELS:
+        raise ConfigError(f"server.log_level must be one of {', '.join(LOG_LEVELS)} (got {server.log_level!r})")
+    for name in ("shutdown_timeout_s", "idle_timeout_s", "registry_staleness_s"):
+        if getattr(server, name) <= 0:
+            raise ConfigError(f"server.{name} must be positive")
+    for name in _POSITIVE_LIMITS:
+        if getattr(cfg.limits, name) <= 0:
+            raise ConfigError(f"limits.{name} must be positive")
+    if cfg.limits.body_rate_grace_s < 0 or cfg.limits.max_inflight_per_device < 0:
+        raise ConfigError("limits.body_rate_grace_s and limits.max_inflight_per_device must not be negative")
+    if cfg.limits.max_buffered_body_bytes < cfg.limits.max_body_bytes:
+        raise ConfigError("limits.max_buffered_body_bytes must be at least limits.max_body_bytes")

@@ -15,12 +15,13 @@ from nacl.signing import SigningKey
 from wire import RegistrySnapshot, key_id
 
 from .config import GatewayConfig
+from .errors import Unavailable
 from .metrics import GatewayMetrics
 from .sheets import SheetValidator
 from .store import CensusStore
 from .trust import Trust
 
-__all__ = ["CTX", "GatewayContext", "TrustHolder", "wall_clock_ms"]
+__all__ = ["CTX", "BodyBudget", "GatewayContext", "TrustHolder", "wall_clock_ms"]
 
 
 def wall_clock_ms() -> int:
@@ -37,6 +38,26 @@ class TrustHolder:
         self.current = Trust.of(snapshot)
 
 
+class BodyBudget:
+    """Bytes of request bodies being received right now, across all connections, under one cap.
+
+    Bodies are read before an ingest slot is taken (a slow body holds no
+    slot), so this, not ``max_concurrent_ingest``, bounds their memory.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, n: int, *, retry_after_s: int) -> None:
+        if self.held + n > self.limit:
+            raise Unavailable("too many request bodies being received; retry later", retry_after_s=retry_after_s)
+        self.held += n
+
+    def give_back(self, n: int) -> None:
+        self.held -= n
+
+
 @dataclass(slots=True)
 class GatewayContext:
     config: GatewayConfig
@@ -50,6 +71,7 @@ class GatewayContext:
     clock: Callable[[], int] = wall_clock_ms
     inflight_by_device: Counter[str] = field(default_factory=Counter)
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
+    body_buffer: BodyBudget = field(default_factory=lambda: BodyBudget(256 * 1024 * 1024))
     ready: bool = False
 
     previous_data_keys: tuple[PrivateKey, ...] = ()

@@ -4,7 +4,9 @@
 
     GatewayError                  base; carries http status and code
     +-- ClientProblem             the client is at fault (4xx); built from a wire error
-    |                             or raised directly (conflict, device-mismatch, ...)
+    |   |                         or raised directly (conflict, device-mismatch, ...)
+    |   +-- ClientGone            the client hung up or broke the framing mid-body
+    |                             (logged as a refusal, never as a failure)
     +-- Unavailable               the store cannot take writes now (503 + Retry-After)
 
 Wire errors map to problems through ``problem_for_wire_error``; the mapping is
@@ -15,7 +17,14 @@ from __future__ import annotations
 
 from wire import errors as we
 
-__all__ = ["STATUS_FOR_CODE", "ClientProblem", "GatewayError", "Unavailable", "problem_for_wire_error"]
+__all__ = [
+    "STATUS_FOR_CODE",
+    "ClientGone",
+    "ClientProblem",
+    "GatewayError",
+    "Unavailable",
+    "problem_for_wire_error",
+]
 
 STATUS_FOR_CODE: dict[str, int] = {
     "malformed": 400,
@@ -39,6 +48,7 @@ STATUS_FOR_CODE: dict[str, int] = {
     "forbidden": 403,
     "not-found": 404,
     "method-not-allowed": 405,
+    "request-timeout": 408,
     "conflict": 409,
     "rollback": 409,
     "expired": 410,
@@ -67,6 +77,10 @@ class GatewayError(Exception):
 
 class ClientProblem(GatewayError):
     pass
+
+
+class ClientGone(ClientProblem):
+    code = "malformed"
 
 
 class Unavailable(GatewayError):

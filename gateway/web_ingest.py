@@ -21,7 +21,7 @@ from wire import decode_envelope, make_receipt, open_envelope, verify_envelope
 from wire.limits import Limits
 
 from .context import CTX, GatewayContext
-from .errors import ClientProblem
+from .errors import ClientProblem, Unavailable
 from .sheets import SHEET_SCHEMA_NAME
 from .store import Conflict, Duplicate, IngestItem, ReplayError, Stored
 from .web_common import read_body, record_security_event, signed_request
@@ -48,14 +48,23 @@ def _answer(
 
 
 async def post_batch(request: web.Request) -> web.Response:
-    """At most ``limits.max_concurrent_ingest`` batches are read, opened and committed at once (memory cap)."""
+    """Read the body under its deadline, then take one of ``limits.max_concurrent_ingest`` slots or answer 503.
+
+    The slot is taken only once the whole body is here, so a client that
+    sends its body slowly holds a connection, never a slot; and a full house
+    is answered at once (``503`` + ``Retry-After``), not queued.
+    """
     ctx: GatewayContext = request.app[CTX]
-    async with ctx.ingest_slots:
-        return await _post_batch(request, ctx)
-
-
-async def _post_batch(request: web.Request, ctx: GatewayContext) -> web.Response:
     body = await read_body(request, ctx, BATCH_TYPE)
+    if ctx.ingest_slots.locked():
+        raise Unavailable(
+            "the gateway is at its ingest capacity; retry later", retry_after_s=ctx.config.limits.retry_after_s
+        )
+    async with ctx.ingest_slots:
+        return await _post_batch(request, ctx, body)
+
+
+async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) -> web.Response:
     auth, trust = await signed_request(request, ctx, body, record_nonce=False)
     limits = Limits(
         max_envelope_bytes=ctx.config.limits.max_body_bytes,

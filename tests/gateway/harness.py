@@ -6,10 +6,13 @@ tests depend on nothing but the gateway and the protocol core.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
+import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +22,9 @@ from aiohttp import web
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
+from gateway.server import GatewayServer, build_server
+from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from wire import StationEntry, TabletEntry, httpsig, key_id, make_snapshot, seal_batch
 
@@ -149,37 +153,61 @@ def sign(
 @dataclass
 class Gateway:
     url: str
-    runner: web.AppRunner
+    server: GatewayServer
     db_path: Path
-    app: web.Application
+
+    @property
+    def app(self) -> web.Application:
+        return self.server.app
+
+    @property
+    def runner(self) -> web.AppRunner:
+        return self.server.runner
 
     async def stop(self) -> None:
-        await self.runner.cleanup()
+        await self.server.stop()
+
+
+def gateway_config(
+    db_path: Path, *, limits: LimitsConfig | None = None, server: ServerConfig | None = None
+) -> GatewayConfig:
+    """The harness configuration: plain HTTP on 127.0.0.1, a free port, no staff dashboard."""
+    return GatewayConfig(
+        database=f"sqlite:///{db_path}",
+        server=server or ServerConfig(plain_http=True, port=0),
+        limits=limits or LimitsConfig(),
+        staff=StaffConfig(enabled=False),
+    )
 
 
 async def start_gateway(
-    world: World, db_path: Path, *, snapshot: bytes | None = None, limits: LimitsConfig | None = None, clock: Any = None
+    world: World,
+    db_path: Path,
+    *,
+    snapshot: bytes | None = None,
+    limits: LimitsConfig | None = None,
+    server: ServerConfig | None = None,
+    clock: Any = None,
+    previous_data_keys: tuple[PrivateKey, ...] = (),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Gateway:
-    config = GatewayConfig(
-        database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=0), limits=limits or LimitsConfig()
-    )
-    store = SqliteStore(db_path)
+    """The gateway built by the production factory (``gateway.server.build_server``), with its runner limits."""
+    config = gateway_config(db_path, limits=limits, server=server)
     kwargs = {"clock": clock} if clock is not None else {}
-    app = create_app(
+    built = build_server(
         config,
-        store,
+        SqliteStore(db_path),
         data_key=world.data,
+        previous_data_keys=previous_data_keys,
         receipt_key=world.receipt,
         root_public_key=bytes(world.root.verify_key),
         bootstrap_snapshot=snapshot if snapshot is not None else world.snapshot(),
         **kwargs,
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, auto_decompress=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return Gateway(f"http://{host}:{port}", runner, db_path, app)
+    await built.start(ssl_context=ssl_context)
+    host, port = built.addresses[0]
+    scheme = "http" if ssl_context is None else "https"
+    return Gateway(f"{scheme}://{host}:{port}", built, db_path)
 
 
 async def post_batch(
@@ -189,6 +217,18 @@ async def post_batch(
     headers = sign("POST", url, key, envelope, "application/vnd.sanaq.batch", **sign_kw)
     async with session.post(url, data=envelope, headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
+
+
+async def until(condition: Callable[[], bool], *, timeout_s: float, what: str, step_s: float = 0.02) -> float:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout_s``. Returns the seconds it took."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while True:
+        if condition():
+            return loop.time() - started
+        if loop.time() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        await asyncio.sleep(step_s)
 
 
 def receipt_bytes(answer: dict[str, Any]) -> bytes:

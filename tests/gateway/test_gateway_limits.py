@@ -7,13 +7,10 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from structlog.testing import capture_logs
 
-from gateway.app import create_app
-from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
+from gateway.config import LimitsConfig, ServerConfig
 from gateway.context import CTX
-from gateway.store_sqlite import SqliteStore
 from keys import tls
 
 from .harness import World, now_ms, post_batch, sign, start_gateway
@@ -32,7 +29,7 @@ async def test_store_gone_is_503_with_retry_after(world: World, tmp_path: Path, 
             assert (await resp.json())["code"] == "unavailable"
     finally:
         gw.app[CTX].ready = False
-        await gw.runner.cleanup()
+        await gw.stop()
 
 
 async def test_too_many_concurrent_requests_per_device_is_429(world: World, tmp_path: Path, sheets) -> None:
@@ -59,22 +56,13 @@ async def test_tls_with_census_ca_pinned_by_client(world: World, tmp_path: Path,
     tls.save_tls_key(tmp_path / "tls.key", key)
     tls.save_cert(tmp_path / "tls.crt", cert)
     tls.save_cert(tmp_path / "ca.crt", ca_cert)
-    config = GatewayConfig(database=f"sqlite:///{tmp_path / 'c.db'}", server=ServerConfig(port=0))
-    app = create_app(
-        config,
-        SqliteStore(tmp_path / "c.db"),
-        data_key=world.data,
-        receipt_key=world.receipt,
-        root_public_key=bytes(world.root.verify_key),
-        bootstrap_snapshot=world.snapshot(),
+    gw = await start_gateway(
+        world,
+        tmp_path / "c.db",
+        server=ServerConfig(host="127.0.0.1", port=0),
+        ssl_context=tls.server_ssl_context(tmp_path / "tls.crt", tmp_path / "tls.key"),
     )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(
-        runner, "127.0.0.1", 0, ssl_context=tls.server_ssl_context(tmp_path / "tls.crt", tmp_path / "tls.key")
-    )
-    await site.start()
-    port = runner.addresses[0][1]
+    port = gw.server.addresses[0][1]
     url = f"https://127.0.0.1:{port}/v1/batches"
     body = world.batch("TAB-0001", 1, sheets(1))
     try:
@@ -91,7 +79,7 @@ async def test_tls_with_census_ca_pinned_by_client(world: World, tmp_path: Path,
                 async with s.get(f"https://127.0.0.1:{port}/healthz"):
                     pass
     finally:
-        await runner.cleanup()
+        await gw.stop()
 
 
 async def test_logs_name_ids_but_carry_no_sheet_content(world: World, gw, session, sheets) -> None:

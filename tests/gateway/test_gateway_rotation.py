@@ -5,36 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 from nacl.public import PrivateKey
 
-from gateway.app import create_app
-from gateway.config import GatewayConfig, ServerConfig
-from gateway.store_sqlite import SqliteStore
-
-from .harness import World, post_batch
+from .harness import World, post_batch, start_gateway
 
 
 async def test_batch_sealed_to_retired_data_key_is_opened(world: World, tmp_path: Path, sheets) -> None:
     retired = world.data
     world.data = PrivateKey(b"\x33" * 32)  # rotated: the snapshot now names the new data key
-    config = GatewayConfig(database=f"sqlite:///{tmp_path / 'c.db'}", server=ServerConfig(plain_http=True))
-    app = create_app(
-        config,
-        SqliteStore(tmp_path / "c.db"),
-        data_key=world.data,
-        previous_data_keys=[retired],
-        receipt_key=world.receipt,
-        root_public_key=bytes(world.root.verify_key),
-        bootstrap_snapshot=world.snapshot(),
-    )
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    from .harness import Gateway
-
-    gw = Gateway(f"http://127.0.0.1:{runner.addresses[0][1]}", runner, tmp_path / "c.db", app)
+    gw = await start_gateway(world, tmp_path / "c.db", previous_data_keys=(retired,))
     try:
         async with aiohttp.ClientSession() as session:
             old = world.batch("TAB-0001", 1, sheets(1), data_public=bytes(retired.public_key))
@@ -48,4 +27,4 @@ async def test_batch_sealed_to_retired_data_key_is_opened(world: World, tmp_path
             status, problem = await post_batch(session, gw, stranger, world.tablets["TAB-0001"])
             assert (status, problem["code"]) == (400, "wrong-recipient")
     finally:
-        await runner.cleanup()
+        await gw.stop()

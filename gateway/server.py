@@ -1,0 +1,108 @@
+"""``GatewayServer``: the one factory for the gateway's app, its runner and its listener.
+
+Production (``sanaq-gateway serve``) and the tests build the server here, so
+the runner-level limits the configuration promises are the ones a test meets:
+
+============================  =====================================================
+``limits.max_header_bytes``   longest request line and longest header field (431/400)
+``limits.max_body_bytes``     body cap whatever the framing (413), ``client_max_size``
+``server.idle_timeout_s``     idle keep-alive connections and unfinished request heads
+``server.shutdown_timeout_s`` time in-flight requests get after SIGTERM
+(always)                      ``auto_decompress=False``: a compressed body is refused
+                              (415), never inflated
+============================  =====================================================
+
+The request body deadline and the buffered-body budget are applied by the
+handlers (``web_common.read_body``), because aiohttp has no runner option for
+them.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from aiohttp import web
+from nacl.public import PrivateKey
+from nacl.signing import SigningKey
+
+from .app import create_app
+from .config import GatewayConfig
+from .context import CTX, GatewayContext, wall_clock_ms
+from .staff import setup_staff
+from .store import CensusStore
+
+__all__ = ["GatewayServer", "build_server"]
+
+_BACKLOG = 2048
+_LINGER_S = 2.0  # after refusing a body mid-way, discard what still comes this long so the client sees the answer
+
+
+@dataclass
+class GatewayServer:
+    """An app and its runner; ``start`` binds the listener, ``stop`` drains and closes the store."""
+
+    config: GatewayConfig
+    app: web.Application
+    runner: web.AppRunner
+
+    @property
+    def ctx(self) -> GatewayContext:
+        return self.app[CTX]
+
+    async def start(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        await self.runner.setup()
+        site = web.TCPSite(
+            self.runner,
+            self.config.server.host,
+            self.config.server.port,
+            ssl_context=ssl_context,
+            backlog=_BACKLOG,
+            reuse_address=True,
+        )
+        await site.start()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(str(a[0]), int(a[1])) for a in self.runner.addresses]
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+def build_server(
+    config: GatewayConfig,
+    store: CensusStore,
+    *,
+    data_key: PrivateKey,
+    previous_data_keys: Sequence[PrivateKey] = (),
+    receipt_key: SigningKey,
+    root_public_key: bytes,
+    bootstrap_snapshot: bytes | None = None,
+    clock: Callable[[], int] = wall_clock_ms,
+) -> GatewayServer:
+    """The gateway app (with the staff dashboard when ``config.staff.enabled``) and its configured runner."""
+    app = create_app(
+        config,
+        store,
+        data_key=data_key,
+        previous_data_keys=previous_data_keys,
+        receipt_key=receipt_key,
+        root_public_key=root_public_key,
+        bootstrap_snapshot=bootstrap_snapshot,
+        clock=clock,
+    )
+    setup_staff(app, app[CTX], config.staff)  # no-op when [staff] enabled = false
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=config.server.shutdown_timeout_s,
+        access_log=None,
+        max_line_size=config.limits.max_header_bytes,
+        max_field_size=config.limits.max_header_bytes,
+        keepalive_timeout=config.server.idle_timeout_s,  # also bounds a request head never finished
+        auto_decompress=False,  # a compressed body is refused (415), never inflated
+        lingering_time=_LINGER_S,
+    )
+    return GatewayServer(config, app, runner)
