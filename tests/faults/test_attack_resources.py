@@ -24,11 +24,11 @@ import aiohttp
 import pytest
 
 from gateway.config import LimitsConfig
-from tests.gateway.harness import Gateway, World, sign
+from tests.gateway.harness import Gateway, World, sign, until
 
 from .attack_bed import gateway_for, send, store_state
-from .bed import StartRefused
-from .load import Link, ReceiptBook, TabletLoad, fleet_envelopes
+from .bed import GatewayBed, StartRefused
+from .load import Link, ReceiptBook, TabletLoad, fleet_envelopes, post_envelope
 
 BATCH = "application/vnd.sanaq.batch"
 BOMB = 64 * 1024 * 1024  # inflates to 64 MiB, 16 times the body cap
@@ -344,3 +344,149 @@ async def test_a_request_head_never_finished_is_closed_after_the_idle_timeout(
     await gp.terminate()
     fault_ledger.add(inputs=1, faults=1)
     assert tail == b"" or tail.startswith(b"HTTP/1.1 408")
+
+
+# ---- slow request bodies against the real process (issue 13, finding 2) --------------------------------
+
+
+class SlowBodies:
+    """``n`` connections, each a batch request head with a 4 MiB ``Content-Length`` and then one body byte
+    every ``interval_s``; a connection the server answers or closes is opened again at once (the attacker
+    keeps up the pressure). No key needed: the body comes before any signature check."""
+
+    def __init__(self, url: str, n: int, interval_s: float) -> None:
+        self.authority = url.removeprefix("http://")
+        self.n = n
+        self.interval_s = interval_s
+        self.opened = 0
+        self.bytes_sent = 0
+        self.answers: dict[int, int] = {}  # status -> count of answers the server gave a slow body
+        self.closed_silently = 0
+        self.heads_sent = asyncio.Event()
+        self._first_heads = 0
+
+    def _head(self) -> bytes:
+        return (
+            f"POST /v1/batches HTTP/1.1\r\nHost: {self.authority}\r\nContent-Type: {BATCH}\r\n"
+            f"Content-Length: {4 * 1024 * 1024}\r\n\r\n"
+        ).encode()
+
+    async def hold(self, stop: asyncio.Event) -> None:
+        host, port = self.authority.split(":")
+        first = True
+        while not stop.is_set():
+            reader, writer = await asyncio.open_connection(host, int(port))
+            self.opened += 1
+            try:
+                writer.write(self._head())
+                await writer.drain()
+                if first:
+                    first = False
+                    self._first_heads += 1
+                    if self._first_heads == self.n:
+                        self.heads_sent.set()
+                while not stop.is_set():
+                    writer.write(b"\0")
+                    await writer.drain()
+                    self.bytes_sent += 1
+                    try:
+                        async with asyncio.timeout(self.interval_s):  # the attack's pace; an answer ends the wait
+                            raw = await reader.read(65536)
+                    except TimeoutError:
+                        continue
+                    if raw.startswith(b"HTTP/1.1 "):
+                        status = int(raw.split(b" ", 2)[1])
+                        self.answers[status] = self.answers.get(status, 0) + 1
+                    else:
+                        self.closed_silently += 1
+                    break
+            except ConnectionError:
+                self.closed_silently += 1
+            finally:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+
+
+SLOW_BODY_ATTACKS = [
+    pytest.param(520, 3.0, 12.0, id="520 connections, a byte every 3 s, 12 s"),
+    pytest.param(1500, 5.0, 45.0, id="1500 connections, a byte every 5 s, 45 s", marks=pytest.mark.slow),
+]
+SERVED_WITHIN_S = 10.0  # every authentic batch is receipted this soon while the attack runs
+
+
+@pytest.mark.parametrize(("connections", "interval_s", "duration_s"), SLOW_BODY_ATTACKS)
+async def test_slow_bodies_do_not_starve_ingest(
+    connections: int, interval_s: float, duration_s: float, tmp_path: Path, sheets, fault_ledger, make_bed
+) -> None:
+    """The attack of issue 13 on the default configuration (512 ingest slots): enrolled tablets keep being
+    receipted, each within ``SERVED_WITHIN_S``; the slow bodies are cut by the body deadline (408); and the
+    hang-ups at the end are no failure in the gateway's log."""
+    world = World.make(n_tablets=4, n_stations=1)
+    bed = make_bed(world, tmp_path / "gw")
+    gp = await bed.start()
+    attack = SlowBodies(gp.url, connections, interval_s)
+    stop = asyncio.Event()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    healthz: list[int] = []
+    loop = asyncio.get_running_loop()
+
+    async def tablet(session: aiohttp.ClientSession, device_id: str, end: float) -> None:
+        seq = 0
+        while loop.time() < end:
+            seq += 1
+            envelope = world.batch(device_id, seq, sheets(device_id, seq))
+            started = loop.time()
+            try:
+                async with asyncio.timeout(SERVED_WITHIN_S):
+                    answer = await post_envelope(session, gp.url, envelope, world.tablets[device_id])
+            except TimeoutError:
+                statuses[0] = statuses.get(0, 0) + 1  # 0: no answer within the stated time
+                return
+            latencies.append(loop.time() - started)
+            statuses[answer.status] = statuses.get(answer.status, 0) + 1
+            if answer.status != 200:
+                return
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            holders = [tg.create_task(attack.hold(stop)) for _ in range(connections)]
+            async with asyncio.timeout(60):
+                await attack.heads_sent.wait()
+            started = loop.time()
+            async with aiohttp.ClientSession() as session:
+                # first a full round of trickled bytes: on b916ae2 every ingest slot is taken by then
+                await until(lambda: attack.bytes_sent >= connections, timeout_s=60, what="a byte on every connection")
+                end = started + duration_s
+                await asyncio.gather(*(tablet(session, d, end) for d in world.tablets))
+                async with session.get(f"{gp.url}/healthz") as r:
+                    healthz.append(r.status)
+            stop.set()  # every attacker hangs up now, mid-body
+            del holders
+        counted = await _wait_for_log(bed, "request.body.abandoned", 1)
+    finally:
+        stop.set()
+    code = await gp.terminate()
+    log_lines = bed.log_path.read_text(errors="replace").splitlines()
+    errors = [line for line in log_lines if '"level": "error"' in line or '"level": "critical"' in line]
+    crashes = int(code != 0) + bed.failed_requests_logged() + statuses.get(500, 0)
+    fault_ledger.add(inputs=attack.opened + len(latencies), faults=attack.opened, crashes=crashes)
+    assert statuses.get(0, 0) == 0, f"a tablet got no answer within {SERVED_WITHIN_S} s: {statuses}"
+    assert set(statuses) == {200} and len(latencies) >= 4 * 2, statuses
+    assert max(latencies) < SERVED_WITHIN_S
+    assert healthz == [200]
+    assert attack.answers.get(408, 0) > 0, (attack.answers, attack.closed_silently)  # the deadline cut them
+    assert counted > 0
+    assert crashes == 0 and not errors, errors[:3]
+
+
+async def _wait_for_log(bed: GatewayBed, event: str, at_least: int) -> int:
+    """Poll the process's log file until ``event`` appears ``at_least`` times (10 s deadline); return the count."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while True:
+        count = bed.log_path.read_text(errors="replace").count(f'"event": "{event}"')
+        if count >= at_least or loop.time() > deadline:
+            return count
+        await asyncio.sleep(0.1)
