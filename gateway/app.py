@@ -12,13 +12,11 @@ from aiohttp import web
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from wire import accept_snapshot
-from wire.errors import WireError
-
 from .config import GatewayConfig
 from .context import CTX, BodyBudget, GatewayContext, TrustHolder, wall_clock_ms
 from .metrics import GatewayMetrics
 from .problems import error_middleware
+from .registry import follow_registry, load_registry
 from .sheets import SheetValidator
 from .store import CensusStore
 from .web_ingest import post_batch
@@ -76,6 +74,7 @@ def create_app(
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)  # type: ignore[arg-type]
     app.cleanup_ctx.append(_store_lifecycle(bootstrap_snapshot))
+    app.cleanup_ctx.append(follow_registry)
     app.cleanup_ctx.append(_nonce_purger)
     return app
 
@@ -84,7 +83,7 @@ def _store_lifecycle(bootstrap: bytes | None) -> Callable[[web.Application], Asy
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ctx = app[CTX]
         await ctx.store.open()
-        await _load_trust(ctx, bootstrap)
+        await load_registry(ctx, bootstrap)
         ctx.ready = True
         log.info(
             "gateway.store.open", registry_version=ctx.trust.current.snapshot.version if ctx.trust.current else None
@@ -95,38 +94,6 @@ def _store_lifecycle(bootstrap: bytes | None) -> Callable[[web.Application], Asy
         log.info("gateway.store.closed")
 
     return lifecycle
-
-
-async def _load_trust(ctx: GatewayContext, bootstrap: bytes | None) -> None:
-    """Take the store's snapshot, or the bootstrap file's when it is strictly newer.
-
-    With several instances on one database the store's snapshot is the
-    shared one; a bootstrap file of the same version never replaces it.
-    """
-    now = ctx.clock()
-    best = None
-    for source, raw in (("store", await ctx.store.current_snapshot()), ("bootstrap", bootstrap)):
-        if raw is None:
-            continue
-        try:
-            snap = accept_snapshot(raw, ctx.root_public_key, now_ms=now, min_version=best.version + 1 if best else 0)
-        except WireError as e:
-            log.warning("registry.snapshot.refused", source=source, code=e.code, error=str(e))
-            continue
-        best = snap
-    if best is None:
-        log.error("registry.missing", hint="PUT /v1/registry a snapshot from `sanaq-keys publish`")
-        return
-    try:
-        await ctx.store.save_snapshot(best.version, best.raw)
-    except WireError as e:  # another instance saved a newer one meanwhile: take that
-        log.warning("registry.snapshot.superseded", code=e.code)
-        raw = await ctx.store.current_snapshot()
-        if raw is None:
-            return
-        best = accept_snapshot(raw, ctx.root_public_key, now_ms=now)
-    ctx.trust.replace(best)
-    ctx.metrics.registry_version.set(best.version)
 
 
 async def _nonce_purger(app: web.Application) -> AsyncIterator[None]:

@@ -29,10 +29,17 @@ def wall_clock_ms() -> int:
 
 
 class TrustHolder:
-    """The one mutable reference to the current ``Trust``; replaced whole, never edited."""
+    """The one mutable reference to the current ``Trust``; replaced whole, never edited.
+
+    ``confirmed_at`` (event-loop time) is when the database was last seen to
+    hold no newer snapshot (``gateway.registry``); ``refreshing`` lets one
+    such check run at a time.
+    """
 
     def __init__(self, trust: Trust | None = None) -> None:
         self.current = trust
+        self.confirmed_at = float("-inf")
+        self.refreshing = asyncio.Lock()
 
     def replace(self, snapshot: RegistrySnapshot) -> None:
         self.current = Trust.of(snapshot)

@@ -11,13 +11,16 @@ Two engines implement it: ``store_sqlite`` (embedded default, WAL) and
   ``Duplicate`` with the stored receipt; other bytes under the same
   (device_id, seq) are ``Conflict`` and nothing stored changes.
 * a (key_id, nonce) pair is accepted once; a second use is ``ReplayError``.
-* the registry snapshot version only grows.
+* the registry snapshot version only grows; ``watch_registry`` calls its
+  callback when another process may have changed it (PostgreSQL NOTIFY; the
+  SQLite engine has one process per file and returns at once).
 
 Engine failures that are not the client's fault raise ``StoreUnavailable``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -173,6 +176,10 @@ class CensusStore(Protocol):
     async def current_snapshot(self) -> bytes | None: ...
 
     async def save_snapshot(self, version: int, snapshot: bytes) -> None: ...
+
+    async def snapshot_version(self) -> int | None: ...
+
+    async def watch_registry(self, changed: Callable[[], None]) -> None: ...
 
     async def add_custody(self, item: CustodyItem) -> None: ...
 

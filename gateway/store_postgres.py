@@ -85,6 +85,8 @@ log = structlog.get_logger("sanaq.gateway")
 T = TypeVar("T")
 _STOP = object()
 _ATTEMPTS = 3
+_LISTEN_RETRY_S = 1.0
+REGISTRY_CHANNEL = "sanaq_registry"
 
 _INSERT_BATCH = (
     "INSERT INTO batches (device_id, seq, batch_hash, envelope, schema, sealed_at_ms, request_created_s,"
@@ -431,7 +433,10 @@ class PostgresStore:
     async def save_snapshot(self, version: int, snapshot: bytes) -> None:
         async def job(conn: AsyncConnection[Any]) -> None:
             cur = await conn.execute(_SAVE_SNAPSHOT, (version, snapshot))
-            if await cur.fetchone() is None:
+            saved = await cur.fetchone()
+            if saved is not None:  # delivered to every listening instance when the group commits
+                await conn.execute("SELECT pg_notify(%s, %s)", (REGISTRY_CHANNEL, str(version)))
+            else:
                 cur = await conn.execute("SELECT version FROM registry WHERE id = 1")
                 held = await cur.fetchone()
                 raise _RuleError(
@@ -443,6 +448,37 @@ class PostgresStore:
                 )
 
         await self._write((3, version), job)
+
+    async def snapshot_version(self) -> int | None:
+        async def run(conn: AsyncConnection[Any]) -> int | None:
+            cur = await conn.execute("SELECT version FROM registry WHERE id = 1")
+            row = await cur.fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._read(run)
+
+    async def watch_registry(self, changed: Callable[[], None]) -> None:
+        """``LISTEN`` on its own connection and call ``changed`` for every registry NOTIFY, until cancelled.
+
+        A lost connection is reopened after ``_LISTEN_RETRY_S``, and ``changed``
+        is called once it is back (a notification may have been missed); the
+        caller's periodic check covers the gap (``gateway.registry``).
+        """
+        while True:
+            try:
+                conn = await AsyncConnection.connect(
+                    self._conninfo,
+                    autocommit=True,
+                    **{**self._conn_kwargs, "application_name": "sanaq-gateway-registry"},
+                )
+                async with conn:
+                    await conn.execute(f"LISTEN {REGISTRY_CHANNEL}")
+                    changed()
+                    async for _ in conn.notifies():
+                        changed()
+            except psycopg.Error as e:
+                log.warning("store.registry_listen.lost", error=str(e), where=self._where)
+            await asyncio.sleep(_LISTEN_RETRY_S)
 
     async def add_custody(self, item: CustodyItem) -> None:
         record_hash = hashlib.sha256(item.record).digest()

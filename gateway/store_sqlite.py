@@ -348,6 +348,17 @@ class SqliteStore:
 
         await self._write(job)
 
+    async def snapshot_version(self) -> int | None:
+        def run(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT version FROM registry WHERE id = 1").fetchone()
+            return None if row is None else int(row[0])
+
+        return await self._read(run)
+
+    async def watch_registry(self, changed: Callable[[], None]) -> None:
+        """Nothing to watch: one gateway process owns a SQLite file, and its own PUTs are in force at once."""
+        del changed
+
     async def add_custody(self, item: CustodyItem) -> None:
         def job(conn: sqlite3.Connection) -> None:
             _insert_nonce(conn, item.nonce)

@@ -10,6 +10,7 @@ from aiohttp import web
 from .auth import Authenticated, authenticate
 from .context import GatewayContext
 from .errors import ClientGone, ClientProblem, Unavailable
+from .registry import fresh_trust
 from .store import ReplayError, SecurityEvent
 from .trust import Trust
 
@@ -18,8 +19,9 @@ __all__ = ["current_trust", "read_body", "record_security_event", "signed_reques
 log = structlog.get_logger("sanaq.gateway")
 
 
-def current_trust(ctx: GatewayContext) -> Trust:
-    trust = ctx.trust.current
+async def current_trust(ctx: GatewayContext) -> Trust:
+    """The registry in force, confirmed against the database within ``server.registry_staleness_s``."""
+    trust = await fresh_trust(ctx)
     if trust is None:
         raise Unavailable("no registry snapshot loaded", retry_after_s=ctx.config.limits.retry_after_s)
     if ctx.clock() >= trust.snapshot.expires_at_ms:
@@ -82,7 +84,7 @@ async def signed_request(
     request: web.Request, ctx: GatewayContext, body: bytes, *, record_nonce: bool = True
 ) -> tuple[Authenticated, Trust]:
     """Authenticate; unless told otherwise also record the nonce now (durably)."""
-    trust = current_trust(ctx)
+    trust = await current_trust(ctx)
     try:
         auth = authenticate(request, body, trust, now_ms=ctx.clock(), window_s=ctx.config.limits.request_window_s)
     except Exception as e:

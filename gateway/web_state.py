@@ -7,11 +7,12 @@ import base64
 import structlog
 from aiohttp import web
 
-from wire import accept_snapshot, check_device_id, compute_gaps, make_sync_state, parse_custody
+from wire import check_device_id, compute_gaps, make_sync_state, parse_custody
 from wire.errors import DecodeError
 
 from .context import CTX, GatewayContext
 from .errors import ClientProblem
+from .registry import accept_offered
 from .store import CustodyItem, ReplayError
 from .web_common import read_body, signed_request
 
@@ -65,20 +66,14 @@ async def get_registry(request: web.Request) -> web.Response:
 
 
 async def put_registry(request: web.Request) -> web.Response:
-    """Accept a newer root-signed snapshot; the root signature is the authorisation."""
+    """Accept a newer root-signed snapshot; the root signature is the authorisation.
+
+    Rollback is judged against the database's version (``gateway.registry``),
+    so an instance whose copy lags behind another's PUT refuses it too.
+    """
     ctx: GatewayContext = request.app[CTX]
     body = await read_body(request, ctx, SNAPSHOT_TYPE)
-    current = ctx.trust.current.snapshot if ctx.trust.current else None
-    held = current.version if current else 0
-    snapshot = accept_snapshot(body, ctx.root_public_key, now_ms=ctx.clock(), min_version=held)
-    if current is not None and snapshot.version == current.version:
-        if snapshot.raw != current.raw:
-            raise ClientProblem("another snapshot with the version in force", code="rollback")
-        return web.json_response({"version": snapshot.version})
-    await ctx.store.save_snapshot(snapshot.version, snapshot.raw)
-    ctx.trust.replace(snapshot)
-    ctx.metrics.registry_version.set(snapshot.version)
-    log.info("registry.accepted", version=snapshot.version, tablets=len(snapshot.tablets))
+    snapshot = await accept_offered(ctx, body)
     return web.json_response({"version": snapshot.version})
 
 
