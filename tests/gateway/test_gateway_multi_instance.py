@@ -41,15 +41,18 @@ class Instance:
     drain: asyncio.Task[None]
 
 
-async def start_instance(world: World, tmp: Path, name: str, dsn: str) -> Instance:
+async def start_instance(
+    world: World, tmp: Path, name: str, dsn: str, *, snapshot: bytes | None = None, server_toml: str = ""
+) -> Instance:
+    """``python -m gateway serve`` on ``dsn``; ``snapshot`` is the bootstrap file every instance shares."""
     home = tmp / name
     home.mkdir()
     save_data_key(home / "data.key", world.data)
     save_signing_key(home / "gateway.key", world.receipt)  # one receipt key for the whole deployment
-    (home / "registry.snapshot").write_bytes(world.snapshot(version=1))
+    (home / "registry.snapshot").write_bytes(snapshot if snapshot is not None else world.snapshot(version=1))
     (home / "gateway.toml").write_text(
         f'database = "{dsn}"\n'
-        f'[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\ninstance_id = "{name}"\n'
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\ninstance_id = "{name}"\n{server_toml}'
         f'[keys]\nroot_public_key = "{bytes(world.root.verify_key).hex()}"\n'
         'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         "[commit]\nmax_group = 64\nmax_wait_ms = 2.0\n"
@@ -157,7 +160,10 @@ async def test_two_instances_one_killed_every_receipt_is_one_stored_batch(
     world = World.make(n_tablets=TABLETS, n_stations=1)
     async with database(cluster) as dbname:
         dsn = cluster.dsn(dbname)
-        instances = list(await asyncio.gather(*(start_instance(world, tmp_path, f"gw-{i}", dsn) for i in (1, 2))))
+        shared = world.snapshot(version=1)  # the one bootstrap file of the deployment
+        instances = list(
+            await asyncio.gather(*(start_instance(world, tmp_path, f"gw-{i}", dsn, snapshot=shared) for i in (1, 2)))
+        )
         fleet = Fleet(world, instances)
         try:
             timeout = aiohttp.ClientTimeout(total=20)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
+import pytest
 from nacl.signing import SigningKey
+from structlog.testing import capture_logs
 
-from .harness import Gateway, World, now_ms, post_batch, sign
+from .harness import Gateway, World, now_ms, post_batch, sign, start_gateway
 
 SNAP = "application/vnd.sanaq.snapshot"
 
@@ -56,3 +59,50 @@ async def test_registry_get_requires_a_signature(gw: Gateway, session) -> None:
     async with session.get(f"{gw.url}/v1/registry") as resp:
         assert resp.status == 401
         assert (await resp.json())["code"] == "missing-signature"
+
+
+# (case, snapshots PUT after the first start, bootstrap at the restart, events that must / must not be logged)
+RESTART_CASES = [
+    pytest.param("same", "registry.bootstrap.stored", id="bootstrap equal to the stored snapshot"),
+    pytest.param("older", "registry.bootstrap.older", id="bootstrap older than the stored snapshot (after a PUT)"),
+]
+
+
+@pytest.mark.parametrize(("case", "expected_event"), RESTART_CASES)
+async def test_restart_with_the_usual_bootstrap_raises_no_alarm(
+    case: str, expected_event: str, world: World, tmp_path: Path, session
+) -> None:
+    """Issue 13, finding 12: no ``registry.snapshot.refused`` (an event that needs a person) at a normal restart."""
+    bootstrap = world.snapshot()  # v1
+    gw = await start_gateway(world, tmp_path / "c.db", snapshot=bootstrap)
+    try:
+        if case == "older":
+            assert (await put(session, gw, world.snapshot()))[0] == 200  # v2 in the store
+    finally:
+        await gw.stop()
+    with capture_logs() as logs:
+        gw = await start_gateway(world, tmp_path / "c.db", snapshot=bootstrap)
+        await gw.stop()
+    events = [e["event"] for e in logs]
+    assert "registry.snapshot.refused" not in events, logs
+    assert expected_event in events
+    assert not [e for e in logs if e.get("log_level") in ("warning", "error", "critical")], logs
+    with sqlite3.connect(gw.db_path) as conn:
+        assert conn.execute("SELECT version FROM registry").fetchone() == ((1,) if case == "same" else (2,))
+
+
+async def test_a_bootstrap_unlike_the_stored_snapshot_of_its_version_is_still_an_alarm(
+    world: World, tmp_path: Path
+) -> None:
+    stored = world.snapshot(version=3)
+    gw = await start_gateway(world, tmp_path / "c.db", snapshot=stored)
+    await gw.stop()
+    world.status["TAB-0002"] = "lost"
+    other = world.snapshot(version=3)  # same version, other content: someone published two v3
+    with capture_logs() as logs:
+        gw = await start_gateway(world, tmp_path / "c.db", snapshot=other)
+        await gw.stop()
+    refused = [e for e in logs if e["event"] == "registry.snapshot.refused"]
+    assert [(e["source"], e["code"], e["version"]) for e in refused] == [("bootstrap", "rollback", 3)]
+    with sqlite3.connect(gw.db_path) as conn:
+        assert bytes(conn.execute("SELECT snapshot FROM registry").fetchone()[0]) == stored
