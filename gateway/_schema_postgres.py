@@ -160,7 +160,8 @@ async def check_connection_durable(conn: psycopg.AsyncConnection) -> None:
     """The settings as this role, on this database, in this session, really see them."""
     cur = await conn.execute("SELECT current_setting('fsync'), current_setting('synchronous_commit')")
     row = await cur.fetchone()
-    assert row is not None
+    if row is None:
+        raise NotDurableError("the server did not report fsync and synchronous_commit")
     check_durable(str(row[0]), str(row[1]))
 
 

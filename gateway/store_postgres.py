@@ -233,8 +233,7 @@ class PostgresStore:
                     for job in group:
                         _resolve(job.future, False, StoreUnavailable(f"store write failed: {e}"))
             if stop:
-                assert self._jobs is not None
-                while not self._jobs.empty():
+                while self._jobs is not None and not self._jobs.empty():
                     item = self._jobs.get_nowait()
                     if isinstance(item, _Job):
                         _resolve(item.future, False, StoreUnavailable("store is closed"))
@@ -242,7 +241,8 @@ class PostgresStore:
 
     async def _take_group(self) -> tuple[list[_Job], bool]:
         jobs = self._jobs
-        assert jobs is not None
+        if jobs is None:
+            return [], True
         first = await jobs.get()
         if first is _STOP:
             return [], True
@@ -279,7 +279,8 @@ class PostgresStore:
 
     async def _commit_group(self, jobs: list[_Job]) -> list[tuple[bool, Any]]:
         pool = self._pool
-        assert pool is not None
+        if pool is None:
+            return [(False, StoreUnavailable("store is closed"))] * len(jobs)
         for attempt in range(1, _ATTEMPTS + 1):
             conn: AsyncConnection[Any] | None = None
             committing = False
@@ -512,7 +513,8 @@ class PostgresStore:
         async def run(conn: AsyncConnection[Any]) -> dict[str, int]:
             cur = await conn.execute(_COUNTS)
             row = await cur.fetchone()
-            assert row is not None
+            if row is None:
+                raise StoreError("SELECT of the counts returned no row")
             return dict(zip(_COUNTED, (int(v) for v in row), strict=True))
 
         return await self._read(run)

@@ -7,6 +7,8 @@ import asyncio
 import structlog
 from aiohttp import web
 
+from wire.errors import RevokedKeyError
+
 from .auth import Authenticated, authenticate
 from .context import GatewayContext
 from .errors import ClientGone, ClientProblem, Unavailable
@@ -87,10 +89,8 @@ async def signed_request(
     trust = await current_trust(ctx)
     try:
         auth = authenticate(request, body, trust, now_ms=ctx.clock(), window_s=ctx.config.limits.request_window_s)
-    except Exception as e:
-        code = getattr(e, "code", None)
-        if code in ("revoked",):
-            await record_security_event(ctx, "revoked-signer", detail={"reason": str(e)})
+    except RevokedKeyError as e:
+        await record_security_event(ctx, "revoked-signer", detail={"reason": str(e)})
         raise
     structlog.contextvars.bind_contextvars(signer=auth.signer.ident)
     if record_nonce:

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import base64
 import time
-from typing import Any
+from typing import Any, assert_never
 
 import structlog
 from aiohttp import web
 
 from wire import decode_envelope, make_receipt, open_envelope, verify_envelope
+from wire.errors import RevokedKeyError
 from wire.limits import Limits
 
 from .context import CTX, GatewayContext
 from .errors import ClientProblem, Unavailable
 from .sheets import SHEET_SCHEMA_NAME
-from .store import Conflict, Duplicate, IngestItem, ReplayError, Stored
+from .store import Conflict, Duplicate, IngestItem, ReplayError, Stored, StoreError
 from .web_common import read_body, record_security_event, signed_request
 
 __all__ = ["post_batch"]
@@ -86,9 +87,8 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
         raise ClientProblem("a tablet may only send its own batches", code="device-mismatch")
     try:
         tablet = trust.tablet(header.device_id)
-    except Exception as e:
-        if getattr(e, "code", "") == "revoked":
-            await record_security_event(ctx, "revoked-device-batch", device_id=header.device_id, seq=header.seq)
+    except RevokedKeyError:
+        await record_security_event(ctx, "revoked-device-batch", device_id=header.device_id, seq=header.seq)
         raise
     verified = verify_envelope(envelope, tablet.public_key)
     if header.schema != SHEET_SCHEMA_NAME:
@@ -161,44 +161,48 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
             del device_load[header.device_id]
         ctx.metrics.inflight.dec()
 
-    if isinstance(outcome, Stored):
-        ctx.metrics.batches.labels(road="online" if signer.kind == "tablet" else "station").inc()
-        ctx.metrics.sheets.inc(len(item.sheets))
-        ctx.metrics.quarantined.inc(len(item.quarantined))
-        log.info(
-            "batch.stored",
-            device_id=header.device_id,
-            seq=header.seq,
-            batch_hash=batch_hash.hex(),
-            road=signer.road,
-            sheets=len(item.sheets),
-            quarantined=len(item.quarantined),
-            skew_ms=received_at_ms - auth.created_s * 1000,
-        )
-        return _answer(
-            receipt,
-            duplicate=False,
-            batch_hash=batch_hash,
-            device_id=header.device_id,
-            seq=header.seq,
-            received_at_ms=received_at_ms,
-            road=signer.road,
-        )
-    if isinstance(outcome, Duplicate):
-        ctx.metrics.duplicates.inc()
-        stored = await ctx.store.find_batch(header.device_id, header.seq)
-        assert stored is not None
-        return _answer(
-            outcome.receipt,
-            duplicate=True,
-            batch_hash=batch_hash,
-            device_id=header.device_id,
-            seq=header.seq,
-            received_at_ms=stored.received_at_ms,
-            road=stored.road,
-        )
-    assert isinstance(outcome, Conflict)
-    return await _conflict(ctx, header.device_id, header.seq, signer.road)
+    match outcome:
+        case Stored():
+            ctx.metrics.batches.labels(road="online" if signer.kind == "tablet" else "station").inc()
+            ctx.metrics.sheets.inc(len(item.sheets))
+            ctx.metrics.quarantined.inc(len(item.quarantined))
+            log.info(
+                "batch.stored",
+                device_id=header.device_id,
+                seq=header.seq,
+                batch_hash=batch_hash.hex(),
+                road=signer.road,
+                sheets=len(item.sheets),
+                quarantined=len(item.quarantined),
+                skew_ms=received_at_ms - auth.created_s * 1000,
+            )
+            return _answer(
+                receipt,
+                duplicate=False,
+                batch_hash=batch_hash,
+                device_id=header.device_id,
+                seq=header.seq,
+                received_at_ms=received_at_ms,
+                road=signer.road,
+            )
+        case Duplicate():
+            ctx.metrics.duplicates.inc()
+            stored = await ctx.store.find_batch(header.device_id, header.seq)
+            if stored is None:  # the store just reported it: an engine bug, not the client's doing
+                raise StoreError(f"batch {header.device_id}/{header.seq} reported stored but not found")
+            return _answer(
+                outcome.receipt,
+                duplicate=True,
+                batch_hash=batch_hash,
+                device_id=header.device_id,
+                seq=header.seq,
+                received_at_ms=stored.received_at_ms,
+                road=stored.road,
+            )
+        case Conflict():
+            return await _conflict(ctx, header.device_id, header.seq, signer.road)
+        case _:
+            assert_never(outcome)
 
 
 async def _use_nonce(ctx: GatewayContext, nonce: Any) -> None:

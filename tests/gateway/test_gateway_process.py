@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from keys.files import save_data_key, save_signing_key
 from wire import parse_receipt
@@ -102,3 +103,53 @@ async def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     _, err = await proc.communicate()
     assert proc.returncode == 2
     assert err.decode().strip().splitlines() == ["sanaq-gateway: unknown option(s) in gateway config.server: portt"]
+
+
+BAD_OPTIONS = [
+    pytest.param(
+        '[server]\nplain_http = true\nlog_level = "verbose"\n',
+        "sanaq-gateway: server.log_level must be one of debug, info, warning, error (got 'verbose')",
+        id="unknown log level",
+    ),
+    pytest.param(
+        '[server]\nplain_http = true\nlog_level = "INFO"\n',
+        "sanaq-gateway: server.log_level must be one of debug, info, warning, error (got 'INFO')",
+        id="log level in capitals",
+    ),
+    pytest.param(
+        "[server]\nplain_http = true\n[limits]\nbody_timeout_s = 0\n",
+        "sanaq-gateway: limits.body_timeout_s must be positive",
+        id="no body deadline",
+    ),
+    pytest.param(
+        "[server]\nplain_http = true\nregistry_staleness_s = -1\n",
+        "sanaq-gateway: server.registry_staleness_s must be positive",
+        id="negative staleness bound",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "toml", "line"),
+    [pytest.param("check-config", *p.values, id=f"check-config, {p.id}") for p in BAD_OPTIONS]
+    + [pytest.param("serve", *BAD_OPTIONS[0].values, id=f"serve, {BAD_OPTIONS[0].id}")],
+)
+async def test_a_bad_option_value_is_a_config_error_naming_it(
+    command: str, toml: str, line: str, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "g.toml"
+    cfg.write_text(toml, encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        command,
+        "--config",
+        str(cfg),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 2, (out, err)
+    assert err.decode().strip().splitlines() == [line]
+    assert out == b""
