@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,6 +28,8 @@ async def get_readyz(request: web.Request) -> web.Response:
         problems.append("no registry snapshot")
     elif ctx.clock() >= trust.snapshot.expires_at_ms:
         problems.append("registry snapshot expired")
+    elif asyncio.get_running_loop().time() - ctx.trust.confirmed_at > ctx.config.server.registry_staleness_s:
+        problems.append("registry not confirmed with the database")
     body = {
         "ready": not problems,
         "problems": problems,

@@ -61,7 +61,7 @@ async def test_registry_get_requires_a_signature(gw: Gateway, session) -> None:
         assert (await resp.json())["code"] == "missing-signature"
 
 
-# (case, snapshots PUT after the first start, bootstrap at the restart, events that must / must not be logged)
+# (what the store holds at the restart, the event that says the bootstrap was seen and set aside)
 RESTART_CASES = [
     pytest.param("same", "registry.bootstrap.stored", id="bootstrap equal to the stored snapshot"),
     pytest.param("older", "registry.bootstrap.older", id="bootstrap older than the stored snapshot (after a PUT)"),

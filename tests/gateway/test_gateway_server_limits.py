@@ -91,7 +91,7 @@ def _signed_batch(world: World, gw: Gateway, sheets: Any, extra: dict[str, str] 
     return _batch_head(gw, headers, len(envelope)), envelope
 
 
-# (case, limits, server, the request's extra header bytes, expected status, expected code)
+# (limits, bytes of one extra header field, expected status)
 HEADER_CASES = [
     pytest.param(LimitsConfig(max_header_bytes=1000), 4000, 400, id="max_header_bytes=1000 refuses a 4000-byte header"),
     pytest.param(LimitsConfig(max_header_bytes=1000), 900, 200, id="max_header_bytes=1000 takes a 900-byte header"),
