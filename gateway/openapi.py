@@ -58,7 +58,7 @@ def openapi_document() -> dict[str, Any]:
                             "description": "stored (or stored before)",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReceiptAnswer"}}},
                         },
-                        **_problems(*auth_refusals, 409, 415),
+                        **_problems(*auth_refusals, 408, 409, 415),
                     },
                 }
             },
@@ -114,7 +114,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_problems(400, 401, 409, 410, 413, 415, 503),
+                        **_problems(400, 401, 408, 409, 410, 413, 415, 503),
                     },
                 },
             },
@@ -137,7 +137,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_problems(*auth_refusals, 415),
+                        **_problems(*auth_refusals, 408, 415),
                     },
                 }
             },

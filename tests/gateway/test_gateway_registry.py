@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 from nacl.signing import SigningKey
 from structlog.testing import capture_logs
+
+from gateway.config import ServerConfig
+from gateway.context import CTX
 
 from .harness import Gateway, World, now_ms, post_batch, sign, start_gateway
 
@@ -106,3 +110,42 @@ async def test_a_bootstrap_unlike_the_stored_snapshot_of_its_version_is_still_an
     assert [(e["source"], e["code"], e["version"]) for e in refused] == [("bootstrap", "rollback", 3)]
     with sqlite3.connect(gw.db_path) as conn:
         assert bytes(conn.execute("SELECT snapshot FROM registry").fetchone()[0]) == stored
+
+
+async def test_a_registry_copy_the_database_cannot_confirm_is_not_trusted_past_the_bound(
+    world: World, tmp_path: Path, session, sheets
+) -> None:
+    """``server.registry_staleness_s``: once the database cannot be asked, the copy is trusted no longer than
+    the bound: ``/readyz`` says so and a signed request is 503 (``registry.unconfirmed``), not served."""
+    server = ServerConfig(plain_http=True, port=0, registry_staleness_s=0.5)
+    gw = await start_gateway(world, tmp_path / "c.db", server=server)
+    ctx = gw.app[CTX]
+    try:
+        assert (await post_batch(session, gw, world.batch("TAB-0001", 1, sheets(1)), world.tablets["TAB-0001"]))[
+            0
+        ] == 200
+        await ctx.store.close()  # the database is gone from under the instance
+        with capture_logs() as logs:
+            readiness: list[dict[str, object]] = []
+
+            async def probe() -> bool:
+                async with session.get(f"{gw.url}/readyz") as resp:
+                    readiness.append(await resp.json())
+                    return resp.status == 503
+
+            async def unready() -> None:
+                while True:
+                    if await probe():
+                        return
+                    await asyncio.sleep(0.05)
+
+            await asyncio.wait_for(unready(), 5)
+            url = f"{gw.url}/v1/registry"
+            async with session.get(url, headers=sign("GET", url, world.stations["ST-01"])) as resp:
+                status, problem = resp.status, await resp.json()
+    finally:
+        ctx.ready = False
+        await gw.stop()
+    assert readiness[-1]["problems"] == ["registry not confirmed with the database"], readiness[-1]
+    assert (status, problem["code"]) == (503, "unavailable"), problem
+    assert [e["event"] for e in logs if e["event"] == "registry.unconfirmed"] == ["registry.unconfirmed"]
