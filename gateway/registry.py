@@ -147,15 +147,27 @@ async def fresh_trust(ctx: GatewayContext) -> Trust | None:
 
 
 async def accept_offered(ctx: GatewayContext, body: bytes) -> RegistrySnapshot:
-    """A snapshot offered by PUT: verified, stored if newer than the database's, then put in force.
+    """A snapshot offered by PUT: verified, judged against the database's version, stored, put in force.
 
-    Raises ``RollbackError`` when it is older than the copy or than the
-    database's version (the store refuses it), or another snapshot of the
-    same version; other ``WireError`` when it does not verify or has expired.
+    The copy is brought up to the database's version first, so a rollback is
+    refused (``RollbackError``) whichever instance the PUT reaches; the same
+    snapshot again is answered without a write. Other ``WireError`` when it
+    does not verify or has expired; ``Unavailable`` when the database cannot
+    be asked.
     """
+    try:
+        await refresh_from_store(ctx)
+    except StoreError as e:
+        raise Unavailable("the registry cannot be read now", retry_after_s=ctx.config.limits.retry_after_s) from e
+    except WireError as e:  # the database's newer snapshot no longer verifies (expired): a newer one may replace it
+        log.warning("registry.snapshot.refused", source="store", code=e.code, error=str(e))
     current = ctx.trust.current
     held = current.snapshot.version if current is not None else 0
     snapshot = accept_snapshot(body, ctx.root_public_key, now_ms=ctx.clock(), min_version=held)
+    if current is not None and snapshot.version == held:
+        if snapshot.raw != current.snapshot.raw:
+            raise RollbackError("another snapshot with the version in force", version=snapshot.version)
+        return snapshot  # the one in force, confirmed in the database just now: nothing to write
     try:
         await ctx.store.save_snapshot(snapshot.version, snapshot.raw)  # the database decides, not the copy
     except RollbackError:

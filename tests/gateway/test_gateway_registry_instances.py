@@ -156,6 +156,8 @@ async def test_a_registry_change_without_a_notification_is_followed_within_the_b
             lost = world.snapshot(version=2)
             async with await psycopg.AsyncConnection.connect(pg_dsn, autocommit=True) as conn:
                 await conn.execute("UPDATE registry SET version = 2, snapshot = %s WHERE id = 1", (lost,))
+            # at once, before any instance could have noticed: the old snapshot offered again is a rollback
+            rollbacks = [await _put(session, inst, bootstrap) for inst in instances]
             results = await asyncio.gather(
                 *(
                     _until_revoked(session, world, inst, "TAB-0003", 10 + 1_000_000 * i)
@@ -164,4 +166,5 @@ async def test_a_registry_change_without_a_notification_is_followed_within_the_b
             )
     finally:
         await _stop(instances)
+    assert rollbacks == [(409, "rollback"), (409, "rollback")]
     assert all(elapsed <= BOUND_S + SLACK_S for elapsed, _ in results), results
