@@ -287,3 +287,26 @@ async def test_a_client_hanging_up_mid_body_is_no_failure(world: World, tmp_path
         await gw.stop()
     assert not [e for e in logs if e["event"] == "request.failed" or e["log_level"] in ("error", "critical")], logs
     assert gw.app[CTX].body_buffer.held == 0
+
+
+async def test_shutdown_timeout_is_the_configured_value(world: World, tmp_path: Path, sheets) -> None:
+    """``server.shutdown_timeout_s``=1: a request still in flight (a body still arriving) delays the stop by
+    about one second, not by the library's default (60 s) nor by the body's own deadline (20 s here)."""
+    server = ServerConfig(plain_http=True, port=0, shutdown_timeout_s=1.0)
+    limits = LimitsConfig(body_rate_grace_s=20, body_timeout_s=60)
+    gw = await start_gateway(world, tmp_path / "c.db", server=server, limits=limits)
+    head, envelope = _signed_batch(world, gw, sheets)
+    _, writer = await _open(gw)
+    try:
+        writer.write(head + envelope[:10])
+        await writer.drain()
+        budget = gw.app[CTX].body_buffer
+        await until(lambda: budget.held == 10, timeout_s=RAW_TIMEOUT_S, what="the first body bytes received")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(RAW_TIMEOUT_S):
+            await gw.stop()
+        took = loop.time() - started
+    finally:
+        writer.close()
+    assert 0.9 <= took < 5, took
