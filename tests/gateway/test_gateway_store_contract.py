@@ -265,6 +265,16 @@ async def test_registry_version_only_grows_across_instances(engine: Engine) -> N
     assert await engine.rows("SELECT version FROM registry") == [(5,)]
 
 
+async def test_snapshot_version_is_the_stored_one_for_every_instance(engine: Engine) -> None:
+    async with opened(engine) as gw1, opened(engine) as gw2:
+        assert await gw2.snapshot_version() is None
+        await gw1.save_snapshot(3, b"snapshot-3")
+        assert await gw2.snapshot_version() == 3
+        with pytest.raises(RollbackError):
+            await gw2.save_snapshot(2, b"snapshot-2")
+        assert (await gw1.snapshot_version(), await gw2.snapshot_version()) == (3, 3)
+
+
 async def test_security_events_are_recorded(engine: Engine) -> None:
     async with opened(engine) as store:
         await store.record_security_event(
@@ -526,3 +536,51 @@ async def test_postgres_least_privilege_roles_as_documented(request: pytest.Fixt
             await admin.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
             await admin.execute(f"DROP ROLE IF EXISTS {app}")
             await admin.execute(f"DROP ROLE IF EXISTS {owner}")
+
+
+@pg
+async def test_postgres_registry_saves_notify_every_listening_instance(pg_engine: Engine) -> None:
+    """A save by one instance wakes ``watch_registry`` of another; a refused save sends nothing; and the
+    watch survives its connection being killed (it reconnects and reports a possible miss at once)."""
+    assert pg_engine.cluster is not None
+    async with opened(pg_engine) as writer, opened(pg_engine) as follower:
+        woken = asyncio.Event()
+        wakes: list[int] = []
+
+        def changed() -> None:
+            wakes.append(1)
+            woken.set()
+
+        watch = asyncio.create_task(follower.watch_registry(changed))
+        try:
+            async with asyncio.timeout(10):
+                await woken.wait()  # listening (a first call on every (re)connect)
+            woken.clear()
+            await writer.save_snapshot(2, b"snapshot-2")
+            async with asyncio.timeout(10):
+                await woken.wait()
+            woken.clear()
+            before = len(wakes)
+            with pytest.raises(RollbackError):
+                await writer.save_snapshot(1, b"snapshot-1")
+            await writer.save_snapshot(3, b"snapshot-3")  # the refused save above sent nothing; this one does
+            async with asyncio.timeout(10):
+                await woken.wait()
+            assert len(wakes) == before + 1
+            woken.clear()
+            async with await psycopg.AsyncConnection.connect(pg_engine.cluster.dsn(), autocommit=True) as admin:
+                await admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name = 'sanaq-gateway-registry'",
+                    (pg_engine.dbname,),
+                )
+            async with asyncio.timeout(10):
+                await woken.wait()  # reconnected
+            woken.clear()
+            await writer.save_snapshot(4, b"snapshot-4")
+            async with asyncio.timeout(10):
+                await woken.wait()
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
