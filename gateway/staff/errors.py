@@ -10,7 +10,7 @@
     |   +-- ActRefused              an acceptance-transfer act contradicts the act history or registry
     |   +-- ListFileRejected        a respondent-list CSV cannot be read at all (encoding, header, size)
     +-- AuthRefused                 bad username or password (one message for both, on purpose)
-    +-- RateLimited                 too many failed logins; ``.retry_after_s``
+    +-- RateLimited                 too many failed logins; ``.retry_after_s``, ``.locked`` (the ceiling)
     +-- PdfUnavailable              the PDF writer or its Cyrillic font is missing on this host
 
 Third-party errors (sqlite3, argon2, fpdf) are wrapped at the boundary with
@@ -67,11 +67,12 @@ class AuthRefused(StaffError):
 
 
 class RateLimited(StaffError):
-    """Too many failed logins for this user or address in the window."""
+    """Too many failed logins: this (user, address) must wait, or the user's ceiling is reached (``locked``)."""
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, locked: bool = False) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.locked = locked
 
 
 class PdfUnavailable(StaffError):

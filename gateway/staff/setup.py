@@ -18,6 +18,7 @@ from .feed import DashboardFeed
 from .queries import make_queries
 from .state import STAFF, StaffState
 from .views import STATIC_DIR, Views
+from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
 from .web_auth import get_login, post_login, post_logout
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
@@ -72,6 +73,8 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/missing", get_missing),
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
+        ("GET", "/staff/accounts", get_accounts),
+        ("POST", "/staff/accounts/unlock", post_unlock),
     )
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
