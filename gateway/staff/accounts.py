@@ -131,7 +131,13 @@ def check_password(password: str, *, role: str, username: str = "", min_length: 
     if len(password) > MAX_PASSWORD_LENGTH:
         raise StaffInputError(f"password must have at most {MAX_PASSWORD_LENGTH} characters", field="password")
     folded = " ".join(password.lower().split())
-    if folded in _common_passwords() or len(set(folded)) <= 2 or (len(username) >= 4 and username in folded):
+    common = _common_passwords()
+    if (
+        folded in common
+        or folded.replace(" ", "") in common
+        or len(set(folded)) <= 2
+        or (len(username) >= 4 and username in folded)
+    ):
         raise StaffInputError(
             "this password is too easy to guess (a common password, a repeated character, or the username)",
             field="password",
