@@ -21,7 +21,7 @@ from .errors import ListFileRejected
 from .lists import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, import_list, load_entries, load_lists, parse_list_csv
 from .state import STAFF
 from .views import with_security_headers
-from .web_auth import Staffed, staff_handler
+from .web_auth import Staffed, staff_handler, unreadable_form
 
 __all__ = ["get_coverage_csv", "get_lists", "get_missing", "get_sheets_jsonl", "post_lists"]
 
@@ -50,17 +50,20 @@ def _file_name(raw: str | None) -> str:
 async def post_lists(request: web.Request, staffed: Staffed) -> web.StreamResponse:
     state = request.app[STAFF]
     views, limit = state.views, state.config.max_csv_bytes
-    part = await staffed.parts.next() if staffed.parts is not None else None
-    if not isinstance(part, BodyPartReader) or part.name != "file":
-        return views.message("No file", "Choose a CSV file to import.", status=400, session=staffed.session)
-    source = _file_name(part.filename)
-    data = bytearray()
-    while chunk := await part.read_chunk(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            return views.message(
-                "File too large", f"{source} is larger than {limit} bytes.", status=413, session=staffed.session
-            )
+    try:
+        part = await staffed.parts.next() if staffed.parts is not None else None
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            return views.message("No file", "Choose a CSV file to import.", status=400, session=staffed.session)
+        source = _file_name(part.filename)
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                return views.message(
+                    "File too large", f"{source} is larger than {limit} bytes.", status=413, session=staffed.session
+                )
+    except ValueError:  # aiohttp's multipart reader: a malformed or truncated part
+        return unreadable_form(state, staffed.session)
     now = state.ctx.clock()
     try:
         parsed = parse_list_csv(bytes(data), max_bytes=limit, max_rows=state.config.max_csv_rows)

@@ -9,7 +9,9 @@ part of a multipart form), else 403. The login form itself is protected by a
 double-submit token (cookie + field) since there is no session yet.
 
 Handlers here return responses; they never raise aiohttp HTTP errors, which the
-gateway's problem middleware would turn into API problems.
+gateway's problem middleware would turn into API problems. A body that
+aiohttp's form or multipart parser cannot read (it raises ``ValueError``) is a
+400 page (``unreadable_form``; views that stream multipart parts use it too).
 """
 
 from __future__ import annotations
@@ -29,7 +31,16 @@ from .state import STAFF, StaffState
 from .throttle import address_key
 from .views import with_security_headers
 
-__all__ = ["COOKIE", "LOGIN_COOKIE", "Staffed", "get_login", "post_login", "post_logout", "staff_handler"]
+__all__ = [
+    "COOKIE",
+    "LOGIN_COOKIE",
+    "Staffed",
+    "get_login",
+    "post_login",
+    "post_logout",
+    "staff_handler",
+    "unreadable_form",
+]
 
 log = structlog.get_logger("sanaq.gateway.staff")
 
@@ -96,6 +107,16 @@ async def _csrf_form(request: web.Request, session: StaffSession) -> tuple[bool,
     return _token_ok(session.csrf_token, form.get("csrf")), Staffed(session, form=text_form)
 
 
+def unreadable_form(state: StaffState, session: StaffSession | None) -> web.Response:
+    log.info("staff.form.unreadable")
+    return state.views.message(
+        "Form not understood",
+        "The form could not be read (malformed body). Reload the page and try again.",
+        status=400,
+        session=session,
+    )
+
+
 def staff_handler(
     *, role: str = "viewer", api: bool = False
 ) -> Callable[[StaffView], Callable[[web.Request], Awaitable[web.StreamResponse]]]:
@@ -116,7 +137,10 @@ def staff_handler(
                 )
             staffed = Staffed(session)
             if request.method == "POST":
-                ok, staffed = await _csrf_form(request, session) if _same_origin(request) else (False, staffed)
+                try:
+                    ok, staffed = await _csrf_form(request, session) if _same_origin(request) else (False, staffed)
+                except ValueError:  # aiohttp's form and multipart parsers: malformed body
+                    return unreadable_form(state, session)
                 if not ok:
                     log.warning("staff.csrf_refused", user_id=session.user.id, path=request.path)
                     return state.views.message(
@@ -171,7 +195,10 @@ async def get_login(request: web.Request) -> web.StreamResponse:
 
 async def post_login(request: web.Request) -> web.StreamResponse:
     state = request.app[STAFF]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # malformed urlencoded or multipart body
+        return _login_page(request, state, error="The login form could not be read. Please try again.", status=400)
     if not _same_origin(request) or not _token_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
         return _login_page(request, state, error="The login form expired. Please try again.", status=403)
     username, password = form.get("username"), form.get("password")
