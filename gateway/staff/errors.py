@@ -59,7 +59,17 @@ class ActRefused(StaffInputError):
 
 
 class ListFileRejected(StaffInputError):
-    """The respondent-list file is unusable as a whole (not UTF-8, bad header, too large)."""
+    """The respondent-list file is unusable as a whole (not UTF-8, bad header, too large).
+
+    The message is for the admin who sent the file and may quote it (an unknown
+    column can be a data row when the header is missing); ``reason`` (a fixed
+    code) and ``line`` are what may be logged.
+    """
+
+    def __init__(self, message: str, *, reason: str, field: str | None = None, line: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.reason = reason
+        self.line = line
 
 
 class AuthRefused(StaffError):
