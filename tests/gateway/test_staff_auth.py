@@ -175,8 +175,10 @@ async def test_posts_without_the_session_csrf_token_are_refused(gw, client, case
         ("GET", "/staff/missing"),
         ("GET", "/staff/export/coverage.csv"),
         ("GET", "/staff/export/sheets.jsonl"),
+        ("GET", "/staff/accounts"),
         ("POST", "/staff/acts"),
         ("POST", "/staff/lists"),
+        ("POST", "/staff/accounts/unlock"),
     ],
 )
 async def test_admin_pages_refuse_viewers(gw, method: str, path: str) -> None:
@@ -211,7 +213,9 @@ STAFF_ROUTES = [
     ("GET", "/staff/export/sheets.jsonl", 303),
     ("GET", "/staff/api/summary", 401),
     ("GET", "/staff/events", 401),
+    ("GET", "/staff/accounts", 303),
     ("POST", "/staff/acts", 303),
+    ("POST", "/staff/accounts/unlock", 303),
     ("POST", "/staff/lists", 303),
     ("POST", "/staff/logout", 303),
 ]
@@ -227,7 +231,7 @@ async def test_without_login_nothing_is_served(gw, client, method: str, path: st
 
 
 @pytest.mark.parametrize("signer", ["tablet", "station"])
-@pytest.mark.parametrize(("method", "path", "expected"), [r for r in STAFF_ROUTES if r[0] == "GET"][:9])
+@pytest.mark.parametrize(("method", "path", "expected"), [r for r in STAFF_ROUTES if r[0] == "GET"])
 async def test_a_device_signature_is_not_a_staff_login(world: World, gw, signer, method, path, expected) -> None:
     key = world.tablets["TAB-0001"] if signer == "tablet" else world.stations["ST-01"]
     url = gw.url + path
