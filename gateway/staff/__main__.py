@@ -46,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     for s in (add, pw, dis, ena, unl):
         s.add_argument("--username", required=True)
     for s in (add, pw):
-        s.add_argument("--password-file", required=True, help="file whose first line is the password ('-': stdin)")
+        s.add_argument(
+            "--password-file",
+            required=True,
+            help="file whose first line is the password ('-': stdin); refused when empty, common,"
+            " or shorter than 12 characters",
+        )
         s.add_argument("--min-length", type=int, default=12, help=argparse.SUPPRESS)
     return p
 
