@@ -35,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from .config import StaffConfig
 from .db import StaffDb, transaction
-from .errors import AuthRefused, StaffInputError
+from .errors import AuthRefused, LoginBusy, StaffInputError
 from .throttle import LoginThrottle, Reservation, clear_user
 
 __all__ = [
@@ -227,14 +227,27 @@ class Accounts:
         self._hasher = PasswordHasher()
         self._checks = asyncio.Semaphore(config.max_concurrent_password_checks)
         self._throttle = LoginThrottle(config)
+        self._pending = 0
         self._dummy_hash: str | None = None
 
     async def login(self, username: str, password: str, address: str) -> NewSession:
         """A new session, or ``RateLimited`` / ``AuthRefused`` (never says which part was wrong).
 
         The attempt is reserved with the throttle before the password is checked
-        (see ``throttle``), so concurrent attempts cannot outrun the limits.
+        (see ``throttle``), so concurrent attempts cannot outrun the limits. At
+        most ``max_pending_logins`` attempts are in flight; more get ``LoginBusy``
+        before anything is counted or stored, which bounds what a flood can
+        reserve (and write to staff.db) to what the password checks get through.
         """
+        if self._pending >= self._config.max_pending_logins:
+            raise LoginBusy("too many logins are being checked; try again in a moment", retry_after_s=1)
+        self._pending += 1
+        try:
+            return await self._login(username, password, address)
+        finally:
+            self._pending -= 1
+
+    async def _login(self, username: str, password: str, address: str) -> NewSession:
         now = self._clock()
         name = username.strip().lower()[:64]
         reservation = await self._db.run(lambda conn: self._throttle.reserve(conn, name, address, now))

@@ -37,6 +37,8 @@ class StaffConfig:
     login_user_ceiling: int = 50
     login_ceiling_window_s: int = 86_400
     max_concurrent_password_checks: int = 2
+    # login attempts in flight at once (waiting for or in a password check); more get 503
+    max_pending_logins: int = 32
     # Strict-Transport-Security max-age on staff responses served over HTTPS (0: no header)
     hsts_max_age_s: int = 31_536_000
     # the founding order's dates: census moment (00:00 Astana time, which was UTC+06:00 in 2020)
@@ -76,8 +78,8 @@ class StaffConfig:
             raise StaffConfigError("staff.login_delay_base_s must be > 0 and <= staff.login_delay_max_s")
         if self.login_window_s <= 0 or self.login_ceiling_window_s <= 0:
             raise StaffConfigError("staff.login_window_s and staff.login_ceiling_window_s must be > 0")
-        if self.max_concurrent_password_checks < 1:
-            raise StaffConfigError("staff.max_concurrent_password_checks must be >= 1")
+        if not 1 <= self.max_concurrent_password_checks <= self.max_pending_logins:
+            raise StaffConfigError("staff.max_concurrent_password_checks must be >= 1 and <= staff.max_pending_logins")
         if self.hsts_max_age_s < 0:
             raise StaffConfigError("staff.hsts_max_age_s must be >= 0")
         self._check_census_dates()

@@ -11,6 +11,7 @@
     |   +-- ListFileRejected        a respondent-list CSV cannot be read at all (encoding, header, size)
     +-- AuthRefused                 bad username or password (one message for both, on purpose)
     +-- RateLimited                 too many failed logins; ``.retry_after_s``, ``.locked`` (the ceiling)
+    +-- LoginBusy                   too many logins waiting for a password check; ``.retry_after_s``
     +-- PdfUnavailable              the PDF writer or its Cyrillic font is missing on this host
 
 Third-party errors (sqlite3, argon2, fpdf) are wrapped at the boundary with
@@ -25,6 +26,7 @@ __all__ = [
     "ActRefused",
     "AuthRefused",
     "ListFileRejected",
+    "LoginBusy",
     "PdfUnavailable",
     "RateLimited",
     "StaffConfigError",
@@ -83,6 +85,14 @@ class RateLimited(StaffError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.locked = locked
+
+
+class LoginBusy(StaffError):
+    """``max_pending_logins`` attempts are already waiting for Argon2: refused before anything is counted."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class PdfUnavailable(StaffError):

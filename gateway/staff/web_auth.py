@@ -26,7 +26,7 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import MultiDict, MultiDictProxy
 
 from .accounts import StaffSession
-from .errors import AuthRefused, RateLimited, StaffStoreError
+from .errors import AuthRefused, LoginBusy, RateLimited, StaffStoreError
 from .state import STAFF, StaffState
 from .throttle import address_key
 from .views import with_security_headers
@@ -214,6 +214,15 @@ async def post_login(request: web.Request) -> web.StreamResponse:
             state,
             error=_THROTTLED[e.locked],
             status=429,
+            headers={"Retry-After": str(e.retry_after_s)},
+        )
+    except LoginBusy as e:
+        log.warning("staff.login.busy", retry_after_s=e.retry_after_s)
+        return _login_page(
+            request,
+            state,
+            error="Too many logins at once. Try again in a moment.",
+            status=503,
             headers={"Retry-After": str(e.retry_after_s)},
         )
     except AuthRefused:

@@ -209,3 +209,36 @@ async def test_unlocking_needs_an_admin_and_the_form_token(gw) -> None:
         assert gw.staff_rows("SELECT count(*) FROM audit WHERE action = 'user.unlocked'") == [(0,)]
     finally:
         await close_all([viewer, admin])
+
+
+async def test_a_login_flood_beyond_the_pending_limit_is_503_and_counts_nothing(world, tmp_path, clock) -> None:
+    """Attempts beyond ``max_pending_logins`` are refused before they are reserved or stored."""
+    config = StaffConfig(
+        refresh_interval_s=0.1,
+        full_refresh_s=5.0,
+        heartbeat_s=1.0,
+        max_concurrent_password_checks=1,
+        max_pending_logins=1,
+    )
+    gw = await start_staff_gateway(world, tmp_path, clock=clock, staff=config)
+    clients = await open_clients(gw, 20)
+    try:
+        tokens = []
+        for c in clients:
+            _, page, _ = await c.get("/staff/login")
+            tokens.append(csrf_of(page))
+        burst = await asyncio.gather(
+            *(
+                c.post("/staff/login", {"csrf": t, "username": f"flood{i:02d}", "password": "a guess at a password"})
+                for i, (c, t) in enumerate(zip(clients, tokens, strict=True))
+            )
+        )
+        statuses = Counter(status for status, _, _ in burst)
+        assert set(statuses) <= {401, 503} and statuses[401] >= 1 and statuses[503] >= 1, statuses
+        assert all(resp.headers["Retry-After"] == "1" for status, _, resp in burst if status == 503)
+        assert gw.staff_rows("SELECT count(*) FROM login_failures") == [(statuses[401],)]
+        assert gw.staff_rows("SELECT count(*) FROM login_pairs") == [(statuses[401],)]
+        assert await clients[0].login("admin") == 303  # once the flood is over, the owner logs in
+    finally:
+        await close_all(clients)
+        await gw.stop()
