@@ -384,3 +384,17 @@ async def test_cli_min_length_zero_never_creates_an_admin_without_a_real_passwor
         assert await c.login("mallory", text.strip()) == 401
     finally:
         await c.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "says"), [("\n", "empty"), ("short\n", "at least 12"), ("qwerty123456\n", "too easy")]
+)
+async def test_cli_set_password_keeps_the_admin_rules(gw: StaffGateway, tmp_path: Path, text: str, says: str) -> None:
+    pw = tmp_path / "pw.txt"
+    pw.write_text(text)
+    before = gw.staff_rows("SELECT password_hash FROM users WHERE username = 'admin'")
+    done = run_cli(
+        "set-password", "--db", str(gw.staff_db), "--username", "admin", "--password-file", str(pw), "--min-length", "0"
+    )
+    assert done.returncode == 2 and says in done.stderr, (done.returncode, done.stderr)
+    assert gw.staff_rows("SELECT password_hash FROM users WHERE username = 'admin'") == before
