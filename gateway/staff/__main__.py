@@ -1,7 +1,10 @@
 """Staff account administration: ``python -m gateway.staff add-user --db staff.db ...``.
 
 Passwords are read from a file (``--password-file F``, ``-`` for standard
-input), never from the command line, and only the first line is used.
+input), never from the command line, and only the first line is used; it
+must not be empty or common, and an admin's has at least 12 characters.
+``unlock-user`` clears the failed-login ceiling of a username (see
+``gateway/staff/throttle.py``).
 Exit codes: 0 done, 2 usage or input error, 1 database failure.
 """
 
@@ -12,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .accounts import ROLES, add_user, list_users, set_disabled, set_password
+from .accounts import ROLES, add_user, list_users, set_disabled, set_password, unlock_user
 from .db import connect_staff_db
 from .errors import StaffInputError, StaffStoreError
 
@@ -36,13 +39,19 @@ def _parser() -> argparse.ArgumentParser:
     pw = sub.add_parser("set-password", help="replace a password (ends the user's sessions)")
     dis = sub.add_parser("disable-user", help="block logins and end sessions")
     ena = sub.add_parser("enable-user", help="allow logins again")
+    unl = sub.add_parser("unlock-user", help="clear the failed-login ceiling and delays of a username")
     lst = sub.add_parser("list-users", help="show accounts")
-    for s in (add, pw, dis, ena, lst):
+    for s in (add, pw, dis, ena, unl, lst):
         s.add_argument("--db", type=Path, required=True, help="path of staff.db")
-    for s in (add, pw, dis, ena):
+    for s in (add, pw, dis, ena, unl):
         s.add_argument("--username", required=True)
     for s in (add, pw):
-        s.add_argument("--password-file", required=True, help="file whose first line is the password ('-': stdin)")
+        s.add_argument(
+            "--password-file",
+            required=True,
+            help="file whose first line is the password ('-': stdin); refused when empty, common,"
+            " or shorter than 12 characters",
+        )
         s.add_argument("--min-length", type=int, default=12, help=argparse.SUPPRESS)
     return p
 
@@ -67,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 password = _read_password(args.password_file)
                 set_password(conn, username=args.username, password=password, now_ms=now, min_length=args.min_length)
                 print(f"password set for {args.username.strip().lower()}")
+            elif args.command == "unlock-user":
+                held = unlock_user(conn, username=args.username, now_ms=now)
+                print(f"unlocked {args.username.strip().lower()} ({held} failed logins forgotten)")
             elif args.command in ("disable-user", "enable-user"):
                 set_disabled(conn, username=args.username, disabled=args.command == "disable-user", now_ms=now)
                 print(f"{args.command.split('-')[0]}d {args.username.strip().lower()}")

@@ -6,6 +6,12 @@ at most ``max_concurrent_password_checks`` at once, so a login flood cannot
 eat the host's memory. An unknown username costs the same verification as a
 known one and gets the same answer.
 
+Logins are throttled by ``throttle.LoginThrottle`` (per username and client
+address with growing delays, plus a per-username ceiling an admin can clear);
+each attempt is reserved there before its password is checked. Passwords
+are checked by ``check_password``: not empty, not common, at least
+``ADMIN_MIN_LENGTH`` characters for admins whatever the caller asks.
+
 Sessions are server-side: the browser holds a random 32-byte token; staff.db
 holds only its SHA-256, the user, a per-session CSRF token, and two limits
 (absolute expiry and inactivity). Staff authentication shares nothing with
@@ -22,28 +28,38 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .config import StaffConfig
 from .db import StaffDb, transaction
-from .errors import AuthRefused, RateLimited, StaffInputError
+from .errors import AuthRefused, LoginBusy, StaffInputError
+from .throttle import LoginThrottle, Reservation, clear_user
 
 __all__ = [
+    "ADMIN_MIN_LENGTH",
+    "COMMON_PASSWORDS",
+    "MAX_PASSWORD_LENGTH",
     "ROLES",
     "Accounts",
     "NewSession",
     "StaffSession",
     "StaffUser",
     "add_user",
+    "check_password",
     "list_users",
     "set_disabled",
     "set_password",
+    "unlock_user",
     "write_audit",
 ]
 
 ROLES = ("viewer", "admin")
+ADMIN_MIN_LENGTH = 12
+MAX_PASSWORD_LENGTH = 1024
+COMMON_PASSWORDS = Path(__file__).parent / "common_passwords.txt"
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 
 
@@ -93,18 +109,54 @@ def write_audit(conn: sqlite3.Connection, at_ms: int, user_id: int | None, actio
 # ---- synchronous account administration (the CLI) -------------------------------------------
 
 
-def _check_password(password: str, min_length: int) -> None:
-    if len(password) < min_length:
-        raise StaffInputError(f"password must have at least {min_length} characters", field="password")
+def _common_passwords() -> frozenset[str]:
+    try:
+        text = COMMON_PASSWORDS.read_text("utf-8")
+    except OSError as e:  # the list ships with the package: a missing file is a broken install
+        raise StaffInputError(f"cannot read the common-password list {COMMON_PASSWORDS}: {e.strerror}") from e
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_password(password: str, *, role: str, username: str = "", min_length: int = ADMIN_MIN_LENGTH) -> None:
+    """Refuse a password that is empty, too short, too long, or common; raises ``StaffInputError``.
+
+    ``min_length`` can be lowered for viewers (never below 1), never for admins:
+    an admin password has at least ``ADMIN_MIN_LENGTH`` characters whatever is asked.
+    """
+    floor = max(min_length, ADMIN_MIN_LENGTH) if role == "admin" else max(min_length, 1)
+    if not password.strip():
+        raise StaffInputError("the password is empty", field="password")
+    if len(password) < floor:
+        raise StaffInputError(f"password must have at least {floor} characters", field="password")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise StaffInputError(f"password must have at most {MAX_PASSWORD_LENGTH} characters", field="password")
+    folded = " ".join(password.lower().split())
+    common = _common_passwords()
+    if (
+        folded in common
+        or folded.replace(" ", "") in common
+        or len(set(folded)) <= 2
+        or (len(username) >= 4 and username in folded)
+    ):
+        raise StaffInputError(
+            "this password is too easy to guess (a common password, a repeated character, or the username)",
+            field="password",
+        )
 
 
 def add_user(
-    conn: sqlite3.Connection, *, username: str, role: str, password: str, now_ms: int, min_length: int = 12
+    conn: sqlite3.Connection,
+    *,
+    username: str,
+    role: str,
+    password: str,
+    now_ms: int,
+    min_length: int = ADMIN_MIN_LENGTH,
 ) -> StaffUser:
     name = normalise_username(username)
     if role not in ROLES:
         raise StaffInputError(f"role must be one of {', '.join(ROLES)}", field="role")
-    _check_password(password, min_length)
+    check_password(password, role=role, username=name, min_length=min_length)
     hashed = PasswordHasher().hash(password)
     try:
         with transaction(conn):
@@ -119,20 +171,34 @@ def add_user(
     return StaffUser(int(cur.lastrowid or 0), name, role)
 
 
-def set_password(conn: sqlite3.Connection, *, username: str, password: str, now_ms: int, min_length: int = 12) -> None:
+def set_password(
+    conn: sqlite3.Connection, *, username: str, password: str, now_ms: int, min_length: int = ADMIN_MIN_LENGTH
+) -> None:
     """New password; every session of that user ends."""
     name = normalise_username(username)
-    _check_password(password, min_length)
+    row = conn.execute("SELECT id, role FROM users WHERE username = ?", (name,)).fetchone()
+    if row is None:
+        raise StaffInputError(f"no user {name!r}", field="username")
+    check_password(password, role=row[1], username=name, min_length=min_length)
     hashed = PasswordHasher().hash(password)
     with transaction(conn):
-        row = conn.execute("SELECT id FROM users WHERE username = ?", (name,)).fetchone()
-        if row is None:
-            raise StaffInputError(f"no user {name!r}", field="username")
-        conn.execute(
-            "UPDATE users SET password_hash = ?, password_changed_at_ms = ? WHERE id = ?", (hashed, now_ms, row[0])
+        cur = conn.execute(
+            "UPDATE users SET password_hash = ?, password_changed_at_ms = ? WHERE id = ? AND role = ?",
+            (hashed, now_ms, row[0], row[1]),
         )
+        if cur.rowcount != 1:
+            raise StaffInputError(f"user {name!r} changed meanwhile; try again", field="username")
         conn.execute("DELETE FROM sessions WHERE user_id = ?", (row[0],))
         write_audit(conn, now_ms, None, "user.password_set", username=name)
+
+
+def unlock_user(conn: sqlite3.Connection, *, username: str, now_ms: int, by_user_id: int | None = None) -> int:
+    """Clear the login ceiling and delays of ``username``; returns the failures forgotten."""
+    name = normalise_username(username)
+    with transaction(conn):
+        held = clear_user(conn, name)
+        write_audit(conn, now_ms, by_user_id, "user.unlocked", username=name, failures=held)
+    return held
 
 
 def set_disabled(conn: sqlite3.Connection, *, username: str, disabled: bool, now_ms: int) -> None:
@@ -160,14 +226,31 @@ class Accounts:
         self._clock = clock
         self._hasher = PasswordHasher()
         self._checks = asyncio.Semaphore(config.max_concurrent_password_checks)
+        self._throttle = LoginThrottle(config)
+        self._pending = 0
         self._dummy_hash: str | None = None
 
     async def login(self, username: str, password: str, address: str) -> NewSession:
-        """A new session, or ``RateLimited`` / ``AuthRefused`` (never says which part was wrong)."""
+        """A new session, or ``RateLimited`` / ``AuthRefused`` (never says which part was wrong).
+
+        The attempt is reserved with the throttle before the password is checked
+        (see ``throttle``), so concurrent attempts cannot outrun the limits. At
+        most ``max_pending_logins`` attempts are in flight; more get ``LoginBusy``
+        before anything is counted or stored, which bounds what a flood can
+        reserve (and write to staff.db) to what the password checks get through.
+        """
+        if self._pending >= self._config.max_pending_logins:
+            raise LoginBusy("too many logins are being checked; try again in a moment", retry_after_s=1)
+        self._pending += 1
+        try:
+            return await self._login(username, password, address)
+        finally:
+            self._pending -= 1
+
+    async def _login(self, username: str, password: str, address: str) -> NewSession:
         now = self._clock()
         name = username.strip().lower()[:64]
-        subjects = (f"user:{name}", f"addr:{address}")
-        await self._db.run(lambda conn: self._check_throttle(conn, subjects, now))
+        reservation = await self._db.run(lambda conn: self._throttle.reserve(conn, name, address, now))
         row = await self._db.run(
             lambda conn: conn.execute(
                 "SELECT id, username, role, disabled, password_hash FROM users WHERE username = ?", (name,)
@@ -176,9 +259,14 @@ class Accounts:
         stored_hash = row[4] if row is not None else await self._dummy()
         ok = await self._verify(stored_hash, password)
         if row is None or not ok or row[3]:
-            await self._db.run(lambda conn: self._record_failure(conn, subjects, now))
+            await self._db.run(lambda conn: write_audit(conn, now, None, "login.failed", username=name))
             raise AuthRefused("wrong username or password")
-        user = StaffUser(row[0], row[1], row[2], False)
+        return await self._open_session(StaffUser(row[0], row[1], row[2], False), stored_hash, password, reservation)
+
+    async def _open_session(
+        self, user: StaffUser, stored_hash: str, password: str, reservation: Reservation
+    ) -> NewSession:
+        now = self._clock()
         token = secrets.token_urlsafe(32)
         session = StaffSession(user, secrets.token_urlsafe(32), now + self._config.session_ttl_s * 1000)
         rehash = self._hasher.check_needs_rehash(stored_hash)
@@ -186,7 +274,7 @@ class Accounts:
 
         def store(conn: sqlite3.Connection) -> None:
             with transaction(conn):
-                conn.execute("DELETE FROM login_failures WHERE subject = ?", (subjects[0],))
+                self._throttle.succeeded(conn, reservation)
                 conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ? OR last_seen_ms <= ?", self._limits(now))
                 conn.execute(
                     "INSERT INTO sessions (token_hash, user_id, csrf_token, created_at_ms, last_seen_ms, expires_at_ms)"
@@ -242,24 +330,6 @@ class Accounts:
     # ---- internals ------------------------------------------------------------------------------
     def _limits(self, now: int) -> tuple[int, int]:
         return now, now - self._config.session_idle_s * 1000
-
-    def _check_throttle(self, conn: sqlite3.Connection, subjects: tuple[str, str], now: int) -> None:
-        window_ms = self._config.login_window_s * 1000
-        since = now - window_ms
-        limits = (self._config.login_max_failures_per_user, self._config.login_max_failures_per_address)
-        for subject, limit in zip(subjects, limits, strict=True):
-            count, oldest = conn.execute(
-                "SELECT count(*), min(at_ms) FROM login_failures WHERE subject = ? AND at_ms > ?", (subject, since)
-            ).fetchone()
-            if count >= limit:
-                retry = max(1, (oldest + window_ms - now + 999) // 1000)
-                raise RateLimited("too many failed logins; try again later", retry_after_s=retry)
-
-    def _record_failure(self, conn: sqlite3.Connection, subjects: tuple[str, str], now: int) -> None:
-        with transaction(conn):
-            conn.execute("DELETE FROM login_failures WHERE at_ms <= ?", (now - self._config.login_window_s * 1000,))
-            conn.executemany("INSERT INTO login_failures (subject, at_ms) VALUES (?, ?)", [(s, now) for s in subjects])
-            write_audit(conn, now, None, "login.failed", subject=subjects[0])
 
     async def _dummy(self) -> str:
         if self._dummy_hash is None:

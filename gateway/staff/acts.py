@@ -8,7 +8,9 @@ each tablet's last act with the current snapshot and says what to do when
 they disagree.
 
 Rules: an issue act needs the tablet ``issued`` in the registry and no open
-issue act; a return act needs an open issue act and a later time.
+issue act; a return act needs an open issue act and a later time; every act
+is dated inside the window the census dates of ``StaffConfig`` give
+(``acts_window_ms``) and not in the future.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from wire import RegistrySnapshot
 
 from .accounts import write_audit
+from .config import StaffConfig
 from .db import transaction
 from .errors import ActRefused, StaffInputError
 from .lists import clean_text
@@ -90,8 +93,45 @@ class CustodyCheck:
     message: str
 
 
-def parse_act_form(form: Mapping[str, str], *, now_ms: int, utc_offset_minutes: int) -> ActForm:
-    """Validate the act form fields; raises ``StaffInputError`` naming the field."""
+def _acted_at(when: str, *, now_ms: int, config: StaffConfig) -> int:
+    """The act's instant (Unix ms) from a local ``YYYY-MM-DDTHH:MM`` (empty: now), inside the acts window.
+
+    Compared as local wall-clock times first, so no date however far off can
+    overflow the conversion; raises ``StaffInputError`` naming ``acted_at``.
+    """
+    tz = timezone(timedelta(minutes=config.utc_offset_minutes))
+    first_ms, last_ms = config.acts_window_ms()
+
+    def local(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, tz).replace(tzinfo=None)
+
+    if when:
+        if not _LOCAL_DT.match(when):
+            raise StaffInputError("date and time as YYYY-MM-DDTHH:MM", field="acted_at")
+        try:
+            at = datetime.fromisoformat(when)
+        except ValueError as e:
+            raise StaffInputError("not a valid date and time", field="acted_at") from e
+    else:
+        at = local(now_ms)
+    if at > local(now_ms + _FUTURE_SLACK_MS):
+        raise StaffInputError("the act cannot be dated in the future", field="acted_at")
+    first, last = local(first_ms), local(last_ms)
+    if not first <= at <= last:
+        raise StaffInputError(
+            f"{at:%Y-%m-%d %H:%M} is outside the period acts may carry, {first:%Y-%m-%d %H:%M} to"
+            f" {last:%Y-%m-%d %H:%M} ({config.zone_text}), set by the census dates of the [staff] configuration",
+            field="acted_at",
+        )
+    return int(at.replace(tzinfo=tz).timestamp() * 1000)
+
+
+def parse_act_form(form: Mapping[str, str], *, now_ms: int, config: StaffConfig) -> ActForm:
+    """Validate the act form fields; raises ``StaffInputError`` naming the field.
+
+    ``acted_at`` must lie in ``config.acts_window_ms()`` (from the census dates)
+    and not in the future.
+    """
     kind = form.get("kind", "")
     if kind not in ACT_KINDS:
         raise StaffInputError("choose issue or return", field="kind")
@@ -99,19 +139,7 @@ def parse_act_form(form: Mapping[str, str], *, now_ms: int, utc_offset_minutes: 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", device_id):
         raise StaffInputError("choose a tablet", field="device_id")
     accessories = tuple(a for a in ACCESSORIES if form.get(f"acc_{a}") == "on")
-    when = form.get("acted_at", "").strip()
-    if when:
-        if not _LOCAL_DT.match(when):
-            raise StaffInputError("date and time as YYYY-MM-DDTHH:MM", field="acted_at")
-        try:
-            local = datetime.fromisoformat(when).replace(tzinfo=timezone(timedelta(minutes=utc_offset_minutes)))
-        except ValueError as e:
-            raise StaffInputError("not a valid date and time", field="acted_at") from e
-        acted_at_ms = int(local.timestamp()) * 1000
-    else:
-        acted_at_ms = now_ms
-    if acted_at_ms > now_ms + _FUTURE_SLACK_MS:
-        raise StaffInputError("the act cannot be dated in the future", field="acted_at")
+    acted_at_ms = _acted_at(form.get("acted_at", "").strip(), now_ms=now_ms, config=config)
     note = " ".join(form.get("condition_note", "").split())
     return ActForm(
         kind=kind,

@@ -7,7 +7,7 @@ Every option has a default that works on a laptop. ``db_path`` defaults to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from .errors import StaffConfigError
@@ -24,11 +24,31 @@ class StaffConfig:
     # sessions: absolute lifetime and inactivity limit
     session_ttl_s: int = 12 * 3600
     session_idle_s: int = 2 * 3600
-    # login throttling: failures counted in a sliding window, per username and per client address
+    # login throttling (gateway/staff/throttle.py): per (username, client address) the first
+    # login_free_failures failures cost nothing, then each failure doubles the wait before the next
+    # attempt (login_delay_base_s, 2x, 4x ... at most login_delay_max_s); a pair that stays quiet
+    # for login_window_s after its wait starts afresh. Per username from all addresses,
+    # login_user_ceiling failures within login_ceiling_window_s lock the account until the window
+    # passes or an admin clears it (`python -m gateway.staff unlock-user`, or the Accounts page).
     login_window_s: int = 900
-    login_max_failures_per_user: int = 5
-    login_max_failures_per_address: int = 20
+    login_free_failures: int = 5
+    login_delay_base_s: int = 2
+    login_delay_max_s: int = 900
+    login_user_ceiling: int = 50
+    login_ceiling_window_s: int = 86_400
     max_concurrent_password_checks: int = 2
+    # login attempts in flight at once (waiting for or in a password check); more get 503
+    max_pending_logins: int = 32
+    # Strict-Transport-Security max-age on staff responses served over HTTPS (0: no header)
+    hsts_max_age_s: int = 31_536_000
+    # the founding order's dates: census moment (00:00 Astana time, which was UTC+06:00 in 2020)
+    # and census period (local dates); acceptance-transfer acts must fall between
+    # acts_days_before days before the moment and acts_days_after days after the period ends
+    census_moment: str = "2020-10-01T00:00+06:00"
+    census_period_start: str = "2020-10-01"
+    census_period_end: str = "2020-10-30"
+    acts_days_before: int = 92
+    acts_days_after: int = 92
     # live dashboard
     refresh_interval_s: float = 2.0
     full_refresh_s: float = 30.0
@@ -52,10 +72,51 @@ class StaffConfig:
             raise StaffConfigError("staff.fresh_h must be > 0 and < staff.silent_h")
         if self.refresh_interval_s <= 0 or self.full_refresh_s <= 0 or self.heartbeat_s <= 0:
             raise StaffConfigError("staff refresh and heartbeat intervals must be > 0")
-        if self.login_max_failures_per_user < 1 or self.login_max_failures_per_address < 1:
-            raise StaffConfigError("staff login failure limits must be >= 1")
+        if self.login_free_failures < 1 or self.login_user_ceiling < self.login_free_failures:
+            raise StaffConfigError("staff.login_free_failures must be >= 1 and <= staff.login_user_ceiling")
+        if not 0 < self.login_delay_base_s <= self.login_delay_max_s:
+            raise StaffConfigError("staff.login_delay_base_s must be > 0 and <= staff.login_delay_max_s")
+        if self.login_window_s <= 0 or self.login_ceiling_window_s <= 0:
+            raise StaffConfigError("staff.login_window_s and staff.login_ceiling_window_s must be > 0")
+        if not 1 <= self.max_concurrent_password_checks <= self.max_pending_logins:
+            raise StaffConfigError("staff.max_concurrent_password_checks must be >= 1 and <= staff.max_pending_logins")
+        if self.hsts_max_age_s < 0:
+            raise StaffConfigError("staff.hsts_max_age_s must be >= 0")
+        self._check_census_dates()
         if not self.act_prefix.isalnum():
             raise StaffConfigError("staff.act_prefix must be letters and digits")
+
+    def _check_census_dates(self) -> None:
+        try:
+            moment = self.moment
+            start, end = date.fromisoformat(self.census_period_start), date.fromisoformat(self.census_period_end)
+        except ValueError as e:
+            raise StaffConfigError(
+                "staff.census_moment must be YYYY-MM-DDTHH:MM+HH:MM and staff.census_period_start/end YYYY-MM-DD"
+            ) from e
+        if moment.utcoffset() is None:
+            raise StaffConfigError("staff.census_moment needs its UTC offset, e.g. 2020-10-01T00:00+06:00")
+        if not start <= end:
+            raise StaffConfigError("staff.census_period_start must not be after staff.census_period_end")
+        if not 0 <= self.acts_days_before <= 3660 or not 0 <= self.acts_days_after <= 3660:
+            raise StaffConfigError("staff.acts_days_before and staff.acts_days_after must be 0..3660")
+
+    @property
+    def moment(self) -> datetime:
+        """The census moment as an aware datetime (raises ``ValueError`` when malformed)."""
+        return datetime.fromisoformat(self.census_moment)
+
+    def acts_window_ms(self) -> tuple[int, int]:
+        """[first, last] instant (Unix ms) an acceptance-transfer act may carry.
+
+        From ``acts_days_before`` days before the census moment to the end of the
+        last census day (local time) plus ``acts_days_after`` days.
+        """
+        tz = timezone(timedelta(minutes=self.utc_offset_minutes))
+        first = self.moment - timedelta(days=self.acts_days_before)
+        end_day = date.fromisoformat(self.census_period_end) + timedelta(days=1 + self.acts_days_after)
+        last = datetime(end_day.year, end_day.month, end_day.day, tzinfo=tz) - timedelta(milliseconds=1)
+        return int(first.timestamp() * 1000), int(last.timestamp() * 1000)
 
     def staff_db(self, census_sqlite_path: Path | None) -> Path:
         """Where staff.db lives: ``db_path`` or next to the SQLite census database."""

@@ -96,6 +96,20 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE login_pairs (
+            username TEXT NOT NULL,
+            address TEXT NOT NULL,
+            failures INTEGER NOT NULL,
+            next_allowed_ms INTEGER NOT NULL,
+            PRIMARY KEY (username, address)
+        ) WITHOUT ROWID;
+        CREATE INDEX login_pairs_next ON login_pairs (next_allowed_ms);
+        DELETE FROM login_failures WHERE subject NOT LIKE 'user:%';
+        """,
+    ),
 )
 
 

@@ -10,7 +10,8 @@
     |   +-- ActRefused              an acceptance-transfer act contradicts the act history or registry
     |   +-- ListFileRejected        a respondent-list CSV cannot be read at all (encoding, header, size)
     +-- AuthRefused                 bad username or password (one message for both, on purpose)
-    +-- RateLimited                 too many failed logins; ``.retry_after_s``
+    +-- RateLimited                 too many failed logins; ``.retry_after_s``, ``.locked`` (the ceiling)
+    +-- LoginBusy                   too many logins waiting for a password check; ``.retry_after_s``
     +-- PdfUnavailable              the PDF writer or its Cyrillic font is missing on this host
 
 Third-party errors (sqlite3, argon2, fpdf) are wrapped at the boundary with
@@ -25,6 +26,7 @@ __all__ = [
     "ActRefused",
     "AuthRefused",
     "ListFileRejected",
+    "LoginBusy",
     "PdfUnavailable",
     "RateLimited",
     "StaffConfigError",
@@ -59,7 +61,17 @@ class ActRefused(StaffInputError):
 
 
 class ListFileRejected(StaffInputError):
-    """The respondent-list file is unusable as a whole (not UTF-8, bad header, too large)."""
+    """The respondent-list file is unusable as a whole (not UTF-8, bad header, too large).
+
+    The message is for the admin who sent the file and may quote it (an unknown
+    column can be a data row when the header is missing); ``reason`` (a fixed
+    code) and ``line`` are what may be logged.
+    """
+
+    def __init__(self, message: str, *, reason: str, field: str | None = None, line: int | None = None) -> None:
+        super().__init__(message, field=field)
+        self.reason = reason
+        self.line = line
 
 
 class AuthRefused(StaffError):
@@ -67,7 +79,16 @@ class AuthRefused(StaffError):
 
 
 class RateLimited(StaffError):
-    """Too many failed logins for this user or address in the window."""
+    """Too many failed logins: this (user, address) must wait, or the user's ceiling is reached (``locked``)."""
+
+    def __init__(self, message: str, *, retry_after_s: int, locked: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.locked = locked
+
+
+class LoginBusy(StaffError):
+    """``max_pending_logins`` attempts are already waiting for Argon2: refused before anything is counted."""
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)

@@ -25,6 +25,7 @@ from .config import StaffConfig
 from .coverage import compute_coverage
 from .dashboard import DashboardModel, build_model
 from .db import StaffDb
+from .errors import StaffStoreError
 from .lists import RespondentList, load_entry_ids, load_lists
 from .queries import StaffQueries
 from .tally import CensusTally
@@ -77,7 +78,8 @@ class DashboardFeed:
 
     async def current(self) -> DashboardModel:
         await self.refresh()
-        assert self.model is not None
+        if self.model is None:  # refresh either builds a model or raises
+            raise StaffStoreError("the dashboard model has not been built")
         return self.model
 
     async def refresh(self) -> bool:

@@ -8,8 +8,9 @@ Row rules (the row is refused and reported with its line number; the other
 rows still import): institution code ``AA-123456``; entry id ``AA-123456/00042``
 (or just the number, ``42``) of that institution, unique in the file; ISO
 dates; a birth date not after the list date; names of letters, spaces,
-hyphens, apostrophes and dots; one list date and one district per
-institution in the file.
+hyphens, apostrophes and dots; a district that no spreadsheet could read as a
+formula (``formula_start``); one list date and one district per institution
+in the file.
 
 Valid rows import in one transaction. Each institution named in the file gets
 its list replaced whole by the file's rows, unless the held list has a later
@@ -41,11 +42,13 @@ __all__ = [
     "RejectedRow",
     "RespondentList",
     "clean_text",
+    "formula_start",
     "import_list",
     "load_entries",
     "load_entry_ids",
     "load_lists",
     "parse_list_csv",
+    "spreadsheet_safe",
 ]
 
 REQUIRED_COLUMNS = ("institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date")
@@ -56,6 +59,8 @@ _ENTRY_NUMBER = re.compile(r"^\d{1,5}$")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NAME_PUNCT = frozenset(" -'.\u2019\u02bc")
 _EARLIEST_BIRTH = date(1880, 1, 1)
+# a field start (text start, or after a separator, then spaces or quotes) followed by a formula character
+_FORMULA_FIELD = re.compile("(?:^|[,;])[\\s\"']*(?=[=+\\-@\uff1d\uff0b\uff0d\uff20])")
 _MAX_TEXT = 100
 
 
@@ -127,6 +132,28 @@ class ListEntry:
     birth_date: str
 
 
+def formula_start(value: str) -> bool:
+    """True when a spreadsheet could read a formula in ``value``.
+
+    That is: it starts with ``= + - @`` (or their fullwidth forms), a tab or a
+    carriage return, or such a character begins a field after a ``,`` or ``;``
+    (either may be the list separator: ru and kk locales use ``;``), possibly
+    after spaces or quotes.
+    """
+    return value.startswith(("\t", "\r")) or _FORMULA_FIELD.search(value) is not None
+
+
+def spreadsheet_safe(value: str) -> str:
+    """``value`` with a ``'`` before every formula start that ``formula_start`` finds.
+
+    A spreadsheet shows the text unchanged and never evaluates it, whichever
+    of ``,`` and ``;`` it takes as the separator.
+    """
+    if value.startswith(("\t", "\r")):
+        value = "'" + value
+    return _FORMULA_FIELD.sub(lambda m: m.group(0) + "'", value)
+
+
 def clean_text(value: str, column: str, *, required: bool, name: bool, max_len: int = _MAX_TEXT) -> str:
     """Trimmed NFC text; names allow only letters, marks, spaces, hyphens, apostrophes and dots."""
     value = unicodedata.normalize("NFC", value.strip())
@@ -184,8 +211,17 @@ def _row(fields: dict[str, str], line: int) -> ListRow:
         given_name=clean_text(fields["given_name"], "given_name", required=True, name=True),
         patronymic=clean_text(fields.get("patronymic", ""), "patronymic", required=False, name=True),
         birth_date=birth.isoformat(),
-        district=clean_text(fields.get("district", ""), "district", required=False, name=False),
+        district=_district(fields.get("district", "")),
     )
+
+
+def _district(value: str) -> str:
+    district = clean_text(value, "district", required=False, name=False)
+    if formula_start(district):
+        raise StaffInputError(
+            "a field of this text would start with = + - or @ (a spreadsheet formula)", field="district"
+        )
+    return district
 
 
 def _header(first_line: str) -> tuple[str, list[str]]:
@@ -194,24 +230,28 @@ def _header(first_line: str) -> tuple[str, list[str]]:
     unknown = [c for c in columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if unknown:
-        raise ListFileRejected(f"unknown column(s): {', '.join(unknown)}", field="header")
+        raise ListFileRejected(
+            f"unknown column(s): {', '.join(unknown)}", reason="unknown-column", field="header", line=1
+        )
     if missing:
-        raise ListFileRejected(f"missing column(s): {', '.join(missing)}", field="header")
+        raise ListFileRejected(
+            f"missing column(s): {', '.join(missing)}", reason="missing-column", field="header", line=1
+        )
     if len(set(columns)) != len(columns):
-        raise ListFileRejected("a column appears twice", field="header")
+        raise ListFileRejected("a column appears twice", reason="repeated-column", field="header", line=1)
     return delimiter, columns
 
 
 def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
     """Validate a list file; raises ``ListFileRejected`` when the file as a whole is unusable."""
     if len(data) > max_bytes:
-        raise ListFileRejected(f"file larger than {max_bytes} bytes", field="file")
+        raise ListFileRejected(f"file larger than {max_bytes} bytes", reason="too-large", field="file")
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ListFileRejected(f"not UTF-8 (byte {e.start})", field="file") from e
+        raise ListFileRejected(f"not UTF-8 (byte {e.start})", reason="not-utf8", field="file") from e
     if not text.strip():
-        raise ListFileRejected("empty file", field="file")
+        raise ListFileRejected("empty file", reason="empty", field="file")
     first_line = text.splitlines()[0]
     delimiter, columns = _header(first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -229,7 +269,7 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
                 continue
             total += 1
             if total > max_rows:
-                raise ListFileRejected(f"more than {max_rows} rows", field="file")
+                raise ListFileRejected(f"more than {max_rows} rows", reason="too-many-rows", field="file")
             if len(record) != len(columns):
                 rejected.append(RejectedRow(start, None, f"{len(record)} fields, header has {len(columns)}"))
                 continue
@@ -251,7 +291,9 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
             seen_entries.add(row.entry_id)
             rows.append(row)
     except csv.Error as e:
-        raise ListFileRejected(f"line {reader.line_num}: malformed CSV ({e})", field="file") from e
+        raise ListFileRejected(
+            f"line {reader.line_num}: malformed CSV ({e})", reason="malformed-csv", field="file", line=reader.line_num
+        ) from e
     return ParsedList(tuple(rows), tuple(rejected), total)
 
 

@@ -17,7 +17,8 @@ from .db import StaffDb
 from .feed import DashboardFeed
 from .queries import make_queries
 from .state import STAFF, StaffState
-from .views import STATIC_DIR, Views
+from .views import STATIC_DIR, STATIC_HEADERS, Views
+from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
 from .web_auth import get_login, post_login, post_logout
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
@@ -72,12 +73,33 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/missing", get_missing),
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
+        ("GET", "/staff/accounts", get_accounts),
+        ("POST", "/staff/accounts/unlock", post_unlock),
     )
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
+    app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_end_streams)
+
+
+async def _staff_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every /staff response gets, also those no staff handler builds (static files, 404s).
+
+    HSTS on every staff response served over HTTPS (``hsts_max_age_s``, 0 to
+    leave it out); the static files get the pages' CSP and nosniff. Runs on the
+    gateway app's ``on_response_prepare`` signal and touches nothing outside
+    ``/staff``, so the gateway's own responses are left to the gateway.
+    """
+    if request.path != "/staff" and not request.path.startswith("/staff/"):
+        return
+    config = request.app[STAFF].config
+    if request.secure and config.hsts_max_age_s > 0:
+        response.headers.setdefault("Strict-Transport-Security", f"max-age={config.hsts_max_age_s}")
+    if request.path.startswith("/staff/static/"):
+        for name, value in STATIC_HEADERS.items():
+            response.headers.setdefault(name, value)
 
 
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:

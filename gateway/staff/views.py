@@ -17,7 +17,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from .config import StaffConfig
 from .dashboard import DashboardModel
 
-__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "Views", "with_security_headers"]
+__all__ = ["SECURITY_HEADERS", "STATIC_DIR", "STATIC_HEADERS", "Views", "with_security_headers"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -35,6 +35,10 @@ SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
 }
+
+
+# /staff/static/*: the same policy (a stylesheet or script read as HTML runs nothing), revalidated caching
+STATIC_HEADERS = SECURITY_HEADERS | {"Cache-Control": "no-cache"}
 
 
 def with_security_headers(response: web.StreamResponse) -> web.StreamResponse:

@@ -18,10 +18,18 @@ from aiohttp import BodyPartReader, web
 
 from .coverage import coverage_csv_rows
 from .errors import ListFileRejected
-from .lists import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, import_list, load_entries, load_lists, parse_list_csv
+from .lists import (
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    import_list,
+    load_entries,
+    load_lists,
+    parse_list_csv,
+    spreadsheet_safe,
+)
 from .state import STAFF
 from .views import with_security_headers
-from .web_auth import Staffed, staff_handler
+from .web_auth import Staffed, staff_handler, unreadable_form
 
 __all__ = ["get_coverage_csv", "get_lists", "get_missing", "get_sheets_jsonl", "post_lists"]
 
@@ -29,7 +37,6 @@ log = structlog.get_logger("sanaq.gateway.staff")
 
 _EXPORT_CHUNK = 2000
 _MISSING_ROWS = 2000
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @staff_handler()
@@ -50,22 +57,26 @@ def _file_name(raw: str | None) -> str:
 async def post_lists(request: web.Request, staffed: Staffed) -> web.StreamResponse:
     state = request.app[STAFF]
     views, limit = state.views, state.config.max_csv_bytes
-    part = await staffed.parts.next() if staffed.parts is not None else None
-    if not isinstance(part, BodyPartReader) or part.name != "file":
-        return views.message("No file", "Choose a CSV file to import.", status=400, session=staffed.session)
-    source = _file_name(part.filename)
-    data = bytearray()
-    while chunk := await part.read_chunk(64 * 1024):
-        data += chunk
-        if len(data) > limit:
-            return views.message(
-                "File too large", f"{source} is larger than {limit} bytes.", status=413, session=staffed.session
-            )
+    try:
+        part = await staffed.parts.next() if staffed.parts is not None else None
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            return views.message("No file", "Choose a CSV file to import.", status=400, session=staffed.session)
+        source = _file_name(part.filename)
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > limit:
+                return views.message(
+                    "File too large", f"{source} is larger than {limit} bytes.", status=413, session=staffed.session
+                )
+    except ValueError:  # aiohttp's multipart reader: a malformed or truncated part
+        return unreadable_form(state, staffed.session)
     now = state.ctx.clock()
     try:
         parsed = parse_list_csv(bytes(data), max_bytes=limit, max_rows=state.config.max_csv_rows)
     except ListFileRejected as e:
-        log.info("staff.lists.file_rejected", reason=str(e), user_id=staffed.session.user.id)
+        # the message may quote the file (a data row read as the header): log the reason code only
+        log.info("staff.lists.file_rejected", reason=e.reason, line=e.line, user_id=staffed.session.user.id)
         return views.message("File rejected", f"{source}: {e}", status=400, session=staffed.session)
     report = await state.db.run(
         lambda c: import_list(c, parsed, source_name=source, user_id=staffed.session.user.id, now_ms=now)
@@ -102,11 +113,6 @@ async def get_missing(request: web.Request, staffed: Staffed) -> web.StreamRespo
     )
 
 
-def _cell(value: str) -> str:
-    """Neutralise spreadsheet formulas in text cells."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
-
-
 @staff_handler(role="admin")
 async def get_coverage_csv(request: web.Request, staffed: Staffed) -> web.StreamResponse:
     state = request.app[STAFF]
@@ -114,7 +120,7 @@ async def get_coverage_csv(request: web.Request, staffed: Staffed) -> web.Stream
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for row in coverage_csv_rows(model.coverage):
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([spreadsheet_safe(v) for v in row])
     await state.accounts.audit(staffed.session.user.id, "export.coverage")
     stamp = state.config.local_text(state.ctx.clock()).replace("-", "").replace(":", "").replace(" ", "-")
     return web.Response(

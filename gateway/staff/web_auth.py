@@ -9,7 +9,9 @@ part of a multipart form), else 403. The login form itself is protected by a
 double-submit token (cookie + field) since there is no session yet.
 
 Handlers here return responses; they never raise aiohttp HTTP errors, which the
-gateway's problem middleware would turn into API problems.
+gateway's problem middleware would turn into API problems. A body that
+aiohttp's form or multipart parser cannot read (it raises ``ValueError``) is a
+400 page (``unreadable_form``; views that stream multipart parts use it too).
 """
 
 from __future__ import annotations
@@ -24,17 +26,34 @@ from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import MultiDict, MultiDictProxy
 
 from .accounts import StaffSession
-from .errors import AuthRefused, RateLimited, StaffStoreError
+from .errors import AuthRefused, LoginBusy, RateLimited, StaffStoreError
 from .state import STAFF, StaffState
+from .throttle import address_key
 from .views import with_security_headers
 
-__all__ = ["COOKIE", "LOGIN_COOKIE", "Staffed", "get_login", "post_login", "post_logout", "staff_handler"]
+__all__ = [
+    "COOKIE",
+    "LOGIN_COOKIE",
+    "Staffed",
+    "get_login",
+    "post_login",
+    "post_logout",
+    "staff_handler",
+    "unreadable_form",
+]
 
 log = structlog.get_logger("sanaq.gateway.staff")
 
 COOKIE = "sanaq_staff"
 LOGIN_COOKIE = "sanaq_staff_login"
 _MAX_FORM_FIELD = 4096
+_MAX_TOKEN = 128
+
+
+_THROTTLED = {
+    False: "Too many failed logins. Try again later.",
+    True: "Too many failed logins for this account. Try again later, or ask an administrator to unlock it.",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +80,17 @@ def _same_origin(request: web.Request) -> bool:
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
 
-def _token_ok(expected: str, given: object) -> bool:
-    return isinstance(given, str) and len(given) < 128 and hmac.compare_digest(expected.encode(), given.encode())
+def _token_ok(expected: str | None, given: object) -> bool:
+    """Both tokens present, non-empty, of sane length, and equal (constant time).
+
+    An empty or missing token on either side is refused: ``compare_digest("", "")``
+    is true, so emptiness must be checked first.
+    """
+    if not expected or not isinstance(given, str) or not given:
+        return False
+    if len(given) > _MAX_TOKEN or len(expected) > _MAX_TOKEN:
+        return False
+    return hmac.compare_digest(expected.encode(), given.encode())
 
 
 async def _csrf_form(request: web.Request, session: StaffSession) -> tuple[bool, Staffed]:
@@ -77,6 +105,16 @@ async def _csrf_form(request: web.Request, session: StaffSession) -> tuple[bool,
     form = await request.post()
     text_form = MultiDictProxy(MultiDict([(k, v) for k, v in form.items() if isinstance(v, str)]))
     return _token_ok(session.csrf_token, form.get("csrf")), Staffed(session, form=text_form)
+
+
+def unreadable_form(state: StaffState, session: StaffSession | None) -> web.Response:
+    log.info("staff.form.unreadable")
+    return state.views.message(
+        "Form not understood",
+        "The form could not be read (malformed body). Reload the page and try again.",
+        status=400,
+        session=session,
+    )
 
 
 def staff_handler(
@@ -99,7 +137,10 @@ def staff_handler(
                 )
             staffed = Staffed(session)
             if request.method == "POST":
-                ok, staffed = await _csrf_form(request, session) if _same_origin(request) else (False, staffed)
+                try:
+                    ok, staffed = await _csrf_form(request, session) if _same_origin(request) else (False, staffed)
+                except ValueError:  # aiohttp's form and multipart parsers: malformed body
+                    return unreadable_form(state, session)
                 if not ok:
                     log.warning("staff.csrf_refused", user_id=session.user.id, path=request.path)
                     return state.views.message(
@@ -129,11 +170,13 @@ def staff_handler(
 
 
 def _login_page(
-    state: StaffState, *, error: str | None, status: int, headers: dict[str, str] | None = None
+    request: web.Request, state: StaffState, *, error: str | None, status: int, headers: dict[str, str] | None = None
 ) -> web.Response:
     token = secrets.token_urlsafe(32)
     response = state.views.page("login.html", status=status, headers=headers, csrf=token, error=error)
-    response.set_cookie(LOGIN_COOKIE, token, path="/staff/login", httponly=True, samesite="Strict", max_age=3600)
+    response.set_cookie(
+        LOGIN_COOKIE, token, path="/staff/login", httponly=True, samesite="Strict", secure=request.secure, max_age=3600
+    )
     return response
 
 
@@ -147,31 +190,44 @@ async def get_login(request: web.Request) -> web.StreamResponse:
     state = request.app[STAFF]
     if await state.accounts.session(request.cookies.get(COOKIE), touch=False) is not None:
         return with_security_headers(_redirect("/staff/"))
-    return _login_page(state, error=None, status=200)
+    return _login_page(request, state, error=None, status=200)
 
 
 async def post_login(request: web.Request) -> web.StreamResponse:
     state = request.app[STAFF]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # malformed urlencoded or multipart body
+        return _login_page(request, state, error="The login form could not be read. Please try again.", status=400)
     if not _same_origin(request) or not _token_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
-        return _login_page(state, error="The login form expired. Please try again.", status=403)
+        return _login_page(request, state, error="The login form expired. Please try again.", status=403)
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or len(password) > 1024:
-        return _login_page(state, error="Wrong username or password.", status=401)
-    address = request.remote or "unknown"
+        return _login_page(request, state, error="Wrong username or password.", status=401)
+    address = address_key(request.remote)
     try:
         new = await state.accounts.login(username, password, address)
     except RateLimited as e:
-        log.warning("staff.login.throttled", retry_after_s=e.retry_after_s)
+        log.warning("staff.login.throttled", retry_after_s=e.retry_after_s, locked=e.locked)
         return _login_page(
+            request,
             state,
-            error="Too many failed logins. Try again later.",
+            error=_THROTTLED[e.locked],
             status=429,
+            headers={"Retry-After": str(e.retry_after_s)},
+        )
+    except LoginBusy as e:
+        log.warning("staff.login.busy", retry_after_s=e.retry_after_s)
+        return _login_page(
+            request,
+            state,
+            error="Too many logins at once. Try again in a moment.",
+            status=503,
             headers={"Retry-After": str(e.retry_after_s)},
         )
     except AuthRefused:
         log.info("staff.login.refused")
-        return _login_page(state, error="Wrong username or password.", status=401)
+        return _login_page(request, state, error="Wrong username or password.", status=401)
     log.info("staff.login.ok", user_id=new.session.user.id, role=new.session.user.role)
     response = _redirect("/staff/")
     _set_session_cookie(request, response, new.token, state.config.session_ttl_s)

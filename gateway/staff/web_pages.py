@@ -105,12 +105,18 @@ async def get_acts(request: web.Request, staffed: Staffed) -> web.StreamResponse
 @staff_handler(role="admin")
 async def post_act(request: web.Request, staffed: Staffed) -> web.StreamResponse:
     state = request.app[STAFF]
-    assert staffed.form is not None
+    if staffed.form is None:  # a multipart body: the act form is a plain urlencoded form
+        return state.views.message(
+            "Form not understood",
+            "Send the act form as application/x-www-form-urlencoded (the page's own form does).",
+            status=400,
+            session=staffed.session,
+        )
     fields = {k: v for k, v in staffed.form.items() if k != "csrf"}
     now = state.ctx.clock()
     trust = state.ctx.trust.current
     try:
-        form = parse_act_form(fields, now_ms=now, utc_offset_minutes=state.config.utc_offset_minutes)
+        form = parse_act_form(fields, now_ms=now, config=state.config)
         act_no = await state.db.run(
             lambda c: record_act(
                 c,

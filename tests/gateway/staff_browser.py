@@ -15,8 +15,10 @@ import io
 import re
 import shutil
 import sqlite3
+import ssl
 import tempfile
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,22 @@ CHROMIUM_FLAGS = (
     "--disable-dev-shm-usage",
     "--window-size=1400,1800",
 )
+
+
+def census_around(at_ms: int) -> dict[str, str]:
+    """Census dates whose period began 10 days before ``at_ms``, so acts dated "now" are in the window."""
+    start = (datetime.fromtimestamp(at_ms / 1000, UTC) - timedelta(days=10)).date()
+    return {
+        "census_moment": f"{start.isoformat()}T00:00+06:00",
+        "census_period_start": start.isoformat(),
+        "census_period_end": (start + timedelta(days=29)).isoformat(),
+    }
+
+
+def staff_config(**options: Any) -> StaffConfig:
+    """A StaffConfig for tests: fast refresh, census dates around today, then ``options``."""
+    base: dict[str, Any] = {"refresh_interval_s": 0.1, "full_refresh_s": 5.0, "heartbeat_s": 1.0}
+    return StaffConfig(**(base | census_around(now_ms()) | options))
 
 
 @dataclass
@@ -105,10 +123,11 @@ async def start_staff_gateway(
     staff: StaffConfig | None = None,
     snapshot: bytes | None = None,
     users: tuple[tuple[str, str], ...] = (("admin", "admin"), ("viewer", "viewer")),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> StaffGateway:
     db_path = tmp_path / "census.db"
-    staff_config = staff or StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0)
-    staff_db = staff_config.staff_db(db_path)
+    config_used = staff or staff_config()
+    staff_db = config_used.staff_db(db_path)
     for username, role in users:
         add_staff_user(staff_db, username, role)
     config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=0))
@@ -122,13 +141,14 @@ async def start_staff_gateway(
         bootstrap_snapshot=snapshot if snapshot is not None else world.snapshot(),
         **kwargs,
     )
-    setup_staff(app, app[CTX], staff_config)
+    setup_staff(app, app[CTX], config_used)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
     await site.start()
     host, port = runner.addresses[0][:2]
-    return StaffGateway(f"http://{host}:{port}", runner, app, db_path, staff_db)
+    scheme = "http" if ssl_context is None else "https"
+    return StaffGateway(f"{scheme}://{host}:{port}", runner, app, db_path, staff_db)
 
 
 LIST_HEADER = "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date,district\n"
@@ -165,11 +185,18 @@ def csrf_of(html: str) -> str:
 
 
 class StaffClient:
-    """A browser-like HTTP client: cookie jar, same-origin form posts, no redirects followed."""
+    """A browser-like HTTP client: cookie jar, same-origin form posts, no redirects followed.
 
-    def __init__(self, gw: StaffGateway) -> None:
+    ``source`` picks the client's own loopback address (127.0.0.2 ...), so tests can
+    log in "from another address"; ``tls`` is passed to the connector (HTTPS tests).
+    """
+
+    def __init__(self, gw: StaffGateway, *, source: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.gw = gw
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        connector = aiohttp.TCPConnector(
+            local_addr=(source, 0) if source else None, ssl=tls if tls is not None else True
+        )
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=connector)
         self.csrf = ""
 
     async def close(self) -> None:

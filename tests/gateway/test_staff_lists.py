@@ -11,11 +11,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.staff.db import connect_staff_db
 from gateway.staff.errors import ListFileRejected
 from gateway.staff.lists import parse_list_csv
 from tablet.generator import KindMix, generate_sheets, tablet_profile
 
-from .harness import World, post_batch
+from .harness import World, now_ms, post_batch
 from .staff_browser import LIST_HEADER, StaffClient, StaffGateway, list_csv, start_staff_gateway, surname, upload
 
 HEADER = LIST_HEADER
@@ -179,3 +180,88 @@ async def test_coverage_counts_sheets_synced_through_the_gateway(world: World, g
         ("export.coverage",),
         ("missing.viewed",),
     ]
+
+
+FORMULA_DISTRICTS = [
+    "Almaty;=cmd|' /C calc'!A0",
+    "Almaty,=cmd|' /C calc'!A0",
+    '=HYPERLINK("http://evil.example")',
+    "+7 777",
+    "-2+3",
+    "@SUM(A1)",
+    "Almaty; +cmd",
+    "Almaty;'=cmd",
+    'Алматы,"=1+1"',
+    "Almaty;＝cmd",
+]
+
+
+def _csv_line(delimiter: str, fields: list[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\n").writerow(fields)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+@pytest.mark.parametrize("district", FORMULA_DISTRICTS)
+def test_districts_that_a_spreadsheet_could_run_are_refused_on_import(delimiter: str, district: str) -> None:
+    """Finding 4: a district that starts a formula after any separator never enters a list."""
+    header = ["institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date", "district"]
+    text = _csv_line(delimiter, header) + _csv_line(
+        delimiter, ["BL-000001", "1", "2026-09-20", "Иванов", "Пётр", "1950-01-01", district]
+    )
+    parsed = parse(text)
+    assert parsed.rows == ()
+    assert [(r.line, r.column) for r in parsed.rejected] == [(2, "district")]
+    assert "formula" in parsed.rejected[0].reason
+
+
+@pytest.mark.parametrize("district", ["Медеуский район", "Алматы-1", "район им. Абая", "Almaty, Medeu"])
+def test_ordinary_districts_still_import(district: str) -> None:
+    header = ["institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date", "district"]
+    parsed = parse(
+        _csv_line(",", header) + _csv_line(",", ["BL-000001", "1", "2026-09-20", "Ким", "Ли", "1950-01-01", district])
+    )
+    assert [r.district for r in parsed.rows] == [district]
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "＝", "＋", "－", "＠")
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+async def test_coverage_csv_has_no_formula_cell_under_either_separator(world: World, tmp_path: Path, delimiter) -> None:
+    """Finding 4: lists held from before the import check are exported with every formula start neutralised.
+
+    The export is read as a spreadsheet would with ``,`` and with ``;`` as the
+    separator; no cell (spaces and quotes trimmed) may start a formula.
+    """
+    staff_db = tmp_path / "staff.db"
+    conn = connect_staff_db(staff_db, now_ms=now_ms())
+    with conn:
+        for n, district in enumerate(FORMULA_DISTRICTS, start=1):
+            code = f"FX-{n:06d}"
+            conn.execute(
+                "INSERT INTO respondent_lists VALUES (?, '2026-09-20', ?, 1, 0, NULL, 'old.csv')", (code, district)
+            )
+            conn.execute(
+                "INSERT INTO respondent_entries VALUES (?, ?, 'Иванов', 'Пётр', '', '1950-01-01')",
+                (code, f"{code}/00001"),
+            )
+    conn.close()
+    gw = await start_staff_gateway(world, tmp_path)
+    admin = StaffClient(gw)
+    try:
+        assert await admin.login("admin") == 303
+        status, body, _ = await admin.get("/staff/export/coverage.csv")
+    finally:
+        await admin.close()
+        await gw.stop()
+    assert status == 200
+    institutions = [r for r in csv.DictReader(io.StringIO(body)) if r["level"] == "institution"]
+    assert len(institutions) == len(FORMULA_DISTRICTS)  # every held list is exported
+    cells = [cell for row in csv.reader(io.StringIO(body), delimiter=delimiter) for cell in row]
+    assert len(cells) > 2 * len(FORMULA_DISTRICTS)
+    dangerous = [
+        c for c in cells if c.strip().lstrip("\"'").startswith(FORMULA_START) and not c.strip().startswith("'")
+    ]
+    assert dangerous == []
