@@ -96,7 +96,12 @@ def touch_private(path: str | os.PathLike[str]) -> None:
 
 
 def prepare_private_sqlite(path: str | os.PathLike[str]) -> None:
-    """Make a SQLite database's directory (0700 where created) and files (0600) private before connecting."""
+    """Make a SQLite database's directory (0700 where created) and files (0600) private before connecting.
+
+    An in-memory database (``:memory:``, or the empty name of a temporary one) has no files: nothing is done.
+    """
+    if os.fspath(path) in ("", ":memory:"):
+        return
     db = Path(path)
     make_private_dir(db.parent)
     touch_private(db)

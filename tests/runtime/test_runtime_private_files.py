@@ -167,3 +167,10 @@ def test_open_private_refuses_what_is_not_a_regular_file(kind: str, tmp_path: Pa
     with pytest.raises(OSError):
         os.close(open_private(path, os.O_WRONLY if kind != "directory" else os.O_RDONLY))
     assert mode(target) == 0o644  # nothing followed and changed
+
+
+@pytest.mark.parametrize("name", [":memory:", ""])
+def test_an_in_memory_database_gets_no_file(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    prepare_private_sqlite(name)
+    assert list(tmp_path.iterdir()) == []
