@@ -35,8 +35,12 @@ lint: setup
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 
+# The suite (pytest's addopts deselect `slow`), then the slow `make install` test, which builds the real
+# virtualenv with pip (~1-2 min): together well under 15 min on 2 cores. The other slow tests (soaks) are
+# in `make faults`.
 test: setup lint
 	@$(VENV)/bin/pytest -q
+	@$(VENV)/bin/pytest -q -m slow tests/systemd
 
 # Benchmarks against same-run baselines (~6 min, ~30 GB of temporary disk); QUICK=1 for ~2.5 min.
 bench: setup
