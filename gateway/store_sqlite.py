@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from runtime.private_files import prepare_private_sqlite
 from wire.errors import RollbackError
 
 from ._schema_sqlite import MIGRATIONS
@@ -105,8 +106,8 @@ class SqliteStore:
         self._writer.start()
 
     def _open_sync(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            prepare_private_sqlite(self._path)  # census.db, -wal, -shm: 0600 whatever the umask
             conn = _connect(self._path)
             if self._durable:
                 check_durable(conn)
@@ -124,7 +125,7 @@ class SqliteStore:
                         conn.execute(stmt)
                 conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
                 conn.execute("COMMIT")
-        except sqlite3.Error as e:
+        except (sqlite3.Error, OSError) as e:
             raise StoreUnavailable(f"cannot open SQLite store: {e}") from e
         self._conn = conn
 

@@ -8,7 +8,8 @@
    station pulls it in user space, verifies, spools and forwards it;
 5. what arrived is printed from the census store, then the gateway stops.
 
-Everything lives in ``demo-run/`` (recreated each time). Only 127.0.0.1 is used.
+Everything lives in ``demo-run/`` (or ``$SANAQ_DEMO_DIR``), recreated each time, mode
+0700 under a umask of 077: it holds keys and census sheets. Only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from runtime.private_files import make_private_dir
+
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / "demo-run"
+RUN = Path(os.environ.get("SANAQ_DEMO_DIR") or ROOT / "demo-run")
 BIN = Path(sys.executable).parent
 
 
@@ -70,7 +73,8 @@ def start_gateway(keys: Path) -> tuple[subprocess.Popen[str], str]:
 def main() -> int:
     if RUN.exists():
         shutil.rmtree(RUN)
-    RUN.mkdir()
+    os.umask(0o077)  # every file the demo and its programs make holds keys, sheets or their configuration
+    make_private_dir(RUN)  # 0700: the demo's keys, outboxes and census.db live here
     authority = RUN / "authority"
     step("census authority: root, data and receipt keys, census CA")
     run("sanaq-keys", "init", str(authority), "--server-name", "localhost", "--server-name", "127.0.0.1")

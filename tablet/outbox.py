@@ -43,6 +43,7 @@ from typing import Any, NoReturn
 import structlog
 from nacl.signing import SigningKey
 
+from runtime.private_files import prepare_private_sqlite
 from wire import Receipt, SyncState, canonical, check_device_id, seal_batch
 from wire.errors import DecodeError, WireError
 from wire.limits import DEFAULT_LIMITS, Limits
@@ -92,8 +93,7 @@ class Outbox:
         except DecodeError as e:
             raise DeviceMismatchError("device id does not match the protocol's pattern") from e
         path = Path(path)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # born 0600: it holds personal data
-        os.close(fd)
+        prepare_private_sqlite(path)  # 0600 before SQLite creates -wal/-shm with its mode: it holds personal data
         conn = sqlite3.connect(path, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import structlog
 
+from runtime.private_files import make_private_dir, open_private, touch_private
 from wire import parse_receipt
 from wire.errors import WireError
 
@@ -126,8 +127,10 @@ class Spool:
         """Create the directories, remove leftovers of interrupted writes, load the receipt log."""
         spool = cls(root, receipt_log, min_free_bytes)
         try:
-            for d in (root, spool.batches_dir, spool.custody_dir, spool.rejected_dir):
-                d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for d in (root, spool.batches_dir, spool.custody_dir, spool.rejected_dir, receipt_log.parent):
+                make_private_dir(d)  # 0700 whatever the umask, parents included
+            if receipt_log.exists():
+                touch_private(receipt_log)  # a log left wider by an older version is narrowed to 0600
             removed = 0
             for d in (spool.batches_dir, spool.custody_dir, spool.rejected_dir):
                 for p in d.iterdir():
@@ -170,7 +173,7 @@ class Spool:
 
     def _append_receipt(self, row: dict[str, object]) -> None:
         line = json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
-        fd = os.open(self.receipt_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = open_private(self.receipt_log, os.O_WRONLY | os.O_APPEND)
         try:
             end = os.fstat(fd).st_size
             try:
@@ -205,7 +208,7 @@ class Spool:
             if shutil.disk_usage(directory).free < len(data) + self._min_free:
                 raise SpoolError("spool disk is full", path=str(directory), needed=len(data))
             tmp = directory / f"{_TMP}{secrets.token_hex(8)}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = open_private(tmp, os.O_WRONLY | os.O_EXCL)
             try:
                 view = memoryview(data)
                 while view:

@@ -19,6 +19,7 @@ import structlog
 
 from keys import ProvisioningBundle, client_ssl_context, read_passphrase_file
 from keys.errors import KeysError
+from runtime.private_files import make_private_dir, open_private
 from wire import UsbHints
 
 from .config import IngestConfig
@@ -36,8 +37,8 @@ log = structlog.get_logger("usb_ingest.station")
 
 def _lock_state_dir(config: IngestConfig) -> int:
     try:
-        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(config.state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        make_private_dir(config.state_dir)
+        fd = open_private(config.state_dir / "lock", os.O_RDWR)
     except OSError as e:
         raise StationSetupError("cannot use the state directory", path=str(config.state_dir),
                                 error=e.strerror) from e

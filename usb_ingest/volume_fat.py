@@ -10,6 +10,16 @@ Guards (each learnt from feeding pyfatfs 1.1 corrupt images):
   size, FAT count (1..2) and the FAT's size must be plausible, and the FATs
   must lie inside the device. Otherwise pyfatfs can allocate gigabytes
   (``MemoryError``) or read for minutes.
+* **The FAT type from the cluster count**, as the FAT specification
+  (fatgen103) says and nothing else: fewer than 4085 data clusters is FAT12,
+  fewer than 65525 FAT16, otherwise FAT32. pyfatfs 1.1 counts the clusters
+  before it knows the root directory's size, so a volume just below 4085
+  clusters (``mkfs.fat -C x.img 8192``: 4081) was read as FAT16 and every
+  batch failed its hash; ``_GuardedPyFat`` hands pyfatfs the type computed
+  here. A boot sector whose layout disagrees with its count (a FAT32 boot
+  sector on fewer than 65525 clusters, as ``mkfs.fat -F 32`` makes on small
+  media, or a FAT12/16 one on 65525 or more; a FAT too short for its
+  clusters) is refused as ``CorruptVolume``: readers would disagree on it.
 * **Bounded, loop-free cluster chains**: pyfatfs follows chains without loop
   detection (a directory whose chain points at itself spins forever). The
   ``_GuardedPyFat`` subclass walks every chain itself: clusters must stay in
@@ -47,7 +57,7 @@ from wire import EXPORT_DIR, MANIFEST_NAME
 from .config import VolumeLimits
 from .errors import CorruptVolume, DeviceGone, IngestError, LimitExceeded, NotAnExportVolume
 
-__all__ = ["ExportListing", "FatExportVolume"]
+__all__ = ["FAT12_MAX_CLUSTERS", "FAT16_MAX_CLUSTERS", "ExportListing", "FatExportVolume", "fat_bits_for"]
 
 _BATCH_NAME = re.compile(r"[0-9]{8}\.SQB")
 _ATTR_VOLUME_ID = 0x08
@@ -82,9 +92,14 @@ def _printable(name: str) -> str:
 class _GuardedPyFat(PyFat):  # type: ignore[misc]  # pyfatfs ships no type hints
     """PyFat whose cluster chains are bounded and loop-free (see the module docstring)."""
 
-    def __init__(self, max_dir_clusters: int) -> None:
+    def __init__(self, max_dir_clusters: int, fat_bits: int) -> None:
         super().__init__(lazy_load=True)
         self.max_dir_clusters = max_dir_clusters
+        self.spec_fat_bits = fat_bits
+
+    def _PyFat__determine_fat_type(self) -> int:  # noqa: N802 - replaces PyFat's private, miscounting method
+        """The type ``_precheck`` computed from the cluster count (see the module docstring)."""
+        return self.spec_fat_bits
 
     def walk_chain(self, first: int, limit: int) -> list[int]:
         """Clusters of the chain starting at ``first``, at most ``limit`` of them."""
@@ -118,15 +133,29 @@ class _GuardedPyFat(PyFat):  # type: ignore[misc]  # pyfatfs ships no type hints
         yield from chain
 
 
-def _precheck(fp: BinaryIO, limits: VolumeLimits) -> int:
-    """Refuse implausible boot sectors; returns the cluster size in bytes."""
+FAT12_MAX_CLUSTERS = 4084
+FAT16_MAX_CLUSTERS = 65524
+
+
+def fat_bits_for(clusters: int) -> int:
+    """The FAT type of a volume with ``clusters`` data clusters, as the FAT specification defines it."""
+    if clusters <= FAT12_MAX_CLUSTERS:
+        return 12
+    if clusters <= FAT16_MAX_CLUSTERS:
+        return 16
+    return 32
+
+
+def _precheck(fp: BinaryIO, limits: VolumeLimits) -> tuple[int, int]:
+    """Refuse implausible boot sectors; returns (the cluster size in bytes, the FAT type: 12, 16 or 32)."""
     size = fp.seek(0, os.SEEK_END)  # a block device's st_size is 0; seeking to the end works
     fp.seek(0)
     boot = fp.read(512)
     if len(boot) < 512:
         raise CorruptVolume("too small for a FAT volume", size=size)
-    bps, spc, reserved, nfats = struct.unpack_from("<HBHB", boot, 11)
+    bps, spc, reserved, nfats, root_entries, total16 = struct.unpack_from("<HBHBHH", boot, 11)
     (fat16,) = struct.unpack_from("<H", boot, 22)
+    (total32,) = struct.unpack_from("<I", boot, 32)
     (fat32,) = struct.unpack_from("<I", boot, 36)
     fat_sectors = fat16 or fat32
     if bps not in (512, 1024, 2048, 4096) or spc not in (1, 2, 4, 8, 16, 32, 64, 128):
@@ -137,8 +166,19 @@ def _precheck(fp: BinaryIO, limits: VolumeLimits) -> int:
         raise LimitExceeded("FAT larger than allowed", fat_bytes=fat_sectors * bps, limit=limits.max_fat_bytes)
     if (reserved + nfats * fat_sectors) * bps > size:
         raise CorruptVolume("FATs extend past the end of the volume", size=size)
+    root_sectors = -(-root_entries * _DIR_ENTRY // bps)
+    data_sectors = (total16 or total32) - (reserved + nfats * fat_sectors + root_sectors)
+    if data_sectors < spc:
+        raise CorruptVolume("no data clusters after the FATs and the root directory")
+    clusters = data_sectors // spc
+    bits = fat_bits_for(clusters)
+    if (bits == 32) != (fat16 == 0) or (bits == 32 and root_entries != 0):
+        raise CorruptVolume("boot sector layout does not match the FAT type of its cluster count",
+                            clusters=clusters, fat_bits=bits)
+    if fat_sectors * bps * 8 // bits < clusters + 2:
+        raise CorruptVolume("FAT too short for the volume's clusters", clusters=clusters, fat_bits=bits)
     fp.seek(0)
-    return int(bps * spc)
+    return int(bps * spc), bits
 
 
 def _display_name(entry: Any) -> tuple[str, bool]:
@@ -199,10 +239,10 @@ class FatExportVolume:
             fp = source
         try:
             with _wrapped("reading the volume's structure"):
-                cluster_bytes = _precheck(fp, limits)
+                cluster_bytes, fat_bits = _precheck(fp, limits)
                 # /SANAQ may hold max_files 8.3 entries (+ '.', '..', label), each with one long-name part.
                 dir_bytes = (limits.max_files + 3) * _DIR_ENTRY * 2
-                pf = _GuardedPyFat(max_dir_clusters=max(1, -(-dir_bytes // cluster_bytes)))
+                pf = _GuardedPyFat(max_dir_clusters=max(1, -(-dir_bytes // cluster_bytes)), fat_bits=fat_bits)
                 with warnings.catch_warnings():  # pyfatfs warns (dirty bit, differing FATs); we judge by content
                     warnings.simplefilter("ignore")
                     pf.set_fp(fp)

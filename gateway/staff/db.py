@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from runtime.private_files import prepare_private_sqlite
+
 from .errors import StaffStoreError
 
 __all__ = ["MIGRATIONS", "StaffDb", "ThreadOwnedConnection", "connect_staff_db", "transaction"]
@@ -128,9 +130,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def connect_staff_db(path: Path, *, now_ms: int) -> sqlite3.Connection:
     """Open (creating if needed, mode 0600) and migrate staff.db; raises ``StaffStoreError``."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if not path.exists():
-            path.touch(mode=0o600)
+        prepare_private_sqlite(path)
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")

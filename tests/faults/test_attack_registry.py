@@ -129,7 +129,8 @@ async def test_snapshot_offer_attack(
         answer = await send(session, "PUT", f"{gw.url}/v1/registry", {"Content-Type": SNAP, **extra}, body)
         after = store_state(gw.db_path)
         version = await _registry_version(session, gw, world)
-    fault_ledger.add(inputs=1, forgeries=int(answer.status == 200), crashes=int(answer.status >= 500))
+    fault_ledger.add(inputs=1, forgeries_tried=1, forgeries=int(answer.status == 200),
+                     crashes=int(answer.status >= 500))
     assert (answer.status, answer.code) == (status, code), answer
     assert after == before
     assert version == "1"
@@ -142,7 +143,7 @@ async def test_a_different_snapshot_with_the_held_version_is_refused(
         world.status["TAB-0001"] = "revoked"  # the authority's v7 and another v7 that differs
         other = world.snapshot(version=7)
         same = await send(session, "PUT", f"{gw.url}/v1/registry", {"Content-Type": SNAP}, other)
-        fault_ledger.add(inputs=1, forgeries=int(same.status == 200))
+        fault_ledger.add(inputs=1, forgeries_tried=1, forgeries=int(same.status == 200))
         assert (same.status, same.code) == (409, "rollback")
 
 
@@ -240,7 +241,7 @@ async def test_forged_receipt_presented_to_a_tablet(
         after = (outbox.pending_batches(), outbox.stats())
     finally:
         outbox.close()
-    fault_ledger.add(inputs=1, forgeries=int(got == "" and refusal != ""))
+    fault_ledger.add(inputs=1, forgeries_tried=int(refusal != ""), forgeries=int(got == "" and refusal != ""))
     assert got == refusal
     if refusal:
         assert after == before

@@ -281,7 +281,8 @@ async def test_request_signature_attack(
         answer = await send(session, method, url, headers, body)
         after = store_state(gw.db_path)
     accepted = answer.status == 200
-    fault_ledger.add(inputs=1, forgeries=int(accepted and status != 200), crashes=int(answer.status >= 500))
+    fault_ledger.add(inputs=1, forgeries_tried=int(status != 200), forgeries=int(accepted and status != 200),
+                     crashes=int(answer.status >= 500))
     assert answer.status == status, answer
     if status == 200:
         assert after.counts["batches"] == before.counts["batches"] + 1
@@ -343,7 +344,7 @@ async def test_replay_within_the_window(case: str, world: World, tmp_path: Path,
             answer = await send(session, "POST", url, sign("POST", url, b, env_b, BATCH, nonce=n), env_b)
         after = store_state(gw.db_path)
     per_key = case == "nonce of tablet A used by tablet B"
-    fault_ledger.add(inputs=2, forgeries=int(answer.status == 200 and not per_key))
+    fault_ledger.add(inputs=2, forgeries_tried=int(not per_key), forgeries=int(answer.status == 200 and not per_key))
     if per_key:  # nonces are unique per signing key: another key's nonce is not a replay
         assert answer.status == 200
         assert after.counts["batches"] == before.counts["batches"] + 1
@@ -369,7 +370,7 @@ async def test_revoked_station_and_lost_tablet_signers_are_refused_everywhere(
             answers.append(await send(session, "GET", gw.url + path, sign("GET", gw.url + path, key)))
         after = store_state(gw.db_path)
         events = security_events(gw.db_path)
-    fault_ledger.add(inputs=len(answers), forgeries=sum(a.status == 200 for a in answers))
+    fault_ledger.add(inputs=len(answers), forgeries_tried=len(answers), forgeries=sum(a.status == 200 for a in answers))
     assert [(a.status, a.code) for a in answers] == [(403, "revoked")] * 3
     assert after == before
     assert [e[0] for e in events] == ["revoked-signer"] * 3

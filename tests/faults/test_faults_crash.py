@@ -108,7 +108,7 @@ async def run_kill_loop(
     interrupted = sum(load.interrupted for load in loads)
     crashes = bed.failed_requests_logged() + book.statuses.get(500, 0)
     fault_ledger.add(
-        inputs=book.requests + total, faults=killed, lost=lost, duplicates=doubled, crashes=crashes, forgeries=0
+        inputs=book.requests + total, faults=killed, lost=lost, duplicates=doubled, crashes=crashes
     )
 
     assert from_file == book.receipts

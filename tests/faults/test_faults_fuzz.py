@@ -137,10 +137,11 @@ def test_mutated_signature_headers_are_refused_cleanly(live: Live, mutations: li
         else:
             headers[field] = new
     status, body = live.exchange("POST", "/v1/batches", headers, envelope)
-    fault_ledger.add(inputs=1, crashes=int(status >= 500))
+    forgery = headers != original and not _equivalent(headers, original)
+    fault_ledger.add(inputs=1, crashes=int(status >= 500), forgeries_tried=int(forgery))
     if status == 200:
         # only a mutation that left every covered value as signed can pass
-        fault_ledger.add(forgeries=int(headers != original and not _equivalent(headers, original)))
+        fault_ledger.add(forgeries=int(forgery))
         assert parse_receipt(base64.b64decode(body["receipt"]), live.world.gateway_keys).seq == seq
         return
     check_refusal(status, body)
@@ -172,7 +173,7 @@ def test_mutated_envelopes_are_refused_unless_unchanged(
     url = f"{live.gateway.url}/v1/batches"
     status, answer = live.exchange("POST", "/v1/batches", sign("POST", url, key, sent, BATCH), sent)
     forged = status == 200 and sent != honest
-    fault_ledger.add(inputs=1, crashes=int(status >= 500), forgeries=int(forged))
+    fault_ledger.add(inputs=1, crashes=int(status >= 500), forgeries_tried=int(sent != honest), forgeries=int(forged))
     if status == 200:
         assert sent == honest
         assert answer["batch_hash"] == decode_envelope(honest).batch_hash.hex()
@@ -201,7 +202,8 @@ def test_mutated_custody_records_are_refused_cleanly(
     sent = bytes(body)
     url = f"{live.gateway.url}/v1/custody"
     status, answer = live.exchange("POST", "/v1/custody", sign("POST", url, station, sent, CUSTODY), sent)
-    fault_ledger.add(inputs=1, crashes=int(status >= 500), forgeries=int(status == 200 and sent != record))
+    fault_ledger.add(inputs=1, crashes=int(status >= 500), forgeries_tried=int(sent != record),
+                     forgeries=int(status == 200 and sent != record))
     if status == 200:
         assert sent == record
         return

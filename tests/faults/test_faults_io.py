@@ -37,7 +37,7 @@ import pytest
 from tests.gateway.harness import World
 from wire import decode_envelope
 
-from .bed import FIU_RUN, GatewayBed, GatewayProcess, stored_batches
+from .bed import GatewayBed, GatewayProcess, stored_batches
 from .load import Answer, Link, ReceiptBook, TabletLoad, fleet_envelopes, post_envelope
 
 EIO, ENOSPC = 5, 28
@@ -150,7 +150,7 @@ FIU_CASES = [
 ]
 
 
-@pytest.mark.skipif(FIU_RUN is None, reason="needs fiu-utils (apt-get install fiu-utils); make faults installs it")
+@pytest.mark.usefixtures("need_fiu_run")
 @pytest.mark.parametrize(("point", "errno", "probability"), [c[1:] for c in FIU_CASES], ids=[c[0] for c in FIU_CASES])
 async def test_failed_write_or_fsync_never_leads_to_a_receipt(
     point: str,
@@ -199,7 +199,7 @@ async def test_failed_write_or_fsync_never_leads_to_a_receipt(
     lost, doubled = await fleet.verify_after_clean_restart(gp)
     crashes = fleet.book.statuses.get(500, 0) + fleet.bed.failed_requests_logged()
     fault_ledger.add(
-        inputs=fleet.book.requests, faults=len(refused), lost=lost, duplicates=doubled, crashes=crashes, forgeries=0
+        inputs=fleet.book.requests, faults=len(refused), lost=lost, duplicates=doubled, crashes=crashes
     )
     assert (lost, doubled, crashes) == (0, 0, 0)
     assert set(fleet.book.statuses) <= {200, 503}
@@ -267,7 +267,7 @@ async def test_disk_full_under_the_store_is_503_and_resends_converge(
     lost, doubled = await fleet.verify_after_clean_restart(gp)
     crashes = fleet.book.statuses.get(500, 0) + fleet.bed.failed_requests_logged()
     fault_ledger.add(
-        inputs=fleet.book.requests, faults=len(refused), lost=lost, duplicates=doubled, crashes=crashes, forgeries=0
+        inputs=fleet.book.requests, faults=len(refused), lost=lost, duplicates=doubled, crashes=crashes
     )
     assert (lost, doubled, crashes) == (0, 0, 0)
     assert written_unacknowledged <= len(refused)

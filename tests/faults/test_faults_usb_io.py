@@ -38,7 +38,6 @@ from tests.usb_ingest.images import Env, Gateway, export
 
 from .test_faults_usb_bed import (
     DEVICE,
-    FIU_RUN,
     Audit,
     HoldProxy,
     UsbRun,
@@ -52,23 +51,19 @@ from .test_faults_usb_bed import (
 EIO, ENOSPC = 5, 28
 STRERROR = {EIO: "Input/output error", ENOSPC: "No space left on device"}
 
-pytestmark = pytest.mark.skipif(FIU_RUN is None, reason="needs fiu-utils (apt-get install fiu-utils)")
+pytestmark = pytest.mark.usefixtures("need_fiu_run")
 
 
 # ---- one failure, exactly at the receipt append ------------------------------------------------------------
 
 RECEIPT_CASES = [
-    ("write-enospc", "posix/io/rw/write", ENOSPC, None),
-    ("write-eio", "posix/io/rw/write", EIO, None),
-    ("fsync-eio", "posix/io/sync/fsync", EIO, None),
+    ("write-enospc", "posix/io/rw/write", ENOSPC),
+    ("write-eio", "posix/io/rw/write", EIO),
+    ("fsync-eio", "posix/io/sync/fsync", EIO),
 ]
 
 
-@pytest.mark.parametrize(
-    ("point", "errno"),
-    [pytest.param(point, errno, marks=[pytest.mark.xfail(strict=True, reason=why)] if why else [], id=name)
-     for name, point, errno, why in RECEIPT_CASES],
-)
+@pytest.mark.parametrize(("point", "errno"), [c[1:] for c in RECEIPT_CASES], ids=[c[0] for c in RECEIPT_CASES])
 async def test_a_failed_receipt_append_is_retried_and_logged_once(
     point: str, errno: int, env: Env, gw: Gateway, tmp_path: Path, fault_ledger
 ) -> None:

@@ -88,7 +88,8 @@ class StderrLines:
             os.set_blocking(self.fd, True)
 
 
-def flip(image: Path, offset: int) -> None:
+def flip(image: Path, offset: int) -> int:
+    """Change one byte of the image; 1 if the medium now reads back the changed byte."""
     with image.open("r+b") as f:
         f.seek(offset)
         byte = f.read(1)
@@ -96,6 +97,8 @@ def flip(image: Path, offset: int) -> None:
         f.write(bytes([byte[0] ^ 0x5A]))
         f.flush()
         os.fsync(f.fileno())
+        f.seek(offset)
+        return int(f.read(1) != byte)
 
 
 def test_bytes_changed_on_the_medium_during_a_real_pull_never_reach_the_spool(
@@ -116,9 +119,10 @@ def test_bytes_changed_on_the_medium_during_a_real_pull_never_reach_the_spool(
         done = max((int(e["seq"]) for e in lines.events if e["event"] == "usb.batch.spooled"), default=0)
         read_before = list(range(1, min(done + 1, BATCHES) + 1))  # spooled, or perhaps being read right now
         unread = list(range(done + 2, BATCHES + 1))[::2]  # surely not read yet: must be refused
+        flipped = 0
         for seq in read_before + unread:
             offset, size = where[seq]
-            flip(image, offset + size - 100)
+            flipped += flip(image, offset + size - 100)
         os.kill(proc.pid, signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
     finally:
@@ -133,9 +137,10 @@ def test_bytes_changed_on_the_medium_during_a_real_pull_never_reach_the_spool(
     flagged = {int(e["seq"]) for e in lines.events if e["event"] == "usb.security.event" and e.get("kind") == "hash"}
     untouched = set(envelopes) - set(read_before) - set(unread)
     forged = audit.bad + len(set(unread) & set(spooled))
+    presented = set(unread) | hash_refused  # changed files the daemon read after the change (and refused)
     lost = len(untouched - set(spooled)) + len(set(read_before[:-1]) - set(spooled))
-    fault_ledger.add(inputs=BATCHES, faults=len(read_before) + len(unread), forgeries=forged, lost=lost,
-                     crashes=int(proc.returncode not in (0, 1)))
+    fault_ledger.add(inputs=BATCHES, faults=flipped, forgeries_tried=len(presented) + audit.bad, forgeries=forged,
+                     lost=lost, crashes=int(proc.returncode not in (0, 1)))
     assert len(unread) >= 2, f"the pull had read {done} batches before the stop; nothing left to change"
     assert (forged, lost, audit.bad) == (0, 0, 0), audit.notes
     assert proc.returncode == 1 and report["outcome"] == "partial", err.decode()[-2000:]
@@ -154,6 +159,7 @@ class ShiftingMedium(io.RawIOBase):
         self.seen = {seq: bytearray(size) for seq, (_, size) in regions.items()}
         self.reads = dict.fromkeys(regions, 0)
         self.inverted = 0
+        self.fired: set[int] = set()  # batches whose bytes were served changed (the trap fired)
 
     def readable(self) -> bool:
         return True
@@ -182,6 +188,7 @@ class ShiftingMedium(io.RawIOBase):
                 if seen[i - offset]:
                     chunk[i - start] ^= 0xFF
                     self.inverted += 1
+                    self.fired.add(seq)
                 seen[i - offset] = 1
         buffer[: len(chunk)] = chunk
         self.pos = end
@@ -202,10 +209,11 @@ def test_a_medium_that_answers_a_second_read_differently_cannot_change_what_is_s
         station.close()
     audit = Audit(env, None, envelopes)
     spooled = audit.spool()
-    fault_ledger.add(inputs=BATCHES, faults=BATCHES, forgeries=audit.bad,
-                     lost=BATCHES - len(spooled) if not audit.bad else 0)
+    # the trap is armed on every batch; only a second read fires it: that is the fault, and the forgery tried
+    fault_ledger.add(inputs=BATCHES, faults=len(medium.fired), forgeries_tried=len(medium.fired),
+                     forgeries=audit.bad, lost=BATCHES - len(spooled) if not audit.bad else 0)
     assert audit.bad == 0, audit.notes  # no spooled file holds bytes of a second read
     assert report.outcome == "complete" and report.problems == (), report.problems
     assert sorted(spooled) == sorted(envelopes)
     assert medium.reads == dict.fromkeys(envelopes, 1), medium.reads  # each file read once
-    assert medium.inverted == 0
+    assert medium.inverted == 0 and medium.fired == set()

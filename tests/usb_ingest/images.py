@@ -19,6 +19,8 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -189,6 +191,38 @@ def fat_image(path: Path, files: dict[str, bytes], *, size: int = 8 * 1024 * 102
             if "/" in name:
                 fs.makedirs(name.rsplit("/", 1)[0], recreate=True)
             fs.writebytes(name, data)
+
+
+def mkfs_fat_image(path: Path, sectors: int, files: dict[str, bytes], *, mkfs_args: tuple[str, ...] = (),
+                   label: str = "SANAQEXPORT") -> None:
+    """A FAT image of ``sectors`` 512-byte sectors made by ``mkfs.fat`` and filled by ``mmd``/``mcopy``.
+
+    Independent of pyfatfs on both sides (the reader under test uses it).
+    ``files`` maps "SANAQ/NAME" to bytes, as ``tablet.usb_export.export_files`` returns.
+    """
+    with path.open("wb") as f:
+        f.truncate(sectors * 512)
+    subprocess.run(["mkfs.fat", "-n", label, *mkfs_args, str(path)], check=True, capture_output=True)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    dirs = sorted({name.rsplit("/", 1)[0] for name in files if "/" in name})
+    for d in dirs:
+        subprocess.run(["mmd", "-i", str(path), f"::/{d}"], check=True, capture_output=True, env=env)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, data in files.items():
+            src = Path(tmp) / name.replace("/", "_")
+            src.write_bytes(data)
+            subprocess.run(["mcopy", "-i", str(path), str(src), f"::/{name}"], check=True, capture_output=True,
+                           env=env)
+
+
+def fat_clusters(image: Path) -> tuple[int, bool]:
+    """(data clusters as the FAT specification counts them, whether the boot sector has the FAT32 layout)."""
+    boot = image.read_bytes()[:512]
+    bps, spc, rsvd, nfats, rootent, tot16 = struct.unpack_from("<HBHBHH", boot, 11)
+    (fat16,) = struct.unpack_from("<H", boot, 22)
+    (tot32, fat32) = struct.unpack_from("<II", boot, 32)
+    root_sectors = (rootent * 32 + bps - 1) // bps
+    return ((tot16 or tot32) - rsvd - nfats * (fat16 or fat32) - root_sectors) // spc, fat16 == 0
 
 
 # ---- byte-level FAT16 surgery -----------------------------------------------------------------

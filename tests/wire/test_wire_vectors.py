@@ -110,8 +110,6 @@ def test_annotated_hex_in_protocol_md_is_the_vector_bytes() -> None:
 
 def test_request_signature_example_in_protocol_md_is_the_vector() -> None:
     protocol = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
-    if not HAS_HTTPSIG:
-        pytest.skip("no request-signature vectors")
     case = next(c for c in REQUESTS["cases"] if c["name"] == "post-batch")
     assert case["signature_base"] in protocol
     for name in ("Content-Digest", "Signature-Input", "Signature"):
@@ -362,8 +360,7 @@ def test_canonical_encode_reject_case(case: dict[str, Any]) -> None:
 
 # --- request signatures -----------------------------------------------------------------
 
-HAS_HTTPSIG = (VECTORS / "request_signature.json").exists()
-REQUESTS = load("request_signature.json") if HAS_HTTPSIG else {"cases": []}
+REQUESTS = load("request_signature.json")  # missing: collection fails naming the file (make vectors writes it)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c["name"]) for c in REQUESTS["cases"]])
