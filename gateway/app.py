@@ -61,7 +61,7 @@ def create_app(
         previous_data_keys=tuple(previous_data_keys),
         receipt_key=receipt_key,
         root_public_key=root_public_key,
-        validator=SheetValidator(),
+        validator=SheetValidator(census=config.census.census_moment()),
         metrics=metrics,
         ingest_slots=asyncio.Semaphore(config.limits.max_concurrent_ingest),
         trust=TrustHolder(),

@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 from gen_keys import ATTACKER_DEVICE, DEVICE, KEYS, LONG_DEVICE, LOST_DEVICE, RETURNED_DEVICE, T_SEALED, derive
+from gen_sheets import SHEET_HOUSEHOLD, SHEETS_MORE
 
 from wire import canonical, sealing
 
@@ -21,12 +22,8 @@ SIGN_LABEL = b"sanaq-sync/v1/batch\x00"
 ED25519_L = 2**252 + 27742317777372353535851937790883648493
 MAX_SAFE = 2**53 - 1
 
-SHEET_1 = {"sheet_id": "S-000001", "form": "A", "institution": "INST-0042", "persons": 3, "answers": {"q1": 1}}
-SHEETS_3 = [
-    {"sheet_id": "S-000002", "form": "A", "note": "Алматы, ауыл 5", "persons": 1, "answers": {"q1": 2, "q7": [1, 3]}},
-    {"sheet_id": "S-000003", "form": "B", "note": "tab\there \"quoted\"", "persons": 0, "answers": {}},
-    {"sheet_id": "S-000004", "form": "A", "note": None, "persons": 12, "answers": {"q1": -1, "ok": True}},
-]
+SHEET_1 = SHEET_HOUSEHOLD  # valid census sheets (sheets.json): the gateway stores them, none is quarantined
+SHEETS_3 = SHEETS_MORE
 
 DEVICES = {
     DEVICE: {"key": "tablet", "status": "issued"},
