@@ -128,3 +128,12 @@ def test_extra_member_with_an_odd_name_is_not_echoed() -> None:
     problem = rule_for_schema_path(SCHEMA, ["additionalProperties"], keyword="additionalProperties",
                                    instance_path=[], instance={"Иванов Пётр": 1})
     assert problem.reason == "S-1"
+
+
+def test_the_doc_example_is_the_vector_sheet() -> None:
+    block = DOC.split("## 5. Examples", 1)[1].split("```\n", 2)[1]
+    vectors = json.loads((ROOT / "vectors" / "sheets.json").read_text(encoding="utf-8"))
+    case = next(c for c in vectors["cases"] if c["name"] == "household-one-person")
+    assert json.loads(block) == case["sheet"]
+    assert vectors["census"] == {"date": FOUNDING_ORDER_MOMENT.day.isoformat(),
+                                 "utc_offset_minutes": FOUNDING_ORDER_MOMENT.utc_offset_minutes}

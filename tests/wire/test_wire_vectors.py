@@ -163,6 +163,16 @@ def test_envelope_case(case: dict[str, Any]) -> None:
         assert sheets == case["sheets"]
 
 
+def test_gateway_schema_step_of_the_envelope_vectors() -> None:
+    from gateway.sheets import SHEET_SCHEMA_NAME
+
+    for case in ENVELOPES["cases"]:
+        if case["expected"] == "ok":
+            schema = wire.decode_envelope(bytes.fromhex(case["envelope"])).header.schema
+            gateway = "ok" if schema == SHEET_SCHEMA_NAME else "unsupported-schema"
+            assert case.get("gateway_expected", "ok") == gateway, case["name"]
+
+
 @pytest.mark.parametrize("case", [c for c in ENVELOPES["cases"] if "inputs" in c], ids=lambda c: c["name"])
 def test_envelope_bytes_reproduced(case: dict[str, Any]) -> None:
     i = case["inputs"]
