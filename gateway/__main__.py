@@ -24,6 +24,7 @@ from runtime.logs import configure_logging
 from runtime.sdnotify import Notifier
 from runtime.toml_config import ConfigError
 
+from . import conformance
 from .app import read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
@@ -133,11 +134,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     c = sub.add_parser("check-config", help="validate a configuration file and print the effective settings")
     c.add_argument("--config", type=Path, required=True)
+    conformance.add_arguments(sub.add_parser("conformance", help="throwaway gateway that tests a client (app teams)"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "conformance":
+        return conformance.main(args)
     try:
         config = load_config(args.config)
     except ConfigError as e:

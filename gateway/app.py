@@ -59,7 +59,7 @@ def create_app(
         previous_data_keys=tuple(previous_data_keys),
         receipt_key=receipt_key,
         root_public_key=root_public_key,
-        validator=SheetValidator(),
+        validator=SheetValidator(census=config.census.census_moment()),
         metrics=metrics,
         ingest_slots=asyncio.Semaphore(config.limits.max_concurrent_ingest),
         body_buffer=BodyBudget(config.limits.max_buffered_body_bytes),

@@ -17,7 +17,7 @@ from wire.errors import RevokedKeyError
 from .store import NonceUse
 from .trust import Signer, Trust
 
-__all__ = ["Authenticated", "authenticate"]
+__all__ = ["Authenticated", "announces_body", "authenticate"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,15 @@ class Authenticated:
     signer: Signer
     created_s: int
     nonce: NonceUse
+
+
+def announces_body(request: web.Request) -> bool:
+    """The request's framing announces a body: ``Transfer-Encoding``, or ``Content-Length`` other than 0.
+
+    GET handlers never read a body, so the check cannot rest on the bytes read
+    (docs/protocol.md section 13, rule 2: such a GET is ``bad-signature-input``).
+    """
+    return "Transfer-Encoding" in request.headers or request.content_length not in (None, 0)
 
 
 def authenticate(request: web.Request, body: bytes, trust: Trust, *, now_ms: int, window_s: int) -> Authenticated:
@@ -40,6 +49,7 @@ def authenticate(request: web.Request, body: bytes, trust: Trust, *, now_ms: int
         now_s=now_ms // 1000,
         window_s=window_s,
         scheme="https" if request.secure else "http",
+        announces_body=announces_body(request),
     )
     signer = trust.signer(verified.key_id)
     if not signer.active:

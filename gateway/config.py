@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runtime.toml_config import ConfigError, build, load_toml
+from wire.census_sheet import CensusMoment
 
 from .staff.config import StaffConfig
 
-__all__ = ["LOG_LEVELS", "CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig", "load_config"]
+__all__ = [
+    "LOG_LEVELS", "CensusConfig", "CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig",
+    "load_config",
+]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -68,6 +72,20 @@ class CommitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CensusConfig:
+    """The census moment the sheet date rules use (docs/census-sheet.md); the founding order's by default."""
+
+    moment: str = "2020-10-01"
+    utc_offset_minutes: int = 360
+
+    def census_moment(self) -> CensusMoment:
+        try:
+            return CensusMoment.parse(self.moment, self.utc_offset_minutes)
+        except ValueError as e:
+            raise ConfigError(f"census: {e}") from e
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     database: str = "sqlite:///var/lib/sanaq-gateway/census.db"
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -75,6 +93,7 @@ class GatewayConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     commit: CommitConfig = field(default_factory=CommitConfig)
     staff: StaffConfig = field(default_factory=StaffConfig)
+    census: CensusConfig = field(default_factory=CensusConfig)
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -116,13 +135,15 @@ def load_config(path: Path | None) -> GatewayConfig:
     )
     if not cfg.database.startswith(("sqlite:", "postgresql://", "postgres://")):
         raise ConfigError("database must be sqlite:///PATH or postgresql://...")
+    cfg.census.census_moment()
     staff = dataclasses.replace(
         cfg.staff,
         db_path=_resolve(cfg.staff.db_path, base),
         pdf_font=_resolve(cfg.staff.pdf_font, base) or cfg.staff.pdf_font,
     )
     return GatewayConfig(
-        database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff
+        database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff,
+        census=cfg.census,
     )
 
 

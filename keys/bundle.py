@@ -4,9 +4,9 @@ Directory layout (0700; written by ``keys.enrollment``)::
 
     device.key          Ed25519 device key, PEM PKCS8, 0600, optionally passphrase-encrypted
     provisioning.json   {"v": 1, "role": "tablet" | "station", "device_id", "key_id",
-                         "gateway_url", "root_public_key", "data_public_key",
-                         "gateway_keys": [hex, ...],
-                         tablets only: "usb_serial", "institution", "worker_id"}
+                         "gateway_url", "root_public_key",
+                         tablets only: "usb_serial", "institution", "worker_id",
+                         "census": {"date": "YYYY-MM-DD", "utc_offset_minutes": int}}
     ca.crt              the census TLS CA to pin
     registry.snapshot   the snapshot published at enrollment (lists this device)
 
@@ -14,11 +14,15 @@ For a station ``device_id`` is the station id. ``ProvisioningBundle.load``
 checks every member strictly, that ``key_id`` is the device key's, and that
 the snapshot verifies under ``root_public_key`` and lists this device with
 this key (expiry is not checked: a fresh snapshot is fetched when online).
+The data key and the gateway receipt keys are taken from that root-verified
+snapshot only (docs/protocol.md section 12.4); provisioning.json carries no
+copy of them.
 A bundle directory is written whole or not at all (staging dir + rename).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -30,6 +34,7 @@ from urllib.parse import urlsplit
 
 from nacl.signing import SigningKey
 
+from wire.census_sheet import FOUNDING_ORDER_MOMENT, CensusMoment
 from wire.envelope import check_device_id
 from wire.errors import WireError
 from wire.keyids import key_id, parse_hex
@@ -46,8 +51,8 @@ PROVISIONING = "provisioning.json"
 CA_CERT = "ca.crt"
 SNAPSHOT = "registry.snapshot"
 BUNDLE_FILES = (DEVICE_KEY, PROVISIONING, CA_CERT, SNAPSHOT)
-_COMMON = {"v", "role", "device_id", "key_id", "gateway_url", "root_public_key", "data_public_key", "gateway_keys"}
-_TABLET_ONLY = {"usb_serial", "institution", "worker_id"}
+_COMMON = {"v", "role", "device_id", "key_id", "gateway_url", "root_public_key"}
+_TABLET_ONLY = {"usb_serial", "institution", "worker_id", "census"}
 _MAX_JSON = 64 * 1024
 
 
@@ -72,11 +77,10 @@ def provisioning_json(
     public_key: bytes,
     gateway_url: str,
     root_public_key: bytes,
-    data_public_key: bytes,
-    gateway_keys: list[bytes],
     usb_serial: str | None = None,
     institution: str | None = None,
     worker_id: str | None = None,
+    census: CensusMoment = FOUNDING_ORDER_MOMENT,
 ) -> bytes:
     """The ``provisioning.json`` bytes for a bundle (tablet members only when ``role == "tablet"``)."""
     body: dict[str, Any] = {
@@ -86,11 +90,9 @@ def provisioning_json(
         "key_id": key_id(public_key).hex(),
         "gateway_url": check_gateway_url(gateway_url),
         "root_public_key": root_public_key.hex(),
-        "data_public_key": data_public_key.hex(),
-        "gateway_keys": [k.hex() for k in gateway_keys],
     }
     if role == "tablet":
-        body.update(usb_serial=usb_serial, institution=institution, worker_id=worker_id)
+        body.update(usb_serial=usb_serial, institution=institution, worker_id=worker_id, census=census.as_json())
     return json.dumps(body, indent=2, sort_keys=True).encode("utf-8") + b"\n"
 
 
@@ -138,13 +140,14 @@ class ProvisioningBundle:
     signing_key: SigningKey = field(repr=False)
     gateway_url: str
     root_public_key: bytes
-    data_public_key: bytes
-    gateway_keys: tuple[bytes, ...]
     usb_serial: str | None
     institution: str | None
     worker_id: str | None
+    census: CensusMoment | None
     ca_cert_path: Path
     snapshot: bytes = field(repr=False)
+    data_public_key: bytes = b""  # from the root-verified snapshot, set by ``load``
+    gateway_keys: tuple[bytes, ...] = ()  # likewise
 
     @property
     def public_key(self) -> bytes:
@@ -181,9 +184,6 @@ class ProvisioningBundle:
             check_device_id(device_id)
         except WireError as e:
             raise BundleError("provisioning.json device_id is not a valid device id", field="device_id") from e
-        gateway_keys = body["gateway_keys"]
-        if not isinstance(gateway_keys, list) or not 1 <= len(gateway_keys) <= 16:
-            raise BundleError("provisioning.json gateway_keys must list 1..16 keys", field="gateway_keys")
         tablet = role == "tablet"
         signing_key = load_signing_key(p / DEVICE_KEY, passphrase)
         bundle = cls(
@@ -194,18 +194,17 @@ class ProvisioningBundle:
             signing_key=signing_key,
             gateway_url=check_gateway_url(body["gateway_url"]),
             root_public_key=_hex("root_public_key", body["root_public_key"], 32),
-            data_public_key=_hex("data_public_key", body["data_public_key"], 32),
-            gateway_keys=tuple(_hex("gateway_keys", k, 32) for k in gateway_keys),
             usb_serial=_member(body, "usb_serial", 128) if tablet else None,
             institution=_member(body, "institution", 64) if tablet else None,
             worker_id=_member(body, "worker_id", 64) if tablet else None,
+            census=_census(body["census"]) if tablet else None,
             ca_cert_path=p / CA_CERT,
             snapshot=_read(p / SNAPSHOT),
         )
-        bundle._check_consistency()
-        return bundle
+        return bundle._with_snapshot_keys()
 
-    def _check_consistency(self) -> None:
+    def _with_snapshot_keys(self) -> ProvisioningBundle:
+        """Check the bundle's parts agree; the data and gateway keys are the root-verified snapshot's."""
         if self.key_id != key_id(self.public_key):
             raise BundleError("key_id does not match device.key", field="key_id")
         try:
@@ -221,14 +220,27 @@ class ProvisioningBundle:
                               field="registry.snapshot") from e
         if listed.public_key != self.public_key:
             raise BundleError("registry.snapshot lists another key for this device", field="registry.snapshot")
-        if snap.data_key.public_key != self.data_public_key:
-            raise BundleError("data_public_key differs from the snapshot's data key", field="data_public_key")
-        if set(self.gateway_keys) != {k.public_key for k in snap.gateway_keys}:
-            raise BundleError("gateway_keys differ from the snapshot's gateway keys", field="gateway_keys")
         if isinstance(listed, TabletEntry):
             for name in ("usb_serial", "institution", "worker_id"):
                 if getattr(self, name) != getattr(listed, name):
                     raise BundleError(f"{name} differs from the registry snapshot", field=name)
+        return dataclasses.replace(
+            self,
+            data_public_key=snap.data_key.public_key,
+            gateway_keys=tuple(k.public_key for k in snap.gateway_keys),
+        )
+
+
+def _census(value: object) -> CensusMoment:
+    if not isinstance(value, dict) or set(value) != {"date", "utc_offset_minutes"}:
+        raise BundleError("provisioning.json census must be {date, utc_offset_minutes}", field="census")
+    offset = value["utc_offset_minutes"]
+    try:
+        if type(offset) is not int:
+            raise ValueError("utc_offset_minutes must be an integer")
+        return CensusMoment.parse(value["date"], offset)
+    except ValueError as e:
+        raise BundleError(f"provisioning.json census is invalid: {e}", field="census") from e
 
 
 def _read(path: Path) -> bytes:

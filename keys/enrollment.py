@@ -17,6 +17,8 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from nacl.signing import SigningKey
 
+from wire.census_sheet import FOUNDING_ORDER_MOMENT, CensusMoment
+
 from .authority import DEFAULT_SNAPSHOT_VALIDITY_MS, Authority
 from .bundle import (
     CA_CERT,
@@ -81,8 +83,12 @@ def enroll_tablet(
     act_no: str | None = None,
     bundle_passphrase: bytes | None = None,
     validity_ms: int = DEFAULT_SNAPSHOT_VALIDITY_MS,
+    census: CensusMoment = FOUNDING_ORDER_MOMENT,
 ) -> ProvisioningBundle:
-    """Enroll a tablet issued to ``worker_id`` and write its bundle to ``out_dir`` (must not exist)."""
+    """Enroll a tablet issued to ``worker_id`` and write its bundle to ``out_dir`` (must not exist).
+
+    ``census`` is the census moment the tablet's sheets refer to (provisioning.json ``census``).
+    """
     out = Path(out_dir)
     check_id(device_id, "device_id")
     _prepare(authority, out, gateway_url, device_id)
@@ -95,9 +101,8 @@ def enroll_tablet(
     snapshot = authority.publish(now_ms=now_ms, validity_ms=validity_ms)
     provisioning = provisioning_json(
         role="tablet", device_id=device_id, public_key=record.public_key, gateway_url=gateway_url,
-        root_public_key=authority.root_public_key, data_public_key=authority.data_public_key,
-        gateway_keys=[authority.gateway_public_key], usb_serial=record.usb_serial,
-        institution=record.institution, worker_id=record.worker_id,
+        root_public_key=authority.root_public_key, usb_serial=record.usb_serial,
+        institution=record.institution, worker_id=record.worker_id, census=census,
     )
     bundle = _write(authority, out, subject_id=device_id, key_pem=key_pem, provisioning=provisioning,
                     snapshot=snapshot, bundle_passphrase=bundle_passphrase)
@@ -128,8 +133,7 @@ def enroll_station(
     snapshot = authority.publish(now_ms=now_ms, validity_ms=validity_ms)
     provisioning = provisioning_json(
         role="station", device_id=station_id, public_key=record.public_key, gateway_url=gateway_url,
-        root_public_key=authority.root_public_key, data_public_key=authority.data_public_key,
-        gateway_keys=[authority.gateway_public_key],
+        root_public_key=authority.root_public_key,
     )
     bundle = _write(authority, out, subject_id=station_id, key_pem=key_pem, provisioning=provisioning,
                     snapshot=snapshot, bundle_passphrase=bundle_passphrase)

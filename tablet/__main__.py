@@ -60,7 +60,7 @@ def _open_outbox(args: argparse.Namespace, identity: TabletIdentity, validate: b
         cli_args.home(args) / OUTBOX_FILE,
         device_id=identity.device_id,
         now_ms=now_ms(args),
-        validator=SheetValidator() if validate else None,
+        validator=SheetValidator(identity.census) if validate else None,
     )
 
 
@@ -101,7 +101,7 @@ def _cmd_fill(args: argparse.Namespace) -> int:
     start = cursor.get(key, 0)
     sheets = generate_sheets(
         args.seed, args.count, device_id=identity.device_id, mix=_parse_mix(args.mix), start=start,
-        worker_id=identity.worker_id,
+        worker_id=identity.worker_id, census_moment=identity.census.day,
     )
     with _open_outbox(args, identity, validate=True) as outbox:
         added = outbox.add_sheets(sheets, now_ms=now_ms(args))

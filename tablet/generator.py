@@ -10,7 +10,7 @@ respondent lists, its workers) comes from a per-tablet stream. The j-th sheet of
 an institution answers entry j of its respondent list (wrapping around, as a
 revisit, once the list is exhausted).
 
-Every sheet validates against ``wire/schemas/census-sheet-1.schema.json``;
+Every sheet is valid under docs/census-sheet.md (the schema and the cross-field rules);
 persons are consistent with their relation (children at least 16 years younger
 than their parents, grandchildren than their parents, marital status and
 education fitting the age).
@@ -24,12 +24,14 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
+from wire.census_sheet import FOUNDING_ORDER_MOMENT
+
 from .household import Family, make_household, make_resident
-from .places import INSTITUTION_KINDS, Area, Institution, make_institution, pick_area, random_address
+from .places import INSTITUTION_KINDS, SCHEMA_KIND, Area, Institution, make_institution, pick_area, random_address
 
 __all__ = ["CENSUS_MOMENT", "DEFAULT_MIX", "KindMix", "TabletProfile", "generate_sheets", "tablet_profile"]
 
-CENSUS_MOMENT = date(2026, 10, 1)
+CENSUS_MOMENT = FOUNDING_ORDER_MOMENT.day  # the founding order's; a provisioned tablet uses its bundle's
 _LOCAL = timezone(timedelta(hours=5))  # Kazakhstan, single time zone since 2024
 _SHEETS_PER_DAY = 24
 _FIELD_DAYS = 30
@@ -164,7 +166,7 @@ def _institution_part(
     return {
         "form": "institution",
         "institution_code": inst.code,
-        "institution_kind": inst.kind,
+        "institution_kind": SCHEMA_KIND[inst.kind],
         "respondent_list_entry": inst.list_entry((nth - 1) % inst.list_size + 1),
         "source": "administration_records" if by_records else "interview",
         "worker_id": profile.responsible_workers[inst.code],

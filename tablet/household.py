@@ -32,7 +32,7 @@ def birth_date(rng: random.Random, moment: date, age: int) -> str:
     year = moment.year - age
     day = min(moment.day, 28) if moment.month == 2 else moment.day
     anniversary = date(year, moment.month, day)
-    return (anniversary - timedelta(days=rng.randint(0, 364))).isoformat()
+    return (anniversary - timedelta(days=rng.randint(1, 364))).isoformat()  # born before the moment (S-52)
 
 
 def education_for(rng: random.Random, age: int) -> str:

@@ -22,6 +22,7 @@ from nacl.signing import SigningKey
 
 from keys import ProvisioningBundle
 from keys.errors import KeysError
+from wire.census_sheet import FOUNDING_ORDER_MOMENT, CensusMoment
 from wire.keyids import key_id
 
 from .errors import IdentityError
@@ -44,6 +45,7 @@ class TabletIdentity:
     gateway_url: str | None = None
     ca_cert_path: Path | None = None  # the census CA the gateway's TLS certificate must chain to
     root_public_key: bytes | None = None
+    census: CensusMoment = FOUNDING_ORDER_MOMENT  # the census moment its sheets refer to (provisioning.json)
 
     def gateway_key_map(self) -> dict[bytes, bytes]:
         """Receipt / sync-state keys (key id -> public key) for ``wire.parse_receipt`` and ``parse_sync_state``."""
@@ -64,6 +66,7 @@ class TabletIdentity:
             gateway_url=bundle.gateway_url,
             ca_cert_path=bundle.ca_cert_path,
             root_public_key=bundle.root_public_key,
+            census=bundle.census or FOUNDING_ORDER_MOMENT,
         )
 
 

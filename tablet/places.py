@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "INSTITUTION_KINDS",
+    "SCHEMA_KIND",
     "REGIONS",
     "Area",
     "Institution",
@@ -25,6 +26,13 @@ __all__ = [
 ]
 
 INSTITUTION_KINDS = ("childrens_home", "boarding_school", "hospital", "social_care_centre")
+# The generator's kinds as the sheet's institution_kind codes (docs/census-sheet.md, S-11).
+SCHEMA_KIND = {
+    "childrens_home": "childrens_home",
+    "boarding_school": "gifted_boarding_school",
+    "hospital": "inpatient_care",
+    "social_care_centre": "social_service_centre",
+}
 _KIND_PREFIX = {"childrens_home": "DD", "boarding_school": "SI", "hospital": "BL", "social_care_centre": "CS"}
 
 _STREETS = (

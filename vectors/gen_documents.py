@@ -116,7 +116,7 @@ def receipt_vectors(valid_envelopes: list[dict[str, Any]]) -> dict[str, Any]:
     }
     station_body = {
         **body, "batch_hash": env2["batch_hash"], "seq": 2, "received_at_ms": T_RECEIVED + 1,
-        "road": f"station:{STATION}", "sheets_accepted": 2, "sheets_quarantined": 1,
+        "road": f"station:{STATION}", "sheets_accepted": 3, "sheets_quarantined": 0,
     }
 
     def parsed(b: dict[str, Any], signer: str) -> dict[str, Any]:

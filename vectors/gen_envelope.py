@@ -12,6 +12,7 @@ import struct
 from typing import Any
 
 from gen_keys import ATTACKER_DEVICE, DEVICE, KEYS, LONG_DEVICE, LOST_DEVICE, RETURNED_DEVICE, T_SEALED, derive
+from gen_sheets import SHEET_HOUSEHOLD, SHEETS_MORE
 
 from wire import canonical, sealing
 
@@ -21,12 +22,8 @@ SIGN_LABEL = b"sanaq-sync/v1/batch\x00"
 ED25519_L = 2**252 + 27742317777372353535851937790883648493
 MAX_SAFE = 2**53 - 1
 
-SHEET_1 = {"sheet_id": "S-000001", "form": "A", "institution": "INST-0042", "persons": 3, "answers": {"q1": 1}}
-SHEETS_3 = [
-    {"sheet_id": "S-000002", "form": "A", "note": "Алматы, ауыл 5", "persons": 1, "answers": {"q1": 2, "q7": [1, 3]}},
-    {"sheet_id": "S-000003", "form": "B", "note": "tab\there \"quoted\"", "persons": 0, "answers": {}},
-    {"sheet_id": "S-000004", "form": "A", "note": None, "persons": 12, "answers": {"q1": -1, "ok": True}},
-]
+SHEET_1 = SHEET_HOUSEHOLD  # valid census sheets (sheets.json): the gateway stores them, none is quarantined
+SHEETS_3 = SHEETS_MORE
 
 DEVICES = {
     DEVICE: {"key": "tablet", "status": "issued"},
@@ -46,6 +43,9 @@ PROCEDURE = [
     "members device_id, seq, sheets, v; v == 1 else unsupported-version; device_id, seq and the number of "
     "sheets must equal the header's, else binding-mismatch.",
     "The first failing step gives 'expected'; 'ok' means every step passed and 'sheets' is the result.",
+    "These are a station's steps (6.5 steps 1-4) plus opening (6.5 steps 6-8). A gateway also runs 6.5 step 5 "
+    "after step 3: the schema must be exactly census-sheet/1, else unsupported-schema; 'gateway_expected', where "
+    "present, is the gateway's outcome for the case.",
 ]
 
 
@@ -173,6 +173,9 @@ def _negative_cases(base: bytes) -> list[dict[str, Any]]:
     cases = [
         _bad("empty", "zero bytes", b"", "truncated"),
         _bad("truncated-magic", "ends inside the magic", base[:3], "truncated"),
+        _bad("short-wrong-magic", "two bytes 'XY': the input ends before the magic could be read", b"XY",
+             "truncated"),
+        _bad("wrong-magic-only", "exactly four bytes 'XXXX': a whole magic, and a wrong one", b"XXXX", "malformed"),
         _bad("truncated-header", "ends inside the seq field", base[: off_seq + 3], "truncated"),
         _bad("truncated-ciphertext", "ends inside the ciphertext", base[: hl + 20], "truncated"),
         _bad("truncated-signature", "last byte of the signature missing", base[:-1], "truncated"),
@@ -276,12 +279,14 @@ def envelope_vectors() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     valid = [
         _valid("one-sheet", "the smallest ordinary batch", device_id=DEVICE, seq=1, sheets=[SHEET_1],
                signer="tablet"),
-        _valid("three-sheets", "UTF-8 text, escapes, null, negative numbers and booleans in sheets",
+        _valid("three-sheets", "three valid census sheets: a family with Kazakh and Russian names, an institution "
+               "resident, a household",
                device_id=DEVICE, seq=2, sheets=SHEETS_3, signer="tablet"),
         _valid("max-fields", "64-character device id, 32-character schema, seq and sealed_at_ms 2**53-1",
                device_id=LONG_DEVICE, seq=MAX_SAFE, sheets=[{}], signer="tablet_long", sealed_at_ms=MAX_SAFE,
                schema="census-sheet/1.0-x.y" + "z" * 12),
     ]
+    valid[2]["gateway_expected"] = "unsupported-schema"  # 6.5 step 5: a gateway stores census-sheet/1 only
     base = bytes.fromhex(valid[0]["envelope"])
     content = {
         "vectors": "envelope",

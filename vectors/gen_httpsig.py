@@ -66,6 +66,20 @@ def _variant(base: dict[str, Any], name: str, description: str, expected: str, *
     return out
 
 
+def _reordered(case: dict[str, Any]) -> dict[str, str]:
+    """Signature-Input and Signature of ``case`` re-signed with the parameters in another order."""
+    from wire import httpsig  # noqa: PLC0415
+
+    covered = httpsig.parse_dictionary(case["headers"]["Signature-Input"], what="Signature-Input")["sanaq"]
+    assert isinstance(covered, httpsig.InnerList)
+    inner = httpsig.InnerList(covered.items, tuple(reversed(covered.params)))
+    fields = {k.lower(): v for k, v in case["headers"].items() if k.lower() in ("content-digest", "content-type")}
+    request = httpsig.HttpRequest(case["method"], case["authority"], case["path"], fields)
+    signature = KEYS[case["signer"]].signing_key.sign(httpsig.signature_base(request, inner)).signature
+    return {"Signature-Input": httpsig.serialize_dictionary({"sanaq": inner}),
+            "Signature": httpsig.serialize_dictionary({"sanaq": httpsig.Item(bytes(signature))})}
+
+
 def _flip_b64(value: str) -> str:
     inner = value.split("=:", 1)[1].rstrip(":")
     raw = bytearray(base64.b64decode(inner))
@@ -119,6 +133,20 @@ def httpsig_vectors() -> dict[str, Any] | None:
                                                           signer="other_station", body=envelope,
                                                           content_type=BATCH_TYPE)["headers"]),
         _variant(get, "get-with-body", "a GET carrying a body", "bad-signature-input", body="00"),
+        _variant(post, "created-300s-late", "server clock exactly 300 s ahead of created: inside the window", "ok",
+                 now_s=CREATED + 300),
+        _variant(post, "created-300s-early", "server clock exactly 300 s behind created: inside the window", "ok",
+                 now_s=CREATED - 300),
+        _variant(post, "params-reordered", "parameters in the order tag, nonce, keyid, created (signed so): "
+                 "verifiers accept any order", "ok", headers=_reordered(post)),
+        _variant(post, "signature-63-bytes", "Signature holds 63 bytes", "bad-signature-input",
+                 headers={"Signature": "sanaq=:" + base64.b64encode(bytes(63)).decode("ascii") + ":"}),
+        _variant(post, "signature-base64-unpadded", "Signature base64 without its padding (non-canonical)",
+                 "bad-signature-input", headers={"Signature": post["headers"]["Signature"].replace("==:", ":")}),
+        _variant(post, "query-string", "a query string on a signed request", "bad-signature-input", query="x=1"),
+        _request("content-type-parameter", "Content-Type with a parameter, signed as sent", method="POST",
+                 path="/v1/batches", signer="tablet", body=envelope, content_type=BATCH_TYPE + "; charset=binary",
+                 nonce="Y3QtcGFyYW1ldGVyLW5vbmNl"),
     ]
     return {
         "vectors": "request_signature",

@@ -29,10 +29,12 @@ if str(HERE) not in sys.path:  # allow "import generate" from tests as well as r
 
 from gen_canonical import canonical_vectors  # noqa: E402
 from gen_documents import receipt_vectors, sync_state_vectors  # noqa: E402
+from gen_ed25519 import ed25519_vectors  # noqa: E402
 from gen_envelope import envelope_vectors  # noqa: E402
 from gen_httpsig import httpsig_vectors  # noqa: E402
 from gen_keys import KEYS, SEED_PREFIX, derive, keys_json  # noqa: E402
 from gen_registry import custody_vectors, manifest_vectors, snapshot_vectors  # noqa: E402
+from gen_sheets import sheet_vectors  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
 import wire  # noqa: E402
@@ -85,6 +87,8 @@ def build_all() -> dict[str, dict[str, Any]]:
         "custody.json": custody_vectors(manifest_doc),
         "sync_state.json": sync_state_vectors(),
         "canonical_json.json": canonical_vectors(),
+        "sheets.json": sheet_vectors(),
+        "ed25519.json": ed25519_vectors(),
     }
     request = httpsig_vectors()
     if request is not None:

@@ -21,7 +21,8 @@ Sanaq profile
        GET, HEAD, DELETE   ("@method" "@authority" "@path")
 
    Other methods are refused. A request with a query string is refused (no
-   endpoint takes one); a GET, HEAD or DELETE must have an empty body.
+   endpoint takes one); a GET, HEAD or DELETE carries no body: neither
+   ``Transfer-Encoding`` nor a ``Content-Length`` other than 0.
 3. Component values: ``@method`` as sent (uppercase); ``@authority`` is the
    host (``Host`` or ``:authority``) lowercased, port dropped when it is the
    scheme's default (443 https, 80 http); ``@path`` is the absolute path as
@@ -370,13 +371,17 @@ def parse_and_verify_request(
     window_s: int = 300,
     limits: Limits = DEFAULT_LIMITS,
     scheme: str = "https",
+    announces_body: bool = False,
 ) -> VerifiedRequest:
     """Verify one request under the profile, checks in the order of the module docstring.
 
     ``path`` is the raw path without query, ``query`` the raw query string
     (``""`` when none). ``lookup_key(key_id)`` returns the raw 32-byte Ed25519
     public key or raises (``UnknownKeyError``, ``RevokedKeyError``, ...).
-    Nonce replay is not checked here.
+    Nonce replay is not checked here. ``announces_body`` is true when the
+    request's framing announced a body (``Transfer-Encoding``, or a
+    ``Content-Length`` other than 0), whatever was read of it: a GET, HEAD or
+    DELETE that announces one is refused like one that carries one.
     """
     fields = collect_fields(headers, _FIELDS_READ, max_bytes=limits.max_signature_header_bytes)
     sig_input, sig = fields.get("signature-input", ""), fields.get("signature", "")
@@ -393,7 +398,7 @@ def parse_and_verify_request(
     if components != expected:
         raise SignatureInputError("covered components differ from the profile", method=method)
     _check_target(path, query)
-    if expected is COMPONENTS_WITHOUT_BODY and body:
+    if expected is COMPONENTS_WITHOUT_BODY and (body or announces_body):
         raise SignatureInputError(f"{method} must not carry a body")
     missing = [n for n in expected if not n.startswith("@") and n not in fields]
     if missing:

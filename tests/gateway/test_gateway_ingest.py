@@ -82,8 +82,8 @@ async def test_invalid_sheets_are_quarantined_with_reason(world: World, gw: Gate
     assert (receipt.sheets_accepted, receipt.sheets_quarantined) == (1, 2)
     rows = db_rows(gw.db_path, "SELECT idx, reason FROM quarantine ORDER BY idx")
     assert [r[0] for r in rows] == [1, 2]
-    assert rows[0][1].startswith("persons")
-    assert rows[1][1] == "sheet is not a JSON object"
+    assert rows[0][1] == "S-20 /persons"  # rule id and JSON pointer (docs/census-sheet.md), no value
+    assert rows[1][1] == "S-1"
 
 
 async def test_replayed_request_is_refused_even_after_restart(world: World, tmp_path: Path, session, sheets) -> None:

@@ -192,7 +192,7 @@ async def test_alerts_and_custody_log_follow_real_gateway_events(world: World, g
     assert "1 batch conflicts" in html
     assert "1 attempts by revoked or out-of-service devices" in html
     assert "missing batch seq 2" in html
-    assert "1 sheets quarantined" in html and "persons: fails &#39;type&#39;" in html
+    assert "1 sheets quarantined" in html and "S-20 /persons" in html  # rule id + pointer (docs/census-sheet.md)
     assert "<b>ST-02</b> never heard from" in html and "<b>ST-01</b> never" not in html
     assert '<td class="mono">ST-01</td><td class="mono">TAB-0002</td><td class="num">2</td>' in html
     assert 'id="fleet-TAB-0001" class="row-green"' in html

@@ -179,9 +179,12 @@ OTHER_KEY = bytes(SigningKey.generate().verify_key).hex()
         ("key_id", lambda b: b.update(key_id="AB" * 16)),
         ("gateway_url", lambda b: b.update(gateway_url="http://gateway.example")),
         ("gateway_url", lambda b: b.update(gateway_url="https://user:pw@gateway.example")),
-        ("gateway_keys", lambda b: b.update(gateway_keys=[])),
-        ("gateway_keys", lambda b: b.update(gateway_keys=[OTHER_KEY])),
-        ("data_public_key", lambda b: b.update(data_public_key=OTHER_KEY)),
+        ("members", lambda b: b.update(gateway_keys=[OTHER_KEY])),  # keys come from the snapshot only
+        ("members", lambda b: b.update(data_public_key=OTHER_KEY)),
+        ("census", lambda b: b.update(census={"date": "2020-10-32", "utc_offset_minutes": 360})),
+        ("census", lambda b: b.update(census={"date": "2020-10-01", "utc_offset_minutes": "360"})),
+        ("census", lambda b: b.update(census={"date": "2020-10-01"})),
+        ("census", lambda b: b.update(census="2020-10-01")),
         ("registry.snapshot", lambda b: b.update(root_public_key=OTHER_KEY)),
         ("registry.snapshot", lambda b: b.update(device_id="T-9999")),
         ("device_id", lambda b: b.update(device_id="../etc")),
@@ -248,7 +251,7 @@ JSON_VALUES = st.recursive(
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=20), children, max_size=4),
     max_leaves=10,
 )
-MEMBERS = ["v", "role", "device_id", "key_id", "gateway_url", "root_public_key", "data_public_key", "gateway_keys",
+MEMBERS = ["v", "role", "device_id", "key_id", "gateway_url", "root_public_key", "data_public_key", "census",
            "usb_serial", "institution", "worker_id", "extra"]
 
 

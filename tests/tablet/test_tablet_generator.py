@@ -9,8 +9,10 @@ import pytest
 
 from tablet.generator import CENSUS_MOMENT, KindMix, generate_sheets, tablet_profile
 from tablet.people import female_surname, patronymic
+from tablet.places import SCHEMA_KIND
 from wire import canonical
 
+GEN_KIND = {code: kind for kind, code in SCHEMA_KIND.items()}  # institution_kind code -> generator kind
 KAZAKH_LETTERS = set("ӘәҒғҚқҢңӨөҰұҮүҺһІі")
 
 
@@ -56,7 +58,7 @@ def test_kind_mix_rejects_bad_weights(weights: dict[str, int]) -> None:
 
 
 def test_variety(many: list[dict]) -> None:
-    kinds = collections.Counter(s.get("institution_kind", "household") for s in many)
+    kinds = collections.Counter(GEN_KIND.get(s.get("institution_kind", ""), "household") for s in many)
     assert set(kinds) == {"household", "childrens_home", "boarding_school", "hospital", "social_care_centre"}
     assert kinds["household"] > 400
     persons = [p for s in many for p in s["persons"]]
@@ -146,7 +148,7 @@ def test_institution_sheets_answer_distinct_list_entries() -> None:
     entries = [s["respondent_list_entry"] for s in sheets]
     assert len(set(entries)) == len(entries)
     for s in sheets:
-        inst = profile.institutions[s["institution_kind"]]
+        inst = profile.institutions[GEN_KIND[s["institution_kind"]]]
         assert s["institution_code"] == inst.code
         assert s["respondent_list_entry"].startswith(inst.code + "/")
         assert 1 <= int(s["respondent_list_entry"].split("/")[1]) <= inst.list_size
@@ -154,11 +156,11 @@ def test_institution_sheets_answer_distinct_list_entries() -> None:
         assert s["persons"][0]["relation_to_head"] == "resident"
     ages = collections.defaultdict(list)
     for s in sheets:
-        ages[s["institution_kind"]].append(_age(s["persons"][0]["birth_date"]))
+        ages[GEN_KIND[s["institution_kind"]]].append(_age(s["persons"][0]["birth_date"]))
     assert max(ages["childrens_home"]) <= 17 and max(ages["boarding_school"]) <= 17
     assert min(ages["social_care_centre"]) >= 18
 
 
 def test_only_mixed_kinds_appear() -> None:
     sheets = generate_sheets(4, 40, device_id="tab-h", mix=KindMix.only(hospital=1))
-    assert {s["institution_kind"] for s in sheets} == {"hospital"}
+    assert {s["institution_kind"] for s in sheets} == {"inpatient_care"}

@@ -355,6 +355,25 @@ def test_snapshot_refusals(make_body: Any, expected: str) -> None:
     assert code(lambda: accept_snapshot(data, pub(ROOT), now_ms=T)) == expected
 
 
+# protocol.md section 9, "Verification order of a snapshot": header members, rollback, expiry, then entries.
+SNAPSHOT_ORDER = [
+    ("old-with-bad-entry", {"status": "stolen"}, {}, 5, T, "rollback"),
+    ("expired-with-bad-entry", {"status": "stolen"}, {"expires_at_ms": T}, 0, T, "expired"),
+    ("old-and-expired", {}, {"expires_at_ms": T}, 5, T, "rollback"),
+    ("current-with-bad-entry", {"status": "stolen"}, {}, 0, T, "malformed"),
+    ("bad-version-type-and-old", {}, {"version": "1"}, 5, T, "malformed"),
+]
+
+
+@pytest.mark.parametrize(("tablet_change", "body_change", "held", "now", "expected"),
+                         [pytest.param(*c[1:], id=c[0]) for c in SNAPSHOT_ORDER])
+def test_snapshot_verification_order(tablet_change: dict[str, Any], body_change: dict[str, Any], held: int,
+                                     now: int, expected: str) -> None:
+    body = {**_with_tablet(**tablet_change), **body_change}
+    data = craft(DocKind.SNAPSHOT, body, ROOT)
+    assert code(lambda: accept_snapshot(data, pub(ROOT), now_ms=now, min_version=held)) == expected
+
+
 # --- USB manifest and custody --------------------------------------------------------------------
 
 
