@@ -10,6 +10,7 @@ Layout (directory 0700, private files 0600, made by ``Authority.create``)::
     gateway-tls.key gateway-tls.crt   the gateway's server certificate
     registry.db               SQLite device registry (``keys.registry``)
     registry.snapshot         latest published signed snapshot
+    retired/                  keys retired by ``sanaq-keys rotate`` (``keys.rotation``)
 
 ``create`` builds everything in a temporary sibling directory and renames it
 into place, so a crash never leaves a half authority. One passphrase (or
@@ -63,6 +64,7 @@ class Authority:
     TLS_KEY, TLS_CERT = "gateway-tls.key", "gateway-tls.crt"
     REGISTRY = "registry.db"
     SNAPSHOT = "registry.snapshot"
+    RETIRED = "retired"
 
     def __init__(self, path: Path, passphrase: bytes | None) -> None:
         self.path = path
@@ -233,7 +235,7 @@ class Authority:
         data = self.registry.build_snapshot(
             root_key=root,
             data_public_key=self.data_public_key,
-            gateway_public_keys=[self.gateway_public_key],
+            gateway_public_keys=self.receipt_public_keys(),
             now_ms=now_ms,
             validity_ms=validity_ms,
         )
@@ -251,4 +253,17 @@ class Authority:
 
     def gateway_key_map(self) -> dict[bytes, bytes]:
         """Receipt keys the authority vouches for (key id -> public key), to verify sync states."""
-        return {self.gateway_key_id: self.gateway_public_key}
+        return {key_id(k): k for k in self.receipt_public_keys()}
+
+    def receipt_public_keys(self) -> list[bytes]:
+        """The current receipt key first, then every retired one (receipts they signed stay verifiable)."""
+        retired = sorted((self.path / self.RETIRED).glob("receipt-*.pub"))
+        return [self.gateway_public_key, *(load_public_key(p) for p in retired)]
+
+    def retired_data_keys(self) -> list[tuple[str, PrivateKey]]:
+        """(key id hex, private key) of every retired data key, oldest file name order."""
+        keys = []
+        for path in sorted((self.path / self.RETIRED).glob("data-*.key")):
+            key = load_data_key(path, self._passphrase)
+            keys.append((key_id(bytes(key.public_key)).hex(), key))
+        return keys

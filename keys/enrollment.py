@@ -96,7 +96,7 @@ def enroll_tablet(
     provisioning = provisioning_json(
         role="tablet", device_id=device_id, public_key=record.public_key, gateway_url=gateway_url,
         root_public_key=authority.root_public_key, data_public_key=authority.data_public_key,
-        gateway_keys=[authority.gateway_public_key], usb_serial=record.usb_serial,
+        gateway_keys=authority.receipt_public_keys(), usb_serial=record.usb_serial,
         institution=record.institution, worker_id=record.worker_id,
     )
     bundle = _write(authority, out, subject_id=device_id, key_pem=key_pem, provisioning=provisioning,
@@ -129,7 +129,7 @@ def enroll_station(
     provisioning = provisioning_json(
         role="station", device_id=station_id, public_key=record.public_key, gateway_url=gateway_url,
         root_public_key=authority.root_public_key, data_public_key=authority.data_public_key,
-        gateway_keys=[authority.gateway_public_key],
+        gateway_keys=authority.receipt_public_keys(),
     )
     bundle = _write(authority, out, subject_id=station_id, key_pem=key_pem, provisioning=provisioning,
                     snapshot=snapshot, bundle_passphrase=bundle_passphrase)
