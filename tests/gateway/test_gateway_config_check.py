@@ -124,7 +124,7 @@ def test_each_problem_is_named_with_option_and_file(site: Site, case: str, break
     breakage(site)
     problems = [f for f in site.check() if f[0] == "problem"]
     assert problems, case
-    level, got_option, got_file, message = problems[0]
+    _level, got_option, got_file, message = problems[0]
     assert got_option == option, problems
     assert words in message, problems
     if file is None:
@@ -145,7 +145,7 @@ def test_rotated_data_key_not_installed_is_a_warning(site: Site, authority_dir: 
     """A snapshot naming a data key this gateway lacks (rotated, not installed) is shown before tablets fail."""
     copy = tmp_path / "auth-copy"
     shutil.copytree(authority_dir, copy)
-    from keys.rotation import rotate_data  # noqa: PLC0415
+    from keys.rotation import rotate_data
 
     with Authority.open(copy) as a:
         rotate_data(a, now_ms=NOW, validity_ms=7 * 86_400_000)
