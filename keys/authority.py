@@ -6,6 +6,7 @@ Layout (directory 0700, private files 0600, made by ``Authority.create``)::
     root.key   root.pub       Ed25519 authority root: signs registry snapshots
     data.key   data.pub       X25519 census data key: every batch is sealed to it
     gateway.key gateway.pub   Ed25519 gateway receipt key (listed in every snapshot)
+    gateway-next.key/.pub     the prepared next receipt key, listed too (``rotate receipt --prepare``)
     ca.key     ca.crt         census TLS CA (ECDSA P-256)
     gateway-tls.key gateway-tls.crt   the gateway's server certificate
     registry.db               SQLite device registry (``keys.registry``)
@@ -60,6 +61,7 @@ class Authority:
     ROOT_KEY, ROOT_PUB = "root.key", "root.pub"
     DATA_KEY, DATA_PUB = "data.key", "data.pub"
     GATEWAY_KEY, GATEWAY_PUB = "gateway.key", "gateway.pub"
+    NEXT_GATEWAY_KEY, NEXT_GATEWAY_PUB = "gateway-next.key", "gateway-next.pub"
     CA_KEY, CA_CERT = "ca.key", "ca.crt"
     TLS_KEY, TLS_CERT = "gateway-tls.key", "gateway-tls.crt"
     REGISTRY = "registry.db"
@@ -256,9 +258,20 @@ class Authority:
         return {key_id(k): k for k in self.receipt_public_keys()}
 
     def receipt_public_keys(self) -> list[bytes]:
-        """The current receipt key first, then every retired one (receipts they signed stay verifiable)."""
+        """The current receipt key, the prepared next one, every retired one (their receipts stay verifiable)."""
         retired = sorted((self.path / self.RETIRED).glob("receipt-*.pub"))
-        return [self.gateway_public_key, *(load_public_key(p) for p in retired)]
+        nxt = self.next_receipt_public_key()
+        return [self.gateway_public_key, *([nxt] if nxt is not None else []), *(load_public_key(p) for p in retired)]
+
+    def next_receipt_public_key(self) -> bytes | None:
+        path = self.path / self.NEXT_GATEWAY_PUB
+        return load_public_key(path) if path.exists() else None
+
+    def next_receipt_signing_key(self) -> SigningKey:
+        nxt = self.next_receipt_public_key()
+        if nxt is None:
+            raise AuthorityError("no next receipt key is prepared", path=str(self.path))
+        return self._signing_key(self.NEXT_GATEWAY_KEY, nxt)
 
     def retired_data_keys(self) -> list[tuple[str, PrivateKey]]:
         """(key id hex, private key) of every retired data key, oldest file name order."""

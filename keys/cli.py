@@ -40,7 +40,7 @@ from .errors import KeysError, WrongPassphraseError
 from .files import atomic_write, load_public_key, read_passphrase_file
 from .gateway_bundle import export_gateway
 from .registry_push import push_snapshot, registry_status
-from .rotation import rotate_data, rotate_receipt, rotate_tls
+from .rotation import prepare_receipt, rotate_data, rotate_receipt, rotate_tls
 from .tls import DEFAULT_SERVER_NAMES
 
 __all__ = ["build_parser", "main"]
@@ -210,6 +210,8 @@ def _cmd_export_gateway(args: argparse.Namespace) -> int:
 def _cmd_rotate(args: argparse.Namespace) -> int:
     if args.kind != "tls" and (args.server_name or args.cert_validity_days is not None):
         raise _UsageError("--server-name and --cert-validity-days belong to `rotate tls`")
+    if args.prepare and args.kind != "receipt":
+        raise _UsageError("--prepare belongs to `rotate receipt`")
     with _open(args) as a:
         if args.kind == "tls":
             days = args.cert_validity_days if args.cert_validity_days is not None else 825
@@ -217,6 +219,8 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
                 raise _UsageError("--cert-validity-days must be 1..3650")
             rotation = rotate_tls(a, now_ms=_now(args), validity_ms=_validity_ms(args),
                                   server_names=args.server_name, validity_days=days)
+        elif args.kind == "receipt" and args.prepare:
+            rotation = prepare_receipt(a, now_ms=_now(args), validity_ms=_validity_ms(args))
         elif args.kind == "receipt":
             rotation = rotate_receipt(a, now_ms=_now(args), validity_ms=_validity_ms(args))
         else:
@@ -338,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("rotate", help="rotate the gateway TLS certificate, receipt key or census data key",
             description="tls: new server key and certificate from the census CA (new names, new expiry). "
-                        "receipt: new receipt key; the old public key stays listed in snapshots. "
+                        "receipt: switch to the key prepared with --prepare (else a new one); the old public "
+                        "key stays listed in snapshots. "
                         "data: new census data key; the old private key is kept and exported. "
                         "Each publishes a new snapshot; then export-gateway, install, restart, push "
                         "(order in docs/operations.md, 'Rotating keys').")
@@ -347,6 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-name", action="append", metavar="NAME",
                    help="tls only: gateway TLS name or IP (repeatable; default: the current certificate's)")
     p.add_argument("--cert-validity-days", type=int, metavar="N", help="tls only: certificate validity (825)")
+    p.add_argument("--prepare", action="store_true",
+                   help="receipt only: make and list the next receipt key now, switch later (tablets enrolled "
+                        "from now on will accept it)")
     p.set_defaults(func=_cmd_rotate)
 
     p = add("push", help="send the latest snapshot to every gateway instance (PUT /v1/registry)")

@@ -207,6 +207,12 @@ def rotated(rotation: Rotation, *, as_json: bool) -> None:
         _json(info)
         return
     c = _console()
+    if rotation.kind == "receipt-prepare":
+        c.print(f"Prepared the next receipt key {rotation.new_key_id} (current {rotation.old_key_id} stays in use); "
+                f"snapshot version {rotation.snapshot_version} published, listing both")
+        c.print("Next: push; bundles enrolled from now on accept receipts of either key. "
+                "`sanaq-keys rotate receipt` switches later.")
+        return
     what = {"tls": "TLS certificate (serial)", "receipt": "receipt key", "data": "census data key"}[rotation.kind]
     c.print(f"Rotated the {what}: {rotation.old_key_id} -> {rotation.new_key_id}; "
             f"snapshot version {rotation.snapshot_version} published")

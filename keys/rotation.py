@@ -4,6 +4,15 @@ Each rotation changes the authority directory and publishes a new snapshot;
 nothing reaches a gateway until the operator exports and installs a new
 gateway directory (``docs/operations.md``, "Rotating keys", gives the order).
 
+A receipt key can be *prepared* ahead (``rotate receipt --prepare``):
+``gateway-next.key/.pub`` is listed in every snapshot and every new bundle
+while the gateway keeps signing with the current key. Tablets learn receipt
+keys only from their bundle, so a next key prepared at the ceremony, before
+tablets are enrolled, lets a later ``rotate receipt`` switch to it without
+any tablet refusing the new receipts. Without a prepared key ``rotate
+receipt`` makes a new one at once (tablets enrolled before then cannot
+verify its receipts until they get a new bundle: the emergency case).
+
 What is kept, and why (``<authority>/retired/``, directory 0700)::
 
     receipt-<key id>.pub   a retired receipt key: stays listed in every snapshot's
@@ -37,11 +46,11 @@ from nacl.signing import SigningKey
 from wire.keyids import key_id
 
 from .authority import Authority
-from .errors import StorageError
+from .errors import AuthorityError, StorageError
 from .files import atomic_write, load_private_pem, save_data_key, save_public_key, save_signing_key
 from .tls import load_cert, load_tls_key, make_server_cert, save_cert, save_tls_key
 
-__all__ = ["Rotation", "rotate_data", "rotate_receipt", "rotate_tls", "server_names_of"]
+__all__ = ["Rotation", "prepare_receipt", "rotate_data", "rotate_receipt", "rotate_tls", "server_names_of"]
 
 _log = structlog.get_logger("keys.rotation")
 
@@ -50,7 +59,7 @@ _log = structlog.get_logger("keys.rotation")
 class Rotation:
     """What one rotation did: which key id went out, which came in, the snapshot version published."""
 
-    kind: str  # tls | receipt | data
+    kind: str  # tls | receipt | receipt-prepare | data
     old_key_id: str
     new_key_id: str
     snapshot_version: int
@@ -73,15 +82,35 @@ def _write_meta(a: Authority, **changes: str) -> None:
     atomic_write(path, json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n", mode=0o644)
 
 
+def prepare_receipt(a: Authority, *, now_ms: int, validity_ms: int) -> Rotation:
+    """Make the next receipt key and list it in snapshots and bundles; the gateway keeps the current one."""
+    a.root_signing_key()
+    if a.next_receipt_public_key() is not None:
+        raise AuthorityError("a next receipt key is already prepared; `rotate receipt` switches to it",
+                             path=str(a.path / Authority.NEXT_GATEWAY_PUB))
+    new = SigningKey.generate()
+    save_signing_key(a.path / Authority.NEXT_GATEWAY_KEY, new, a.passphrase)
+    save_public_key(a.path / Authority.NEXT_GATEWAY_PUB, bytes(new.verify_key))
+    a.publish(now_ms=now_ms, validity_ms=validity_ms)
+    rotation = Rotation("receipt-prepare", a.gateway_key_id.hex(), key_id(bytes(new.verify_key)).hex(),
+                        a.registry.latest_version())
+    _log.info("keys.rotation.prepared", kind="receipt", next_key_id=rotation.new_key_id)
+    return rotation
+
+
 def rotate_receipt(a: Authority, *, now_ms: int, validity_ms: int) -> Rotation:
-    """A new receipt key; the old public key stays listed in every snapshot (receipts it signed stay valid)."""
+    """Switch to the prepared receipt key (else a new one); the old public key stays listed in every snapshot."""
     a.root_signing_key()  # fail on a wrong passphrase before anything changes
     old_pub = a.gateway_public_key
     save_public_key(_retired_dir(a) / f"receipt-{key_id(old_pub).hex()}.pub", old_pub)
-    new = SigningKey.generate()
+    prepared = a.next_receipt_public_key()
+    new = a.next_receipt_signing_key() if prepared is not None else SigningKey.generate()
     save_signing_key(a.path / Authority.GATEWAY_KEY, new, a.passphrase)
     save_public_key(a.path / Authority.GATEWAY_PUB, bytes(new.verify_key))
     _write_meta(a, gateway_key_id=key_id(bytes(new.verify_key)).hex())
+    if prepared is not None:
+        (a.path / Authority.NEXT_GATEWAY_KEY).unlink()
+        (a.path / Authority.NEXT_GATEWAY_PUB).unlink()
     a.gateway_public_key = bytes(new.verify_key)
     a.publish(now_ms=now_ms, validity_ms=validity_ms)
     rotation = Rotation("receipt", key_id(old_pub).hex(), a.gateway_key_id.hex(), a.registry.latest_version())
