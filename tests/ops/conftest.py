@@ -53,6 +53,8 @@ class Workspace:
             PYTHONPATH=str(REPO),
             KEYS=str(self.keys), CONFIG=str(self.config), DROPIN=str(self.dropin), GATEWAYS=self.url,
             OPS_TEST_STATE=str(self.state),
+            # What LoadCredential= would hand the service: check-config and the gateway read the keys there.
+            CREDENTIALS_DIRECTORY=str(self.keys),
         )
 
     def write_gateway_config(self) -> None:
