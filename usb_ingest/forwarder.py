@@ -142,6 +142,7 @@ class Forwarder:
                 return False
             delay = min(self._backoff(result), remaining)
             log.warning("usb.forward.retry_later", delay_s=round(delay, 2), reason=result.error)
+            self._on_state("blocked" if result.kind == "blocked" else "waiting", None, result.error)
             await asyncio.sleep(delay)
 
     async def forward_round(self) -> RoundResult:

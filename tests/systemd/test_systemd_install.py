@@ -141,15 +141,15 @@ def test_sysusers_and_tmpfiles_make_users_and_private_directories(stage: Path, t
     assert users["sanaq-ingest"][3] == groups["sanaq-ingest"][2]
     assert all(not g[3] for g in groups.values()), "nobody is a supplementary member of our groups"
     ingest = int(users["sanaq-ingest"][2])
-    for path, owner in (
-        ("var/lib/sanaq-usb-ingest/spool", ingest),
-        ("var/lib/sanaq-usb-ingest", ingest),
-        ("var/lib/sanaq-gateway", int(users["sanaq-gateway"][2])),
-        ("etc/sanaq/keys", 0),
-        ("etc/sanaq/station", 0),
+    for path, owner, mode in (
+        ("var/lib/sanaq-usb-ingest/spool", ingest, 0o700),
+        ("var/lib/sanaq-usb-ingest", ingest, 0o750),  # group members read status.json; the spool stays 0700
+        ("var/lib/sanaq-gateway", int(users["sanaq-gateway"][2]), 0o700),
+        ("etc/sanaq/keys", 0, 0o700),
+        ("etc/sanaq/station", 0, 0o700),
     ):
         st = (root / path).stat()
-        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, owner), path
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (mode, owner), path
 
 
 @pytest.mark.parametrize("python", ["/root/python3", "/home/admin/venv/bin/python3", "/nonexistent-dir/python3"])
