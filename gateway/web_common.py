@@ -47,7 +47,9 @@ async def signed_request(
     except Exception as e:
         code = getattr(e, "code", None)
         if code in ("revoked",):
-            await record_security_event(ctx, "revoked-signer", detail={"reason": str(e)})
+            facts = getattr(e, "facts", {})
+            await record_security_event(ctx, "revoked-signer", device_id=facts.get("signer"),
+                                        key_id=facts.get("key_id"), detail={"reason": str(e)})
         raise
     structlog.contextvars.bind_contextvars(signer=auth.signer.ident)
     if record_nonce:

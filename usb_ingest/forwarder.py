@@ -196,7 +196,7 @@ class Forwarder:
             return await self._refused(entry, e, fields)
         self.delivered_total += 1
         log.info("usb.forward.delivered", duplicate=answer.duplicate, road=answer.road,
-                 batch_hash=entry.batch_hash.hex()[:16], **fields)
+                 batch_hash=entry.batch_hash.hex(), **fields)
         return _Outcome("delivered")
 
     async def _send_custody(self, entry: CustodyEntry) -> _Outcome:
