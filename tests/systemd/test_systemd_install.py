@@ -186,3 +186,41 @@ def test_full_install_builds_a_working_virtualenv(tmp_path: Path) -> None:
     assert imports.returncode == 0, imports.stderr
     make_install(tmp_path, f"SANAQ_PYTHON={python}", target="uninstall")
     assert not home.exists()
+
+
+def test_prefix_outside_usr_keeps_units_and_rules_where_systemd_and_udev_look(tmp_path: Path, dev_env: Path) -> None:
+    out = make_install(tmp_path, "PREFIX=/opt/sanaq-sync", env_home=dev_env)
+    assert "units and rules to /usr/local/lib" in out
+    unit = tmp_path / "usr/local/lib/systemd/system/sanaq-gateway.service"
+    assert "ExecStart=/opt/sanaq-sync/bin/sanaq-gateway serve" in unit.read_text()
+    for path in ("usr/local/lib/udev/rules.d/70-sanaq-tablet.rules", "usr/local/lib/sysusers.d/sanaq.conf",
+                 "usr/local/lib/tmpfiles.d/sanaq.conf", "opt/sanaq-sync/bin/sanaq-gateway"):
+        assert (tmp_path / path).exists(), path
+    assert not (tmp_path / "opt/sanaq-sync/lib").exists()  # nothing systemd or udev would have to find there
+    verified = make_install(tmp_path, "PREFIX=/opt/sanaq-sync", env_home=dev_env, target="verify-units")
+    assert "verified: sanaq-gateway.service sanaq-usb-ingest.service" in verified
+
+
+@pytest.mark.parametrize("var", ["UNITDIR=/opt/sanaq-sync/lib/systemd/system", "UDEVRULESDIR=/opt/rules"])
+def test_a_directory_systemd_or_udev_never_reads_is_refused(tmp_path: Path, dev_env: Path, var: str) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(REPO / "systemd/install.mk"), "install", f"DESTDIR={tmp_path}",
+         "SANAQ_VENV=no", f"SANAQ_HOME={dev_env}", var],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert f"refusing: {var}: systemd and udev never read there" in done.stderr
+    assert tree(tmp_path) == set()
+
+
+def test_verify_units_target_reports_a_broken_unit(tmp_path: Path, dev_env: Path) -> None:
+    make_install(tmp_path, env_home=dev_env)
+    make_install(tmp_path, env_home=dev_env, target="verify-units")  # clean as installed
+    unit = tmp_path / "usr/lib/systemd/system/sanaq-usb-ingest.service"
+    unit.write_text(unit.read_text().replace("[Service]", "[Service]\nRestartSecc=5", 1))
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(REPO / "systemd/install.mk"), "verify-units",
+         f"DESTDIR={tmp_path}"], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert "RestartSecc" in done.stderr and "systemd-analyze verify reported" in done.stderr
