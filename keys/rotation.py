@@ -53,6 +53,14 @@ from .tls import load_cert, load_tls_key, make_server_cert, save_cert, save_tls_
 __all__ = ["Rotation", "prepare_receipt", "rotate_data", "rotate_receipt", "rotate_tls", "server_names_of"]
 
 _log = structlog.get_logger("keys.rotation")
+MAX_RECEIPT_KEYS = 16  # a snapshot's gateway_keys (wire.snapshot) and a bundle's list hold at most this many
+
+
+def _room_for_one_more_receipt_key(a: Authority) -> None:
+    if len(a.receipt_public_keys()) >= MAX_RECEIPT_KEYS:
+        raise AuthorityError(
+            f"a snapshot lists at most {MAX_RECEIPT_KEYS} receipt keys: remove the oldest retired/receipt-*.pub "
+            "once no receipt or sync state it signed is still needed", path=str(a.path / Authority.RETIRED))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,7 @@ def _write_meta(a: Authority, **changes: str) -> None:
 def prepare_receipt(a: Authority, *, now_ms: int, validity_ms: int) -> Rotation:
     """Make the next receipt key and list it in snapshots and bundles; the gateway keeps the current one."""
     a.root_signing_key()
+    _room_for_one_more_receipt_key(a)
     if a.next_receipt_public_key() is not None:
         raise AuthorityError("a next receipt key is already prepared; `rotate receipt` switches to it",
                              path=str(a.path / Authority.NEXT_GATEWAY_PUB))
@@ -101,6 +110,8 @@ def prepare_receipt(a: Authority, *, now_ms: int, validity_ms: int) -> Rotation:
 def rotate_receipt(a: Authority, *, now_ms: int, validity_ms: int) -> Rotation:
     """Switch to the prepared receipt key (else a new one); the old public key stays listed in every snapshot."""
     a.root_signing_key()  # fail on a wrong passphrase before anything changes
+    if a.next_receipt_public_key() is None:
+        _room_for_one_more_receipt_key(a)
     old_pub = a.gateway_public_key
     save_public_key(_retired_dir(a) / f"receipt-{key_id(old_pub).hex()}.pub", old_pub)
     prepared = a.next_receipt_public_key()

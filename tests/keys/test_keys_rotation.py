@@ -114,3 +114,16 @@ def test_wrong_passphrase_changes_nothing(tmp_path: Path, rotate) -> None:  # ty
     after = {p.name: p.read_bytes() for p in path.iterdir() if p.is_file()}
     assert after == before
     assert not (path / "retired").exists()
+
+
+def test_receipt_keys_stop_at_what_a_snapshot_can_list(authority: Authority) -> None:
+    for i in range(15):
+        rotate_receipt(authority, now_ms=NOW + i, validity_ms=WEEK)
+    assert len(authority.receipt_public_keys()) == 16
+    accept_snapshot(authority.snapshot_path.read_bytes(), authority.root_public_key, now_ms=NOW)
+    version = authority.registry.latest_version()
+    with pytest.raises(AuthorityError, match="at most 16 receipt keys"):
+        rotate_receipt(authority, now_ms=NOW + 99, validity_ms=WEEK)
+    with pytest.raises(AuthorityError, match="at most 16 receipt keys"):
+        prepare_receipt(authority, now_ms=NOW + 99, validity_ms=WEEK)
+    assert authority.registry.latest_version() == version and len(authority.receipt_public_keys()) == 16
