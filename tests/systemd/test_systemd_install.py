@@ -74,7 +74,11 @@ def test_wrapper_passes_arguments_and_exit_status(stage: Path, tmp_path: Path) -
     bad.write_text("[server]\nportt = 1\n")
     done = check_config(stage / "usr/bin/sanaq-gateway", bad, tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == "sanaq-gateway: unknown option(s) in gateway config.server: portt"
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        f"PROBLEM: {bad}: config ({bad}): unknown option(s) in gateway config.server: portt",
+        f"{bad}: 1 problem(s); the service would not start with this configuration",
+    ]
     keys = subprocess.run(
         [str(stage / "usr/bin/sanaq-keys"), "--help"], capture_output=True, text=True, timeout=60, check=False
     )
