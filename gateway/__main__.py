@@ -105,9 +105,9 @@ def _root_public_key(config: GatewayConfig) -> bytes:
     try:
         key = bytes.fromhex(text)
     except ValueError as e:
-        raise ConfigError("the root public key must be 64 hex digits") from e
+        raise ConfigError("keys.root_public_key must be the 64 hex digits of root.pub (see check-config)") from e
     if len(key) != 32:
-        raise ConfigError("the root public key must be 64 hex digits")
+        raise ConfigError("keys.root_public_key must be the 64 hex digits of root.pub (see check-config)")
     return key
 
 
@@ -132,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="TOML configuration file (e.g. /etc/sanaq/gateway.toml); defaults apply without one",
     )
-    c = sub.add_parser("check-config", help="validate a configuration file and print the effective settings")
+    c = sub.add_parser("check-config", help="check a configuration, its key files and keys as the unit sees them")
     c.add_argument("--config", type=Path, required=True)
     conformance.add_arguments(sub.add_parser("conformance", help="throwaway gateway that tests a client (app teams)"))
     return p
@@ -142,14 +142,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "conformance":
         return conformance.main(args)
+    if args.command == "check-config":
+        from .config_check import main as check_config  # noqa: PLC0415 - only this command needs it
+
+        return check_config(args.config, sys.stdout)
     try:
         config = load_config(args.config)
     except ConfigError as e:
         print(f"sanaq-gateway: {e}", file=sys.stderr)
         return 2
-    if args.command == "check-config":
-        print(config)
-        return 0
     configure_logging(config.server.log_level)
     try:
         return asyncio.run(serve(config))

@@ -53,6 +53,6 @@ def authenticate(request: web.Request, body: bytes, trust: Trust, *, now_ms: int
     )
     signer = trust.signer(verified.key_id)
     if not signer.active:
-        raise RevokedKeyError("signer is not in service", signer=signer.ident)
+        raise RevokedKeyError("signer is not in service", signer=signer.ident, key_id=verified.key_id.hex())
     nonce = NonceUse(verified.key_id, verified.nonce, now_ms + 2 * window_s * 1000 + 1000)
     return Authenticated(signer=signer, created_s=verified.created, nonce=nonce)

@@ -96,5 +96,6 @@ def _refuse(ctx: GatewayContext, err: GatewayError) -> web.Response:
     retry = err.retry_after_s if err.code in ("unavailable", "too-many-requests") else None
     if err.code in ("unavailable", "too-many-requests") and retry is None:
         retry = ctx.config.limits.retry_after_s
-    log.info("request.refused", code=err.code, detail=str(err))
+    level = log.warning if err.code in ("unknown-key", "revoked") else log.info  # what on-call must see
+    level("request.refused", code=err.code, detail=str(err))
     return problem_response(err.code, err.detail, now_ms=ctx.clock(), retry_after_s=retry)

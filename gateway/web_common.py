@@ -90,7 +90,8 @@ async def signed_request(
     try:
         auth = authenticate(request, body, trust, now_ms=ctx.clock(), window_s=ctx.config.limits.request_window_s)
     except RevokedKeyError as e:
-        await record_security_event(ctx, "revoked-signer", detail={"reason": str(e)})
+        await record_security_event(ctx, "revoked-signer", device_id=e.facts.get("signer"),
+                                    key_id=e.facts.get("key_id"), detail={"reason": str(e)})
         raise
     structlog.contextvars.bind_contextvars(signer=auth.signer.ident)
     if record_nonce:

@@ -94,7 +94,7 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     if header.schema != SHEET_SCHEMA_NAME:
         raise ClientProblem(f"unknown sheet schema {header.schema!r}", code="unsupported-schema")
     batch_hash = envelope.batch_hash
-    structlog.contextvars.bind_contextvars(batch_hash=batch_hash.hex()[:16])
+    structlog.contextvars.bind_contextvars(batch_hash=batch_hash.hex())
 
     existing = await ctx.store.find_batch(header.device_id, header.seq)
     if existing is not None:

@@ -6,10 +6,12 @@ Layout (directory 0700, private files 0600, made by ``Authority.create``)::
     root.key   root.pub       Ed25519 authority root: signs registry snapshots
     data.key   data.pub       X25519 census data key: every batch is sealed to it
     gateway.key gateway.pub   Ed25519 gateway receipt key (listed in every snapshot)
+    gateway-next.key/.pub     the prepared next receipt key, listed too (``rotate receipt --prepare``)
     ca.key     ca.crt         census TLS CA (ECDSA P-256)
     gateway-tls.key gateway-tls.crt   the gateway's server certificate
     registry.db               SQLite device registry (``keys.registry``)
     registry.snapshot         latest published signed snapshot
+    retired/                  keys retired by ``sanaq-keys rotate`` (``keys.rotation``)
 
 ``create`` builds everything in a temporary sibling directory and renames it
 into place, so a crash never leaves a half authority. One passphrase (or
@@ -59,10 +61,12 @@ class Authority:
     ROOT_KEY, ROOT_PUB = "root.key", "root.pub"
     DATA_KEY, DATA_PUB = "data.key", "data.pub"
     GATEWAY_KEY, GATEWAY_PUB = "gateway.key", "gateway.pub"
+    NEXT_GATEWAY_KEY, NEXT_GATEWAY_PUB = "gateway-next.key", "gateway-next.pub"
     CA_KEY, CA_CERT = "ca.key", "ca.crt"
     TLS_KEY, TLS_CERT = "gateway-tls.key", "gateway-tls.crt"
     REGISTRY = "registry.db"
     SNAPSHOT = "registry.snapshot"
+    RETIRED = "retired"
 
     def __init__(self, path: Path, passphrase: bytes | None) -> None:
         self.path = path
@@ -233,7 +237,7 @@ class Authority:
         data = self.registry.build_snapshot(
             root_key=root,
             data_public_key=self.data_public_key,
-            gateway_public_keys=[self.gateway_public_key],
+            gateway_public_keys=self.receipt_public_keys(),
             now_ms=now_ms,
             validity_ms=validity_ms,
         )
@@ -251,4 +255,28 @@ class Authority:
 
     def gateway_key_map(self) -> dict[bytes, bytes]:
         """Receipt keys the authority vouches for (key id -> public key), to verify sync states."""
-        return {self.gateway_key_id: self.gateway_public_key}
+        return {key_id(k): k for k in self.receipt_public_keys()}
+
+    def receipt_public_keys(self) -> list[bytes]:
+        """The current receipt key, the prepared next one, every retired one (their receipts stay verifiable)."""
+        retired = sorted((self.path / self.RETIRED).glob("receipt-*.pub"))
+        nxt = self.next_receipt_public_key()
+        return [self.gateway_public_key, *([nxt] if nxt is not None else []), *(load_public_key(p) for p in retired)]
+
+    def next_receipt_public_key(self) -> bytes | None:
+        path = self.path / self.NEXT_GATEWAY_PUB
+        return load_public_key(path) if path.exists() else None
+
+    def next_receipt_signing_key(self) -> SigningKey:
+        nxt = self.next_receipt_public_key()
+        if nxt is None:
+            raise AuthorityError("no next receipt key is prepared", path=str(self.path))
+        return self._signing_key(self.NEXT_GATEWAY_KEY, nxt)
+
+    def retired_data_keys(self) -> list[tuple[str, PrivateKey]]:
+        """(key id hex, private key) of every retired data key, oldest file name order."""
+        keys = []
+        for path in sorted((self.path / self.RETIRED).glob("data-*.key")):
+            key = load_data_key(path, self._passphrase)
+            keys.append((key_id(bytes(key.public_key)).hex(), key))
+        return keys

@@ -2,8 +2,10 @@
 
 Subcommands: ``init``, ``enroll-tablet``, ``enroll-station``, ``revoke``,
 ``mark-lost``, ``mark-returned``, ``list``, ``history``, ``publish``,
-``show-snapshot``, ``export-gateway``. Status changes publish a new snapshot
-unless ``--no-publish`` is given (revocation reaches stations through it).
+``show-snapshot``, ``export-gateway``, ``rotate tls|receipt|data``, ``push``,
+``registry-status``. Enrolments and status changes publish a new snapshot
+(unless ``--no-publish``); it reaches the gateways only with ``push``
+(revocation reaches stations through the gateway).
 
 Passphrases never come from argv: ``--passphrase-file`` or
 ``SANAQ_KEY_PASSPHRASE`` (authority keys), ``--bundle-passphrase-file`` or
@@ -11,7 +13,8 @@ Passphrases never come from argv: ``--passphrase-file`` or
 ``--export-passphrase-file`` or ``SANAQ_EXPORT_PASSPHRASE`` (exported gateway
 keys). Output is human-readable, ``--json`` for scripts. Every refusal is one
 line ``sanaq-keys: error: <code>: <message>`` on stderr and exit status 2;
-``show-snapshot`` exits 1 when the snapshot verifies but has expired.
+``show-snapshot`` exits 1 when the snapshot verifies but has expired;
+``push`` and ``registry-status`` exit 1 when any instance failed or is behind.
 """
 
 from __future__ import annotations
@@ -33,9 +36,11 @@ from wire.errors import WireError
 from . import cli_output as out
 from .authority import DEFAULT_SNAPSHOT_VALIDITY_MS, Authority
 from .enrollment import enroll_station, enroll_tablet
-from .errors import KeysError
+from .errors import KeysError, WrongPassphraseError
 from .files import atomic_write, load_public_key, read_passphrase_file
 from .gateway_bundle import export_gateway
+from .registry_push import push_snapshot, registry_status
+from .rotation import prepare_receipt, rotate_data, rotate_receipt, rotate_tls
 from .tls import DEFAULT_SERVER_NAMES
 
 __all__ = ["build_parser", "main"]
@@ -69,7 +74,9 @@ def _validity_ms(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> Authority:
-    return Authority.open(args.authority, passphrase=_passphrase(args.passphrase_file, "SANAQ_KEY_PASSPHRASE"))
+    passphrase = _passphrase(args.passphrase_file, "SANAQ_KEY_PASSPHRASE")
+    args.authority_passphrase_given = passphrase is not None
+    return Authority.open(args.authority, passphrase=passphrase)
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -200,6 +207,46 @@ def _cmd_export_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rotate(args: argparse.Namespace) -> int:
+    if args.kind != "tls" and (args.server_name or args.cert_validity_days is not None):
+        raise _UsageError("--server-name and --cert-validity-days belong to `rotate tls`")
+    if args.prepare and args.kind != "receipt":
+        raise _UsageError("--prepare belongs to `rotate receipt`")
+    with _open(args) as a:
+        if args.kind == "tls":
+            days = args.cert_validity_days if args.cert_validity_days is not None else 825
+            if not 1 <= days <= 3650:
+                raise _UsageError("--cert-validity-days must be 1..3650")
+            rotation = rotate_tls(a, now_ms=_now(args), validity_ms=_validity_ms(args),
+                                  server_names=args.server_name, validity_days=days)
+        elif args.kind == "receipt" and args.prepare:
+            rotation = prepare_receipt(a, now_ms=_now(args), validity_ms=_validity_ms(args))
+        elif args.kind == "receipt":
+            rotation = rotate_receipt(a, now_ms=_now(args), validity_ms=_validity_ms(args))
+        else:
+            rotation = rotate_data(a, now_ms=_now(args), validity_ms=_validity_ms(args))
+        out.rotated(rotation, as_json=args.json)
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    with _open(args) as a:
+        snapshot = a.latest_snapshot()
+        if snapshot is None:
+            raise _UsageError("the authority has no published snapshot; run `sanaq-keys publish` first")
+        record = a.registry.list_snapshots()[-1]
+        answers = push_snapshot(args.url, snapshot, a.ca_cert_path)
+    return out.pushed(record, answers, as_json=args.json)
+
+
+def _cmd_registry_status(args: argparse.Namespace) -> int:
+    with _open(args) as a:
+        records = {r.version: r for r in a.registry.list_snapshots()}
+        latest = a.registry.latest_version()
+        answers = registry_status(args.url, a.ca_cert_path)
+    return out.registry_status(answers, records, latest, _now(args), as_json=args.json)
+
+
 def _add_common(p: argparse.ArgumentParser, *, authority: bool = True, publish: bool = False) -> None:
     if authority:
         p.add_argument("--authority", required=True, metavar="DIR", help="authority directory (from init)")
@@ -292,6 +339,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-passphrase-file", metavar="FILE",
                    help="encrypt exported keys (else $SANAQ_EXPORT_PASSPHRASE; default unencrypted)")
     p.set_defaults(func=_cmd_export_gateway)
+
+    p = add("rotate", help="rotate the gateway TLS certificate, receipt key or census data key",
+            description="tls: new server key and certificate from the census CA (new names, new expiry). "
+                        "receipt: switch to the key prepared with --prepare (else a new one); the old public "
+                        "key stays listed in snapshots. "
+                        "data: new census data key; the old private key is kept and exported. "
+                        "Each publishes a new snapshot; then export-gateway, install, restart, push "
+                        "(order in docs/operations.md, 'Rotating keys').")
+    p.add_argument("kind", choices=("tls", "receipt", "data"))
+    _add_common(p, publish=True)
+    p.add_argument("--server-name", action="append", metavar="NAME",
+                   help="tls only: gateway TLS name or IP (repeatable; default: the current certificate's)")
+    p.add_argument("--cert-validity-days", type=int, metavar="N", help="tls only: certificate validity (825)")
+    p.add_argument("--prepare", action="store_true",
+                   help="receipt only: make and list the next receipt key now, switch later (tablets enrolled "
+                        "from now on will accept it)")
+    p.set_defaults(func=_cmd_rotate)
+
+    p = add("push", help="send the latest snapshot to every gateway instance (PUT /v1/registry)")
+    _add_common(p)
+    p.add_argument("url", nargs="+", metavar="URL", help="gateway base URL, e.g. https://10.8.0.1:8443")
+    p.set_defaults(func=_cmd_push)
+
+    p = add("registry-status", help="which snapshot version each gateway instance has in force")
+    _add_common(p)
+    p.add_argument("url", nargs="+", metavar="URL", help="gateway base URL, e.g. https://10.8.0.1:8443")
+    p.set_defaults(func=_cmd_registry_status)
     return parser
 
 
@@ -313,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except _UsageError as e:
         parser.error(str(e))
+    except WrongPassphraseError as e:
+        if getattr(args, "authority_passphrase_given", True) is False:
+            _fail("passphrase-required", f"{e.facts.get('path', 'an authority key')} is encrypted: give "
+                  "--passphrase-file FILE or set $SANAQ_KEY_PASSPHRASE")
+        else:
+            _fail(e.code, str(e))
     except (KeysError, WireError) as e:
         _fail(e.code, str(e))
     except OSError as e:

@@ -19,6 +19,8 @@ from .authority import Authority
 from .bundle import ProvisioningBundle
 from .gateway_bundle import GatewayKeys
 from .records import SnapshotRecord, StationRecord, StatusEvent, TabletRecord
+from .registry_push import InstanceAnswer
+from .rotation import Rotation
 
 __all__ = [
     "authority_created",
@@ -27,9 +29,15 @@ __all__ = [
     "history",
     "listing",
     "published",
+    "pushed",
+    "registry_status",
+    "rotated",
     "show_snapshot",
     "status_changed",
 ]
+
+
+_PUSH_HINT = "Next: sanaq-keys push --authority DIR URL... (every gateway instance), or it stays here."
 
 
 def _console() -> Console:
@@ -85,6 +93,7 @@ def enrolled(bundle: ProvisioningBundle, version: int, *, as_json: bool) -> None
         return
     _console().print(f"Enrolled {bundle.role} {bundle.device_id} (key id {info['key_id']}); "
                      f"bundle written to {bundle.path}; snapshot version {version} published")
+    _console().print(_PUSH_HINT)
 
 
 def status_changed(record: TabletRecord | StationRecord, version: int | None, *, as_json: bool) -> None:
@@ -95,6 +104,8 @@ def status_changed(record: TabletRecord | StationRecord, version: int | None, *,
     subject = record.device_id if isinstance(record, TabletRecord) else record.station_id
     published = f"snapshot version {version} published" if version is not None else "no snapshot published"
     _console().print(f"{subject} is now {record.status}; {published}")
+    if version is not None:
+        _console().print(_PUSH_HINT)
 
 
 def listing(tablets: list[TabletRecord], stations: list[StationRecord], version: int, *, as_json: bool) -> None:
@@ -142,6 +153,7 @@ def published(record: SnapshotRecord, path: str, *, as_json: bool) -> None:
         return
     _console().print(f"Published snapshot version {record.version} (expires {_when(record.expires_at_ms)}) "
                      f"to {path}")
+    _console().print(_PUSH_HINT)
 
 
 def show_snapshot(data: bytes, root_public_key: bytes, now_ms: int, *, as_json: bool) -> int:
@@ -182,3 +194,77 @@ def gateway_exported(keys: GatewayKeys, *, as_json: bool) -> None:
         return
     _console().print(f"Gateway keys written to {keys.path} (receipt key id {info['receipt_key_id']}, "
                      f"TLS names {', '.join(keys.server_names)})")
+    if keys.previous_data_key_files:
+        listed = ", ".join(f'"{n}"' for n in keys.previous_data_key_files)
+        _console().print(f"Retired data keys included: set keys.previous_data_keys = [{listed}] in gateway.toml "
+                         "and load each file as a credential (docs/operations.md, 'Rotating keys').")
+
+
+def rotated(rotation: Rotation, *, as_json: bool) -> None:
+    info = {"kind": rotation.kind, "old": rotation.old_key_id, "new": rotation.new_key_id,
+            "snapshot_version": rotation.snapshot_version, "server_names": list(rotation.server_names)}
+    if as_json:
+        _json(info)
+        return
+    c = _console()
+    if rotation.kind == "receipt-prepare":
+        c.print(f"Prepared the next receipt key {rotation.new_key_id} (current {rotation.old_key_id} stays in use); "
+                f"snapshot version {rotation.snapshot_version} published, listing both")
+        c.print("Next: push; bundles enrolled from now on accept receipts of either key. "
+                "`sanaq-keys rotate receipt` switches later.")
+        return
+    what = {"tls": "TLS certificate (serial)", "receipt": "receipt key", "data": "census data key"}[rotation.kind]
+    c.print(f"Rotated the {what}: {rotation.old_key_id} -> {rotation.new_key_id}; "
+            f"snapshot version {rotation.snapshot_version} published")
+    if rotation.server_names:
+        c.print(f"  TLS names {', '.join(rotation.server_names)}")
+    c.print("Next: export-gateway, install it on every gateway instance, restart, then push "
+            "(docs/operations.md, 'Rotating keys')")
+
+
+def _iso(ms: int) -> str:
+    return _when(ms)
+
+
+def pushed(record: SnapshotRecord, answers: list[InstanceAnswer], *, as_json: bool) -> int:
+    failed = [a for a in answers if not a.ok or a.version != record.version]
+    if as_json:
+        _json({"version": record.version, "expires_at_ms": record.expires_at_ms,
+               "instances": [{"url": a.url, "ok": a.ok and a.version == record.version, "version": a.version,
+                              "error": a.error} for a in answers]})
+        return 1 if failed else 0
+    print(f"Pushing snapshot version {record.version} (expires {_iso(record.expires_at_ms)})")
+    for a in answers:
+        if a.ok and a.version == record.version:
+            print(f"  {a.url}: ok, version {a.version} in force")
+        elif a.ok:
+            print(f"  {a.url}: FAILED: the gateway holds version {a.version}, newer than this authority's")
+        else:
+            print(f"  {a.url}: FAILED: {a.error}")
+    print(f"{len(answers) - len(failed)} of {len(answers)} instances hold version {record.version}")
+    return 1 if failed else 0
+
+
+def registry_status(answers: list[InstanceAnswer], records: dict[int, SnapshotRecord], latest: int, now_ms: int,
+                    *, as_json: bool) -> int:
+    expiries = {a.url: records[a.version].expires_at_ms if a.version in records else None for a in answers}
+    behind = {a.url: a.version is None or a.version < latest for a in answers}
+    bad = any(behind.values()) or not all(a.ok for a in answers)
+    if as_json:
+        _json({"latest": latest, "instances": [
+            {"url": a.url, "ready": a.ok, "version": a.version, "behind": behind[a.url],
+             "expires_at_ms": expiries[a.url], "problems": list(a.problems), "error": a.error} for a in answers]})
+        return 1 if bad else 0
+    print(f"Authority's latest snapshot: version {latest}")
+    for a in answers:
+        if a.version is None and not a.problems:
+            print(f"  {a.url}: UNREACHABLE: {a.error}")
+            continue
+        expiry = expiries[a.url]
+        when = ""
+        if expiry is not None:
+            when = f", expires {_iso(expiry)}" + (" (EXPIRED)" if expiry <= now_ms else "")
+        state = "behind: run sanaq-keys push" if behind[a.url] else "up to date"
+        ready = "ready" if a.ok else f"NOT READY ({'; '.join(a.problems) or a.error})"
+        print(f"  {a.url}: version {a.version}{when}; {state}; {ready}")
+    return 1 if bad else 0

@@ -11,6 +11,8 @@ Written by ``export_gateway`` (``sanaq-keys export-gateway``), directory 0700::
     ca.crt              the census CA
     root.pub            authority root public key (verifies snapshots)
     registry.snapshot   latest published snapshot at export time (seed for a ``SnapshotCache``)
+    data-<key id>.key   each retired data key (``sanaq-keys rotate data``), 0600: list these in the
+                        gateway's ``keys.previous_data_keys`` so batches sealed to them still open
 
 Exported private keys are re-encrypted under the export passphrase (or left
 plain when none is given: a systemd service usually reads them from a
@@ -69,7 +71,12 @@ def export_gateway(
         "receipt_public_key": authority.gateway_public_key.hex(),
         "server_names": _server_names(cert),
     }
-    write_bundle_dir(out, {
+    retired = {
+        f"data-{kid}.key": (serialize_private_key(x25519.X25519PrivateKey.from_private_bytes(bytes(key)), passphrase),
+                            PRIVATE_MODE)
+        for kid, key in authority.retired_data_keys()
+    }
+    write_bundle_dir(out, retired | {
         "gateway.json": (json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n", PUBLIC_MODE),
         "data.key": (serialize_private_key(x25519.X25519PrivateKey.from_private_bytes(bytes(data)), passphrase),
                      PRIVATE_MODE),
@@ -81,7 +88,7 @@ def export_gateway(
         "root.pub": (authority.root_public_key.hex().encode() + b"\n", PUBLIC_MODE),
         "registry.snapshot": (snapshot, PUBLIC_MODE),
     })
-    _log.info("gateway_keys.exported", receipt_key_id=authority.gateway_key_id.hex())
+    _log.info("gateway_keys.exported", receipt_key_id=authority.gateway_key_id.hex(), retired_data_keys=len(retired))
     return GatewayKeys.load(out, passphrase)
 
 
@@ -102,6 +109,7 @@ class GatewayKeys:
     receipt_key: SigningKey = field(repr=False)
     receipt_public_key: bytes
     server_names: tuple[str, ...]
+    previous_data_key_files: tuple[str, ...] = ()
 
     @property
     def tls_cert_path(self) -> Path:
@@ -167,4 +175,5 @@ class GatewayKeys:
             receipt_key=receipt,
             receipt_public_key=expected["receipt_public_key"],
             server_names=tuple(names),
+            previous_data_key_files=tuple(sorted(f.name for f in p.glob("data-*.key"))),
         )

@@ -134,5 +134,5 @@ class SnapshotCache:
         atomic_write(self.highwater_path, f"{snap.version}\n".encode("ascii"), mode=0o600)
         self._snapshot = snap
         self._version = snap.version
-        _log.info("snapshot.accepted", version=snap.version, expires_at_ms=snap.expires_at_ms)
+        _log.info("registry.snapshot.accepted", version=snap.version, expires_at_ms=snap.expires_at_ms)
         return snap

@@ -19,9 +19,18 @@
 # put in place, and keeps keys, edited configuration, users and the state and
 # spool directories (census data).
 #
+# `verify-units DESTDIR=...` runs `systemd-analyze verify --root` on a staged
+# install, with this machine's own units (sysinit.target, ...) copied into a
+# scratch root first; any output fails it.
+#
 # Variables:
 #   DESTDIR            staging root for packaging; empty: this machine
-#   PREFIX             /usr (units, sysusers, tmpfiles and udev rules go under $(PREFIX)/lib)
+#   PREFIX             /usr: programs go to $(PREFIX)/bin. Units, sysusers, tmpfiles and udev
+#                      rules go under $(PREFIX)/lib for /usr and /usr/local (systemd and udev
+#                      read both), else under /usr/local/lib: systemd and udev never look in
+#                      /opt. UNITDIR, SYSUSERSDIR, TMPFILESDIR and UDEVRULESDIR may be given
+#                      one by one; a directory systemd or udev does not read is refused
+#                      (SANAQ_ANY_DIRS=yes allows it, for a distribution's own layout)
 #   SANAQ_HOME         /opt/sanaq-sync, the virtualenv (its final path, DESTDIR excluded)
 #   SANAQ_PYTHON       interpreter the virtualenv is built on; must not live under
 #                      /home, /root or /run/user (ProtectHome= hides those from the services)
@@ -36,10 +45,17 @@ SANAQ_SYSTEMD := $(SANAQ_SRC)/systemd
 DESTDIR ?=
 PREFIX ?= /usr
 BINDIR ?= $(PREFIX)/bin
-UNITDIR ?= $(PREFIX)/lib/systemd/system
-SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
-TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
-UDEVRULESDIR ?= $(PREFIX)/lib/udev/rules.d
+SANAQ_SYSLIB := $(if $(filter /usr /usr/local,$(patsubst %/,%,$(PREFIX))),$(patsubst %/,%,$(PREFIX)),/usr/local)/lib
+UNITDIR ?= $(SANAQ_SYSLIB)/systemd/system
+SYSUSERSDIR ?= $(SANAQ_SYSLIB)/sysusers.d
+TMPFILESDIR ?= $(SANAQ_SYSLIB)/tmpfiles.d
+UDEVRULESDIR ?= $(SANAQ_SYSLIB)/udev/rules.d
+SANAQ_ANY_DIRS ?= no
+# Where systemd(1), systemd-sysusers(8), systemd-tmpfiles(8) and udev(7) read their files.
+SANAQ_READ_UNITDIRS := /etc/systemd/system /usr/local/lib/systemd/system /usr/lib/systemd/system /lib/systemd/system
+SANAQ_READ_SYSUSERSDIRS := /etc/sysusers.d /usr/local/lib/sysusers.d /usr/lib/sysusers.d
+SANAQ_READ_TMPFILESDIRS := /etc/tmpfiles.d /usr/local/lib/tmpfiles.d /usr/lib/tmpfiles.d
+SANAQ_READ_UDEVDIRS := /etc/udev/rules.d /usr/local/lib/udev/rules.d /usr/lib/udev/rules.d /lib/udev/rules.d
 DOCDIR ?= $(PREFIX)/share/doc/sanaq-sync
 SANAQ_CONFDIR := /etc/sanaq
 SANAQ_HOME ?= /opt/sanaq-sync
@@ -56,9 +72,41 @@ SANAQ_UNITS := sanaq-gateway.service sanaq-usb-ingest.service
 SANAQ_EXAMPLES := gateway.toml usb-ingest.toml
 SANAQ_MARKER := .sanaq-sync-venv
 
-.PHONY: install uninstall sanaq-install-venv sanaq-install-files sanaq-postinstall
+.PHONY: install uninstall verify-units sanaq-check-dirs sanaq-install-venv sanaq-install-files sanaq-postinstall
 
-install: sanaq-install-venv sanaq-install-files sanaq-postinstall
+install: sanaq-check-dirs sanaq-install-venv sanaq-install-files sanaq-postinstall
+
+sanaq-check-dirs:
+ifneq ($(SANAQ_ANY_DIRS),yes)
+	@bad=; \
+	for pair in 'UNITDIR=$(UNITDIR)=$(SANAQ_READ_UNITDIRS)' 'SYSUSERSDIR=$(SYSUSERSDIR)=$(SANAQ_READ_SYSUSERSDIRS)' \
+	            'TMPFILESDIR=$(TMPFILESDIR)=$(SANAQ_READ_TMPFILESDIRS)' 'UDEVRULESDIR=$(UDEVRULESDIR)=$(SANAQ_READ_UDEVDIRS)'; do \
+	  name=$${pair%%=*}; rest=$${pair#*=}; dir=$${rest%%=*}; read=$${rest#*=}; \
+	  case " $$read " in *" $${dir%/} "*) ;; *) bad="$$bad $$name=$$dir";; esac; \
+	done; \
+	if [ -n "$$bad" ]; then \
+	  echo "install.mk: refusing:$$bad: systemd and udev never read there, so the services would not exist." >&2; \
+	  echo "  Leave these unset (PREFIX only moves the programs), or pass SANAQ_ANY_DIRS=yes if your system reads them." >&2; \
+	  exit 2; \
+	fi
+endif
+	@case '$(patsubst %/,%,$(PREFIX))' in /usr|/usr/local) ;; *) \
+	  echo "install.mk: PREFIX=$(PREFIX): programs go to $(BINDIR); units and rules to $(SANAQ_SYSLIB) (systemd and udev read nothing under $(PREFIX))";; \
+	esac
+
+verify-units:
+	@test -n '$(DESTDIR)' || { echo "install.mk: verify-units checks a staged install: give DESTDIR=DIR (as for install)" >&2; exit 2; }
+	@set -e; scratch=$$(mktemp -d); trap 'rm -rf "$$scratch"' EXIT; \
+	for d in '$(UNITDIR)' '$(BINDIR)'; do mkdir -p "$$scratch$$d"; cp -a '$(DESTDIR)'"$$d"/. "$$scratch$$d"/; done; \
+	host=; for d in /usr/lib/systemd/system /lib/systemd/system; do \
+	  if [ -e "$$d/sysinit.target" ]; then host=$$d; break; fi; done; \
+	if [ -z "$$host" ]; then echo "install.mk: verify-units needs systemd's own units on this machine (apt-get install systemd)" >&2; exit 2; fi; \
+	mkdir -p "$$scratch/usr/lib/systemd/system"; \
+	for f in "$$host"/*; do n=$${f##*/}; case $$n in sanaq-*) continue;; esac; \
+	  [ -e "$$scratch/usr/lib/systemd/system/$$n" ] || cp -a "$$f" "$$scratch/usr/lib/systemd/system/"; done; \
+	out=$$(for u in $(SANAQ_UNITS); do systemd-analyze verify --man=no --root="$$scratch" "$$u" 2>&1 || echo "$$u: exit status $$?"; done); \
+	if [ -n "$$out" ]; then printf '%s\n' "$$out" >&2; echo "install.mk: systemd-analyze verify reported the lines above" >&2; exit 1; fi; \
+	echo "verified: $(SANAQ_UNITS) (systemd-analyze verify --root, with this machine's units copied in)"
 
 sanaq-install-venv:
 ifeq ($(SANAQ_VENV),yes)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import grp
 import json
 import sys
 import time
@@ -32,7 +33,7 @@ from runtime.logs import configure_logging
 from runtime.toml_config import ConfigError
 
 from .config import DEFAULT_CONFIG_PATH, IngestConfig, load_config
-from .errors import IngestError, SpoolError
+from .errors import IngestError, SpoolError, StateLocked
 from .forwarder import Forwarder
 from .puller import PullReport
 from .station import Station
@@ -73,8 +74,26 @@ def _config(path: Path | None) -> IngestConfig:
     return load_config(path)
 
 
-async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullReport, bool | None]:
+@dataclasses.dataclass
+class _Forwarding:
+    """How forwarding ended for ``pull``: ``delivered`` None when not attempted; ``blocked`` the station refusal."""
+
+    delivered: bool | None = None
+    count: int = 0
+    blocked: str | None = None
+    last_error: str | None = None
+
+
+async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullReport, _Forwarding]:
     station = await asyncio.to_thread(Station.open, config)
+    fwd = _Forwarding()
+
+    def on_state(state: str, _retry_ms: int | None, error: str | None) -> None:
+        if state == "blocked":
+            fwd.blocked = error
+        if error:
+            fwd.last_error = error
+
     try:
         async with station.client() as client:
             if not args.no_forward or not station.trust.check_alarm():
@@ -86,23 +105,25 @@ async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullRep
                 if not args.no_forward:  # forwarding is what frees the spool: send what is held, then fail
                     await Forwarder(station.spool, client, station.trust, config.forward).drain(args.wait)
                 raise
-            delivered: bool | None = None
             if not args.no_forward:
-                forwarder = Forwarder(station.spool, client, station.trust, config.forward)
-                delivered = await forwarder.drain(args.wait)
-                station.board.set_forward("idle" if delivered else "waiting",
+                forwarder = Forwarder(station.spool, client, station.trust, config.forward, on_state=on_state)
+                fwd.delivered = await forwarder.drain(args.wait)
+                fwd.count = forwarder.delivered_total
+                state = "idle" if fwd.delivered else "blocked" if fwd.blocked else "waiting"
+                station.board.set_forward(state, error=fwd.blocked,
                                           delivered_at_ms=time.time_ns() // 1_000_000
                                           if forwarder.delivered_total else None)
             station.refresh_status()
-            return report, delivered
+            return report, fwd
     finally:
         station.close()
 
 
-def _print_report(report: PullReport, delivered: bool | None, as_json: bool) -> None:
+def _print_report(report: PullReport, fwd: _Forwarding, as_json: bool) -> None:
     if as_json:
         body = dataclasses.asdict(report)
-        body["delivered"] = delivered
+        body["delivered"] = fwd.delivered
+        body["forward_blocked"] = fwd.blocked
         print(json.dumps(body, sort_keys=True))
         return
     who = report.device_id or report.source
@@ -113,10 +134,18 @@ def _print_report(report: PullReport, delivered: bool | None, as_json: bool) -> 
         where = f"{pr.file} " if pr.file else ""
         what = f"{pr.code}/{pr.kind}" if pr.kind else pr.code
         print(f"  refused {where}{f'(seq {pr.seq}) ' if pr.seq else ''}{what}: {pr.message}")
-    if delivered is True:
-        print("forwarded: every spooled batch is receipted by the gateway")
-    elif delivered is False:
-        print("forwarding not finished: the rest stays in the spool for the service to send")
+    if fwd.blocked is not None and not fwd.delivered:
+        reason = fwd.blocked.removeprefix("gateway refuses this station: ")
+        print(f"NOT delivered: the gateway refuses this station ({reason}). The batches are stored on this machine "
+              "and stay in its spool until the station is enrolled again: call support. The tablet keeps its own "
+              "copy until a receipt reaches it.")
+        return
+    if fwd.delivered is True:
+        print(f"forwarded: {fwd.count} batch(es) receipted by the gateway; nothing waits in the spool"
+              if fwd.count else "forwarded: nothing waits in the spool")
+    elif fwd.delivered is False:
+        why = f" (last answer: {fwd.last_error})" if fwd.last_error else ""
+        print(f"forwarding not finished{why}: the rest stays in the spool for the service to send")
     if report.safe_to_unplug:
         print("You may unplug the tablet.")
 
@@ -135,8 +164,16 @@ def _status(config: IngestConfig, args: argparse.Namespace) -> int:
             return 0
     try:
         view = read_status(config.status_path)
+    except PermissionError as e:
+        group = _owning_group(config.status_path.parent)
+        raise IngestError(f"cannot read {config.status_path}: permission denied; the status is readable by root "
+                          f"and by members of group {group}: run `sudo {PROG} status`, or join the group "
+                          f"(sudo usermod -aG {group} $USER, then log in again)") from e
+    except FileNotFoundError as e:
+        raise IngestError(f"no status at {config.status_path}: the service has not run yet on this machine "
+                          f"(systemctl start {PROG}), or --config names another state_dir") from e
     except OSError as e:
-        raise IngestError(f"no status at {config.status_path} ({e.strerror}); has the service run?") from e
+        raise IngestError(f"cannot read {config.status_path} ({e.strerror})") from e
     except ValueError as e:
         raise IngestError(f"{config.status_path} is not a status file ({e})") from e
     if args.json:
@@ -144,6 +181,13 @@ def _status(config: IngestConfig, args: argparse.Namespace) -> int:
     else:
         console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view)))
     return 0
+
+
+def _owning_group(path: Path) -> str:
+    try:
+        return grp.getgrgid(path.stat().st_gid).gr_name
+    except (OSError, KeyError):
+        return "sanaq-ingest"
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -157,12 +201,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         configure_logging("warning", sys.stderr)
         return _status(config, args)
     configure_logging(config.log_level, sys.stderr)
-    report, delivered = asyncio.run(_pull(config, args))
-    _print_report(report, delivered, args.json)
+    report, fwd = asyncio.run(_pull(config, args))
+    _print_report(report, fwd, args.json)
     if report.outcome == "refused":
         first = report.problems[0] if report.problems else None
         raise _Refused(f"{first.code}: {first.message}" if first else "refused")
-    if report.outcome == "complete" and delivered is not False:
+    if report.outcome == "complete" and fwd.delivered is not False:
         return 0
     return 1
 
@@ -173,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(args)
     except _Refused as e:
         print(f"{PROG}: error: volume refused: {e}", file=sys.stderr)
+    except StateLocked as e:
+        print(f"{PROG}: error: {e.code}: the {PROG} service (or another pull) is using {e.facts.get('path')}: "
+              f"stop {PROG} first (systemctl stop {PROG}), or leave the pull to the service: plug the tablet in "
+              f"and watch `{PROG} status --watch`", file=sys.stderr)
     except IngestError as e:
         print(f"{PROG}: error: {e.code}: {e}", file=sys.stderr)
     except (ConfigError, KeysError) as e:

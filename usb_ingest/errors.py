@@ -19,6 +19,7 @@ file name, device id, seq), never sheet contents or key material::
     |   +-- SnapshotMissing         no registry snapshot held
     |   +-- SnapshotExpired         the held snapshot is out of date: ingestion stops until refreshed
     |   +-- UnknownTablet           the manifest names a device the registry does not list
+    |   +-- RegistryStale           ... and the gateway could not be asked for a newer registry
     |   +-- TabletNotInService      the tablet is revoked, returned or lost
     |   +-- KeyMismatch             the manifest is signed by another key than the tablet's enrolled one
     +-- StationError                this machine is at fault
@@ -53,6 +54,7 @@ __all__ = [
     "ManifestInvalid",
     "ManifestMismatch",
     "NotAnExportVolume",
+    "RegistryStale",
     "SnapshotExpired",
     "SnapshotMissing",
     "SpoolError",
@@ -138,6 +140,12 @@ class SnapshotExpired(TrustError):
 
 class UnknownTablet(TrustError):
     code = "unknown-tablet"
+
+
+class RegistryStale(TrustError):
+    """A device this station's snapshot does not list, and the gateway could not be asked: not an alarm."""
+
+    code = "registry-stale"
 
 
 class TabletNotInService(TrustError):

@@ -142,6 +142,7 @@ class Forwarder:
                 return False
             delay = min(self._backoff(result), remaining)
             log.warning("usb.forward.retry_later", delay_s=round(delay, 2), reason=result.error)
+            self._on_state("blocked" if result.kind == "blocked" else "waiting", None, result.error)
             await asyncio.sleep(delay)
 
     async def forward_round(self) -> RoundResult:
@@ -195,7 +196,7 @@ class Forwarder:
             return await self._refused(entry, e, fields)
         self.delivered_total += 1
         log.info("usb.forward.delivered", duplicate=answer.duplicate, road=answer.road,
-                 batch_hash=entry.batch_hash.hex()[:16], **fields)
+                 batch_hash=entry.batch_hash.hex(), **fields)
         return _Outcome("delivered")
 
     async def _send_custody(self, entry: CustodyEntry) -> _Outcome:

@@ -229,7 +229,7 @@ class _Pull:
         self.spool.store_batch(device_id, entry.seq, data)
         self.spooled.append(entry.seq)
         self.bytes_spooled += len(data)
-        log.info("usb.batch.spooled", device_id=device_id, seq=entry.seq, batch_hash=entry.sha256.hex()[:16],
+        log.info("usb.batch.spooled", device_id=device_id, seq=entry.seq, batch_hash=entry.sha256.hex(),
                  bytes=len(data))
 
     def run(self, source: str | os.PathLike[str] | BinaryIO) -> PullReport:

@@ -3,8 +3,10 @@
 The daemon (or a one-off ``pull``) keeps a ``StatusBoard`` and writes it to
 ``<state_dir>/status.json`` atomically (temp file + rename; no fsync: it is a
 display, rebuilt on start). ``sanaq-usb-ingest status`` reads it back as a
-``StatusView``. Progress updates are written at most every 0.2 s; every
-change of state is written at once.
+``StatusView``; the file is 0640, so members of the service's group
+(``sanaq-ingest``; the state directory is 0750) can run ``status``.
+Progress updates are written at most every 0.2 s; every change of state is
+written at once.
 
 The plain messages are the contract with the technician: "do not unplug"
 while a pull runs, and "you may unplug" once everything the volume can give
@@ -30,6 +32,7 @@ from .trust import TrustState
 __all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message"]
 
 _PROGRESS_INTERVAL_S = 0.2
+STATUS_MODE = 0o640
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,10 @@ def _build(cls: Any, data: object) -> Any:
     unknown = set(data) - set(names)
     if unknown:
         raise ValueError(f"unknown status members: {sorted(unknown)}")
+    missing = [n for n, f in names.items()
+               if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"missing status members: {missing}")
     for name, value in data.items():
         if name == "devices":
             continue
@@ -166,6 +173,7 @@ class StatusBoard:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
             tmp.write_text(json.dumps(view.to_json(), sort_keys=True, indent=1), encoding="utf-8")
+            os.chmod(tmp, STATUS_MODE)  # the service's group (technicians) may read it; no personal data in it
             os.replace(tmp, self.path)
         except OSError:
             return  # a display: a full disk must not stop ingestion (the spool reports its own errors)

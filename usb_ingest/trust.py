@@ -12,6 +12,15 @@ Tablet rules for a manifest's claimed signer: the device must be listed
 (``UnknownTablet``), its status must be ``issued`` (``TabletNotInService``
 for revoked, returned, lost) and the manifest's signer key id must be its
 enrolled key (``KeyMismatch``).
+
+A device the held snapshot does not list may simply be newer than it (enrolled
+since the last refresh). Before refusing, the station asks the gateway for
+its snapshot (at most once per ``_RECENT_REFRESH_MS``), through the client and
+event loop of the last ``refresh`` (the pull runs in a worker thread). Still
+unlisted after a successful refresh: ``UnknownTablet`` with ``reason =
+"unknown-to-authority"`` (a security event). The gateway could not be asked:
+``RegistryStale`` (``registry-stale``): this station cannot tell, which is not
+an alarm about the device.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from wire.errors import ExpiredError, RollbackError, WireError
 from .errors import (
     GatewayError,
     KeyMismatch,
+    RegistryStale,
     SnapshotExpired,
     SnapshotMissing,
     StationSetupError,
@@ -43,6 +53,8 @@ from .gateway_client import GatewayClient
 __all__ = ["StationTrust", "TrustState", "wall_clock_ms"]
 
 log = structlog.get_logger("usb_ingest.trust")
+_RECENT_REFRESH_MS = 30_000
+_ON_DEMAND_TIMEOUT_S = 30.0
 
 
 def wall_clock_ms() -> int:
@@ -62,6 +74,8 @@ class StationTrust:
         self._bundle = bundle
         self.clock = clock
         self._alarmed = False
+        self._last_fetch_ms: int | None = None
+        self._via: tuple[GatewayClient, asyncio.AbstractEventLoop] | None = None
 
     @classmethod
     def open(cls, path: Path, bundle: ProvisioningBundle, *, clock: Callable[[], int] = wall_clock_ms) -> StationTrust:
@@ -107,7 +121,7 @@ class StationTrust:
         try:
             tablet = snapshot.tablet(device_id)
         except WireError as e:
-            raise UnknownTablet("the manifest names a device the registry does not list", device_id=device_id) from e
+            tablet = self._after_refresh(snapshot, device_id, e)
         if tablet.status != "issued":
             raise TabletNotInService("the tablet is not in service", device_id=device_id, status=tablet.status)
         if tablet.key_id != signer_key_id:
@@ -116,6 +130,43 @@ class StationTrust:
                 device_id=device_id, key_id=signer_key_id.hex(),
             )
         return tablet
+
+    def _after_refresh(self, held: RegistrySnapshot, device_id: str, cause: WireError) -> TabletEntry:
+        """Look ``device_id`` up again in a snapshot fresh from the gateway, or say why it cannot be."""
+        recent = self._last_fetch_ms is not None and self.clock() - self._last_fetch_ms < _RECENT_REFRESH_MS
+        if not recent and not self._fetch_from_worker():
+            raise RegistryStale(
+                "the tablet is not in this station's registry, and the gateway could not be asked for a newer one",
+                device_id=device_id, version=held.version,
+            ) from cause
+        fresh = self._cache.snapshot or held
+        try:
+            tablet = fresh.tablet(device_id)
+        except WireError as e:
+            raise UnknownTablet("the manifest names a device the registry does not list", device_id=device_id,
+                                reason="unknown-to-authority", version=fresh.version) from e
+        log.info("usb.trust.device_found_after_refresh", device_id=device_id, version=fresh.version)
+        return tablet
+
+    def _fetch_from_worker(self) -> bool:
+        """Refresh now from a pull's worker thread; False if it failed or cannot be done from here."""
+        if self._via is None:
+            return False
+        client, loop = self._via
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            return False  # on an event loop thread: blocking on the loop would deadlock
+        if loop.is_closed():
+            return False
+        future = asyncio.run_coroutine_threadsafe(self._fetch(client), loop)
+        try:
+            return future.result(timeout=_ON_DEMAND_TIMEOUT_S)
+        except (TimeoutError, RuntimeError):
+            future.cancel()
+            return False
 
     def gateway_keys(self) -> dict[bytes, bytes]:
         """Receipt keys: the held snapshot's (expiry does not matter for receipts), else the bundle's."""
@@ -127,7 +178,16 @@ class StationTrust:
         return self._cache.offer(data, now_ms=self.clock())
 
     async def refresh(self, client: GatewayClient) -> bool:
-        """Fetch and offer the gateway's snapshot; True if a valid one is held afterwards."""
+        """Fetch and offer the gateway's snapshot; True if a valid one is held afterwards.
+
+        The client and running loop are remembered for on-demand refreshes (see ``tablet_for``).
+        """
+        self._via = (client, asyncio.get_running_loop())
+        await self._fetch(client)
+        return self.check_alarm()
+
+    async def _fetch(self, client: GatewayClient) -> bool:
+        """True if the gateway answered with a snapshot this station holds now (same or newer)."""
         try:
             data = await client.get_registry()
             snap = await asyncio.to_thread(self.accept, data)
@@ -138,8 +198,10 @@ class StationTrust:
         except (WireError, KeysError) as e:
             log.error("usb.trust.snapshot_refused", code=e.code, error=str(e))
         else:
+            self._last_fetch_ms = self.clock()
             log.info("usb.trust.refreshed", version=snap.version, expires_at_ms=snap.expires_at_ms)
-        return self.check_alarm()
+            return True
+        return False
 
     def check_alarm(self) -> bool:
         """Log ``usb.trust.expired`` once per lapse (and ``usb.trust.restored``); True if trust is valid."""

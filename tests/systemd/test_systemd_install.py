@@ -63,8 +63,9 @@ def test_wrapper_runs_the_program_isolated_from_cwd_and_pythonpath(stage: Path, 
     (evil / "gateway" / "__init__.py").write_text("raise SystemExit('HIJACKED')\n")
     (evil / "gateway" / "__main__.py").write_text("raise SystemExit('HIJACKED')\n")
     done = check_config(stage / "usr/bin/sanaq-gateway", EXAMPLE_GATEWAY, evil, env={"PYTHONPATH": str(evil)})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("GatewayConfig(")
+    # The shipped example still holds the placeholder root key: the real program says so, by option name.
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "keys.root_public_key: still the shipped placeholder" in done.stdout
     assert "HIJACKED" not in done.stdout + done.stderr
 
 
@@ -73,7 +74,11 @@ def test_wrapper_passes_arguments_and_exit_status(stage: Path, tmp_path: Path) -
     bad.write_text("[server]\nportt = 1\n")
     done = check_config(stage / "usr/bin/sanaq-gateway", bad, tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == "sanaq-gateway: unknown option(s) in gateway config.server: portt"
+    assert done.stderr == ""
+    assert done.stdout.splitlines() == [
+        f"PROBLEM: {bad}: config ({bad}): unknown option(s) in gateway config.server: portt",
+        f"{bad}: 1 problem(s); the service would not start with this configuration",
+    ]
     keys = subprocess.run(
         [str(stage / "usr/bin/sanaq-keys"), "--help"], capture_output=True, text=True, timeout=60, check=False
     )
@@ -140,15 +145,15 @@ def test_sysusers_and_tmpfiles_make_users_and_private_directories(stage: Path, t
     assert users["sanaq-ingest"][3] == groups["sanaq-ingest"][2]
     assert all(not g[3] for g in groups.values()), "nobody is a supplementary member of our groups"
     ingest = int(users["sanaq-ingest"][2])
-    for path, owner in (
-        ("var/lib/sanaq-usb-ingest/spool", ingest),
-        ("var/lib/sanaq-usb-ingest", ingest),
-        ("var/lib/sanaq-gateway", int(users["sanaq-gateway"][2])),
-        ("etc/sanaq/keys", 0),
-        ("etc/sanaq/station", 0),
+    for path, owner, mode in (
+        ("var/lib/sanaq-usb-ingest/spool", ingest, 0o700),
+        ("var/lib/sanaq-usb-ingest", ingest, 0o750),  # group members read status.json; the spool stays 0700
+        ("var/lib/sanaq-gateway", int(users["sanaq-gateway"][2]), 0o700),
+        ("etc/sanaq/keys", 0, 0o700),
+        ("etc/sanaq/station", 0, 0o700),
     ):
         st = (root / path).stat()
-        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o700, owner), path
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (mode, owner), path
 
 
 @pytest.mark.parametrize("python", ["/root/python3", "/home/admin/venv/bin/python3", "/nonexistent-dir/python3"])
@@ -185,3 +190,41 @@ def test_full_install_builds_a_working_virtualenv(tmp_path: Path) -> None:
     assert imports.returncode == 0, imports.stderr
     make_install(tmp_path, f"SANAQ_PYTHON={python}", target="uninstall")
     assert not home.exists()
+
+
+def test_prefix_outside_usr_keeps_units_and_rules_where_systemd_and_udev_look(tmp_path: Path, dev_env: Path) -> None:
+    out = make_install(tmp_path, "PREFIX=/opt/sanaq-sync", env_home=dev_env)
+    assert "units and rules to /usr/local/lib" in out
+    unit = tmp_path / "usr/local/lib/systemd/system/sanaq-gateway.service"
+    assert "ExecStart=/opt/sanaq-sync/bin/sanaq-gateway serve" in unit.read_text()
+    for path in ("usr/local/lib/udev/rules.d/70-sanaq-tablet.rules", "usr/local/lib/sysusers.d/sanaq.conf",
+                 "usr/local/lib/tmpfiles.d/sanaq.conf", "opt/sanaq-sync/bin/sanaq-gateway"):
+        assert (tmp_path / path).exists(), path
+    assert not (tmp_path / "opt/sanaq-sync/lib").exists()  # nothing systemd or udev would have to find there
+    verified = make_install(tmp_path, "PREFIX=/opt/sanaq-sync", env_home=dev_env, target="verify-units")
+    assert "verified: sanaq-gateway.service sanaq-usb-ingest.service" in verified
+
+
+@pytest.mark.parametrize("var", ["UNITDIR=/opt/sanaq-sync/lib/systemd/system", "UDEVRULESDIR=/opt/rules"])
+def test_a_directory_systemd_or_udev_never_reads_is_refused(tmp_path: Path, dev_env: Path, var: str) -> None:
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(REPO / "systemd/install.mk"), "install", f"DESTDIR={tmp_path}",
+         "SANAQ_VENV=no", f"SANAQ_HOME={dev_env}", var],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert f"refusing: {var}: systemd and udev never read there" in done.stderr
+    assert tree(tmp_path) == set()
+
+
+def test_verify_units_target_reports_a_broken_unit(tmp_path: Path, dev_env: Path) -> None:
+    make_install(tmp_path, env_home=dev_env)
+    make_install(tmp_path, env_home=dev_env, target="verify-units")  # clean as installed
+    unit = tmp_path / "usr/lib/systemd/system/sanaq-usb-ingest.service"
+    unit.write_text(unit.read_text().replace("[Service]", "[Service]\nRestartSecc=5", 1))
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-f", str(REPO / "systemd/install.mk"), "verify-units",
+         f"DESTDIR={tmp_path}"], capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode != 0
+    assert "RestartSecc" in done.stderr and "systemd-analyze verify reported" in done.stderr
