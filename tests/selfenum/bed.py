@@ -99,3 +99,80 @@ async def serve_gateway(env: Env, db_path: Path, *, port: int = 0) -> Gateway:
 
 def files_under(path: Path) -> list[Path]:
     return [Path(d) / f for d, _, fs in os.walk(path) for f in fs]
+
+
+# ---- the web service ------------------------------------------------------------------------
+
+INSTITUTION = "AB-000001"
+LIST_CSV = (
+    "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date\n"
+    f"{INSTITUTION},1,2026-06-01,Жұмабаева,Ақмарал,Серікқызы,1961-04-12\n"
+    f"{INSTITUTION},2,2026-06-01,Petrov,Ivan,,1990-01-02\n"
+    f"{INSTITUTION},3,2026-06-01,Сейітов,Нұрлан,,1975-09-30\n"
+)
+
+
+def selfenum_config(env: Env, state: Path, gateway_url: str, *, opens: str = "2020-01-01T00:00:00+05:00",
+                    closes: str = "2099-01-01T00:00:00+05:00", **throttle: Any) -> Any:
+    from selfenum.config import ForwardConfig, SelfenumConfig, ServerConfig, ThrottleConfig, WindowConfig
+
+    return SelfenumConfig(
+        web_bundle=env.web_bundle_path, gateway_url=gateway_url, state_dir=state,
+        server=ServerConfig(host="127.0.0.1", port=0, insecure_cookies=True),
+        window=WindowConfig(opens_at=opens, closes_at=closes, census_moment="2026-10-01"),
+        throttle=ThrottleConfig(**throttle),
+        forward=ForwardConfig(request_timeout_s=5.0, initial_backoff_s=0.05, max_backoff_s=0.2),
+    ).check()
+
+
+def mint(config: Any, entries: dict[str, str] | None = None) -> dict[str, str]:
+    """Mint codes directly in the service's store: {entry_id: code}."""
+    from keys.access_codes import code_hash, mint_code
+    from selfenum.app import pepper_path
+    from selfenum.sessions import load_or_make_secret
+    from selfenum.store import CodeRow, SelfenumStore
+
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    pepper = load_or_make_secret(pepper_path(config))
+    store = SelfenumStore(config.state_dir / "selfenum.db", config.state_dir / "spool")
+    out = {}
+    try:
+        for entry in entries or {f"{INSTITUTION}/{i:05d}": "" for i in (1, 2, 3)}:
+            code = mint_code()
+            store.add_code(CodeRow(code_hash(pepper, code), entry, INSTITUTION, "hospital", "W-17", "active"),
+                           now_ms=now_ms(), replace=False)
+            out[entry] = code
+    finally:
+        store.close()
+    return out
+
+
+@dataclass
+class Web:
+    url: str
+    runner: web.AppRunner
+    app: web.Application
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+async def serve_selfenum(config: Any, clock_ms: Any = None) -> Web:
+    from selfenum.app import create_app
+
+    app = create_app(config, clock_ms=clock_ms)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return Web(f"http://127.0.0.1:{runner.addresses[0][1]}", runner, app)
+
+
+ANSWERS: dict[str, dict[str, str]] = {
+    "name": {"surname": "Жұмабаева", "given_name": "Ақмарал", "patronymic": "Серікқызы"},
+    "about": {"sex": "female", "birth_date-day": "12", "birth_date-month": "4", "birth_date-year": "1961"},
+    "origin": {"citizenship": "kaz", "nationality": "Қазақ", "native_language": "kaz"},
+    "status": {"marital_status": "widowed", "education": "higher"},
+    "address": {"region": "KZ-23", "district": "Атырау", "settlement": "Атырау", "street": "Сәтбаев даңғылы",
+                "house": "12A"},
+}
