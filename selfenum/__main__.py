@@ -2,7 +2,7 @@
 
 Commands:
 
-* ``serve [--config FILE]`` runs until SIGTERM/SIGINT. Under systemd it sends
+* ``serve --config FILE`` runs until SIGTERM/SIGINT. Under systemd it sends
   READY=1 once the listener is bound, WATCHDOG=1 from the event loop, STATUS=
   lines and STOPPING=1.
 * ``codes mint --list CSV --slips DIR`` mints one code per listed respondent
@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
+import re
 import signal
 import sys
 import time
@@ -103,8 +106,8 @@ def _window_text(config: SelfenumConfig) -> str:
 
 def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     listed = read_list(Path(args.list).read_bytes())
-    pepper = load_or_make_secret(pepper_path(config))
     store = _open_store(config)
+    pepper = load_or_make_secret(pepper_path(config))
     now = _now_ms()
     by_institution: dict[str, list[Slip]] = defaultdict(list)
     try:
@@ -130,7 +133,14 @@ def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_entry(entry: str) -> str:
+    if not re.fullmatch(r"[A-Z]{2}-[0-9]{6}/[0-9]{5}", entry):
+        raise SelfenumError("entry id must look like AB-123456/00042")
+    return entry
+
+
 def _cmd_revoke(config: SelfenumConfig, args: argparse.Namespace) -> int:
+    _check_entry(args.entry)
     store = _open_store(config)
     try:
         n = store.revoke_entry(args.entry, now_ms=_now_ms())
@@ -144,8 +154,9 @@ def _cmd_revoke(config: SelfenumConfig, args: argparse.Namespace) -> int:
 
 
 def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
-    pepper = load_or_make_secret(pepper_path(config))
+    _check_entry(args.entry)
     store = _open_store(config)
+    pepper = load_or_make_secret(pepper_path(config))
     code = mint_code()
     institution = args.entry.split("/", 1)[0]
     try:
@@ -164,37 +175,44 @@ def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=None,
+                        help="TOML configuration (e.g. /etc/sanaq/selfenum.toml); defaults apply without one")
     p = argparse.ArgumentParser(prog="sanaq-selfenum", description="Sanaq Sync online self-enumeration service.",
                                 allow_abbrev=False)
-    p.add_argument("--config", type=Path, default=None,
-                   help="TOML configuration (e.g. /etc/sanaq/selfenum.toml); defaults apply without one")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the web service until SIGTERM")
-    sub.add_parser("check-config", help="validate the configuration and print the effective settings")
+    sub.add_parser("serve", parents=[common], help="run the web service until SIGTERM")
+    sub.add_parser("check-config", parents=[common], help="validate the configuration and print the settings")
     codes = sub.add_parser("codes", help="mint, revoke and reissue access codes").add_subparsers(
         dest="codes_command", required=True)
-    m = codes.add_parser("mint", help="one code per listed respondent without one; slips PDF per institution")
+    m = codes.add_parser("mint", parents=[common],
+                         help="one code per listed respondent without one; slips PDF per institution")
     m.add_argument("--list", required=True, metavar="CSV", help="first-stage respondent list (dashboard format)")
     m.add_argument("--slips", required=True, metavar="DIR", help="where the slips PDFs go (0600)")
-    for q in (m, r := codes.add_parser("reissue", help="revoke an entry's code and mint a new one")):
+    r = codes.add_parser("reissue", parents=[common], help="revoke an entry's code and mint a new one")
+    for q in (m, r):
         q.add_argument("--institution-kind", choices=_KINDS, required=True)
         q.add_argument("--worker-id", required=True, help="the responsible worker (registry worker id)")
     r.add_argument("entry", metavar="ENTRY_ID")
     r.add_argument("--slips", required=True, metavar="DIR")
-    v = codes.add_parser("revoke", help="revoke an entry's active code")
+    v = codes.add_parser("revoke", parents=[common], help="revoke an entry's active code")
     v.add_argument("entry", metavar="ENTRY_ID")
     return p
 
 
 def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
-    if base is None:
-        return config
-    import dataclasses  # noqa: PLC0415 - only when a config file names relative paths
-
-    def fix(p: Path) -> Path:
-        return p if p.is_absolute() else base / p
-
-    return dataclasses.replace(config, web_bundle=fix(config.web_bundle), state_dir=fix(config.state_dir))
+    """Relative paths: ``web_bundle`` in ``$CREDENTIALS_DIRECTORY`` first (the unit's LoadCredential= bundle),
+    otherwise both it and ``state_dir`` next to the configuration file."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    bundle, state = config.web_bundle, config.state_dir
+    if not bundle.is_absolute():
+        if creds and (Path(creds) / bundle / "provisioning.json").is_file():
+            bundle = Path(creds) / bundle
+        elif base is not None:
+            bundle = base / bundle
+    if not state.is_absolute() and base is not None:
+        state = base / state
+    return dataclasses.replace(config, web_bundle=bundle, state_dir=state)
 
 
 def main(argv: list[str] | None = None) -> int:
