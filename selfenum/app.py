@@ -91,7 +91,7 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
         pepper=load_or_make_secret(pepper_path(config)),
         draft_salt=load_or_make_secret(state / "draft.salt"),
         throttle=Throttle(per_address=config.throttle.per_address, window_s=config.throttle.per_address_window_s,
-                          clock=lambda: clock() / 1000.0),
+                          per_code=config.throttle.per_code_signins, clock=lambda: clock() / 1000.0),
         questionnaire=Questionnaire(),
         catalogs=Catalogs(),
         templates=env,

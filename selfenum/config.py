@@ -63,12 +63,11 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class ThrottleConfig:
-    """Wrong codes per address and per code; a correct code is never counted against its holder."""
+    """Wrong codes per address, sign-ins per code, in one sliding window; a right code costs its holder nothing."""
 
     per_address: int = 10
     per_address_window_s: float = 3600.0
-    per_code_failures: int = 0  # codes are refused as a whole; kept for a future per-code second factor
-    global_per_minute: int = 600
+    per_code_signins: int = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -360,7 +360,14 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response({"ready": ok, "window_open": _window(se)[0]}, status=200 if ok else 503)
 
 
+def _operator_only(request: web.Request) -> None:
+    """Metrics are for the host's Prometheus, never for the public: loopback and not through the proxy."""
+    if "X-Forwarded-For" in request.headers or request.remote not in ("127.0.0.1", "::1"):
+        raise web.HTTPNotFound()
+
+
 async def metrics(request: web.Request) -> web.Response:
+    _operator_only(request)
     se = request.app[APP]
     counts = se.store.counts()
     lines = []

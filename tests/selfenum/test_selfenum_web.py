@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from selfenum.i18n import Catalogs
@@ -369,3 +370,36 @@ def test_every_message_is_translated() -> None:
     catalogs = Catalogs()
     for lang in ("kk", "ru"):
         assert catalogs.missing(lang, sorted(msgids)) == [], lang
+
+
+async def test_logs_and_metrics_carry_no_personal_data(site: Web, codes: dict[str, str]) -> None:
+    import structlog
+
+    r = await _respondent(site)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await r.sign_in(codes[ENTRY1])
+            await r.fill(ANSWERS)
+            await r.post("/submit", {})
+        _, metrics = await r.get("/metrics")
+    finally:
+        await r.close()
+    assert {e["event"] for e in logs} >= {"selfenum.session.started", "selfenum.draft.saved",
+                                          "selfenum.sheet.accepted"}
+    text = repr(logs) + metrics
+    secrets = [codes[ENTRY1], ENTRY1, "127.0.0.1", *(v for page in ANSWERS.values() for v in page.values()
+                                                    if len(v) > 3)]
+    assert [s for s in secrets if s in text] == []
+    assert "sanaq_selfenum_delivered 1" in metrics
+    async with aiohttp.ClientSession() as s, s.get(site.url + "/metrics",
+                                                  headers={"X-Forwarded-For": "203.0.113.9"}) as resp:
+        assert resp.status == 404  # through the public proxy: not there
+
+
+def test_example_config_loads_and_keeps_the_founding_window() -> None:
+    from selfenum.config import load_config
+
+    config = load_config(Path(__file__).parents[2] / "systemd" / "examples" / "selfenum.toml")
+    assert config.window.opens().isoformat() == "2020-10-01T00:00:00+05:00"
+    assert config.window.closes().isoformat() == "2020-10-16T00:00:00+05:00"
+    assert not config.server.insecure_cookies
