@@ -52,7 +52,7 @@ def online_road(run_dir: Path, bin_dir: Path, authority: Path, url: str, *, run:
         'census_moment = "2026-10-01"\n', encoding="utf-8")
     (run_dir / "list.csv").write_text(LIST, encoding="utf-8")
     run("sanaq-selfenum", "codes", "mint", "--config", str(config), "--list", str(run_dir / "list.csv"),
-        "--slips", str(run_dir / "slips"), "--institution-kind", "hospital", "--worker-id", "W-0001")
+        "--slips", str(run_dir / "slips"), "--institution-kind", "childrens_home", "--worker-id", "W-0001")
     code = _code_from_slip(run_dir / "slips" / "slips-AT-000231.pdf")
     log = (run_dir / "selfenum.log").open("w")
     proc = subprocess.Popen([str(bin_dir / "sanaq-selfenum"), "serve", "--config", str(config)],

@@ -40,6 +40,7 @@ from .app import APP, create_app, pepper_path
 from .code_lists import read_list
 from .config import SelfenumConfig, load_config
 from .errors import SelfenumError
+from .questionnaire import Questionnaire
 from .sessions import load_or_make_secret
 from .slips import Slip, write_slips
 from .store import CodeRow, SelfenumStore
@@ -47,7 +48,7 @@ from .store import CodeRow, SelfenumStore
 __all__ = ["main"]
 
 log = structlog.get_logger("selfenum")
-_KINDS = ("childrens_home", "boarding_school", "hospital", "social_care_centre")
+
 
 
 def _now_ms() -> int:
@@ -174,6 +175,12 @@ def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def _institution_kinds() -> tuple[str, ...]:
+    """The kinds the census-sheet schema allows (the schema is the one copy of the rules)."""
+    kinds = Questionnaire().schema["properties"]["institution_kind"]["enum"]
+    return tuple(str(k) for k in kinds)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", type=Path, default=None,
@@ -191,7 +198,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--slips", required=True, metavar="DIR", help="where the slips PDFs go (0600)")
     r = codes.add_parser("reissue", parents=[common], help="revoke an entry's code and mint a new one")
     for q in (m, r):
-        q.add_argument("--institution-kind", choices=_KINDS, required=True)
+        q.add_argument("--institution-kind", choices=_institution_kinds(), required=True,
+                       help="one of the census-sheet schema's institution kinds")
         q.add_argument("--worker-id", required=True, help="the responsible worker (registry worker id)")
     r.add_argument("entry", metavar="ENTRY_ID")
     r.add_argument("--slips", required=True, metavar="DIR")

@@ -139,7 +139,7 @@ def mint(config: Any, entries: dict[str, str] | None = None) -> dict[str, str]:
     try:
         for entry in entries or {f"{INSTITUTION}/{i:05d}": "" for i in (1, 2, 3)}:
             code = mint_code()
-            store.add_code(CodeRow(code_hash(pepper, code), entry, INSTITUTION, "hospital", "W-17", "active"),
+            store.add_code(CodeRow(code_hash(pepper, code), entry, INSTITUTION, "childrens_home", "W-17", "active"),
                            now_ms=now_ms(), replace=False)
             out[entry] = code
     finally:

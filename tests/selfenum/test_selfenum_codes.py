@@ -108,7 +108,7 @@ def test_mint_from_a_list_writes_slips_and_stores_only_hashes(env: Env, gw: Gate
     listing.write_text(LIST_CSV, encoding="utf-8")
     slips = tmp_path / "slips"
     proc = _cli(cfg, "codes", "mint", "--list", str(listing), "--slips", str(slips),
-                "--institution-kind", "hospital", "--worker-id", "W-17")
+                "--institution-kind", "childrens_home", "--worker-id", "W-17")
     assert proc.returncode == 0, proc.stderr
     pdf = slips / f"slips-{INSTITUTION}.pdf"
     assert stat.S_IMODE(pdf.stat().st_mode) == 0o600
@@ -122,11 +122,11 @@ def test_mint_from_a_list_writes_slips_and_stores_only_hashes(env: Env, gw: Gate
     assert len(stored) == 3 and not any(c in db.execute("SELECT * FROM codes").fetchall().__repr__()
                                         for c in printed)
     again = _cli(cfg, "codes", "mint", "--list", str(listing), "--slips", str(tmp_path / "slips2"),
-                 "--institution-kind", "hospital", "--worker-id", "W-17")
+                 "--institution-kind", "childrens_home", "--worker-id", "W-17")
     assert again.returncode == 0 and "minted 0 code(s)" in again.stdout
     # Reissue: the old code stops working, the new one is the entry's only active code.
     entry = f"{INSTITUTION}/00002"
-    re = _cli(cfg, "codes", "reissue", entry, "--slips", str(tmp_path / "one"), "--institution-kind", "hospital",
+    re = _cli(cfg, "codes", "reissue", entry, "--slips", str(tmp_path / "one"), "--institution-kind", "childrens_home",
               "--worker-id", "W-17")
     assert re.returncode == 0, re.stderr
     rows = db.execute("SELECT status FROM codes WHERE entry_id = ? ORDER BY issued_at_ms, rowid", (entry,)).fetchall()
@@ -150,6 +150,6 @@ def test_a_bad_list_mints_nothing(env: Env, gw: Gateway, tmp_path: Path, csv_tex
     listing = tmp_path / "list.csv"
     listing.write_text(csv_text, encoding="utf-8")
     proc = _cli(cfg, "codes", "mint", "--list", str(listing), "--slips", str(tmp_path / "s"),
-                "--institution-kind", "hospital", "--worker-id", "W-17")
+                "--institution-kind", "childrens_home", "--worker-id", "W-17")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
