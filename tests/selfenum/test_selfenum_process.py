@@ -107,3 +107,51 @@ async def test_sigkill_mid_submission_loses_nothing_acknowledged(env: Env, gw: G
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
     rows = gw.rows("SELECT count(*), count(DISTINCT respondent_list_entry) FROM sheets")[0]
     assert rows[0] == rows[1]
+
+
+async def test_type_notify_ready_watchdog_stopping_with_the_bundle_from_credentials(
+        env: Env, gw: Gateway, tmp_path: Path) -> None:
+    import aiohttp
+
+    from tests.systemd.service_harness import NotifySocket
+
+    config = selfenum_config(env, tmp_path / "se", gw.url)
+    cfg = tmp_path / "selfenum.toml"
+    cfg.write_text(f'web_bundle = "."\nstate_dir = "{config.state_dir}"\ngateway_url = "{gw.url}"\n'
+                   '[server]\nport = 0\n', encoding="utf-8")
+    notify = NotifySocket(tmp_path / "notify.sock")
+    environ = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    environ |= {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000",
+                "CREDENTIALS_DIRECTORY": str(env.web_bundle_path)}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "selfenum", "serve", "--config", str(cfg),
+                                                env=environ, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    try:
+        seen = await notify.until(lambda n: n.get("READY") == "1", within=60)
+        ready = seen[-1]
+        assert ready.pid == proc.pid and "road web:WEB-AST-01" in (ready.get("STATUS") or "")
+        bound = re.search(r"127\.0\.0\.1:(\d+)", ready.get("STATUS") or "")
+        assert bound is not None
+        port = int(bound.group(1))
+        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/readyz") as r:
+            assert r.status == 200
+        pings = await notify.until(lambda n: n.get("WATCHDOG") == "1", within=5)
+        assert {n.pid for n in pings} == {proc.pid}
+        proc.send_signal(signal.SIGTERM)
+        await notify.until(lambda n: n.get("STOPPING") == "1", within=30)
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        notify.close()
+
+
+async def test_a_bad_config_exits_2_without_ready(tmp_path: Path) -> None:
+    cfg = tmp_path / "selfenum.toml"
+    cfg.write_text('[window]\nopens_at = "2020-10-16T00:00:00+05:00"\ncloses_at = "2020-10-01T00:00:00+05:00"\n',
+                   encoding="utf-8")
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "selfenum", "serve", "--config", str(cfg),
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    assert proc.returncode == 2 and b"opens_at must be before" in err and b"Traceback" not in err
