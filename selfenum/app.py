@@ -122,7 +122,8 @@ async def _forwarder(app: web.Application) -> AsyncIterator[None]:
         se.deliverer = Deliverer(se.store, client, web_id=se.bundle.device_id,
                                  gateway_keys=se.bundle.gateway_key_map,
                                  initial_backoff_s=cfg.forward.initial_backoff_s,
-                                 max_backoff_s=cfg.forward.max_backoff_s)
+                                 max_backoff_s=cfg.forward.max_backoff_s,
+                                 max_inflight=cfg.forward.max_inflight)
         task = asyncio.create_task(se.deliverer.forward_loop(), name="selfenum-forwarder")
         yield
         task.cancel()

@@ -75,6 +75,9 @@ class ForwardConfig:
     request_timeout_s: float = 15.0
     initial_backoff_s: float = 1.0
     max_backoff_s: float = 300.0
+    # The gateway admits limits.max_inflight_per_device (default 2) batches of one device at once, and the
+    # web service is one device: more in flight would only earn 429s.
+    max_inflight: int = 2
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ def encoded_size(sheet: dict[str, Any]) -> int:
 class Deliverer:
     def __init__(self, store: SelfenumStore, client: SignedGatewayClient, *, web_id: str,
                  gateway_keys: Callable[[], dict[bytes, bytes]], initial_backoff_s: float,
-                 max_backoff_s: float) -> None:
+                 max_backoff_s: float, max_inflight: int = 2) -> None:
         self._store = store
         self._client = client
         self._web_id = web_id
@@ -65,17 +65,20 @@ class Deliverer:
         self.delivered = 0
         self.failures = 0
         self._inflight: set[int] = set()
+        self._slots = asyncio.Semaphore(max_inflight)
 
     async def deliver(self, sub: Submission) -> float | None:
         """Try once. None when delivered (or refused for good); else the seconds to wait before retrying.
 
-        The submit handler and the background loop may both reach one submission: only one sends it at a time.
+        The submit handler and the background loop may both reach one submission: only one sends it at a time;
+        at most ``max_inflight`` batches are at the gateway at once (its per-device admission limit).
         """
         if sub.seq in self._inflight:
             return None
         self._inflight.add(sub.seq)
         try:
-            return await self._deliver(sub)
+            async with self._slots:
+                return await self._deliver(sub)
         finally:
             self._inflight.discard(sub.seq)
 
