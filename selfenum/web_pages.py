@@ -93,8 +93,11 @@ def _render(request: web.Request, se: SelfenumApp, template: str, *, title: str,
     lang = _lang(request)
     translations = se.catalogs.get(lang)
     token, fresh = _csrf_value(request, se)
+    # The language links come back here with a GET: a POST-only path goes back to the start.
+    here = request.path_qs if request.method == "GET" else ("/" if request.path in ("/start", "/submit")
+                                                            else request.path)
     html = se.templates.get_template(template).render(
-        _=translations.gettext, lang=lang, languages=_LANG_NAMES, here=request.path_qs, title=translations.gettext(
+        _=translations.gettext, lang=lang, languages=_LANG_NAMES, here=here, title=translations.gettext(
             title), errors=errors or [], csrf=token, **context)
     resp = web.Response(text=html, content_type="text/html", status=status)
     if fresh is not None:
@@ -297,7 +300,16 @@ async def post_page(request: web.Request, se: SelfenumApp, s: Session, who: Resp
         return _message(request, se, "Your answers have been saved",
                         ["You can come back before the online census closes: enter the same access code to "
                          "continue where you stopped."])
-    raise web.HTTPSeeOther("/q/" + se.questionnaire.next_slug(page.slug))
+    resp = web.HTTPSeeOther("/q/" + se.questionnaire.next_slug(page.slug))
+    _keep_alive(resp, se, s)
+    raise resp
+
+
+def _keep_alive(resp: web.StreamResponse, se: SelfenumApp, s: Session) -> None:
+    """Activity moves the idle limit (never past the close of the window)."""
+    expires = min(se.clock_ms() + se.config.limits.session_idle_s * 1000, se.config.window.closes_ms())
+    fresh = Session(s.code_hash, s.draft_key, s.csrf, expires)
+    _cookie(resp, se, SESSION_COOKIE, se.sessions.seal(fresh))
 
 
 def _check(request: web.Request, se: SelfenumApp, s: Session) -> web.StreamResponse:

@@ -403,3 +403,39 @@ def test_example_config_loads_and_keeps_the_founding_window() -> None:
     assert config.window.opens().isoformat() == "2020-10-01T00:00:00+05:00"
     assert config.window.closes().isoformat() == "2020-10-16T00:00:00+05:00"
     assert not config.server.insecure_cookies
+
+
+async def test_session_ends_after_idle_time_and_activity_extends_it(env: Env, gw: Gateway, tmp_path: Path) -> None:
+    clock = {"now": 1_800_000_000_000}
+    config = selfenum_config(env, tmp_path / "se", gw.url)
+    codes = mint(config)
+    w = await serve_selfenum(config, clock_ms=lambda: clock["now"])
+    r = Respondent(w.url)
+    idle_ms = config.limits.session_idle_s * 1000
+    try:
+        await r.sign_in(codes[ENTRY1])
+        clock["now"] += idle_ms - 1000
+        await r.get("/q/name")
+        _, _, path = await r.post("/q/name", {**ANSWERS["name"], "action": "next"})
+        assert path == "/q/about"  # still signed in; the save moved the idle limit
+        clock["now"] += idle_ms - 1000
+        status, _ = await r.get("/q/about")
+        assert status == 200
+        assert 'name="sex"' in r.last
+        clock["now"] += idle_ms + 1
+        status, page = await r.get("/q/about")
+        assert 'name="code"' in page  # idle too long: back to the start
+    finally:
+        await r.close()
+        await w.stop()
+
+
+async def test_language_link_on_a_refused_code_page_leads_somewhere(site: Web) -> None:
+    r = await _respondent(site)
+    try:
+        status, page, _ = await r.sign_in("2222")
+        assert status == 400 and 'href="/language/ru?next=/"' in page
+        status, page = await r.get("/language/ru?next=/")
+        assert status == 200 and "Введите код доступа" in page
+    finally:
+        await r.close()
