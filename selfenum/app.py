@@ -36,6 +36,7 @@ from .questionnaire import Questionnaire
 from .sessions import SessionBox, load_or_make_secret
 from .store import SelfenumStore
 from .throttle import Throttle
+from .trust import WebTrust
 
 __all__ = ["APP", "create_app", "pepper_path"]
 
@@ -119,14 +120,20 @@ async def _forwarder(app: web.Application) -> AsyncIterator[None]:
     ssl_context = client_ssl_context(se.bundle.ca_cert_path) if cfg.gateway_url.startswith("https") else None
     async with SignedGatewayClient(cfg.gateway_url, se.bundle.signing_key, ssl_context=ssl_context,
                                    timeout_s=cfg.forward.request_timeout_s, log_area="selfenum") as client:
+        trust = WebTrust(se.bundle, cfg.state_dir / "registry.snapshot")
+        se.trust = trust
         se.deliverer = Deliverer(se.store, client, web_id=se.bundle.device_id,
-                                 gateway_keys=se.bundle.gateway_key_map,
+                                 gateway_keys=trust.gateway_keys,
                                  initial_backoff_s=cfg.forward.initial_backoff_s,
                                  max_backoff_s=cfg.forward.max_backoff_s,
                                  max_inflight=cfg.forward.max_inflight)
-        task = asyncio.create_task(se.deliverer.forward_loop(), name="selfenum-forwarder")
+        tasks = [asyncio.create_task(se.deliverer.forward_loop(), name="selfenum-forwarder"),
+                 asyncio.create_task(trust.refresh_loop(client, cfg.forward.registry_refresh_s),
+                                     name="selfenum-registry")]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     se.store.close()

@@ -78,6 +78,7 @@ class ForwardConfig:
     # The gateway admits limits.max_inflight_per_device (default 2) batches of one device at once, and the
     # web service is one device: more in flight would only earn 429s.
     max_inflight: int = 2
+    registry_refresh_s: float = 900.0  # GET /v1/registry: receipt keys may rotate during the window
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from .questionnaire import Questionnaire
 from .sessions import SessionBox
 from .store import SelfenumStore
 from .throttle import Throttle
+from .trust import WebTrust
 
 __all__ = ["APP", "SelfenumApp"]
 
@@ -36,6 +37,7 @@ class SelfenumApp:
     sealer: Sealer
     clock_ms: Callable[[], int]
     deliverer: Deliverer | None = None
+    trust: WebTrust | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"codes_refused": 0, "signins": 0, "submits": 0,
                                                               "csrf_refused": 0})
 

@@ -369,7 +369,9 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     se = request.app[APP]
     ok = se.deliverer is not None
-    return web.json_response({"ready": ok, "window_open": _window(se)[0]}, status=200 if ok else 503)
+    version = se.trust.version if se.trust is not None else 0
+    return web.json_response({"ready": ok, "window_open": _window(se)[0], "registry_version": version},
+                             status=200 if ok else 503)
 
 
 def _operator_only(request: web.Request) -> None:

@@ -24,6 +24,7 @@ from .bed import (
     Web,
     files_under,
     mint,
+    now_ms,
     selfenum_config,
     serve_gateway,
     serve_selfenum,
@@ -439,3 +440,32 @@ async def test_language_link_on_a_refused_code_page_leads_somewhere(site: Web) -
         assert status == 200 and "Введите код доступа" in page
     finally:
         await r.close()
+
+
+async def test_the_service_follows_newer_registry_snapshots_from_the_gateway(env: Env, gw: Gateway,
+                                                                              tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    base = selfenum_config(env, tmp_path / "se", gw.url)
+    config = replace(base, forward=replace(base.forward, registry_refresh_s=0.05))
+    mint(config)
+    w = await serve_selfenum(config)
+    try:
+        async with aiohttp.ClientSession() as s:
+            async with s.get(w.url + "/readyz") as r:
+                first = (await r.json())["registry_version"]
+            newer = env.authority.publish(now_ms=now_ms(), validity_ms=7 * 86_400_000)
+            async with s.put(gw.url + "/v1/registry", data=newer,
+                             headers={"Content-Type": "application/vnd.sanaq.snapshot"}) as r:
+                assert r.status == 200
+            version = first
+            for _ in range(200):
+                async with s.get(w.url + "/readyz") as r:
+                    version = (await r.json())["registry_version"]
+                if version > first:
+                    break
+                await asyncio.sleep(0.02)
+        assert first >= 1 and version == first + 1
+        assert (config.state_dir / "registry.snapshot").read_bytes() == newer
+    finally:
+        await w.stop()
