@@ -10,6 +10,7 @@ a name, an answer, or an address.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -21,7 +22,7 @@ from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
 from keys.access_codes import code_hash, derive_draft_key, normalise_code
-from keys.errors import AccessCodeError
+from keys.errors import AccessCodeError, KeysError
 from keys.files import atomic_write
 
 from .context import APP, SelfenumApp
@@ -329,9 +330,15 @@ async def post_submit(request: web.Request, se: SelfenumApp, s: Session, who: Re
         raise web.HTTPSeeOther("/q/check")
     now = se.clock_ms()
     sheet = se.questionnaire.sheet(answers, who, moment=moment, now_ms=now)
-    sub = se.store.submit(who.entry_id, s.code_hash, now_ms=now,
-                          seal=lambda seq: se.sealer.seal(sheet, seq, now_ms=now),
-                          write=lambda path, data: atomic_write(path, data, mode=0o600))
+    try:
+        sub = se.store.submit(who.entry_id, s.code_hash, now_ms=now,
+                              seal=lambda seq: se.sealer.seal(sheet, seq, now_ms=now),
+                              write=lambda path, data: atomic_write(path, data, mode=0o600))
+    except (KeysError, OSError, sqlite3.Error) as e:  # disk full, I/O error: nothing was accepted
+        log.error("selfenum.sheet.not_stored", error=type(e).__name__)
+        return _message(request, se, "Your census sheet could not be accepted just now",
+                        ["Nothing was lost: your answers are saved. Please try again in a few minutes."],
+                        status=503)
     se.counters["submits"] += 1
     log.info("selfenum.sheet.accepted", seq=sub.seq)
     if sub.state == "queued" and se.deliverer is not None:

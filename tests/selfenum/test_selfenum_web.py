@@ -469,3 +469,31 @@ async def test_the_service_follows_newer_registry_snapshots_from_the_gateway(env
         assert (config.state_dir / "registry.snapshot").read_bytes() == newer
     finally:
         await w.stop()
+
+
+async def test_a_spool_that_cannot_be_written_accepts_nothing_and_keeps_the_draft(site: Web, gw: Gateway,
+                                                                                 codes: dict[str, str],
+                                                                                 config: Any) -> None:
+    r = await _respondent(site)
+    spool = config.state_dir / "spool"
+    try:
+        await r.sign_in(codes[ENTRY1])
+        await r.fill(ANSWERS)
+        token = r.csrf()
+        # The spool cannot take a file (tests run as root, so a mode would not stop it): a failing disk.
+        spool.rename(spool.with_name("spool.away"))
+        spool.write_bytes(b"")
+        try:
+            status, page, _ = await r.post("/submit", {}, csrf=token)
+        finally:
+            spool.unlink()
+            spool.with_name("spool.away").rename(spool)
+        assert status == 503 and "жауаптарыңыз сақталған" in page
+        con = sqlite3.connect(config.state_dir / "selfenum.db")
+        assert con.execute("SELECT count(*) FROM submissions").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM drafts").fetchone() == (1,)
+        status, _, path = await r.post("/submit", {}, csrf=token)  # the disk is back: it goes through
+        assert (status, path) == (200, "/done")
+    finally:
+        await r.close()
+    assert gw.rows("SELECT count(*) FROM batches") == [(1,)]
