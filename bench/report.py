@@ -352,6 +352,30 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     return out
 
 
+def _web_road(w: dict[str, Any]) -> list[str]:
+    web, base, store = w["web_road"], w["gateway_ingest_same_batches"], w["store"]
+    return [
+        "## Web road (online self-enumeration)",
+        "",
+        f"`bench.web_road`: {w['plan']['respondents']} respondents, {w['plan']['concurrency']} at a time, each a "
+        "browser-less HTTP client (code, five question pages, submit) against the real `sanaq-selfenum` and "
+        "`sanaq-gateway` processes; baseline: the same number of one-sheet batches of the same web id sent "
+        "straight to the gateway, two in flight (its per-device admission limit).",
+        "",
+        "| | per second | p50 ms | p99 ms |",
+        "| --- | ---: | ---: | ---: |",
+        f"| finished questionnaires, end to end (latency: the submit request) | {_f(web['per_s'], 1)} | "
+        f"{_f(web['submit_latency_ms']['p50'])} | {_f(web['submit_latency_ms']['p99'])} |",
+        f"| gateway batch ingest, same batches | {_f(base['per_s'], 1)} | {_f(base['latency_ms']['p50'])} | "
+        f"{_f(base['latency_ms']['p99'])} |",
+        "",
+        f"Store check: {store['web_batches']} web batches, {store['distinct_seqs']} distinct, "
+        f"{store['quarantined']} quarantined ({'ok' if store['ok'] else 'FAILED'}). One web id is one device "
+        "to the gateway; more throughput comes from more web services (each its own id) behind the proxy.",
+        "",
+    ]
+
+
 def render(results: dict[str, dict[str, Any]], mode: str) -> str:
     m = machine()
     gw, usb, scale = results.get("gateway_ingest"), results.get("usb_pull"), results.get("scale_curve")
@@ -384,12 +408,14 @@ def render(results: dict[str, dict[str, Any]], mode: str) -> str:
         out += _usb(usb)
     if scale:
         out += _scale(scale)
+    if results.get("web_road"):
+        out += _web_road(results["web_road"])
     out += [
         "## Running",
         "",
         "`make bench` (full, about 6-8 min on 2 cores) or `.venv/bin/python -m bench.run_all --quick` (about "
         "2.5 min), from the repository root. "
-        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve [--quick]`, then "
+        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road [--quick]`, then "
         "`python -m bench.report` to rebuild this page. py-spy (optional) adds the profiles. "
         "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change).",
         "",

@@ -19,7 +19,7 @@ from .report import RESULTS, write_report
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve")
+BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wire import RegistrySnapshot, StationEntry, TabletEntry
+from wire import RegistrySnapshot, StationEntry, TabletEntry, WebServiceEntry
 from wire.errors import RevokedKeyError, UnknownKeyError
 
 __all__ = ["Signer", "Trust"]
@@ -16,9 +16,9 @@ __all__ = ["Signer", "Trust"]
 
 @dataclass(frozen=True, slots=True)
 class Signer:
-    """Who signed a request: a tablet or a station, as the registry knows it."""
+    """Who signed a request: a tablet, a station or a web service, as the registry knows it."""
 
-    kind: str  # "tablet" | "station"
+    kind: str  # "tablet" | "station" | "web"
     ident: str
     key_id: bytes
     public_key: bytes
@@ -26,7 +26,9 @@ class Signer:
 
     @property
     def road(self) -> str:
-        return "online" if self.kind == "tablet" else f"station:{self.ident}"
+        if self.kind == "tablet":
+            return "online"
+        return f"{self.kind}:{self.ident}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Trust:
             by_key[t.key_id] = Signer("tablet", t.device_id, t.key_id, t.public_key, t.status == "issued")
         for s in snapshot.stations:
             by_key[s.key_id] = Signer("station", s.station_id, s.key_id, s.public_key, s.status == "active")
+        for w in snapshot.web_services:
+            by_key[w.key_id] = Signer("web", w.web_id, w.key_id, w.public_key, w.status == "active")
         return cls(snapshot, by_key)
 
     def public_key_for(self, key_id: bytes) -> bytes:
@@ -60,6 +64,9 @@ class Trust:
 
     def station(self, station_id: str) -> StationEntry:
         return self.snapshot.active_station(station_id)
+
+    def web_service(self, web_id: str) -> WebServiceEntry:
+        return self.snapshot.active_web_service(web_id)
 
     def require_active(self, signer: Signer) -> None:
         if not signer.active:

@@ -75,7 +75,7 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     header = envelope.header
     structlog.contextvars.bind_contextvars(device_id=header.device_id, seq=header.seq)
     signer = auth.signer
-    if signer.kind == "tablet" and signer.ident != header.device_id:
+    if signer.kind in ("tablet", "web") and signer.ident != header.device_id:
         await record_security_event(
             ctx,
             "device-mismatch",
@@ -84,13 +84,14 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
             key_id=signer.key_id.hex(),
             detail={"sender": signer.ident},
         )
-        raise ClientProblem("a tablet may only send its own batches", code="device-mismatch")
+        raise ClientProblem("a tablet or web service may only send its own batches", code="device-mismatch")
     try:
-        tablet = trust.tablet(header.device_id)
+        # A web service seals its respondents' sheets under its own id and key (road web:<id>).
+        device = trust.web_service(header.device_id) if signer.kind == "web" else trust.tablet(header.device_id)
     except RevokedKeyError:
         await record_security_event(ctx, "revoked-device-batch", device_id=header.device_id, seq=header.seq)
         raise
-    verified = verify_envelope(envelope, tablet.public_key)
+    verified = verify_envelope(envelope, device.public_key)
     if header.schema != SHEET_SCHEMA_NAME:
         raise ClientProblem(f"unknown sheet schema {header.schema!r}", code="unsupported-schema")
     batch_hash = envelope.batch_hash
@@ -163,7 +164,7 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
 
     match outcome:
         case Stored():
-            ctx.metrics.batches.labels(road="online" if signer.kind == "tablet" else "station").inc()
+            ctx.metrics.batches.labels(road="online" if signer.kind == "tablet" else signer.kind).inc()
             ctx.metrics.sheets.inc(len(item.sheets))
             ctx.metrics.quarantined.inc(len(item.quarantined))
             log.info(

@@ -30,8 +30,8 @@ async def get_device_state(request: web.Request) -> web.Response:
     except DecodeError as e:
         raise ClientProblem("device id malformed", code="malformed") from e
     auth, _ = await signed_request(request, ctx, b"")
-    if auth.signer.kind == "tablet" and auth.signer.ident != device_id:
-        raise ClientProblem("a tablet may only read its own state", code="forbidden")
+    if auth.signer.kind in ("tablet", "web") and auth.signer.ident != device_id:
+        raise ClientProblem("a tablet or web service may only read its own state", code="forbidden")
     seqs = await ctx.store.device_seqs(device_id)
     highest, max_seq, gaps = compute_gaps(list(seqs.seqs))
     doc = make_sync_state(

@@ -53,4 +53,10 @@ _V1 = (
     "CREATE INDEX status_events_subject ON status_events (subject_id, id)",
 )
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("initial", _V1),)
+# A station row with role 'web' is a self-enumeration web service: snapshots list it under
+# ``web_services`` and the gateway names its road ``web:<id>``.
+_V2 = (
+    "ALTER TABLE stations ADD COLUMN role TEXT NOT NULL DEFAULT 'usb' CHECK (role IN ('usb', 'web'))",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("initial", _V1), ("station-role", _V2))

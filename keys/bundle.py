@@ -3,14 +3,14 @@
 Directory layout (0700; written by ``keys.enrollment``)::
 
     device.key          Ed25519 device key, PEM PKCS8, 0600, optionally passphrase-encrypted
-    provisioning.json   {"v": 1, "role": "tablet" | "station", "device_id", "key_id",
+    provisioning.json   {"v": 1, "role": "tablet" | "station" | "web", "device_id", "key_id",
                          "gateway_url", "root_public_key",
                          tablets only: "usb_serial", "institution", "worker_id",
                          "census": {"date": "YYYY-MM-DD", "utc_offset_minutes": int}}
     ca.crt              the census TLS CA to pin
     registry.snapshot   the snapshot published at enrollment (lists this device)
 
-For a station ``device_id`` is the station id. ``ProvisioningBundle.load``
+For a station ``device_id`` is the station id, for a web service its web id. ``ProvisioningBundle.load``
 checks every member strictly, that ``key_id`` is the device key's, and that
 the snapshot verifies under ``root_public_key`` and lists this device with
 this key (expiry is not checked: a fresh snapshot is fetched when online).
@@ -38,7 +38,7 @@ from wire.census_sheet import FOUNDING_ORDER_MOMENT, CensusMoment
 from wire.envelope import check_device_id
 from wire.errors import WireError
 from wire.keyids import key_id, parse_hex
-from wire.snapshot import TabletEntry, accept_snapshot
+from wire.snapshot import StationEntry, TabletEntry, WebServiceEntry, accept_snapshot
 
 from .errors import BundleError, KeysError, StorageError
 from .files import atomic_write, fsync_dir, load_signing_key
@@ -173,8 +173,8 @@ class ProvisioningBundle:
         if body.get("v") != 1:
             raise BundleError("provisioning.json has an unknown version", field="v")
         role = body.get("role")
-        if role not in ("tablet", "station"):
-            raise BundleError("provisioning.json role must be 'tablet' or 'station'", field="role")
+        if role not in ("tablet", "station", "web"):
+            raise BundleError("provisioning.json role must be 'tablet', 'station' or 'web'", field="role")
         expected = _COMMON | _TABLET_ONLY if role == "tablet" else _COMMON
         if set(body) != expected:
             missing, extra = sorted(expected - set(body)), sorted(set(body) - expected)
@@ -214,7 +214,13 @@ class ProvisioningBundle:
         try:
             # now_ms=0: signature and structure only; a bundle may sit on a shelf past expiry.
             snap = accept_snapshot(self.snapshot, self.root_public_key, now_ms=0)
-            listed = snap.tablet(self.device_id) if self.role == "tablet" else snap.station(self.device_id)
+            listed: TabletEntry | StationEntry | WebServiceEntry
+            if self.role == "tablet":
+                listed = snap.tablet(self.device_id)
+            elif self.role == "web":
+                listed = snap.web_service(self.device_id)
+            else:
+                listed = snap.station(self.device_id)
         except WireError as e:
             raise BundleError(f"registry.snapshot does not verify or lacks this device ({e.code})",
                               field="registry.snapshot") from e

@@ -1,6 +1,6 @@
 """``sanaq-keys``: the census authority's admin command.
 
-Subcommands: ``init``, ``enroll-tablet``, ``enroll-station``, ``revoke``,
+Subcommands: ``init``, ``enroll-tablet``, ``enroll-station``, ``enroll-web``, ``revoke``,
 ``mark-lost``, ``mark-returned``, ``list``, ``history``, ``publish``,
 ``show-snapshot``, ``export-gateway``, ``rotate tls|receipt|data``, ``push``,
 ``registry-status``. Enrolments and status changes publish a new snapshot
@@ -35,7 +35,7 @@ from wire.errors import WireError
 
 from . import cli_output as out
 from .authority import DEFAULT_SNAPSHOT_VALIDITY_MS, Authority
-from .enrollment import enroll_station, enroll_tablet
+from .enrollment import enroll_station, enroll_tablet, enroll_web
 from .errors import KeysError, WrongPassphraseError
 from .files import atomic_write, load_public_key, read_passphrase_file
 from .gateway_bundle import export_gateway
@@ -105,6 +105,18 @@ def _cmd_enroll_station(args: argparse.Namespace) -> int:
     with _open(args) as a:
         bundle = enroll_station(
             a, args.out, station_id=args.station_id, gateway_url=args.gateway_url, now_ms=_now(args),
+            location=args.location,
+            bundle_passphrase=_passphrase(args.bundle_passphrase_file, "SANAQ_BUNDLE_PASSPHRASE"),
+            validity_ms=_validity_ms(args),
+        )
+        out.enrolled(bundle, a.registry.latest_version(), as_json=args.json)
+    return 0
+
+
+def _cmd_enroll_web(args: argparse.Namespace) -> int:
+    with _open(args) as a:
+        bundle = enroll_web(
+            a, args.out, web_id=args.web_id, gateway_url=args.gateway_url, now_ms=_now(args),
             location=args.location,
             bundle_passphrase=_passphrase(args.bundle_passphrase_file, "SANAQ_BUNDLE_PASSPHRASE"),
             validity_ms=_validity_ms(args),
@@ -275,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_init)
 
     for name, func, helptext in (("enroll-tablet", _cmd_enroll_tablet, "enroll a tablet, write its bundle"),
-                                 ("enroll-station", _cmd_enroll_station, "enroll an ingest station")):
+                                 ("enroll-station", _cmd_enroll_station, "enroll an ingest station"),
+                                 ("enroll-web", _cmd_enroll_web, "enroll a self-enumeration web service")):
         p = add(name, help=helptext)
         _add_common(p, publish=True)
         if name == "enroll-tablet":
@@ -285,8 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--worker-id", required=True)
             p.add_argument("--worker-name", help="kept in the registry only, never in snapshots")
             p.add_argument("--act-no", help="acceptance-transfer act number")
-        else:
+        elif name == "enroll-station":
             p.add_argument("--station-id", required=True)
+            p.add_argument("--location")
+        else:
+            p.add_argument("--web-id", required=True, help="its road is web:<id>; also the device id of its batches")
             p.add_argument("--location")
         p.add_argument("--gateway-url", required=True, metavar="URL")
         p.add_argument("--out", required=True, metavar="BUNDLE_DIR", help="new bundle directory")
@@ -294,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="encrypt device.key (else $SANAQ_BUNDLE_PASSPHRASE; default unencrypted)")
         p.set_defaults(func=func)
 
-    for name, func, helptext in (("revoke", _cmd_revoke, "revoke a tablet or station"),
+    for name, func, helptext in (("revoke", _cmd_revoke, "revoke a tablet, station or web service"),
                                  ("mark-lost", _cmd_mark_lost, "mark a tablet lost")):
         p = add(name, help=helptext)
         _add_common(p, publish=True)

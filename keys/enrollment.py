@@ -34,7 +34,7 @@ from .errors import BundleError, KeysError
 from .files import PRIVATE_MODE, PUBLIC_MODE, serialize_private_key
 from .records import check_id
 
-__all__ = ["enroll_station", "enroll_tablet"]
+__all__ = ["enroll_station", "enroll_tablet", "enroll_web"]
 
 _log = structlog.get_logger("keys.enrollment")
 
@@ -120,22 +120,40 @@ def enroll_station(
     location: str | None = None,
     bundle_passphrase: bytes | None = None,
     validity_ms: int = DEFAULT_SNAPSHOT_VALIDITY_MS,
+    role: str = "usb",
 ) -> ProvisioningBundle:
-    """Enroll a USB ingest station and write its bundle to ``out_dir`` (must not exist)."""
+    """Enroll a USB ingest station (or, ``role="web"``, a self-enumeration web service) and write its bundle."""
     out = Path(out_dir)
     check_id(station_id, "station_id")
     _prepare(authority, out, gateway_url, station_id)
     key = SigningKey.generate()
     key_pem = _private_pem(key, bundle_passphrase)
     record = authority.registry.enroll_station(
-        station_id=station_id, public_key=bytes(key.verify_key), now_ms=now_ms, location=location
+        station_id=station_id, public_key=bytes(key.verify_key), now_ms=now_ms, location=location, role=role
     )
     snapshot = authority.publish(now_ms=now_ms, validity_ms=validity_ms)
     provisioning = provisioning_json(
-        role="station", device_id=station_id, public_key=record.public_key, gateway_url=gateway_url,
-        root_public_key=authority.root_public_key,
+        role="web" if role == "web" else "station", device_id=station_id, public_key=record.public_key,
+        gateway_url=gateway_url, root_public_key=authority.root_public_key,
     )
     bundle = _write(authority, out, subject_id=station_id, key_pem=key_pem, provisioning=provisioning,
                     snapshot=snapshot, bundle_passphrase=bundle_passphrase)
-    _log.info("enrollment.station.bundle_written", station_id=station_id, key_id=record.key_id.hex())
+    _log.info("enrollment.station.bundle_written", station_id=station_id, role=role, key_id=record.key_id.hex())
     return bundle
+
+
+def enroll_web(
+    authority: Authority,
+    out_dir: str | os.PathLike[str],
+    *,
+    web_id: str,
+    gateway_url: str,
+    now_ms: int,
+    location: str | None = None,
+    bundle_passphrase: bytes | None = None,
+    validity_ms: int = DEFAULT_SNAPSHOT_VALIDITY_MS,
+) -> ProvisioningBundle:
+    """Enroll a self-enumeration web service (road ``web:<web_id>``) and write its bundle."""
+    return enroll_station(authority, out_dir, station_id=web_id, gateway_url=gateway_url, now_ms=now_ms,
+                          location=location, bundle_passphrase=bundle_passphrase, validity_ms=validity_ms,
+                          role="web")

@@ -22,6 +22,7 @@ material or passphrases::
     +-- SnapshotCacheError            no snapshot held, or the cache files are unusable
     +-- BundleError                   a provisioning or gateway bundle is invalid
     +-- TlsError                      certificate or SSL context cannot be built
+    +-- AccessCodeError               text that is not a self-enumeration access code
 
 Snapshot verification failures stay in the wire tree (``wire.errors``):
 ``RollbackError``, ``ExpiredError``, ``BadSignatureError`` and the decode errors.
@@ -32,6 +33,7 @@ from __future__ import annotations
 from wire.errors import CodedError
 
 __all__ = [
+    "AccessCodeError",
     "AuthorityError",
     "BundleError",
     "CorruptKeyFileError",
@@ -125,3 +127,9 @@ class BundleError(KeysError):
 
 class TlsError(KeysError):
     code = "tls"
+
+
+class AccessCodeError(KeysError):
+    """Not an access code (length, symbol or check character); deliberately says no more."""
+
+    code = "bad-access-code"

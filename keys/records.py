@@ -72,10 +72,12 @@ class StationRecord:
     status: str
     status_changed_at_ms: int
     reason: str | None
+    role: str = "usb"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "station_id": self.station_id,
+            "role": self.role,
             "public_key": self.public_key.hex(),
             "key_id": self.key_id.hex(),
             "location": self.location,
@@ -156,4 +158,5 @@ def station_from_row(r: sqlite3.Row) -> StationRecord:
         status=r["status"],
         status_changed_at_ms=r["status_changed_at_ms"],
         reason=r["reason"],
+        role=r["role"],
     )

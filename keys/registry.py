@@ -12,7 +12,9 @@ Tablet status machine (``TABLET_TRANSITIONS``)::
     returned --> revoked
     revoked: terminal
 
-Station status machine: ``active --> revoked`` (terminal). Anything else is
+Station status machine: ``active --> revoked`` (terminal). A station row has a
+role: ``usb`` (an ingest station) or ``web`` (a self-enumeration web service,
+listed in snapshots under ``web_services``). Anything else is
 ``InvalidTransitionError``. Only ``issued`` tablets and ``active`` stations may
 sign (enforced by consumers through the snapshot).
 
@@ -36,7 +38,7 @@ import structlog
 from nacl.signing import SigningKey
 
 from wire.keyids import key_id
-from wire.snapshot import StationEntry, TabletEntry, make_snapshot
+from wire.snapshot import StationEntry, TabletEntry, WebServiceEntry, make_snapshot
 
 from ._registry_schema import MIGRATIONS
 from .completeness import completeness_problem
@@ -196,21 +198,23 @@ class Registry:
         return self.tablet(device_id)
 
     def enroll_station(
-        self, *, station_id: str, public_key: bytes, now_ms: int, location: str | None = None
+        self, *, station_id: str, public_key: bytes, now_ms: int, location: str | None = None, role: str = "usb"
     ) -> StationRecord:
         check_id(station_id, "station_id")
+        if role not in ("usb", "web"):
+            raise InvalidRecordError("station role must be usb or web", station_id=station_id)
         location = None if location is None else check_text(location, "location", 256)
         with self._tx() as db:
             self._check_new(db, station_id, public_key)
             db.execute(
                 "INSERT INTO stations (station_id, public_key, key_id, location, enrolled_at_ms, status,"
-                " status_changed_at_ms) VALUES (?,?,?,?,?,'active',?)",
-                (station_id, public_key.hex(), key_id(public_key).hex(), location, now_ms, now_ms),
+                " status_changed_at_ms, role) VALUES (?,?,?,?,?,'active',?,?)",
+                (station_id, public_key.hex(), key_id(public_key).hex(), location, now_ms, now_ms, role),
             )
             self._event(
                 db, station_id, kind="station", old=None, new="active", at_ms=now_ms, reason=None, evidence=None
             )
-        _log.info("registry.station.enrolled", station_id=station_id, key_id=key_id(public_key).hex())
+        _log.info("registry.station.enrolled", station_id=station_id, role=role, key_id=key_id(public_key).hex())
         return self.station(station_id)
 
     # ---- status changes ---------------------------------------------------------------------
@@ -368,12 +372,17 @@ class Registry:
             ]
             stations = [
                 StationEntry(r["station_id"], bytes.fromhex(r["key_id"]), bytes.fromhex(r["public_key"]), r["status"])
-                for r in db.execute("SELECT * FROM stations")
+                for r in db.execute("SELECT * FROM stations WHERE role = 'usb'")
+            ]
+            web_services = [
+                WebServiceEntry(r["station_id"], bytes.fromhex(r["key_id"]), bytes.fromhex(r["public_key"]),
+                                r["status"])
+                for r in db.execute("SELECT * FROM stations WHERE role = 'web'")
             ]
             data = make_snapshot(
                 version=version, issued_at_ms=now_ms, expires_at_ms=now_ms + validity_ms,
                 data_public_key=data_public_key, gateway_public_keys=gateway_public_keys,
-                tablets=tablets, stations=stations, root_key=root_key,
+                tablets=tablets, stations=stations, root_key=root_key, web_services=web_services,
             )
             db.execute(
                 "INSERT INTO snapshot_versions (version, published_at_ms, expires_at_ms, sha256) VALUES (?,?,?,?)",

@@ -6,7 +6,9 @@
 3. two tablets fill census sheets and sync online (receipts verified);
 4. the third tablet has no coverage: it exports a USB volume image, and the
    station pulls it in user space, verifies, spools and forwards it;
-5. what arrived is printed from the census store, then the gateway stops.
+5. a respondent answers online on the self-enumeration web service (road
+   ``web:WEB-AST-01``, scripts/demo_selfenum.py);
+6. what arrived is printed from the census store, then the gateway stops.
 
 Everything lives in ``demo-run/`` (or ``$SANAQ_DEMO_DIR``), recreated each time, mode
 0700 under a umask of 077: it holds keys and census sheets. Only 127.0.0.1 is used.
@@ -127,6 +129,11 @@ def demo_with_gateway(authority: Path, url: str) -> int:
     run("sanaq-usb-ingest", "pull", str(image), "--config", str(station_config))
     step("TAB-0003 syncs later: its sync state shows the USB road delivered everything")
     run("sanaq-tablet", "--home", str(home), "sync")
+
+    step("online self-enumeration: a respondent answers on the web service, the sheet goes to the gateway")
+    from scripts.demo_selfenum import online_road  # noqa: PLC0415 - needs the venv, like push_snapshot
+
+    online_road(RUN, BIN, authority, url, run=run, push_snapshot=push_snapshot)
 
     step("what arrived in the census store")
     show_store(RUN / "gateway-state" / "census.db")

@@ -5,7 +5,7 @@
 #
 # What goes where (all under $(DESTDIR)):
 #   $(SANAQ_HOME)                     virtualenv with sanaq-sync and its dependencies
-#   $(BINDIR)/sanaq-{gateway,usb-ingest,keys}   wrappers that run the virtualenv
+#   $(BINDIR)/sanaq-{gateway,usb-ingest,keys,selfenum}   wrappers that run the virtualenv
 #   $(UNITDIR)/sanaq-*.service        the systemd units
 #   $(SYSUSERSDIR)/sanaq.conf         users sanaq-gateway, sanaq-ingest
 #   $(TMPFILESDIR)/sanaq.conf         /etc/sanaq/{keys,station}, state and spool directories
@@ -67,9 +67,9 @@ INSTALL ?= install
 
 # program=module:function, as in [project.scripts] of pyproject.toml
 SANAQ_PROGRAMS := sanaq-gateway=gateway.__main__:main sanaq-usb-ingest=usb_ingest.__main__:main \
-                  sanaq-keys=keys.cli:main
-SANAQ_UNITS := sanaq-gateway.service sanaq-usb-ingest.service
-SANAQ_EXAMPLES := gateway.toml usb-ingest.toml
+                  sanaq-keys=keys.cli:main sanaq-selfenum=selfenum.__main__:main
+SANAQ_UNITS := sanaq-gateway.service sanaq-usb-ingest.service sanaq-selfenum.service
+SANAQ_EXAMPLES := gateway.toml usb-ingest.toml selfenum.toml
 SANAQ_MARKER := .sanaq-sync-venv
 
 .PHONY: install uninstall verify-units sanaq-check-dirs sanaq-install-venv sanaq-install-files sanaq-postinstall
@@ -130,7 +130,8 @@ sanaq-install-files:
 	$(INSTALL) -d -m 0755 '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(UNITDIR)' '$(DESTDIR)$(SYSUSERSDIR)' \
 	  '$(DESTDIR)$(TMPFILESDIR)' '$(DESTDIR)$(UDEVRULESDIR)' '$(DESTDIR)$(DOCDIR)/examples' \
 	  '$(DESTDIR)$(SANAQ_CONFDIR)'
-	$(INSTALL) -d -m 0700 '$(DESTDIR)$(SANAQ_CONFDIR)/keys' '$(DESTDIR)$(SANAQ_CONFDIR)/station'
+	$(INSTALL) -d -m 0700 '$(DESTDIR)$(SANAQ_CONFDIR)/keys' '$(DESTDIR)$(SANAQ_CONFDIR)/station' \
+	  '$(DESTDIR)$(SANAQ_CONFDIR)/selfenum'
 	@set -e; for spec in $(SANAQ_PROGRAMS); do \
 	  prog=$${spec%%=*}; entry=$${spec#*=}; module=$${entry%%:*}; func=$${entry#*:}; \
 	  tmp='$(DESTDIR)$(BINDIR)'/.$$prog.tmp; \
@@ -150,6 +151,7 @@ sanaq-install-files:
 	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/tmpfiles.d/sanaq.conf' '$(DESTDIR)$(TMPFILESDIR)/sanaq.conf'
 	$(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)/udev/70-sanaq-tablet.rules' '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules'
 	$(INSTALL) -m 0644 '$(SANAQ_SRC)/docs/operations.md' '$(DESTDIR)$(DOCDIR)/operations.md'
+	$(INSTALL) -m 0644 '$(SANAQ_SRC)/docs/selfenum.md' '$(DESTDIR)$(DOCDIR)/selfenum.md'
 	@set -e; for ex in $(SANAQ_EXAMPLES); do \
 	  $(INSTALL) -m 0644 '$(SANAQ_SYSTEMD)'/examples/$$ex '$(DESTDIR)$(DOCDIR)'/examples/$$ex; \
 	  if [ -e '$(DESTDIR)$(SANAQ_CONFDIR)'/$$ex ]; then \
@@ -183,7 +185,8 @@ uninstall:
 	done
 	@for unit in $(SANAQ_UNITS); do rm -f '$(DESTDIR)$(UNITDIR)'/$$unit; done
 	rm -f '$(DESTDIR)$(SYSUSERSDIR)/sanaq.conf' '$(DESTDIR)$(TMPFILESDIR)/sanaq.conf' \
-	  '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules' '$(DESTDIR)$(DOCDIR)/operations.md'
+	  '$(DESTDIR)$(UDEVRULESDIR)/70-sanaq-tablet.rules' '$(DESTDIR)$(DOCDIR)/operations.md' \
+	  '$(DESTDIR)$(DOCDIR)/selfenum.md'
 	@for ex in $(SANAQ_EXAMPLES); do \
 	  rm -f '$(DESTDIR)$(DOCDIR)'/examples/$$ex; \
 	  conf='$(DESTDIR)$(SANAQ_CONFDIR)'/$$ex; \
@@ -193,7 +196,8 @@ uninstall:
 	  fi; \
 	done
 	-rmdir '$(DESTDIR)$(DOCDIR)/examples' '$(DESTDIR)$(DOCDIR)' 2>/dev/null
-	-rmdir '$(DESTDIR)$(SANAQ_CONFDIR)/keys' '$(DESTDIR)$(SANAQ_CONFDIR)/station' '$(DESTDIR)$(SANAQ_CONFDIR)' 2>/dev/null
+	-rmdir '$(DESTDIR)$(SANAQ_CONFDIR)/keys' '$(DESTDIR)$(SANAQ_CONFDIR)/station' \
+	  '$(DESTDIR)$(SANAQ_CONFDIR)/selfenum' '$(DESTDIR)$(SANAQ_CONFDIR)' 2>/dev/null
 ifeq ($(SANAQ_VENV),yes)
 	@if [ -f '$(DESTDIR)$(SANAQ_HOME)/$(SANAQ_MARKER)' ]; then \
 	  rm -rf '$(DESTDIR)$(SANAQ_HOME)'; echo "removed $(DESTDIR)$(SANAQ_HOME)"; \

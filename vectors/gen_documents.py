@@ -11,7 +11,7 @@ import hashlib
 import struct
 from typing import Any
 
-from gen_keys import DEVICE, KEYS, STATION, T_RECEIVED
+from gen_keys import DEVICE, KEYS, STATION, T_RECEIVED, WEB_SERVICE
 
 from wire import canonical, compute_gaps
 
@@ -118,6 +118,7 @@ def receipt_vectors(valid_envelopes: list[dict[str, Any]]) -> dict[str, Any]:
         **body, "batch_hash": env2["batch_hash"], "seq": 2, "received_at_ms": T_RECEIVED + 1,
         "road": f"station:{STATION}", "sheets_accepted": 3, "sheets_quarantined": 0,
     }
+    web_body = {**body, "device_id": WEB_SERVICE, "road": f"web:{WEB_SERVICE}", "received_at_ms": T_RECEIVED + 2}
 
     def parsed(b: dict[str, Any], signer: str) -> dict[str, Any]:
         return {**{k: v for k, v in b.items() if k != "v"}, "signer_key_id": KEYS[signer].key_id.hex()}
@@ -130,6 +131,9 @@ def receipt_vectors(valid_envelopes: list[dict[str, Any]]) -> dict[str, Any]:
                 signer="gateway", parsed=parsed(body, "gateway"), envelope_case="one-sheet"),
         ok_case("station", "receipt for envelope case 'three-sheets' carried by a station", "receipt",
                 station_body, signer="gateway", parsed=parsed(station_body, "gateway"), envelope_case="three-sheets"),
+        ok_case("web", "a receipt naming the web road (section 9.1); its batch_hash is that of envelope case "
+                "'one-sheet', the body is what this case checks", "receipt", web_body, signer="gateway",
+                parsed=parsed(web_body, "gateway"), envelope_case="one-sheet"),
         *container_cases("receipt", good, body, signer="gateway", intruder="other_gateway", other_kind="sync-state"),
         doc_case("tampered-seq", "body seq changed 1 -> 7 after signing (still canonical)",
                  good.replace(b'"seq":1', b'"seq":7'), "bad-signature"),
@@ -141,6 +145,8 @@ def receipt_vectors(valid_envelopes: list[dict[str, Any]]) -> dict[str, Any]:
                  "malformed"),
         doc_case("road-malformed", "road 'station:' without an id, signed",
                  raw_document("receipt", {**body, "road": "station:"}, "gateway"), "malformed"),
+        doc_case("road-web-malformed", "road 'web:' without an id, signed",
+                 raw_document("receipt", {**body, "road": "web:"}, "gateway"), "malformed"),
         doc_case("hash-uppercase", "batch_hash in uppercase hex, signed",
                  raw_document("receipt", {**body, "batch_hash": body["batch_hash"].upper()}, "gateway"), "malformed"),
         doc_case("hash-with-spaces", "batch_hash of 64 characters with spaces between hex pairs, signed",

@@ -32,6 +32,7 @@ __all__ = [
     "T_SEALED",
     "USB_SERIAL",
     "VectorKey",
+    "WEB_SERVICE",
     "derive",
     "keys_json",
 ]
@@ -46,6 +47,7 @@ LONG_DEVICE = "TAB-" + "0123456789" * 6  # 64 characters: the longest device id
 STATION = "ST-ALA-01"
 OLD_STATION = "ST-ALA-02"
 USB_SERIAL = "R58N30ABCDE"
+WEB_SERVICE = "WEB-AST-01"
 
 T_SEALED = 1_760_000_000_000  # 2025-10-09T08:53:20Z
 T_RECEIVED = 1_760_000_012_345
@@ -107,6 +109,7 @@ KEYS: dict[str, VectorKey] = {
         _key("tablet_long", "ed25519", "tablet key of the 64-character device id (status issued)"),
         _key("station", "ed25519", f"station key of {STATION} (status active)"),
         _key("old_station", "ed25519", f"station key of {OLD_STATION} (status revoked)"),
+        _key("web", "ed25519", f"web service key of {WEB_SERVICE} (self-enumeration, status active)"),
         _key("attacker", "ed25519", f"an attacker's own enrolled tablet {ATTACKER_DEVICE}"),
         _key("other_root", "ed25519", "a root key nobody trusts"),
         _key("other_data", "x25519", "another authority's data key"),

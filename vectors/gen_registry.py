@@ -20,9 +20,10 @@ from gen_keys import (
     T_RECEIVED,
     T_SEALED,
     USB_SERIAL,
+    WEB_SERVICE,
 )
 
-from wire import StationEntry, TabletEntry, make_snapshot
+from wire import StationEntry, TabletEntry, WebServiceEntry, make_snapshot
 
 __all__ = ["custody_vectors", "manifest_vectors", "snapshot_vectors"]
 
@@ -63,6 +64,15 @@ def _snapshot_body() -> dict[str, Any]:
     return body
 
 
+def _tablet_entry(t: dict[str, Any]) -> TabletEntry:
+    return TabletEntry(t["device_id"], bytes.fromhex(t["key_id"]), bytes.fromhex(t["public_key"]), t["usb_serial"],
+                       t["institution"], t["worker_id"], t["status"], t["issued_at_ms"], t["returned_at_ms"])
+
+
+def _station_entry(s: dict[str, Any]) -> StationEntry:
+    return StationEntry(s["station_id"], bytes.fromhex(s["key_id"]), bytes.fromhex(s["public_key"]), s["status"])
+
+
 def snapshot_vectors() -> dict[str, Any]:
     body = _snapshot_body()
     good = raw_document("snapshot", body, "root")
@@ -75,8 +85,27 @@ def snapshot_vectors() -> dict[str, Any]:
     bad_kid = [{**tablets[0], "key_id": KEYS["tablet_lost"].key_id.hex()}, *tablets[1:]]
     stolen = [{**tablets[0], "status": "stolen"}, *tablets[1:]]
     upper = [{**tablets[0], "public_key": tablets[0]["public_key"].upper()}, *tablets[1:]]
+    web_entry = WebServiceEntry(WEB_SERVICE, KEYS["web"].key_id, KEYS["web"].public, "active").to_json()
+    web_body = {**body, "web_services": [web_entry]}
+    made_web = make_snapshot(
+        version=SNAPSHOT_VERSION, issued_at_ms=T_ISSUED, expires_at_ms=T_EXPIRES, data_public_key=KEYS["data"].public,
+        gateway_public_keys=[KEYS["gateway"].public], tablets=[_tablet_entry(t) for t in tablets],
+        stations=[_station_entry(s) for s in body["stations"]], root_key=KEYS["root"].signing_key,
+        web_services=[WebServiceEntry(WEB_SERVICE, KEYS["web"].key_id, KEYS["web"].public, "active")])
+    assert made_web == raw_document("snapshot", web_body, "root"), "wire.make_snapshot disagrees (web services)"
     cases = [
         ok_case("ok", "a current snapshot, first one seen", "snapshot", body, signer="root", parsed=parsed),
+        ok_case("ok-web-service", "with a self-enumeration web service (section 9.1)", "snapshot", web_body,
+                signer="root", parsed={k: v for k, v in web_body.items() if k != "v"}),
+        doc_case("web-services-empty", "web_services present but empty (producers omit it), signed",
+                 signed(web_services=[]), "malformed"),
+        doc_case("web-id-is-tablet", "a web service id that is also a tablet's device id, signed",
+                 signed(web_services=[{**web_entry, "web_id": DEVICE}]), "malformed"),
+        doc_case("web-key-is-tablet-key", "a web service listed with the key of tablet TAB-00001, signed",
+                 signed(web_services=[{**web_entry, "key_id": tablets[0]["key_id"],
+                                       "public_key": tablets[0]["public_key"]}]), "malformed"),
+        doc_case("web-status-unknown", "web service status 'issued', signed",
+                 signed(web_services=[{**web_entry, "status": "issued"}]), "malformed"),
         {**doc_case("ok-refetch", "the same version as the one held is accepted", good, "ok"), "min_version": 7},
         {**doc_case("ok-last-ms", "one millisecond before expires_at_ms", good, "ok"), "now_ms": T_EXPIRES - 1},
         {**doc_case("expired", "now_ms equal to expires_at_ms", good, "expired"), "now_ms": T_EXPIRES},

@@ -42,6 +42,7 @@ from .snapshot import (
     RegistrySnapshot,
     StationEntry,
     TabletEntry,
+    WebServiceEntry,
     accept_snapshot,
     make_snapshot,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "TabletEntry",
     "UsbHints",
     "VerifiedEnvelope",
+    "WebServiceEntry",
     "accept_snapshot",
     "batch_file_name",
     "canonical",

@@ -7,7 +7,7 @@ Body members (canonical JSON, ``docs/protocol.md`` section "Receipt")::
     device_id           device that sealed the batch
     seq                 its sequence number
     received_at_ms      server receive time: the sync date-and-time mark
-    road                "online" or "station:<station id>"
+    road                "online", "station:<station id>" or "web:<web service id>"
     sheets_accepted     sheets stored as valid
     sheets_quarantined  sheets kept in quarantine with a reason
 
@@ -30,7 +30,7 @@ from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["Receipt", "make_receipt", "parse_receipt"]
 
-_ROAD = re.compile(r"online|station:[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_ROAD = re.compile(r"online|(?:station|web):[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _MEMBERS = {"v", "batch_hash", "device_id", "seq", "received_at_ms", "road", "sheets_accepted", "sheets_quarantined"}
 _MAX_RECEIPT_BYTES = 4096
 

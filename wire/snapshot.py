@@ -9,10 +9,13 @@ Body members (``docs/protocol.md`` section "Registry snapshot")::
                    "institution", "worker_id", "status", "issued_at_ms",
                    "returned_at_ms"}]
     stations     [{"station_id", "key_id", "public_key", "status"}]
+    web_services [{"web_id", "key_id", "public_key", "status"}]   only when non-empty
+
 
 Device ids, station ids and the key ids of all tablets and stations are
-each unique. Tablet status is one of issued, returned, lost, revoked; only
-``issued`` may sign. Station status is active or revoked. ``accept_snapshot`` refuses an
+each unique; a web service id is never also a tablet or station id (it
+is the ``device_id`` of the batches the service seals). Tablet status is one of issued, returned, lost, revoked; only
+``issued`` may sign. Station and web service status is active or revoked. ``accept_snapshot`` refuses an
 expired snapshot and one older than the version the consumer already holds.
 """
 
@@ -37,6 +40,7 @@ __all__ = [
     "RegistrySnapshot",
     "StationEntry",
     "TabletEntry",
+    "WebServiceEntry",
     "accept_snapshot",
     "make_snapshot",
 ]
@@ -44,6 +48,7 @@ __all__ = [
 TABLET_STATUSES = ("issued", "returned", "lost", "revoked")
 STATION_STATUSES = ("active", "revoked")
 _MAX_ENTRIES = 200_000
+_MAX_WEB_SERVICES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,24 @@ class StationEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class WebServiceEntry:
+    """A self-enumeration web service: it seals and signs respondents' sheets as batches under ``web_id``."""
+
+    web_id: str
+    key_id: bytes
+    public_key: bytes
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "web_id": self.web_id,
+            "key_id": self.key_id.hex(),
+            "public_key": self.public_key.hex(),
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RegistrySnapshot:
     version: int
     issued_at_ms: int
@@ -104,6 +127,7 @@ class RegistrySnapshot:
     tablets: tuple[TabletEntry, ...]
     stations: tuple[StationEntry, ...]
     raw: bytes
+    web_services: tuple[WebServiceEntry, ...] = ()
 
     def tablet(self, device_id: str) -> TabletEntry:
         """The enrolled tablet ``device_id``; ``UnknownKeyError`` if absent."""
@@ -130,6 +154,18 @@ class RegistrySnapshot:
         if s.status != "active":
             raise RevokedKeyError("station is revoked", station_id=station_id)
         return s
+
+    def web_service(self, web_id: str) -> WebServiceEntry:
+        for w in self.web_services:
+            if w.web_id == web_id:
+                return w
+        raise UnknownKeyError("web service not enrolled", web_id=web_id)
+
+    def active_web_service(self, web_id: str) -> WebServiceEntry:
+        w = self.web_service(web_id)
+        if w.status != "active":
+            raise RevokedKeyError("web service is revoked", web_id=web_id)
+        return w
 
     def gateway_key_map(self) -> dict[bytes, bytes]:
         return {k.key_id: k.public_key for k in self.gateway_keys}
@@ -178,6 +214,15 @@ def _station(obj: Any) -> StationEntry:
     return StationEntry(check_device_id(body["station_id"]), key.key_id, key.public_key, status)
 
 
+def _web_service(obj: Any) -> WebServiceEntry:
+    body = f.exact_members(obj, {"web_id", "key_id", "public_key", "status"}, "web service entry")
+    key = _key_entry({"key_id": body["key_id"], "public_key": body["public_key"]}, "web service")
+    status = f.get_str(body, "status", max_len=16)
+    if status not in STATION_STATUSES:
+        raise DecodeError("web service status unknown", status=status)
+    return WebServiceEntry(check_device_id(body["web_id"]), key.key_id, key.public_key, status)
+
+
 def make_snapshot(
     *,
     version: int,
@@ -188,8 +233,10 @@ def make_snapshot(
     tablets: list[TabletEntry],
     stations: list[StationEntry],
     root_key: SigningKey,
+    web_services: list[WebServiceEntry] | None = None,
 ) -> bytes:
-    body = {
+    """Sign a snapshot body; ``web_services`` appears in it only when non-empty (one canonical form)."""
+    body: dict[str, Any] = {
         "v": 1,
         "version": version,
         "issued_at_ms": issued_at_ms,
@@ -199,6 +246,8 @@ def make_snapshot(
         "tablets": [t.to_json() for t in sorted(tablets, key=lambda t: t.device_id)],
         "stations": [s.to_json() for s in sorted(stations, key=lambda s: s.station_id)],
     }
+    if web_services:
+        body["web_services"] = [w.to_json() for w in sorted(web_services, key=lambda w: w.web_id)]
     return sign_document(DocKind.SNAPSHOT, body, root_key)
 
 
@@ -220,7 +269,8 @@ def accept_snapshot(
     """
     doc = decode_document(data, DocKind.SNAPSHOT, limits)
     verify_document(doc, {key_id(root_public_key): root_public_key})
-    body = f.exact_members(doc.body, _MEMBERS, "snapshot")
+    optional = {"web_services"} & set(doc.body) if isinstance(doc.body, dict) else set()
+    body = f.exact_members(doc.body, _MEMBERS | optional, "snapshot")
     version = f.get_int(body, "version", minimum=1)
     issued = f.get_int(body, "issued_at_ms")
     expires = f.get_int(body, "expires_at_ms")
@@ -230,10 +280,21 @@ def accept_snapshot(
         raise ExpiredError("registry snapshot expired", version=version, expires_at_ms=expires)
     tablets = tuple(_tablet(t) for t in f.get_list(body, "tablets", max_items=_MAX_ENTRIES))
     stations = tuple(_station(s) for s in f.get_list(body, "stations", max_items=_MAX_ENTRIES))
+    web: tuple[WebServiceEntry, ...] = ()
+    if optional:
+        listed = f.get_list(body, "web_services", max_items=_MAX_WEB_SERVICES)
+        if not listed:
+            raise DecodeError("snapshot member 'web_services' is present but empty", version=version)
+        web = tuple(_web_service(w) for w in listed)
     if len({t.device_id for t in tablets}) != len(tablets) or len({s.station_id for s in stations}) != len(stations):
         raise DecodeError("snapshot lists an id twice", version=version)
+    # A web service id is the device id of the batches it seals: it must name nobody else.
+    other_ids = {t.device_id for t in tablets} | {s.station_id for s in stations}
+    web_ids = {w.web_id for w in web}
+    if len(web_ids) != len(web) or web_ids & other_ids:
+        raise DecodeError("snapshot lists a web service id twice or as a tablet or station", version=version)
     # One key, one signer: a key listed twice would make a tablet key also act as a station key.
-    signer_keys = [t.key_id for t in tablets] + [s.key_id for s in stations]
+    signer_keys = [t.key_id for t in tablets] + [s.key_id for s in stations] + [w.key_id for w in web]
     if len(set(signer_keys)) != len(signer_keys):
         raise DecodeError("snapshot lists a signing key twice", version=version)
     return RegistrySnapshot(
@@ -245,4 +306,5 @@ def accept_snapshot(
         tablets=tablets,
         stations=stations,
         raw=doc.raw,
+        web_services=web,
     )

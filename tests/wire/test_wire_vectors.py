@@ -252,11 +252,13 @@ def test_snapshot_case(case: dict[str, Any]) -> None:
                                                                      p["expires_at_ms"])
     assert [t.to_json() for t in snap.tablets] == p["tablets"]
     assert [s.to_json() for s in snap.stations] == p["stations"]
+    assert [w.to_json() for w in snap.web_services] == p.get("web_services", [])
     assert snap.data_key.public_key.hex() == p["data_key"]["public_key"]
     made = wire.make_snapshot(
         version=snap.version, issued_at_ms=snap.issued_at_ms, expires_at_ms=snap.expires_at_ms,
         data_public_key=snap.data_key.public_key, gateway_public_keys=[k.public_key for k in snap.gateway_keys],
-        tablets=list(snap.tablets), stations=list(snap.stations), root_key=SigningKey(secret(SNAPSHOTS, "root")))
+        tablets=list(snap.tablets), stations=list(snap.stations), root_key=SigningKey(secret(SNAPSHOTS, "root")),
+        web_services=list(snap.web_services))
     assert made == data
 
 

@@ -1,0 +1,228 @@
+"""The web service's one SQLite file: access-code hashes, encrypted drafts, submissions and the batch counter.
+
+Nothing in it is readable personal data: codes are keyed hashes, drafts are
+sealed under a key derived from the code (the service never holds it at
+rest), and a submission row holds ids, the sealed envelope's file name and
+the receipt. ``secure_delete`` overwrites freed pages, so a deleted draft
+leaves no ciphertext behind either. The file is born 0600.
+
+Submission, in one ``BEGIN IMMEDIATE`` transaction: the next seq is taken,
+the sealed envelope is written to the spool (temp, fsync, rename, fsync dir),
+the submission row is inserted and the draft deleted; only then does the
+respondent see "accepted". A crash before the commit leaves at most an
+orphan spool file, removed at start (it was never sent).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OperatorError
+
+__all__ = ["CodeRow", "SelfenumStore", "Submission"]
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS codes (
+        code_hash TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        institution_code TEXT NOT NULL,
+        institution_kind TEXT NOT NULL,
+        worker_id TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+        issued_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    ) STRICT""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS codes_one_active ON codes (entry_id) WHERE status = 'active'",
+    """CREATE TABLE IF NOT EXISTS drafts (
+        code_hash TEXT PRIMARY KEY,
+        sealed BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) STRICT""",
+    """CREATE TABLE IF NOT EXISTS submissions (
+        entry_id TEXT PRIMARY KEY,
+        code_hash TEXT NOT NULL,
+        seq INTEGER NOT NULL UNIQUE,
+        batch_hash TEXT NOT NULL,
+        accepted_at_ms INTEGER NOT NULL,
+        receipt BLOB,
+        received_at_ms INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'delivered', 'refused')),
+        refusal TEXT
+    ) STRICT""",
+    "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRow:
+    code_hash: str
+    entry_id: str
+    institution_code: str
+    institution_kind: str
+    worker_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    entry_id: str
+    seq: int
+    batch_hash: str
+    accepted_at_ms: int
+    received_at_ms: int | None
+    receipt: bytes | None
+    state: str
+
+
+class SelfenumStore:
+    """One connection, used from the event loop thread only (every call is short)."""
+
+    def __init__(self, path: Path, spool_dir: Path) -> None:
+        self.path = path
+        self.spool_dir = spool_dir
+        spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            os.close(fd)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA secure_delete=ON")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+        except (OSError, sqlite3.Error) as e:
+            raise OperatorError("cannot open the self-enumeration database", path=str(path)) from e
+        self._remove_orphans()
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def spool_path(self, seq: int) -> Path:
+        return self.spool_dir / f"{seq:012d}.sqb"
+
+    def _remove_orphans(self) -> None:
+        known = {self.spool_path(r[0]).name for r in self._db.execute("SELECT seq FROM submissions")}
+        for p in self.spool_dir.iterdir():
+            if p.name not in known:
+                p.unlink()
+
+    # ---- codes ------------------------------------------------------------------------------
+
+    def add_code(self, row: CodeRow, *, now_ms: int, replace: bool) -> None:
+        """Store a new active code for its entry; with ``replace`` the entry's active code is revoked first."""
+        with self._tx() as db:
+            if replace:
+                db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
+                           " AND status = 'active'", (now_ms, row.entry_id))
+            try:
+                db.execute("INSERT INTO codes VALUES (?,?,?,?,?,'active',?,NULL)",
+                           (row.code_hash, row.entry_id, row.institution_code, row.institution_kind, row.worker_id,
+                            now_ms))
+            except sqlite3.IntegrityError as e:
+                raise OperatorError("entry already has an active code (use reissue)", entry_id=row.entry_id) from e
+
+    def revoke_entry(self, entry_id: str, *, now_ms: int) -> int:
+        with self._tx() as db:
+            cur = db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
+                             " AND status = 'active'", (now_ms, entry_id))
+            return cur.rowcount
+
+    def code(self, code_hash: str) -> CodeRow | None:
+        r = self._db.execute("SELECT code_hash, entry_id, institution_code, institution_kind, worker_id, status"
+                             " FROM codes WHERE code_hash = ?", (code_hash,)).fetchone()
+        return None if r is None else CodeRow(*r)
+
+    def entries_with_codes(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT entry_id FROM codes WHERE status = 'active'")}
+
+    # ---- drafts -----------------------------------------------------------------------------
+
+    def draft(self, code_hash: str, *, now_ms: int) -> bytes | None:
+        r = self._db.execute("SELECT sealed FROM drafts WHERE code_hash = ? AND expires_at_ms > ?",
+                             (code_hash, now_ms)).fetchone()
+        return None if r is None else bytes(r[0])
+
+    def save_draft(self, code_hash: str, sealed: bytes, *, now_ms: int, expires_at_ms: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO drafts VALUES (?,?,?,?) ON CONFLICT (code_hash) DO UPDATE SET"
+                       " sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms,"
+                       " expires_at_ms = excluded.expires_at_ms", (code_hash, sealed, now_ms, expires_at_ms))
+
+    def purge_expired_drafts(self, *, now_ms: int) -> int:
+        with self._tx() as db:
+            return db.execute("DELETE FROM drafts WHERE expires_at_ms <= ?", (now_ms,)).rowcount
+
+    # ---- submissions ------------------------------------------------------------------------
+
+    def submission(self, entry_id: str) -> Submission | None:
+        r = self._db.execute("SELECT entry_id, seq, batch_hash, accepted_at_ms, received_at_ms, receipt, state"
+                             " FROM submissions WHERE entry_id = ?", (entry_id,)).fetchone()
+        return None if r is None else Submission(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else bytes(r[5]),
+                                                 r[6])
+
+    def submit(self, entry_id: str, code_hash: str, *, now_ms: int,
+               seal: Callable[[int], tuple[bytes, str]], write: Callable[[Path, bytes], None]) -> Submission:
+        """Take the next seq, seal with it, spool the envelope durably, record it, delete the draft: one commit.
+
+        A second call for the same entry returns the first submission unchanged.
+        """
+        with self._tx() as db:
+            existing = self.submission(entry_id)
+            if existing is not None:
+                return existing
+            row = db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+            seq = (row[0] if row else 0) + 1
+            db.execute("INSERT INTO counters VALUES ('seq', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                       (seq,))
+            envelope, batch_hash = seal(seq)
+            write(self.spool_path(seq), envelope)
+            db.execute("INSERT INTO submissions (entry_id, code_hash, seq, batch_hash, accepted_at_ms, state)"
+                       " VALUES (?,?,?,?,?,'queued')", (entry_id, code_hash, seq, batch_hash, now_ms))
+            db.execute("DELETE FROM drafts WHERE code_hash = ?", (code_hash,))
+        done = self.submission(entry_id)
+        assert done is not None
+        return done
+
+    def queued(self, limit: int = 100) -> list[Submission]:
+        rows = self._db.execute("SELECT entry_id FROM submissions WHERE state = 'queued' ORDER BY seq LIMIT ?",
+                                (limit,)).fetchall()
+        return [s for (e,) in rows if (s := self.submission(e)) is not None]
+
+    def delivered(self, entry_id: str, *, receipt: bytes, received_at_ms: int) -> None:
+        """Record the verified receipt; the spool file goes only after this commit."""
+        sub = self.submission(entry_id)
+        with self._tx() as db:
+            db.execute("UPDATE submissions SET state = 'delivered', receipt = ?, received_at_ms = ?"
+                       " WHERE entry_id = ? AND state = 'queued'", (receipt, received_at_ms, entry_id))
+        if sub is not None:
+            self.spool_path(sub.seq).unlink(missing_ok=True)
+
+    def refused(self, entry_id: str, reason: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE submissions SET state = 'refused', refusal = ? WHERE entry_id = ? AND state = 'queued'",
+                       (reason[:200], entry_id))
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(("queued", "delivered", "refused"), 0)
+        for state, n in self._db.execute("SELECT state, count(*) FROM submissions GROUP BY state"):
+            out[state] = n
+        out["codes_active"] = self._db.execute("SELECT count(*) FROM codes WHERE status = 'active'").fetchone()[0]
+        out["drafts"] = self._db.execute("SELECT count(*) FROM drafts").fetchone()[0]
+        return out
