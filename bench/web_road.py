@@ -90,7 +90,7 @@ def _selfenum_config(tmp: Path, bundle: Path, gateway_url: str) -> Path:
         "[server]\nport = 0\ninsecure_cookies = true\n"
         "[throttle]\nper_address = 1000000\n"
         '[window]\nopens_at = "2020-01-01T00:00:00+05:00"\ncloses_at = "2099-01-01T00:00:00+05:00"\n'
-        'census_moment = "2026-10-01"\n')
+        'census_moment = "2020-10-01"\n')
     return cfg
 
 
@@ -158,7 +158,7 @@ async def _baseline(gateway_url: str, bundle: ProvisioningBundle, first_seq: int
 
     def sheet_of(i: int) -> dict[str, Any]:
         who = Respondent(f"AB-900000/{i:05d}", "AB-900000", "childrens_home", "W-1")
-        return q.sheet(answers, who, moment=date(2026, 10, 1), now_ms=time.time_ns() // 1_000_000)
+        return q.sheet(answers, who, moment=date(2020, 10, 1), now_ms=time.time_ns() // 1_000_000)
 
     envelopes = [seal_batch(device_id=WEB_ID, seq=first_seq + i, sheets=[sheet_of(i % 99999 + 1)],
                             sealed_at_ms=time.time_ns() // 1_000_000, device_key=bundle.signing_key,

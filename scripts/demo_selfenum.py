@@ -49,7 +49,7 @@ def online_road(run_dir: Path, bin_dir: Path, authority: Path, url: str, *, run:
         f'web_bundle = "{bundle}"\nstate_dir = "{run_dir / "selfenum-state"}"\ngateway_url = "{url}"\n'
         "[server]\nport = 0\ninsecure_cookies = true\n"  # plain HTTP on loopback for the demo only
         '[window]\nopens_at = "2020-01-01T00:00:00+05:00"\ncloses_at = "2099-01-01T00:00:00+05:00"\n'
-        'census_moment = "2026-10-01"\n', encoding="utf-8")
+        'census_moment = "2020-10-01"\n', encoding="utf-8")
     (run_dir / "list.csv").write_text(LIST, encoding="utf-8")
     run("sanaq-selfenum", "codes", "mint", "--config", str(config), "--list", str(run_dir / "list.csv"),
         "--slips", str(run_dir / "slips"), "--institution-kind", "childrens_home", "--worker-id", "W-0001")

@@ -119,7 +119,7 @@ def selfenum_config(env: Env, state: Path, gateway_url: str, *, opens: str = "20
     return SelfenumConfig(
         web_bundle=env.web_bundle_path, gateway_url=gateway_url, state_dir=state,
         server=ServerConfig(host="127.0.0.1", port=0, insecure_cookies=True),
-        window=WindowConfig(opens_at=opens, closes_at=closes, census_moment="2026-10-01"),
+        window=WindowConfig(opens_at=opens, closes_at=closes, census_moment="2020-10-01"),
         throttle=ThrottleConfig(**throttle),
         forward=ForwardConfig(request_timeout_s=5.0, initial_backoff_s=0.05, max_backoff_s=0.2),
     ).check()

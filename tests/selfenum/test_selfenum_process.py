@@ -22,7 +22,7 @@ def _write_config(config: Any, path: Path) -> Path:
         'log_level = "warning"\n'
         '[server]\nport = 0\ninsecure_cookies = true\n'
         '[window]\nopens_at = "2020-01-01T00:00:00+05:00"\ncloses_at = "2099-01-01T00:00:00+05:00"\n'
-        'census_moment = "2026-10-01"\n'
+        'census_moment = "2020-10-01"\n'
         '[forward]\ninitial_backoff_s = 0.05\nmax_backoff_s = 0.2\n', encoding="utf-8")
     return path
 
