@@ -63,7 +63,11 @@ OPERATOR_PROCESSORS: tuple[structlog.typing.Processor, ...] = (add_iso_times, he
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
-def configure_logging(level: str = "info", stream: TextIO | None = None, *, json_output: bool = True) -> None:
+def configure_logging(
+    level: str = "info", stream: TextIO | None = None, *, json_output: bool = True, cache: bool = True
+) -> None:
+    """The processes' logging. ``cache=False`` (in-process tests) keeps loggers reconfigurable afterwards:
+    a cached logger keeps this configuration for good, and ``structlog.testing.capture_logs`` no longer sees it."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if json_output
@@ -80,5 +84,5 @@ def configure_logging(level: str = "info", stream: TextIO | None = None, *, json
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache,
     )

@@ -23,7 +23,7 @@ from .harness import World, post_batch, sign, start_gateway
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     stream = io.StringIO()
-    configure_logging("info", stream)
+    configure_logging("info", stream, cache=False)
     yield stream
     structlog.reset_defaults()
 

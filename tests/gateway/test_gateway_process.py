@@ -151,5 +151,11 @@ async def test_a_bad_option_value_is_a_config_error_naming_it(
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2, (out, err)
-    assert err.decode().strip().splitlines() == [line]
-    assert out == b""
+    if command == "serve":  # the service: one line on stderr, nothing else
+        assert err.decode().strip().splitlines() == [line]
+        assert out == b""
+    else:  # check-config: a report on stdout whose one PROBLEM line names the option
+        problems = [p for p in out.decode().splitlines() if p.startswith("PROBLEM: ")]
+        assert len(problems) == 1, out
+        assert problems[0].endswith(line.removeprefix("sanaq-gateway: ")), problems
+        assert err == b""

@@ -182,9 +182,12 @@ async def test_a_body_too_slow_is_408_and_holds_no_slot(world: World, tmp_path: 
     try:
         with capture_logs() as logs:
             stalled = asyncio.create_task(_slow_body(gw, world, sheets, 10))
-            while not any(e["event"] == "request.body.too_slow" for e in logs):  # meanwhile the slot is free:
+
+            def refused_while_the_slot_is_free() -> bool:
                 assert not gw.app[CTX].ingest_slots.locked()
-                await asyncio.sleep(0.05)
+                return any(e["event"] == "request.body.too_slow" for e in logs)
+
+            await until(refused_while_the_slot_is_free, timeout_s=RAW_TIMEOUT_S, what="request.body.too_slow logged")
             answer = await stalled
     finally:
         await gw.stop()

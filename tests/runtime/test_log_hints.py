@@ -79,7 +79,7 @@ def test_hints_are_short_and_every_detailed_key_has_a_base() -> None:
 @pytest.fixture
 def json_lines() -> io.StringIO:
     stream = io.StringIO()
-    configure_logging("info", stream)
+    configure_logging("info", stream, cache=False)
     yield stream
     structlog.reset_defaults()
 
