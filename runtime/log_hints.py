@@ -18,6 +18,9 @@ HINTS: dict[str, str] = {
     "registry.missing": "no snapshot yet: sanaq-keys push the authority's latest snapshot to this instance",
     "registry.snapshot.refused": "check keys.root_public_key; a stored snapshot newer than the bootstrap is normal",
     "registry.snapshot.superseded": "a newer snapshot is in force; nothing to do",
+    "registry.store_behind": "the database holds an older snapshot (restored backup?): sanaq-keys push the newest",
+    "registry.unconfirmed": "the database cannot confirm the registry: fix the store; clients get 503 and retry",
+    "registry.follow_failed": "the registry could not be re-read from the store: check the store; retried",
     # gateway: requests and security
     "request.refused": "a client was refused; see code and detail (clients correct clock skew themselves)",
     "request.refused:unknown-key": "a device the registry does not list: enrolled but not pushed? sanaq-keys push",
@@ -35,6 +38,7 @@ HINTS: dict[str, str] = {
     "store.writer.failed": "the store writer stopped: restart the gateway after fixing the store",
     "store.group.retry": "transient (deadlock, serialization, reconnect): alarm only if it keeps repeating",
     "store.job.refused": "one write was refused by the store; see error",
+    "store.registry_listen.lost": "PostgreSQL dropped the registry LISTEN: reconnects by itself; check PostgreSQL",
     "nonces.purge_failed": "expired nonces were not purged: check the store; retried every minute",
     # staff dashboard
     "staff.act.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
@@ -42,6 +46,7 @@ HINTS: dict[str, str] = {
     "staff.events.failed": "the live feed failed; pages still load: see error",
     "staff.feed.refresh_failed": "the dashboard could not read the store: check the store",
     "staff.login.throttled": "many failed logins: someone guessing, or a forgotten password",
+    "staff.login.busy": "too many logins at once (password hashing is full): alarm only if it keeps repeating",
     "staff.store_failed": "staff.db could not be written: check disk space and permissions",
     # usb-ingest station
     "usb.trust.expired": "USB ingestion stopped: reconnect the station to the gateway (VPN); push a fresh snapshot",
@@ -72,6 +77,15 @@ HINTS: dict[str, str] = {
     "usb.udev.callback_failed": "one udev event could not be handled: unplug and plug the tablet again",
     "usb.udev.device_skipped": "a device could not be inspected; it is ignored",
     "usb.udev.receive_failed": "udev events are not being received: restart sanaq-usb-ingest",
+    # self-enumeration service
+    "selfenum.spool.missing": "a stored sheet's spool file is gone: check the disk; the respondent must answer again",
+    "selfenum.forward.blocked": "the gateway refuses the web service's key or clock: check enrollment, push, NTP",
+    "selfenum.forward.refused": "the gateway refused one sheet for good: see code; it is marked refused",
+    "selfenum.forward.bad_receipt": "a receipt did not verify: check the gateway's receipt key is in the registry",
+    "selfenum.forward.receipt_mismatch": "a receipt names another batch: a misrouted or tampered answer; report it",
+    "selfenum.trust.refresh_failed": "the gateway was not reached for the registry: check gateway_url; retried",
+    "selfenum.trust.snapshot_refused": "the offered registry does not verify: check the web bundle's root key",
+    "selfenum.sheet.not_stored": "a respondent's sheet could not be stored (disk full, I/O): free space now",
     # tablet reference client
     "outbox.coverage.refused": "a sync state did not verify: nothing deleted; check the gateway's receipt key",
     "outbox.seq.advanced": "the seq line was moved forward after re-provisioning: expected once",

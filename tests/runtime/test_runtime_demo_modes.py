@@ -4,7 +4,8 @@ The real demo runs (real gateway, tablets and USB station processes) into a
 temporary ``$SANAQ_DEMO_DIR``; then every directory must be 0700 and every file
 0600, except public material the key tools write 0644 on purpose (public keys,
 certificates, signed snapshots and bundle metadata), which sits in 0700
-directories anyway.
+directories anyway, and the station's ``status.json``, which the technicians'
+group may read (``usb_ingest.status.STATUS_MODE``) and which holds no personal data.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+
+from usb_ingest.status import STATUS_MODE
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLIC = (".pub", ".crt", ".snapshot", "provisioning.json", "authority.json", "gateway.json")
@@ -30,6 +33,7 @@ def test_demo_run_is_private_under_umask_000(tmp_path: Path) -> None:
     for path in [run, *run.rglob("*")]:
         mode = stat.S_IMODE(path.lstat().st_mode)
         public = not path.is_dir() and path.name.endswith(PUBLIC) and mode == 0o644
+        public = public or (path.name == "status.json" and mode == STATUS_MODE)
         if mode != (0o700 if path.is_dir() else 0o600) and not public:
             loose[str(path.relative_to(run))] = oct(mode)
     assert loose == {}
