@@ -50,7 +50,8 @@ async def load_registry(ctx: GatewayContext, bootstrap: bytes | None) -> None:
     """
     now = ctx.clock()
     stored = _verified(await ctx.store.current_snapshot(), ctx, "store", now)
-    offered = _verified(bootstrap, ctx, "bootstrap", now)
+    # the install-time credential expires after its validity while the store moves on: no alarm then
+    offered = _verified(bootstrap, ctx, "bootstrap", now, expired_is_normal=stored is not None)
     best = stored
     if offered is not None and stored is not None and offered.version <= stored.version:
         if offered.version == stored.version and offered.raw != stored.raw:
@@ -79,13 +80,18 @@ async def load_registry(ctx: GatewayContext, bootstrap: bytes | None) -> None:
     ctx.trust.confirmed_at = asyncio.get_running_loop().time()
 
 
-def _verified(raw: bytes | None, ctx: GatewayContext, source: str, now_ms: int) -> RegistrySnapshot | None:
+def _verified(
+    raw: bytes | None, ctx: GatewayContext, source: str, now_ms: int, *, expired_is_normal: bool = False
+) -> RegistrySnapshot | None:
     if raw is None:
         return None
     try:
         return accept_snapshot(raw, ctx.root_public_key, now_ms=now_ms)
     except WireError as e:
-        log.warning("registry.snapshot.refused", source=source, code=e.code, error=str(e))
+        if expired_is_normal and e.code == "expired":
+            log.info("registry.bootstrap.expired", source=source)
+        else:
+            log.warning("registry.snapshot.refused", source=source, code=e.code, error=str(e))
         return None
 
 
@@ -120,7 +126,8 @@ async def refresh_from_store(ctx: GatewayContext, *, asked_at: float | None = No
                 raise StoreError("the registry row vanished between two reads")
             snapshot = accept_snapshot(raw, ctx.root_public_key, now_ms=ctx.clock(), min_version=held)
             if _install(ctx, snapshot):
-                log.info("registry.followed", version=snapshot.version, previous=held, tablets=len(snapshot.tablets))
+                log.info("registry.snapshot.accepted", source="store", version=snapshot.version, previous=held,
+                         tablets=len(snapshot.tablets))
         elif version is not None and version < held:
             log.error("registry.store_behind", version=version, held=held)  # a restored database: keep the newer
         ctx.trust.confirmed_at = max(ctx.trust.confirmed_at, started)
@@ -175,7 +182,7 @@ async def accept_offered(ctx: GatewayContext, body: bytes) -> RegistrySnapshot:
             await refresh_from_store(ctx)
         raise
     if _install(ctx, snapshot):
-        log.info("registry.accepted", version=snapshot.version, tablets=len(snapshot.tablets))
+        log.info("registry.snapshot.accepted", source="put", version=snapshot.version, tablets=len(snapshot.tablets))
     return snapshot
 
 

@@ -16,7 +16,7 @@ HINTS: dict[str, str] = {
     # gateway: registry
     "registry.expired": "the snapshot in force expired: sanaq-keys publish, then sanaq-keys push to every instance",
     "registry.missing": "no snapshot yet: sanaq-keys push the authority's latest snapshot to this instance",
-    "registry.snapshot.refused": "check keys.root_public_key; a stored snapshot newer than the bootstrap is normal",
+    "registry.snapshot.refused": "check keys.root_public_key; compare the registry.snapshot credential with the latest",
     "registry.snapshot.superseded": "a newer snapshot is in force; nothing to do",
     "registry.store_behind": "the database holds an older snapshot (restored backup?): sanaq-keys push the newest",
     "registry.unconfirmed": "the database cannot confirm the registry: fix the store; clients get 503 and retry",

@@ -55,7 +55,7 @@ class WebTrust:
         except (WireError, KeysError) as e:
             log.error("selfenum.trust.snapshot_refused", code=e.code)
             return False
-        log.info("selfenum.trust.refreshed", version=snap.version)
+        log.info("registry.refreshed", version=snap.version)
         return True
 
     async def refresh_loop(self, client: SignedGatewayClient, interval_s: float) -> None:

@@ -199,7 +199,7 @@ class StationTrust:
             log.error("usb.trust.snapshot_refused", code=e.code, error=str(e))
         else:
             self._last_fetch_ms = self.clock()
-            log.info("usb.trust.refreshed", version=snap.version, expires_at_ms=snap.expires_at_ms)
+            log.info("registry.refreshed", version=snap.version, expires_at_ms=snap.expires_at_ms)
             return True
         return False
 

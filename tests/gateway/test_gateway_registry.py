@@ -13,7 +13,7 @@ from structlog.testing import capture_logs
 from gateway.config import ServerConfig
 from gateway.context import CTX
 
-from .harness import Gateway, World, now_ms, post_batch, sign, start_gateway
+from .harness import DAY_MS, Gateway, World, now_ms, post_batch, sign, start_gateway
 
 SNAP = "application/vnd.sanaq.snapshot"
 
@@ -93,6 +93,32 @@ async def test_restart_with_the_usual_bootstrap_raises_no_alarm(
     assert not [e for e in logs if e.get("log_level") in ("warning", "error", "critical")], logs
     with sqlite3.connect(gw.db_path) as conn:
         assert conn.execute("SELECT version FROM registry").fetchone() == ((1,) if case == "same" else (2,))
+
+
+async def test_an_expired_bootstrap_beside_a_valid_stored_snapshot_raises_no_alarm(
+    world: World, tmp_path: Path
+) -> None:
+    """The install-time credential outlives its validity (7 days) while the store moves on by PUT."""
+    expired = world.snapshot(now=now_ms() - 10 * DAY_MS, validity_ms=DAY_MS)  # v1, expired 9 days ago
+    gw = await start_gateway(world, tmp_path / "c.db", snapshot=world.snapshot())  # v2 stored
+    await gw.stop()
+    with capture_logs() as logs:
+        gw = await start_gateway(world, tmp_path / "c.db", snapshot=expired)
+        held = gw.app[CTX].trust.current
+        await gw.stop()
+    assert "registry.bootstrap.expired" in [e["event"] for e in logs]
+    assert not [e for e in logs if e.get("log_level") in ("warning", "error", "critical")], logs
+    assert held is not None and held.snapshot.version == 2
+
+
+async def test_an_expired_bootstrap_with_nothing_stored_is_an_alarm(world: World, tmp_path: Path) -> None:
+    expired = world.snapshot(now=now_ms() - 10 * DAY_MS, validity_ms=DAY_MS)
+    with capture_logs() as logs:
+        gw = await start_gateway(world, tmp_path / "c.db", snapshot=expired)
+        await gw.stop()
+    refused = [(e["source"], e["code"]) for e in logs if e["event"] == "registry.snapshot.refused"]
+    assert refused == [("bootstrap", "expired")]
+    assert "registry.missing" in [e["event"] for e in logs]
 
 
 async def test_a_bootstrap_unlike_the_stored_snapshot_of_its_version_is_still_an_alarm(

@@ -137,7 +137,8 @@ async def test_a_revocation_put_at_one_instance_is_in_force_at_the_other_within_
         assert (await cur.fetchone() or [0])[0] >= 1
     for name in ("gw-a", "gw-b"):  # the shared bootstrap snapshot is no alarm at either start
         assert not [e for e in _events(tmp_path, name) if e["event"] == "registry.snapshot.refused"], name
-    assert any(e["event"] == "registry.followed" and e["version"] == 2 for e in _events(tmp_path, "gw-b"))
+    assert any(e["event"] == "registry.snapshot.accepted" and e["source"] == "store" and e["version"] == 2
+               for e in _events(tmp_path, "gw-b"))
 
 
 async def test_a_registry_change_without_a_notification_is_followed_within_the_bound(

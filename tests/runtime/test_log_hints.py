@@ -101,3 +101,26 @@ def test_a_line_for_on_call(json_lines: io.StringIO) -> None:
     assert "skew_iso" not in first  # a duration, not a time
     assert "hint" not in second and second["expires_at_iso"] == "2026-09-21T14:13:20.000Z"
     assert third["hint"] == "given by the call"
+
+
+def _all_events() -> dict[str, str]:
+    """{event name: where} for every literal log event at any level in the programs' code."""
+    found: dict[str, str] = {}
+    levels = _LEVELS | {"info", "debug"}
+    for package in PROGRAMS:
+        for path in sorted((REPO / package).rglob("*.py")):
+            for n in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if (isinstance(n, ast.Call) and n.args and isinstance(n.func, ast.Attribute)
+                        and n.func.attr in levels and isinstance(n.func.value, ast.Name) and "log" in n.func.value.id
+                        and isinstance(n.args[0], ast.Constant) and isinstance(n.args[0].value, str)):
+                    found.setdefault(n.args[0].value, f"{path.relative_to(REPO)}:{n.lineno}")
+    return found
+
+
+def test_a_snapshot_taken_into_force_has_one_event_name_in_every_service() -> None:
+    """The same thing is not `registry.accepted` in one service and `usb.trust.refreshed` in another."""
+    events = _all_events()
+    about_snapshots = {e: where for e, where in events.items()
+                       if any(w in e for w in ("registry", "snapshot", "trust"))
+                       and any(w in e for w in ("accepted", "followed", "refreshed", "installed", "taken"))}
+    assert set(about_snapshots) == {"registry.snapshot.accepted", "registry.refreshed"}, about_snapshots
