@@ -174,3 +174,18 @@ def test_under_the_unit_credentials_directory_is_checked(site: Site, tmp_path: P
     report = check_gateway_config(site.config, creds_dir=creds, now_ms=NOW + 1000)
     assert [(f.option, f.message) for f in report.problems] == [
         ("keys.bootstrap_snapshot", "no credential named registry.snapshot in $CREDENTIALS_DIRECTORY")]
+
+
+def test_serve_with_the_placeholder_root_key_refuses_to_start_naming_the_option(site: Site, tmp_path: Path) -> None:
+    """Not only check-config: the service itself stops at start with the option's name, exit 2, no traceback."""
+    site.edit_config(f'root_public_key = "{site.root_pub}"', 'root_public_key = "REPLACE-WITH-root.pub"')
+    creds = tmp_path / "creds"  # the keys as the unit hands them over, so only the root key is wrong
+    creds.mkdir()
+    for name in ("data.key", "gateway.key", "gateway-tls.key", "gateway-tls.crt", "registry.snapshot"):
+        shutil.copy(site.keys / name, creds / name)
+    env = {**os.environ, "CREDENTIALS_DIRECTORY": str(creds)}
+    done = subprocess.run([sys.executable, "-m", "gateway", "serve", "--config", str(site.config)],
+                          capture_output=True, text=True, timeout=60, check=False, env=env, cwd=REPO)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert "keys.root_public_key" in done.stdout + done.stderr
