@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# Published byte-for-byte copies of files the code loads (one source, kept equal by --check):
+# the census sheet's JSON Schema, next to its vectors for app teams.
+COPIES = {"census-sheet-1.schema.json": HERE.parent / "wire" / "schemas" / "census-sheet-1.schema.json"}
 if str(HERE) not in sys.path:  # allow "import generate" from tests as well as running the script
     sys.path.insert(0, str(HERE))
 
@@ -122,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE, help="directory to write to (default: this one)")
     args = parser.parse_args(argv)
     files = build_all()
-    stale = sorted(p.name for p in args.out.glob("*.json") if p.name not in files) if args.check else []
-    for name, content in files.items():
+    texts = {name: render(content) for name, content in files.items()}
+    texts |= {name: source.read_text(encoding="utf-8") for name, source in COPIES.items()}
+    stale = sorted(p.name for p in args.out.glob("*.json") if p.name not in texts) if args.check else []
+    for name, text in texts.items():
         path = args.out / name
-        text = render(content)
         if args.check:
             if not path.exists() or path.read_text(encoding="utf-8") != text:
                 stale.append(name)

@@ -428,3 +428,12 @@ def test_small_order_list_is_the_verifiers() -> None:
     for point in ED25519["small_order_points"].values():
         assert _ed25519.is_small_order(bytes.fromhex(point))
     assert not _ed25519.is_small_order(bytes.fromhex(ED25519["cases"][0]["public_key"]))
+
+
+def test_the_published_sheet_schema_is_the_file_the_code_loads() -> None:
+    """App teams read vectors/census-sheet-1.schema.json; gateway, tablet and web service load wire's copy."""
+    from importlib import resources
+
+    loaded = resources.files("wire").joinpath("schemas/census-sheet-1.schema.json").read_bytes()
+    assert (VECTORS / "census-sheet-1.schema.json").read_bytes() == loaded
+    assert json.loads(loaded)["$id"] == "urn:sanaq:schema:census-sheet/1"
