@@ -235,6 +235,10 @@ def custody_vectors(manifest_doc: bytes) -> dict[str, Any]:
             "custody", {**body, "usb": {"vendor_id": "04e8", "product_id": "6860"}}, "station"), "malformed"),
         doc_case("station-id-malformed", "station id with a slash",
                  raw_document("custody", {**body, "station_id": "ST/1"}, "station"), "malformed"),
+        doc_case("seq-zero", "a batch entry with seq 0 (seqs start at 1)",
+                 raw_document("custody", {**body, "batches": [{**b[0], "seq": 0}, *b[1:]]}, "station"), "malformed"),
+        doc_case("seq-negative", "a batch entry with seq -1",
+                 raw_document("custody", {**body, "batches": [{**b[0], "seq": -1}, *b[1:]]}, "station"), "malformed"),
     ]
     return {
         "vectors": "custody",
