@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 from gateway.config import LimitsConfig, ServerConfig
 from gateway.context import CTX
 
-from .harness import Gateway, World, sign, start_gateway, until
+from .harness import Gateway, World, now_ms, post_batch, sign, start_gateway, until
 
 BATCH = "application/vnd.sanaq.batch"
 RAW_TIMEOUT_S = 15  # guards the test from hanging; every answer below comes within a few seconds
@@ -313,3 +313,50 @@ async def test_shutdown_timeout_is_the_configured_value(world: World, tmp_path: 
     finally:
         writer.close()
     assert 0.9 <= took < 5, took
+
+
+# (max_sheets_per_batch, sheets in the batch, status, code): the configured cap, not the default 1000
+SHEET_CASES = [
+    pytest.param(LimitsConfig(max_sheets_per_batch=3), 4, 413, "oversize", id="4 sheets over a cap of 3"),
+    pytest.param(LimitsConfig(max_sheets_per_batch=3), 3, 200, None, id="3 sheets at a cap of 3"),
+    pytest.param(LimitsConfig(), 4, 200, None, id="4 sheets at the default cap"),
+]
+
+
+@pytest.mark.parametrize(("limits", "count", "status", "code"), SHEET_CASES)
+async def test_max_sheets_per_batch_is_the_configured_value(
+    limits: LimitsConfig, count: int, status: int, code: str | None, world: World, tmp_path: Path, session, sheets
+) -> None:
+    gw = await start_gateway(world, tmp_path / "c.db", limits=limits)
+    try:
+        envelope = world.batch("TAB-0001", 1, sheets(count))
+        got, answer = await post_batch(session, gw, envelope, world.tablets["TAB-0001"])
+    finally:
+        await gw.stop()
+    assert (got, answer.get("code")) == (status, code), answer
+    with sqlite3.connect(gw.db_path) as conn:
+        assert conn.execute("SELECT count(*) FROM sheets").fetchone()[0] == (count if status == 200 else 0)
+
+
+# (request_window_s, age of the signature's `created`, status): the configured window, not the default 300 s
+WINDOW_CASES = [
+    pytest.param(LimitsConfig(request_window_s=30), 60, 401, id="60 s old under a 30 s window"),
+    pytest.param(LimitsConfig(request_window_s=30), 10, 200, id="10 s old under a 30 s window"),
+    pytest.param(LimitsConfig(), 60, 200, id="60 s old under the default 300 s window"),
+]
+
+
+@pytest.mark.parametrize(("limits", "age_s", "status"), WINDOW_CASES)
+async def test_request_window_is_the_configured_value(
+    limits: LimitsConfig, age_s: int, status: int, world: World, tmp_path: Path, session, sheets
+) -> None:
+    gw = await start_gateway(world, tmp_path / "c.db", limits=limits)
+    try:
+        envelope = world.batch("TAB-0001", 1, sheets(1))
+        got, answer = await post_batch(session, gw, envelope, world.tablets["TAB-0001"],
+                                       created=now_ms() // 1000 - age_s)
+    finally:
+        await gw.stop()
+    assert got == status, answer
+    if status == 401:
+        assert answer["code"] == "clock-skew"
