@@ -1,8 +1,9 @@
 # ruff: noqa: RUF001  (Cyrillic names in the test data)
 """Staff dashboard test harness: a real gateway with /staff/ mounted, a staff HTTP client, a headless Chromium.
 
-The gateway is built exactly as production builds it (``create_app`` then
-``setup_staff``) on a throwaway SQLite census file, with staff.db beside it.
+The gateway is built exactly as production builds it (``gateway.server.build_server``:
+``create_app``, ``setup_staff`` and the configured runner) on a throwaway SQLite
+census file, with staff.db beside it.
 ``ManualClock`` lets a test move the gateway's clock (session expiry, login
 throttling windows). ``chromium`` drives Debian's /usr/bin/chromium through
 /usr/bin/chromedriver with selenium; nothing is downloaded.
@@ -26,10 +27,9 @@ import aiohttp
 from aiohttp import web
 from argon2 import PasswordHasher
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, ServerConfig
-from gateway.context import CTX
-from gateway.staff import StaffConfig, setup_staff
+from gateway.server import build_server
+from gateway.staff import StaffConfig
 from gateway.staff.db import connect_staff_db
 from gateway.store_sqlite import SqliteStore
 
@@ -130,9 +130,10 @@ async def start_staff_gateway(
     staff_db = config_used.staff_db(db_path)
     for username, role in users:
         add_staff_user(staff_db, username, role)
-    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=0))
+    config = GatewayConfig(database=f"sqlite:///{db_path}", staff=config_used,
+                           server=ServerConfig(plain_http=True, port=0, shutdown_timeout_s=5))
     kwargs = {"clock": clock} if clock is not None else {}
-    app = create_app(
+    server = build_server(
         config,
         SqliteStore(db_path),
         data_key=world.data,
@@ -141,14 +142,10 @@ async def start_staff_gateway(
         bootstrap_snapshot=snapshot if snapshot is not None else world.snapshot(),
         **kwargs,
     )
-    setup_staff(app, app[CTX], config_used)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
-    await site.start()
-    host, port = runner.addresses[0][:2]
+    await server.start(ssl_context=ssl_context)
+    host, port = server.addresses[0][:2]
     scheme = "http" if ssl_context is None else "https"
-    return StaffGateway(f"{scheme}://{host}:{port}", runner, app, db_path, staff_db)
+    return StaffGateway(f"{scheme}://{host}:{port}", server.runner, server.app, db_path, staff_db)
 
 
 LIST_HEADER = "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date,district\n"

@@ -360,3 +360,19 @@ async def test_request_window_is_the_configured_value(
     assert got == status, answer
     if status == 401:
         assert answer["code"] == "clock-skew"
+
+
+def test_every_gateway_outside_the_package_is_built_by_the_production_factory() -> None:
+    """Tests, benchmarks and tools start the gateway through ``build_server`` (its runner limits included)."""
+    import ast
+
+    repo = Path(__file__).resolve().parents[2]
+    builders = []
+    for folder in ("tests", "bench", "scripts"):
+        for path in (repo / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if isinstance(node, ast.ImportFrom) and node.module in ("gateway", "gateway.app") and any(
+                    a.name == "create_app" for a in node.names
+                ):
+                    builders.append(str(path.relative_to(repo)))
+    assert builders == []

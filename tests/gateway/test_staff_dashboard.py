@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from gateway.config import GatewayConfig
-from gateway.staff import StaffConfig, StaffConfigError, setup_staff
+from gateway.staff import StaffConfig, StaffConfigError
 from gateway.staff.coverage import compute_coverage
 from gateway.staff.dashboard import build_model
 from gateway.staff.errors import StaffStoreError
@@ -85,30 +85,27 @@ def test_device_tally_matches_the_signed_sync_state_rule() -> None:
 
 
 def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: World) -> None:
-    from aiohttp import web
-
-    from gateway.app import create_app
-    from gateway.context import CTX
+    from gateway.server import build_server
     from runtime.toml_config import ConfigError
 
-    config = GatewayConfig(database="postgresql://census@127.0.0.1/census")
-
-    class NoStore:  # never opened: setup_staff must refuse before anything starts
+    class NoStore:  # never opened: the factory must refuse before anything starts
         pass
 
-    app = create_app(
-        config,
-        NoStore(),  # type: ignore[arg-type]
-        data_key=world_keys.data,
-        receipt_key=world_keys.receipt,
-        root_public_key=bytes(world_keys.root.verify_key),
-    )
+    def build(staff: StaffConfig):  # the production factory, as `sanaq-gateway serve` calls it
+        config = GatewayConfig(database="postgresql://census@127.0.0.1/census", staff=staff)
+        return build_server(
+            config,
+            NoStore(),  # type: ignore[arg-type]
+            data_key=world_keys.data,
+            receipt_key=world_keys.receipt,
+            root_public_key=bytes(world_keys.root.verify_key),
+        )
+
     with pytest.raises(StaffConfigError, match="needs the SQLite census store") as refused:
-        setup_staff(app, app[CTX], StaffConfig())
+        build(StaffConfig())
     assert isinstance(refused.value, ConfigError)
-    assert not any(r.canonical.startswith("/staff") for r in app.router.resources())
-    setup_staff(app, app[CTX], StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
-    assert isinstance(app, web.Application)
+    server = build(StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
+    assert not any(r.canonical.startswith("/staff") for r in server.app.router.resources())
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.server import build_server
+from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from keys.authority import Authority
 from keys.cli import main
@@ -30,17 +30,16 @@ def _dead_url() -> str:
 async def live(tmp_path: Path) -> AsyncIterator[tuple[Authority, str]]:
     now = int(time.time() * 1000)
     a = Authority.create(tmp_path / "authority", now_ms=now)
-    config = GatewayConfig(database=f"sqlite:///{tmp_path / 'c.db'}", server=ServerConfig(plain_http=True))
-    app = create_app(config, SqliteStore(tmp_path / "c.db"), data_key=a.data_private_key(),
-                     receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
-                     bootstrap_snapshot=a.latest_snapshot())
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    config = GatewayConfig(database=f"sqlite:///{tmp_path / 'c.db'}", server=ServerConfig(plain_http=True, port=0),
+                           staff=StaffConfig(enabled=False))
+    server = build_server(config, SqliteStore(tmp_path / "c.db"), data_key=a.data_private_key(),
+                          receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
+                          bootstrap_snapshot=a.latest_snapshot())
+    await server.start()
     try:
-        yield a, f"http://127.0.0.1:{runner.addresses[0][1]}"
+        yield a, f"http://127.0.0.1:{server.addresses[0][1]}"
     finally:
-        await runner.cleanup()
+        await server.stop()
         a.close()
 
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.server import build_server
+from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from keys.authority import Authority
 from keys.bundle import ProvisioningBundle
@@ -85,16 +86,14 @@ class Gateway:
 
 async def serve_gateway(env: Env, db_path: Path, *, port: int = 0) -> Gateway:
     a = env.authority
-    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=port))
-    app = create_app(config, SqliteStore(db_path), data_key=a.data_private_key(),
-                     receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
-                     bootstrap_snapshot=a.latest_snapshot())
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    bound = runner.addresses[0][1]
-    return Gateway(f"http://127.0.0.1:{bound}", runner, db_path)
+    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=port),
+                           staff=StaffConfig(enabled=False))
+    server = build_server(config, SqliteStore(db_path), data_key=a.data_private_key(),
+                          receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
+                          bootstrap_snapshot=a.latest_snapshot())
+    await server.start()
+    bound = server.addresses[0][1]
+    return Gateway(f"http://127.0.0.1:{bound}", server.runner, db_path)
 
 
 def files_under(path: Path) -> list[Path]:

@@ -1,6 +1,6 @@
 """Test bed for the tablet sync tests (no tests here).
 
-* ``GatewayBed``: the real gateway (``gateway.create_app`` over a real SQLite
+* ``GatewayBed``: the real gateway (``gateway.server.build_server``, the production factory, over a real SQLite
   file) on 127.0.0.1, restartable on the same port so "the gateway is down"
   is a refused connection and "it is back" is the same URL;
 * ``LossyProxy``: a TCP proxy that forwards a batch upload to the gateway and
@@ -28,9 +28,10 @@ from aiohttp import web
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
 from gateway.context import CTX, GatewayContext
+from gateway.server import build_server
+from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from keys import Authority, enroll_tablet, tls
 from tablet.client import SyncEngine
@@ -73,16 +74,14 @@ class GatewayBed:
                    snapshot, cert)
 
     async def start(self) -> GatewayBed:
-        config = GatewayConfig(database=f"sqlite:///{self.db_path}", server=ServerConfig(plain_http=True, port=0),
-                               limits=self.limits)
-        app = create_app(config, SqliteStore(self.db_path), data_key=self.data_key, receipt_key=self.receipt_key,
-                         root_public_key=self.root_public_key, bootstrap_snapshot=self.snapshot)
-        self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await self.runner.setup()
-        ssl_context = tls.server_ssl_context(*self.ssl_cert) if self.ssl_cert else None
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port, reuse_address=True, ssl_context=ssl_context)
-        await site.start()
-        self.port = self.runner.addresses[0][1]
+        config = GatewayConfig(database=f"sqlite:///{self.db_path}",
+                               server=ServerConfig(plain_http=True, port=self.port), limits=self.limits,
+                               staff=StaffConfig(enabled=False))
+        server = build_server(config, SqliteStore(self.db_path), data_key=self.data_key, receipt_key=self.receipt_key,
+                              root_public_key=self.root_public_key, bootstrap_snapshot=self.snapshot)
+        await server.start(ssl_context=tls.server_ssl_context(*self.ssl_cert) if self.ssl_cert else None)
+        self.runner = server.runner
+        self.port = server.addresses[0][1]
         return self
 
     async def stop(self) -> None:

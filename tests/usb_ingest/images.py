@@ -32,8 +32,9 @@ from aiohttp import web
 from nacl.signing import SigningKey
 from pyfatfs.PyFatFS import PyFatFS
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, ServerConfig
+from gateway.server import build_server
+from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from keys import Authority, ProvisioningBundle, enroll_station, enroll_tablet, server_ssl_context
 from tablet.generator import generate_sheets
@@ -325,18 +326,15 @@ async def serve_gateway(env: Env, db_path: Path, *, port: int = 0, tls: bool = F
                         clock: Callable[[], int] | None = None, receipt_key: SigningKey | None = None,
                         snapshot: bytes | None = None) -> Gateway:
     a = env.authority
-    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=not tls, port=port))
+    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=not tls, port=port),
+                           staff=StaffConfig(enabled=False))
     kwargs = {"clock": clock} if clock is not None else {}
-    app = create_app(config, SqliteStore(db_path), data_key=a.data_private_key(),
-                     receipt_key=receipt_key or a.gateway_signing_key(), root_public_key=a.root_public_key,
-                     bootstrap_snapshot=snapshot or a.latest_snapshot(), **kwargs)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    ssl_context = server_ssl_context(a.tls_cert_path, a.tls_key_path) if tls else None
-    site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
-    await site.start()
-    bound = runner.addresses[0][1]
-    return Gateway(f"{'https' if tls else 'http'}://127.0.0.1:{bound}", runner, db_path)
+    server = build_server(config, SqliteStore(db_path), data_key=a.data_private_key(),
+                          receipt_key=receipt_key or a.gateway_signing_key(), root_public_key=a.root_public_key,
+                          bootstrap_snapshot=snapshot or a.latest_snapshot(), **kwargs)
+    await server.start(ssl_context=server_ssl_context(a.tls_cert_path, a.tls_key_path) if tls else None)
+    bound = server.addresses[0][1]
+    return Gateway(f"{'https' if tls else 'http'}://127.0.0.1:{bound}", server.runner, db_path)
 
 
 def fill_export_dir(image: Path, names: list[bytes]) -> None:
