@@ -428,3 +428,27 @@ def test_small_order_list_is_the_verifiers() -> None:
     for point in ED25519["small_order_points"].values():
         assert _ed25519.is_small_order(bytes.fromhex(point))
     assert not _ed25519.is_small_order(bytes.fromhex(ED25519["cases"][0]["public_key"]))
+
+
+# --- access codes (self-enumeration) -------------------------------------------------------
+
+CODES = load("access_codes.json")
+
+
+@pytest.mark.parametrize("case", cases("access_codes.json"))
+def test_access_codes_case(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["document"])
+    code, a = outcome(lambda: wire.parse_access_codes(data, trusted_map(CODES, CODES["trusted"])))
+    assert code == case["expected"]
+    if code != "ok":
+        return
+    p = case["parsed"]
+    assert (a.web_id, a.issued_at_ms, a.since, a.latest) == (p["web_id"], p["issued_at_ms"], p["since"], p["latest"])
+    assert [vars_of(c) for c in a.codes] == p["codes"]
+    made = wire.make_access_codes(web_id=a.web_id, issued_at_ms=a.issued_at_ms, since=a.since, latest=a.latest,
+                                  codes=list(a.codes), gateway_key=SigningKey(secret(CODES, "gateway")))
+    assert made == data
+
+
+def vars_of(change: wire.AccessCodeChange) -> dict[str, Any]:
+    return {name: getattr(change, name) for name in change.__slots__}
