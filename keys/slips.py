@@ -47,7 +47,9 @@ def render_slips(institution_code: str, slips: list[Slip], *, url: str, window: 
             pdf.cell(0, 5, f"{institution_code} · {window}")
         top = 14 + (i % _PER_PAGE) * _HEIGHT
         pdf.set_draw_color(150, 150, 150)
-        pdf.dashed_line(10, top, 200, top, 2, 2)
+        with pdf.local_context():
+            pdf.set_dash_pattern(dash=2, gap=2)
+            pdf.line(10, top, 200, top)
         pdf.set_xy(12, top + 2)
         pdf.set_font("Slip", "B", 11)
         pdf.cell(0, 5, f"{slip.entry_id}   {slip.name}")

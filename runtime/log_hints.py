@@ -85,6 +85,12 @@ HINTS: dict[str, str] = {
     "selfenum.forward.receipt_mismatch": "a receipt names another batch: a misrouted or tampered answer; report it",
     "selfenum.trust.refresh_failed": "the gateway was not reached for the registry: check gateway_url; retried",
     "selfenum.trust.snapshot_refused": "the offered registry does not verify: check the web bundle's root key",
+    "selfenum.codes.refused": "the gateway refuses the access-code poll: check the web service's enrolment; retried",
+    "selfenum.codes.unreachable": "the gateway was not reached for access codes: check gateway_url; retried",
+    "selfenum.codes.bad_document": "an access-code list did not verify: check the gateway's receipt key; report it",
+    "selfenum.codes.mismatch": "an access-code list answers another request: misrouted or replayed; report it",
+    "selfenum.codes.feed_behind": "the gateway holds fewer code changes than this service (staff.db restored?):"
+    " restore staff.db or re-align the services before minting more",
     "selfenum.sheet.not_stored": "a respondent's sheet could not be stored (disk full, I/O): free space now",
     # tablet reference client
     "outbox.coverage.refused": "a sync state did not verify: nothing deleted; check the gateway's receipt key",

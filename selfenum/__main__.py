@@ -36,12 +36,11 @@ from runtime.logs import configure_logging
 from runtime.sdnotify import Notifier
 from runtime.toml_config import ConfigError
 
-from .app import APP, create_app, pepper_path
+from .app import APP, create_app, load_pepper
 from .code_lists import read_list
 from .config import SelfenumConfig, load_config
 from .errors import SelfenumError
 from .questionnaire import Questionnaire
-from .sessions import load_or_make_secret
 from .slips import Slip, write_slips
 from .store import CodeRow, SelfenumStore
 
@@ -108,7 +107,7 @@ def _window_text(config: SelfenumConfig) -> str:
 def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     listed = read_list(Path(args.list).read_bytes())
     store = _open_store(config)
-    pepper = load_or_make_secret(pepper_path(config))
+    pepper = load_pepper(config)
     now = _now_ms()
     by_institution: dict[str, list[Slip]] = defaultdict(list)
     try:
@@ -157,7 +156,7 @@ def _cmd_revoke(config: SelfenumConfig, args: argparse.Namespace) -> int:
 def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
     _check_entry(args.entry)
     store = _open_store(config)
-    pepper = load_or_make_secret(pepper_path(config))
+    pepper = load_pepper(config)
     code = mint_code()
     institution = args.entry.split("/", 1)[0]
     try:
@@ -212,7 +211,7 @@ def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
     """Relative paths: ``web_bundle`` in ``$CREDENTIALS_DIRECTORY`` first (the unit's LoadCredential= bundle),
     otherwise both it and ``state_dir`` next to the configuration file."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    bundle, state = config.web_bundle, config.state_dir
+    bundle, state, pepper = config.web_bundle, config.state_dir, config.codes_pepper_file
     if not bundle.is_absolute():
         if creds and (Path(creds) / bundle / "provisioning.json").is_file():
             bundle = Path(creds) / bundle
@@ -220,7 +219,12 @@ def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
             bundle = base / bundle
     if not state.is_absolute() and base is not None:
         state = base / state
-    return dataclasses.replace(config, web_bundle=bundle, state_dir=state)
+    if pepper is not None and not pepper.is_absolute():
+        if creds and (Path(creds) / pepper).is_file():
+            pepper = Path(creds) / pepper
+        elif base is not None:
+            pepper = base / pepper
+    return dataclasses.replace(config, web_bundle=bundle, state_dir=state, codes_pepper_file=pepper)
 
 
 def main(argv: list[str] | None = None) -> int:

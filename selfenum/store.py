@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from wire import AccessCodeChange
 
 from .errors import OperatorError
 
@@ -148,6 +150,37 @@ class SelfenumStore:
         r = self._db.execute("SELECT code_hash, entry_id, institution_code, institution_kind, worker_id, status"
                              " FROM codes WHERE code_hash = ?", (code_hash,)).fetchone()
         return None if r is None else CodeRow(*r)
+
+    def codes_version(self) -> int:
+        """The last access-code change version applied from the gateway (0: none yet)."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = 'codes_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply_code_changes(self, since: int, changes: Sequence[AccessCodeChange], *, now_ms: int) -> int:
+        """Apply the gateway's changes after ``since`` in order, in one transaction; returns the version now held.
+
+        Refused (``OperatorError``, nothing applied) unless ``since`` is the version held: a document answers
+        one request only. An ``active`` change makes its hash the entry's one active code (any other active code
+        of the entry is revoked first); a ``revoked`` change revokes its hash.
+        """
+        with self._tx() as db:
+            if self.codes_version() != since:
+                raise OperatorError("access-code changes do not follow the version held", since=since)
+            held = since
+            for c in changes:
+                if c.status == "active":
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
+                               " AND status = 'active' AND code_hash != ?", (now_ms, c.entry_id, c.code_hash))
+                    db.execute("INSERT INTO codes VALUES (?,?,?,?,?,'active',?,NULL) ON CONFLICT (code_hash) DO"
+                               " UPDATE SET status = 'active', revoked_at_ms = NULL WHERE entry_id = excluded.entry_id",
+                               (c.code_hash, c.entry_id, c.institution_code, c.institution_kind, c.worker_id, now_ms))
+                else:
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE code_hash = ?"
+                               " AND status = 'active'", (now_ms, c.code_hash))
+                held = c.version
+            db.execute("INSERT INTO counters VALUES ('codes_version', ?) ON CONFLICT (name) DO UPDATE SET"
+                       " value = excluded.value", (held,))
+        return held
 
     def entries_with_codes(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT entry_id FROM codes WHERE status = 'active'")}
