@@ -93,6 +93,7 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
         sessions=SessionBox(load_or_make_secret(state / "cookie.key")),
         pepper=load_pepper(config),
         draft_salt=load_or_make_secret(state / "draft.salt"),
+        contacts_key=load_or_make_secret(state / "contacts.key"),
         throttle=Throttle(per_address=config.throttle.per_address, window_s=config.throttle.per_address_window_s,
                           per_code=config.throttle.per_code_signins, clock=lambda: clock() / 1000.0),
         questionnaire=Questionnaire(),

@@ -31,6 +31,7 @@ class SelfenumApp:
     sessions: SessionBox
     pepper: bytes
     draft_salt: bytes
+    contacts_key: bytes
     throttle: Throttle
     questionnaire: Questionnaire
     catalogs: Catalogs
