@@ -15,6 +15,7 @@ import re
 from collections.abc import Awaitable
 from typing import Protocol
 
+import structlog
 from aiohttp import web
 
 from wire import AccessCodeChange, make_access_codes
@@ -36,6 +37,7 @@ class CodeFeed(Protocol):
 
 
 CODE_FEED: web.AppKey[CodeFeed] = web.AppKey("sanaq_access_code_feed")
+log = structlog.get_logger("sanaq.gateway")
 _VERSION = re.compile(r"0|[1-9][0-9]{0,15}")
 
 
@@ -54,5 +56,6 @@ async def get_access_codes(request: web.Request) -> web.Response:
     changes, latest = await feed(since, MAX_CODE_CHANGES)
     doc = make_access_codes(web_id=auth.signer.ident, issued_at_ms=ctx.clock(), since=since, latest=latest,
                             codes=changes, gateway_key=ctx.receipt_key)
+    log.info("access_codes.served", web_id=auth.signer.ident, since=since, changes=len(changes), latest=latest)
     return web.json_response({"access_codes": base64.b64encode(doc).decode("ascii"), "since": since,
                               "latest": latest, "count": len(changes)})

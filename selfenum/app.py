@@ -82,6 +82,7 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
     state = config.state_dir
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     bundle = ProvisioningBundle.load(config.web_bundle, bundle_passphrase)
+    pepper = load_pepper(config)  # before the store opens: a missing pepper leaves nothing open
     store = SelfenumStore(state / "selfenum.db", state / "spool")
     clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
     env = jinja2.Environment(
@@ -91,7 +92,7 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
         bundle=bundle,
         store=store,
         sessions=SessionBox(load_or_make_secret(state / "cookie.key")),
-        pepper=load_pepper(config),
+        pepper=pepper,
         draft_salt=load_or_make_secret(state / "draft.salt"),
         contacts_key=load_or_make_secret(state / "contacts.key"),
         throttle=Throttle(per_address=config.throttle.per_address, window_s=config.throttle.per_address_window_s,

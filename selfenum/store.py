@@ -293,6 +293,8 @@ class SelfenumStore:
             out[state] = n
         out["codes_active"] = self._db.execute("SELECT count(*) FROM codes WHERE status = 'active'").fetchone()[0]
         out["drafts"] = self._db.execute("SELECT count(*) FROM drafts").fetchone()[0]
+        out["contacts"] = self._db.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        out["codes_version"] = self.codes_version()
         return out
 
 

@@ -307,3 +307,20 @@ async def test_the_web_service_applies_a_document_only_after_the_version_it_hold
         assert store.counts()["codes_active"] == 3
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("content", "expected"), [(None, "cannot be read"), (b"short", "exactly 32 bytes")])
+def test_a_missing_or_wrong_dashboard_pepper_stops_the_service_and_none_is_made(
+        env: Env, tmp_path: Path, content: bytes | None, expected: str) -> None:
+    from selfenum.app import create_app
+    from selfenum.errors import OperatorError
+
+    pepper = tmp_path / "dashboard" / "codes.pepper"
+    if content is not None:
+        pepper.parent.mkdir()
+        pepper.write_bytes(content)
+    config = dataclasses.replace(selfenum_config(env, tmp_path / "se", "http://127.0.0.1:9"), codes_pepper_file=pepper)
+    with pytest.raises(OperatorError, match=expected):
+        create_app(config)
+    assert pepper.exists() == (content is not None)  # never made at codes_pepper_file
+    assert not (tmp_path / "se" / "codes.pepper").exists()
