@@ -324,3 +324,16 @@ def test_a_missing_or_wrong_dashboard_pepper_stops_the_service_and_none_is_made(
         create_app(config)
     assert pepper.exists() == (content is not None)  # never made at codes_pepper_file
     assert not (tmp_path / "se" / "codes.pepper").exists()
+
+
+@pytest.mark.parametrize("action", ["mint", "revoke", "reissue", "residents"])
+async def test_a_code_form_without_its_token_or_from_another_site_changes_nothing(
+        sgw: StaffGateway, staff: dict[str, StaffClient], action: str) -> None:
+    worker = staff["worker"]
+    form = {"entry_id": E1, "surname": "Ли", "given_name": "Дана", "birth_date": "1950-03-04", **KIND}
+    for token, origin in (("", worker.gw.url), ("wrong", worker.gw.url), (worker.csrf, "https://evil.example")):
+        async with worker.session.post(f"{sgw.url}/staff/codes/{INSTITUTION}/{action}", data={"csrf": token, **form},
+                                       headers={"Origin": origin}, allow_redirects=False) as r:
+            assert r.status == 403 and r.content_type == "text/html"
+    assert sgw.staff_rows("SELECT count(*) FROM access_codes") == [(0,)]
+    assert sgw.staff_rows("SELECT count(*) FROM respondent_entries WHERE added_at_ms IS NOT NULL") == [(0,)]
