@@ -31,9 +31,9 @@ __all__ = ["CODE_FEED", "CodeFeed", "get_access_codes"]
 
 
 class CodeFeed(Protocol):
-    """``(since, limit) -> (changes after since, ascending, at most limit; the highest version held)``."""
+    """``(since, limit) -> (changes after since, ascending, at most limit; the highest version held; pepper_id)``."""
 
-    def __call__(self, since: int, limit: int, /) -> Awaitable[tuple[list[AccessCodeChange], int]]: ...
+    def __call__(self, since: int, limit: int, /) -> Awaitable[tuple[list[AccessCodeChange], int, str]]: ...
 
 
 CODE_FEED: web.AppKey[CodeFeed] = web.AppKey("sanaq_access_code_feed")
@@ -53,9 +53,9 @@ async def get_access_codes(request: web.Request) -> web.Response:
     if feed is None:
         raise ClientProblem("this gateway holds no access codes (the staff dashboard is off)", code="not-found")
     since = int(raw)
-    changes, latest = await feed(since, MAX_CODE_CHANGES)
-    doc = make_access_codes(web_id=auth.signer.ident, issued_at_ms=ctx.clock(), since=since, latest=latest,
-                            codes=changes, gateway_key=ctx.receipt_key)
+    changes, latest, pepper = await feed(since, MAX_CODE_CHANGES)
+    doc = make_access_codes(web_id=auth.signer.ident, issued_at_ms=ctx.clock(), pepper_id=pepper, since=since,
+                            latest=latest, codes=changes, gateway_key=ctx.receipt_key)
     log.info("access_codes.served", web_id=auth.signer.ident, since=since, changes=len(changes), latest=latest)
     return web.json_response({"access_codes": base64.b64encode(doc).decode("ascii"), "since": since,
                               "latest": latest, "count": len(changes)})

@@ -89,6 +89,8 @@ HINTS: dict[str, str] = {
     "selfenum.codes.refused": "the gateway refuses the access-code poll: check the web service's enrolment; retried",
     "selfenum.codes.unreachable": "the gateway was not reached for access codes: check gateway_url; retried",
     "selfenum.codes.bad_document": "an access-code list did not verify: check the gateway's receipt key; report it",
+    "selfenum.codes.pepper_mismatch": "the dashboard's codes.pepper differs from this service's: copy it over,"
+    " restart",
     "selfenum.codes.mismatch": "an access-code list answers another request: misrouted or replayed; report it",
     "selfenum.codes.feed_behind": "the gateway holds fewer code changes than this service: staff.db restored? see"
     " docs/selfenum.md",

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 
 from gwclient import SignedGatewayClient
+from keys.access_codes import pepper_id
 from keys.bundle import ProvisioningBundle
 from keys.tls import client_ssl_context
 
@@ -145,7 +146,8 @@ async def _forwarder(app: web.Application) -> AsyncIterator[None]:
                                  initial_backoff_s=cfg.forward.initial_backoff_s,
                                  max_backoff_s=cfg.forward.max_backoff_s,
                                  max_inflight=cfg.forward.max_inflight)
-        se.codes = CodeFollower(se.store, client, web_id=se.bundle.device_id, gateway_keys=trust.gateway_keys)
+        se.codes = CodeFollower(se.store, client, web_id=se.bundle.device_id, pepper_id=pepper_id(se.pepper),
+                                gateway_keys=trust.gateway_keys)
         tasks = [asyncio.create_task(se.deliverer.forward_loop(), name="selfenum-forwarder"),
                  asyncio.create_task(trust.refresh_loop(client, cfg.forward.registry_refresh_s),
                                      name="selfenum-registry"),

@@ -3,6 +3,7 @@
 ``CodeFollower.poll`` asks the gateway for the changes after the version the
 store holds, verifies the signed document with the gateway keys of the newest
 snapshot, requires it to name this web service and the version asked from,
+requires the hashes to be keyed with this service's own pepper (``pepper_id``),
 and applies the changes in one transaction (``SelfenumStore.apply_code_changes``).
 It asks again at once while the gateway holds more. ``follow_loop`` (owned by
 the app's ``cleanup_ctx``) polls every ``codes_poll_s``; a failure is logged
@@ -33,9 +34,10 @@ _MAX_ROUNDS = 1000  # pages of 1000 changes in one poll
 
 
 class CodeFollower:
-    def __init__(self, store: SelfenumStore, client: SignedGatewayClient, *, web_id: str,
+    def __init__(self, store: SelfenumStore, client: SignedGatewayClient, *, web_id: str, pepper_id: str,
                  gateway_keys: Callable[[], dict[bytes, bytes]]) -> None:
         self._store = store
+        self._pepper_id = pepper_id
         self._client = client
         self._web_id = web_id
         self._gateway_keys = gateway_keys
@@ -66,6 +68,10 @@ class CodeFollower:
                 return False
             if doc.web_id != self._web_id or doc.since != since:
                 log.error("selfenum.codes.mismatch", since=since)
+                return False
+            if doc.pepper_id != self._pepper_id:  # every dashboard code would be refused: say so, apply nothing
+                log.error("selfenum.codes.pepper_mismatch", gateway_pepper_id=doc.pepper_id,
+                          own_pepper_id=self._pepper_id)
                 return False
             if doc.latest < since:
                 if not self._behind_logged:

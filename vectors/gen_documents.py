@@ -8,6 +8,7 @@ independently of ``wire.documents``; the snapshot, manifest and custody files
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from typing import Any
 
@@ -237,7 +238,10 @@ def access_codes_vectors() -> dict[str, Any]:
         return {**change(version, n, status), "entry_id": f"AB-000001/{entry:05d}"}
 
     # code 1 (entry 1) was issued at version 1 and revoked at 3; code 3 re-issued entry 1 at version 4
-    body = {"v": 1, "web_id": WEB_SERVICE, "issued_at_ms": T_RECEIVED + 6000, "since": 0, "latest": 4,
+    # pepper_id of a pepper of 32 bytes 0x11: keys.access_codes.pepper_id
+    pepper = hmac.new(b"\x11" * 32, b"sanaq-selfenum/v1/pepper-id\x00", hashlib.sha256).hexdigest()[:16]
+    body = {"v": 1, "web_id": WEB_SERVICE, "issued_at_ms": T_RECEIVED + 6000, "pepper_id": pepper, "since": 0,
+            "latest": 4,
             "codes": [change(2, 2, "active"), change(3, 1, "revoked"), change_of(4, 3, 1, "active")]}
     tail = {**body, "since": 3, "codes": [change_of(4, 3, 1, "active")]}
     empty = {**body, "since": 4, "codes": []}
@@ -275,6 +279,8 @@ def access_codes_vectors() -> dict[str, Any]:
             "missing-member", "no latest, signed",
             raw_document("access-codes", {k: v for k, v in body.items() if k != "latest"}, "gateway"), "malformed"),
         bad("web-id-malformed", "web_id with a space, signed", web_id="WEB 1"),
+        bad("pepper-id-uppercase", "pepper_id in uppercase hex, signed", pepper_id=pepper.upper()),
+        bad("pepper-id-short", "pepper_id of 15 characters, signed", pepper_id=pepper[:15]),
     ]
     return {
         "vectors": "access_codes",

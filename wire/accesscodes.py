@@ -3,6 +3,7 @@
 Body members (``docs/protocol.md`` section 9.2)::
 
     v, web_id, issued_at_ms,
+    pepper_id the 16-hex name of the pepper the hashes are keyed with
     since     the version the web service asked from (it holds every change up to it)
     latest    the highest change version the gateway holds
     codes     [{version, code_hash, entry_id, institution_code, institution_kind, worker_id, status}, ...]
@@ -32,7 +33,8 @@ MAX_CODE_CHANGES = 1000
 _HASH = re.compile(r"[0-9a-f]{64}")
 _ENTRY = re.compile(r"[A-Z]{2}-[0-9]{6}/[0-9]{5}")
 _STATUSES = ("active", "revoked")
-_MEMBERS = {"v", "web_id", "issued_at_ms", "since", "latest", "codes"}
+_MEMBERS = {"v", "web_id", "issued_at_ms", "pepper_id", "since", "latest", "codes"}
+_PEPPER_ID = re.compile(r"[0-9a-f]{16}")
 _CHANGE_MEMBERS = {"version", "code_hash", "entry_id", "institution_code", "institution_kind", "worker_id", "status"}
 
 
@@ -51,17 +53,20 @@ class AccessCodeChange:
 class AccessCodes:
     web_id: str
     issued_at_ms: int
+    pepper_id: str
     since: int
     latest: int
     codes: tuple[AccessCodeChange, ...]
     raw: bytes
 
 
-def _body(web_id: str, issued_at_ms: int, since: int, latest: int, codes: list[AccessCodeChange]) -> dict[str, object]:
+def _body(web_id: str, issued_at_ms: int, pepper_id: str, *, since: int, latest: int,
+          codes: list[AccessCodeChange]) -> dict[str, object]:
     return {
         "v": 1,
         "web_id": web_id,
         "issued_at_ms": issued_at_ms,
+        "pepper_id": pepper_id,
         "since": since,
         "latest": latest,
         "codes": [
@@ -80,9 +85,11 @@ def _body(web_id: str, issued_at_ms: int, since: int, latest: int, codes: list[A
 
 
 def make_access_codes(
-    *, web_id: str, issued_at_ms: int, since: int, latest: int, codes: list[AccessCodeChange], gateway_key: SigningKey
+    *, web_id: str, issued_at_ms: int, pepper_id: str, since: int, latest: int, codes: list[AccessCodeChange],
+    gateway_key: SigningKey,
 ) -> bytes:
-    return sign_document(DocKind.ACCESS_CODES, _body(web_id, issued_at_ms, since, latest, codes), gateway_key)
+    body = _body(web_id, issued_at_ms, pepper_id, since=since, latest=latest, codes=codes)
+    return sign_document(DocKind.ACCESS_CODES, body, gateway_key)
 
 
 def _change(item: object, since: int, latest: int, previous: int) -> AccessCodeChange:
@@ -117,12 +124,16 @@ def parse_access_codes(
     body = f.exact_members(doc.body, _MEMBERS, "access codes")
     since = f.get_int(body, "since")
     latest = f.get_int(body, "latest")
+    pepper = f.get_str(body, "pepper_id", min_len=16, max_len=16)
+    if not _PEPPER_ID.fullmatch(pepper):
+        raise DecodeError("pepper_id must be 16 lowercase hex characters")
     changes: list[AccessCodeChange] = []
     for item in f.get_list(body, "codes", max_items=MAX_CODE_CHANGES):
         changes.append(_change(item, since, latest, changes[-1].version if changes else since))
     return AccessCodes(
         web_id=check_device_id(body["web_id"]),
         issued_at_ms=f.get_int(body, "issued_at_ms"),
+        pepper_id=pepper,
         since=since,
         latest=latest,
         codes=tuple(changes),

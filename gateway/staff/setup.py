@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from gateway.context import GatewayContext
 from gateway.web_codes import CODE_FEED
+from keys.access_codes import pepper_id
 from wire import AccessCodeChange
 
 from .accounts import Accounts
-from .codes import code_changes
+from .codes import code_changes, load_pepper
 from .config import StaffConfig
 from .db import StaffDb
 from .feed import DashboardFeed
@@ -92,15 +94,18 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
-    app[CODE_FEED] = functools.partial(_code_changes, db)
+    app[CODE_FEED] = functools.partial(_code_changes, db, config.codes_pepper(db.path))
     app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_end_streams)
 
 
-async def _code_changes(db: StaffDb, since: int, limit: int) -> tuple[list[AccessCodeChange], int]:
-    """What ``GET /v1/web/access-codes/since/{version}`` lists (gateway/web_codes.py)."""
-    return await db.run(lambda c: code_changes(c, since, limit))
+async def _code_changes(db: StaffDb, pepper_path: Path, since: int, limit: int
+                        ) -> tuple[list[AccessCodeChange], int, str]:
+    """What ``GET /v1/web/access-codes/since/{version}`` lists (gateway/web_codes.py), and the pepper's id."""
+    changes, latest = await db.run(lambda c: code_changes(c, since, limit))
+    pepper = await asyncio.to_thread(load_pepper, pepper_path)
+    return changes, latest, pepper_id(pepper)
 
 
 async def _staff_headers(request: web.Request, response: web.StreamResponse) -> None:

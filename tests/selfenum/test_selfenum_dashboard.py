@@ -28,7 +28,7 @@ from gateway.context import CTX
 from gateway.staff import StaffConfig, setup_staff
 from gateway.store_sqlite import SqliteStore
 from gwclient import GatewayRefused, SignedGatewayClient
-from keys.access_codes import normalise_code
+from keys.access_codes import normalise_code, pepper_id
 from tests.gateway.staff_browser import StaffClient, StaffGateway, add_staff_user, census_around
 from wire import parse_access_codes
 
@@ -301,7 +301,10 @@ async def test_the_web_service_applies_a_document_only_after_the_version_it_hold
             with pytest.raises(OperatorError):  # a replay of the first answer does not follow version 2
                 store.apply_code_changes(0, doc.codes, now_ms=now_ms())
             assert store.codes_version() == 2
-            follower = CodeFollower(store, c, web_id=web_b.device_id, gateway_keys=web_b.gateway_key_map)
+            own = pepper_id((sgw.staff_db.parent / "codes.pepper").read_bytes())
+            assert doc.pepper_id == own
+            follower = CodeFollower(store, c, web_id=web_b.device_id, pepper_id=own,
+                                    gateway_keys=web_b.gateway_key_map)
             assert await follower.poll()
         assert store.codes_version() == 5
         assert store.counts()["codes_active"] == 3
@@ -337,3 +340,26 @@ async def test_a_code_form_without_its_token_or_from_another_site_changes_nothin
             assert r.status == 403 and r.content_type == "text/html"
     assert sgw.staff_rows("SELECT count(*) FROM access_codes") == [(0,)]
     assert sgw.staff_rows("SELECT count(*) FROM respondent_entries WHERE added_at_ms IS NOT NULL") == [(0,)]
+
+
+async def test_a_web_service_with_another_pepper_says_so_and_applies_nothing(
+        env: Env, sgw: StaffGateway, staff: dict[str, StaffClient], tmp_path: Path) -> None:
+    """Forgetting to copy the dashboard's pepper is an error in the log, not silently dead codes."""
+    import structlog
+
+    from selfenum.app import APP
+
+    status, pdf, _ = await post_pdf(staff["worker"], f"/staff/codes/{INSTITUTION}/mint", KIND)
+    assert status == 200
+    w = await serve_selfenum(selfenum_config(env, tmp_path / "own-pepper", sgw.url))  # makes its own pepper
+    try:
+        follower = w.app[APP].codes
+        assert follower is not None
+        with structlog.testing.capture_logs() as logs:
+            assert not await follower.poll()
+        # (the background loop's own first poll may log it too)
+        assert {e["event"] for e in logs if e["log_level"] == "error"} == {"selfenum.codes.pepper_mismatch"}
+        assert w.app[APP].store.codes_version() == 0 and w.app[APP].store.counts()["codes_active"] == 0
+        assert not await signs_in(w, codes_in(pdf)[E1])
+    finally:
+        await w.stop()

@@ -89,7 +89,8 @@ DOCUMENTS: dict[str, tuple[bytes, Callable[[bytes], Any]]] = {
         lambda d: wire.parse_sync_state(d, GATEWAYS),
     ),
     "access-codes": (
-        wire.make_access_codes(web_id="WEB-1", issued_at_ms=T, since=0, latest=1, codes=[wire.AccessCodeChange(
+        wire.make_access_codes(web_id="WEB-1", issued_at_ms=T, pepper_id="0123456789abcdef", since=0, latest=1,
+                               codes=[wire.AccessCodeChange(
             1, HASH.hex(), "AB-000001/00001", "AB-000001", "childrens_home", "W-17", "active")], gateway_key=GATEWAY),
         lambda d: wire.parse_access_codes(d, GATEWAYS),
     ),
@@ -180,7 +181,7 @@ MEMBERS = {
     DocKind.MANIFEST: ("device_id", "usb_serial", "created_at_ms", "batches"),
     DocKind.CUSTODY: ("station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"),
     DocKind.SYNC_STATE: ("device_id", "issued_at_ms", "highest_contiguous", "max_seq", "gaps", "last_sync_ms"),
-    DocKind.ACCESS_CODES: ("web_id", "issued_at_ms", "since", "latest", "codes"),
+    DocKind.ACCESS_CODES: ("web_id", "issued_at_ms", "pepper_id", "since", "latest", "codes"),
 }
 VALID_OF_KIND = {kind: DOCUMENTS[name][0] for kind, name in (
     (DocKind.RECEIPT, "receipt"), (DocKind.SNAPSHOT, "snapshot"), (DocKind.MANIFEST, "manifest"),

@@ -435,6 +435,12 @@ def test_small_order_list_is_the_verifiers() -> None:
 CODES = load("access_codes.json")
 
 
+def pepper_id(pepper: bytes) -> str:
+    from keys.access_codes import pepper_id as derive
+
+    return derive(pepper)
+
+
 @pytest.mark.parametrize("case", cases("access_codes.json"))
 def test_access_codes_case(case: dict[str, Any]) -> None:
     data = bytes.fromhex(case["document"])
@@ -443,10 +449,13 @@ def test_access_codes_case(case: dict[str, Any]) -> None:
     if code != "ok":
         return
     p = case["parsed"]
-    assert (a.web_id, a.issued_at_ms, a.since, a.latest) == (p["web_id"], p["issued_at_ms"], p["since"], p["latest"])
+    assert (a.web_id, a.issued_at_ms, a.pepper_id, a.since, a.latest) == (
+        p["web_id"], p["issued_at_ms"], p["pepper_id"], p["since"], p["latest"])
+    assert a.pepper_id == pepper_id(b"\x11" * 32)
     assert [vars_of(c) for c in a.codes] == p["codes"]
-    made = wire.make_access_codes(web_id=a.web_id, issued_at_ms=a.issued_at_ms, since=a.since, latest=a.latest,
-                                  codes=list(a.codes), gateway_key=SigningKey(secret(CODES, "gateway")))
+    made = wire.make_access_codes(web_id=a.web_id, issued_at_ms=a.issued_at_ms, pepper_id=a.pepper_id,
+                                  since=a.since, latest=a.latest, codes=list(a.codes),
+                                  gateway_key=SigningKey(secret(CODES, "gateway")))
     assert made == data
 
 
