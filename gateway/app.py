@@ -19,6 +19,7 @@ from .problems import error_middleware
 from .registry import follow_registry, load_registry
 from .sheets import SheetValidator
 from .store import CensusStore
+from .web_codes import get_access_codes
 from .web_ingest import post_batch
 from .web_ops import get_healthz, get_metrics, get_openapi, get_readyz
 from .web_state import get_device_state, get_registry, post_custody, put_registry
@@ -33,6 +34,7 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], object]], ...] = (
     ("GET", "/v1/registry", get_registry),
     ("PUT", "/v1/registry", put_registry),
     ("POST", "/v1/custody", post_custody),
+    ("GET", "/v1/web/access-codes/since/{version}", get_access_codes),
     ("GET", "/healthz", get_healthz),
     ("GET", "/readyz", get_readyz),
     ("GET", "/metrics", get_metrics),

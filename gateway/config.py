@@ -140,6 +140,7 @@ def load_config(path: Path | None) -> GatewayConfig:
         cfg.staff,
         db_path=_resolve(cfg.staff.db_path, base),
         pdf_font=_resolve(cfg.staff.pdf_font, base) or cfg.staff.pdf_font,
+        codes_pepper_file=_resolve(cfg.staff.codes_pepper_file, base),
     )
     return GatewayConfig(
         database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff,

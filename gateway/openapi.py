@@ -141,6 +141,28 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/web/access-codes/since/{version}": {
+                "get": {
+                    "operationId": "getAccessCodes",
+                    "summary": "A web service's signed list of access-code changes after a version (protocol 9.2)",
+                    "parameters": [
+                        *_SIG_HEADERS,
+                        {
+                            "name": "version",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,15})$"},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "changes",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccessCodes"}}},
+                        },
+                        **_problems(*auth_refusals, 404),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "healthz",
@@ -216,6 +238,16 @@ def openapi_document() -> dict[str, Any]:
                         "seq": {"type": "integer", "minimum": 1},
                         "received_at_ms": {"type": "integer"},
                         "road": {"type": "string"},
+                    },
+                },
+                "AccessCodes": {
+                    "type": "object",
+                    "required": ["access_codes", "since", "latest", "count"],
+                    "properties": {
+                        "access_codes": {"type": "string", "contentEncoding": "base64"},
+                        "since": {"type": "integer", "minimum": 0},
+                        "latest": {"type": "integer", "minimum": 0},
+                        "count": {"type": "integer", "minimum": 0, "maximum": 1000},
                     },
                 },
                 "SyncState": {

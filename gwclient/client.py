@@ -44,6 +44,7 @@ BATCH_TYPE = "application/vnd.sanaq.batch"
 CUSTODY_TYPE = "application/vnd.sanaq.custody"
 _MAX_ANSWER_BYTES = 64 * 1024
 _MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+_MAX_CODES_BYTES = 1024 * 1024  # 1000 changes of ~250 bytes, base64
 MAX_RETRY_AFTER_S = 24 * 3600
 
 
@@ -206,6 +207,15 @@ class SignedGatewayClient:
             return base64.b64decode(json.loads(data)["sync_state"], validate=True)
         except (ValueError, KeyError, TypeError) as e:
             raise BadAnswer("gateway answer carries no readable sync state") from e
+
+
+    async def get_access_codes(self, since: int) -> bytes:
+        """The signed access-codes document of the changes after ``since`` (a web service only)."""
+        data = await self.request("GET", f"/v1/web/access-codes/since/{since}", None, None, _MAX_CODES_BYTES)
+        try:
+            return base64.b64decode(json.loads(data)["access_codes"], validate=True)
+        except (ValueError, KeyError, TypeError) as e:
+            raise BadAnswer("gateway answer carries no readable access codes") from e
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, max_bytes: int) -> bytes:

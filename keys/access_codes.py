@@ -38,6 +38,7 @@ __all__ = [
     "format_code",
     "mint_code",
     "normalise_code",
+    "pepper_id",
 ]
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -49,6 +50,7 @@ _INDEX = {c: i for i, c in enumerate(ALPHABET)}
 _CYRILLIC = str.maketrans("\u0410\u0412\u0415\u041a\u041c\u041d\u0420\u0421\u0422\u0425", "ABEKMHPCTX")
 _HASH_LABEL = b"sanaq-selfenum/v1/access-code\x00"
 _DRAFT_LABEL = b"sanaq-selfenum/v1/draft-key\x00"
+_PEPPER_ID_LABEL = b"sanaq-selfenum/v1/pepper-id\x00"
 
 
 def _check_symbol(symbols: str) -> str:
@@ -91,6 +93,11 @@ def code_hash(pepper: bytes, code: str) -> str:
     if len(pepper) < 32:
         raise ValueError("the access-code pepper must be at least 32 bytes")
     return hmac.new(pepper, _HASH_LABEL + code.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def pepper_id(pepper: bytes) -> str:
+    """16 hex characters naming a pepper without revealing it: two holders compare these, never the pepper."""
+    return hmac.new(pepper, _PEPPER_ID_LABEL, hashlib.sha256).hexdigest()[:16]
 
 
 def derive_draft_key(code: str, salt: bytes) -> bytes:

@@ -42,6 +42,7 @@ HINTS: dict[str, str] = {
     "nonces.purge_failed": "expired nonces were not purged: check the store; retried every minute",
     # staff dashboard
     "staff.act.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
+    "staff.codes.pdf_unavailable": "no PDF font, no code minted: install fonts-dejavu-core or set staff.pdf_font",
     "staff.csrf_refused": "a form was posted without its token: an old page or a forged request",
     "staff.events.failed": "the live feed failed; pages still load: see error",
     "staff.feed.refresh_failed": "the dashboard could not read the store: check the store",
@@ -85,6 +86,14 @@ HINTS: dict[str, str] = {
     "selfenum.forward.receipt_mismatch": "a receipt names another batch: a misrouted or tampered answer; report it",
     "selfenum.trust.refresh_failed": "the gateway was not reached for the registry: check gateway_url; retried",
     "selfenum.trust.snapshot_refused": "the offered registry does not verify: check the web bundle's root key",
+    "selfenum.codes.refused": "the gateway refuses the access-code poll: check the web service's enrolment; retried",
+    "selfenum.codes.unreachable": "the gateway was not reached for access codes: check gateway_url; retried",
+    "selfenum.codes.bad_document": "an access-code list did not verify: check the gateway's receipt key; report it",
+    "selfenum.codes.pepper_mismatch": "the dashboard's codes.pepper differs from this service's: copy it over,"
+    " restart",
+    "selfenum.codes.mismatch": "an access-code list answers another request: misrouted or replayed; report it",
+    "selfenum.codes.feed_behind": "the gateway holds fewer code changes than this service: staff.db restored? see"
+    " docs/selfenum.md",
     "selfenum.sheet.not_stored": "a respondent's sheet could not be stored (disk full, I/O): free space now",
     # tablet reference client
     "outbox.coverage.refused": "a sync state did not verify: nothing deleted; check the gateway's receipt key",

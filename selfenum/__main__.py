@@ -10,6 +10,10 @@ Commands:
   PDF per institution (0600). ``codes revoke ENTRY`` revokes an entry's code;
   ``codes reissue ENTRY --slips DIR`` revokes it and mints a new one.
   Codes are never printed to the terminal or logged.
+* ``reminders export --out CSV`` writes (0600) the contacts respondents left
+  for a reminder who have not submitted yet: ``entry_id, institution_code,
+  language, channel, contact``, for the census authority to send reminders.
+  Only the count is printed or logged.
 
 Exit status: 0 done, 2 bad configuration or input (one line on stderr), 1 cannot start.
 """
@@ -32,18 +36,20 @@ from aiohttp import web
 
 from keys.access_codes import code_hash, mint_code
 from keys.errors import KeysError
+from keys.files import atomic_write
 from runtime.logs import configure_logging
 from runtime.sdnotify import Notifier
 from runtime.toml_config import ConfigError
 
-from .app import APP, create_app, pepper_path
+from .app import APP, create_app, load_pepper
 from .code_lists import read_list
 from .config import SelfenumConfig, load_config
+from .contacts import open_contact, reminders_csv
 from .errors import SelfenumError
 from .questionnaire import Questionnaire
 from .sessions import load_or_make_secret
 from .slips import Slip, write_slips
-from .store import CodeRow, SelfenumStore
+from .store import CodeRow, SelfenumStore, read_pending_contacts
 
 __all__ = ["main"]
 
@@ -97,7 +103,7 @@ async def _status_loop(notifier: Notifier, app: web.Application) -> None:
 
 def _open_store(config: SelfenumConfig) -> SelfenumStore:
     config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return SelfenumStore(config.state_dir / "selfenum.db", config.state_dir / "spool")
+    return SelfenumStore(config.state_dir / "selfenum.db", config.state_dir / "spool", sweep_spool=False)
 
 
 def _window_text(config: SelfenumConfig) -> str:
@@ -108,7 +114,7 @@ def _window_text(config: SelfenumConfig) -> str:
 def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     listed = read_list(Path(args.list).read_bytes())
     store = _open_store(config)
-    pepper = load_or_make_secret(pepper_path(config))
+    pepper = load_pepper(config)
     now = _now_ms()
     by_institution: dict[str, list[Slip]] = defaultdict(list)
     try:
@@ -157,7 +163,7 @@ def _cmd_revoke(config: SelfenumConfig, args: argparse.Namespace) -> int:
 def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
     _check_entry(args.entry)
     store = _open_store(config)
-    pepper = load_or_make_secret(pepper_path(config))
+    pepper = load_pepper(config)
     code = mint_code()
     institution = args.entry.split("/", 1)[0]
     try:
@@ -172,6 +178,25 @@ def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
                 window=_window_text(config), font=config.pdf_font)
     log.info("selfenum.codes.reissued", entry_id=args.entry)
     print(f"reissued the code of {args.entry}; slip in {path}")
+    return 0
+
+
+def _cmd_reminders(config: SelfenumConfig, args: argparse.Namespace) -> int:
+    state = config.state_dir
+    if not (state / "contacts.key").is_file():
+        raise SelfenumError("no contacts.key in the state directory: no contact was ever left")
+    key = load_or_make_secret(state / "contacts.key")
+    # read-only: the service may be running (opening the store would sweep its spool)
+    pending = read_pending_contacts(state / "selfenum.db", now_ms=_now_ms())
+    rows = []
+    for entry_id, institution, sealed in pending:
+        opened = open_contact(key, sealed)
+        if opened is not None:
+            rows.append((entry_id, institution, opened[0], opened[1]))
+    out = Path(args.out)
+    atomic_write(out, reminders_csv(rows), mode=0o600)
+    log.info("selfenum.reminders.exported", contacts=len(rows), unreadable=len(pending) - len(rows))
+    print(f"{len(rows)} contact(s) of respondents who have not submitted yet written to {out}")
     return 0
 
 
@@ -205,6 +230,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--slips", required=True, metavar="DIR")
     v = codes.add_parser("revoke", parents=[common], help="revoke an entry's active code")
     v.add_argument("entry", metavar="ENTRY_ID")
+    reminders = sub.add_parser("reminders", help="contacts left for a reminder").add_subparsers(
+        dest="reminders_command", required=True)
+    e = reminders.add_parser("export", parents=[common],
+                             help="CSV (0600) of the contacts of respondents who have not submitted yet")
+    e.add_argument("--out", required=True, metavar="CSV", help="file to write (0600); never printed")
     return p
 
 
@@ -212,7 +242,7 @@ def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
     """Relative paths: ``web_bundle`` in ``$CREDENTIALS_DIRECTORY`` first (the unit's LoadCredential= bundle),
     otherwise both it and ``state_dir`` next to the configuration file."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
-    bundle, state = config.web_bundle, config.state_dir
+    bundle, state, pepper = config.web_bundle, config.state_dir, config.codes_pepper_file
     if not bundle.is_absolute():
         if creds and (Path(creds) / bundle / "provisioning.json").is_file():
             bundle = Path(creds) / bundle
@@ -220,7 +250,12 @@ def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
             bundle = base / bundle
     if not state.is_absolute() and base is not None:
         state = base / state
-    return dataclasses.replace(config, web_bundle=bundle, state_dir=state)
+    if pepper is not None and not pepper.is_absolute():
+        if creds and (Path(creds) / pepper).is_file():
+            pepper = Path(creds) / pepper
+        elif base is not None:
+            pepper = base / pepper
+    return dataclasses.replace(config, web_bundle=bundle, state_dir=state, codes_pepper_file=pepper)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return asyncio.run(serve(config))
+        if args.command == "reminders":
+            return _cmd_reminders(config, args)
         handler = {"mint": _cmd_mint, "revoke": _cmd_revoke, "reissue": _cmd_reissue}[args.codes_command]
         return handler(config, args)
     except (ConfigError, KeysError, SelfenumError, ValueError) as e:

@@ -24,13 +24,16 @@ import structlog
 from aiohttp import web
 
 from gwclient import SignedGatewayClient
+from keys.access_codes import pepper_id
 from keys.bundle import ProvisioningBundle
 from keys.tls import client_ssl_context
 
 from . import web_pages
+from .code_feed import CodeFollower
 from .config import SelfenumConfig
 from .context import APP, SelfenumApp
 from .delivery import Deliverer, Sealer
+from .errors import OperatorError
 from .i18n import Catalogs
 from .questionnaire import Questionnaire
 from .sessions import SessionBox, load_or_make_secret
@@ -38,7 +41,7 @@ from .store import SelfenumStore
 from .throttle import Throttle
 from .trust import WebTrust
 
-__all__ = ["APP", "create_app", "pepper_path"]
+__all__ = ["APP", "create_app", "load_pepper", "pepper_path"]
 
 log = structlog.get_logger("selfenum")
 
@@ -80,6 +83,7 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
     state = config.state_dir
     state.mkdir(mode=0o700, parents=True, exist_ok=True)
     bundle = ProvisioningBundle.load(config.web_bundle, bundle_passphrase)
+    pepper = load_pepper(config)  # before the store opens: a missing pepper leaves nothing open
     store = SelfenumStore(state / "selfenum.db", state / "spool")
     clock = clock_ms or (lambda: time.time_ns() // 1_000_000)
     env = jinja2.Environment(
@@ -89,8 +93,9 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
         bundle=bundle,
         store=store,
         sessions=SessionBox(load_or_make_secret(state / "cookie.key")),
-        pepper=load_or_make_secret(pepper_path(config)),
+        pepper=pepper,
         draft_salt=load_or_make_secret(state / "draft.salt"),
+        contacts_key=load_or_make_secret(state / "contacts.key"),
         throttle=Throttle(per_address=config.throttle.per_address, window_s=config.throttle.per_address_window_s,
                           per_code=config.throttle.per_code_signins, clock=lambda: clock() / 1000.0),
         questionnaire=Questionnaire(),
@@ -110,8 +115,22 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
 
 
 def pepper_path(config: SelfenumConfig) -> Path:
-    """The access-code pepper: shared by ``codes mint`` and the service (same state directory)."""
-    return config.state_dir / "codes.pepper"
+    """The access-code pepper: shared by ``codes mint`` and the service (same state directory), or the
+    dashboard's copy (``codes_pepper_file``)."""
+    return config.codes_pepper_file if config.codes_pepper_file is not None else config.state_dir / "codes.pepper"
+
+
+def load_pepper(config: SelfenumConfig) -> bytes:
+    """The pepper's 32 bytes; made on first use only in the state directory, never at ``codes_pepper_file``."""
+    if config.codes_pepper_file is not None:
+        try:
+            data = config.codes_pepper_file.read_bytes()
+        except OSError as e:
+            raise OperatorError("codes_pepper_file cannot be read", path=str(config.codes_pepper_file)) from e
+        if len(data) != 32:
+            raise OperatorError("codes_pepper_file must hold exactly 32 bytes", path=str(config.codes_pepper_file))
+        return data
+    return load_or_make_secret(pepper_path(config))
 
 
 async def _forwarder(app: web.Application) -> AsyncIterator[None]:
@@ -127,9 +146,12 @@ async def _forwarder(app: web.Application) -> AsyncIterator[None]:
                                  initial_backoff_s=cfg.forward.initial_backoff_s,
                                  max_backoff_s=cfg.forward.max_backoff_s,
                                  max_inflight=cfg.forward.max_inflight)
+        se.codes = CodeFollower(se.store, client, web_id=se.bundle.device_id, pepper_id=pepper_id(se.pepper),
+                                gateway_keys=trust.gateway_keys)
         tasks = [asyncio.create_task(se.deliverer.forward_loop(), name="selfenum-forwarder"),
                  asyncio.create_task(trust.refresh_loop(client, cfg.forward.registry_refresh_s),
-                                     name="selfenum-registry")]
+                                     name="selfenum-registry"),
+                 asyncio.create_task(se.codes.follow_loop(cfg.forward.codes_poll_s), name="selfenum-codes")]
         yield
         for task in tasks:
             task.cancel()

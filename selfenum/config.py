@@ -79,6 +79,8 @@ class ForwardConfig:
     # web service is one device: more in flight would only earn 429s.
     max_inflight: int = 2
     registry_refresh_s: float = 900.0  # GET /v1/registry: receipt keys may rotate during the window
+    # GET /v1/web/access-codes/since/N: codes minted, revoked or re-issued on the staff dashboard
+    codes_poll_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +89,11 @@ class SelfenumConfig:
     gateway_url: str = "https://127.0.0.1:8443"
     state_dir: Path = Path("selfenum-state")
     pdf_font: Path = DEJAVU_SANS
+    # The access-code pepper. Default: codes.pepper in state_dir, made on first use. When the staff dashboard
+    # mints codes, point this at a copy of the dashboard's codes.pepper (it must exist: never made here).
+    codes_pepper_file: Path | None = None
+    # Contacts respondents leave for a reminder are sealed under contacts.key (state_dir) and deleted on
+    # submission and when the window closes.
     log_level: str = "info"
     server: ServerConfig = field(default_factory=ServerConfig)
     window: WindowConfig = field(default_factory=WindowConfig)
@@ -100,6 +107,8 @@ class SelfenumConfig:
         self.window.moment()
         if self.throttle.per_address < 1 or self.limits.max_body_bytes < 1024:
             raise ConfigError("throttle.per_address must be >= 1 and limits.max_body_bytes >= 1024")
+        if self.forward.codes_poll_s <= 0:
+            raise ConfigError("forward.codes_poll_s must be > 0")
         return self
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from keys.bundle import ProvisioningBundle
 
+from .code_feed import CodeFollower
 from .config import SelfenumConfig
 from .delivery import Deliverer, Sealer
 from .i18n import Catalogs
@@ -30,6 +31,7 @@ class SelfenumApp:
     sessions: SessionBox
     pepper: bytes
     draft_salt: bytes
+    contacts_key: bytes
     throttle: Throttle
     questionnaire: Questionnaire
     catalogs: Catalogs
@@ -38,6 +40,7 @@ class SelfenumApp:
     clock_ms: Callable[[], int]
     deliverer: Deliverer | None = None
     trust: WebTrust | None = None
+    codes: CodeFollower | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"codes_refused": 0, "signins": 0, "submits": 0,
                                                               "csrf_refused": 0})
 

@@ -1,64 +1,21 @@
-"""Printable access-code slips: one A4 PDF per institution, eight slips a page, in Kazakh and Russian.
+"""Printable access-code slips written by ``sanaq-selfenum codes``: one A4 PDF per institution, 0600.
 
-fpdf2 with DejaVu Sans (the font the acceptance-transfer acts use) for
-Cyrillic. A slip carries the entry id, the respondent's name (so the
-responsible worker hands it to the right person), the code in groups of four
-and where to enter it. The PDF holds live codes: it is written 0600.
+The renderer is ``keys.slips`` (the staff dashboard prints with it too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from fpdf import FPDF
-
-from keys.access_codes import format_code
 from keys.files import atomic_write
+from keys.slips import Slip, render_slips
 
 from .errors import OperatorError
 
 __all__ = ["Slip", "write_slips"]
 
-_KK = "Халық санағы онлайн режимде. Санақ парағын {url} сайтында толтырыңыз, қол жеткізу коды:"
-_RU = "Перепись населения онлайн. Заполните переписной лист на сайте {url}, код доступа:"
-_WINDOW = "{opens} - {closes}"
-
-
-@dataclass(frozen=True, slots=True)
-class Slip:
-    entry_id: str
-    name: str
-    code: str
-
 
 def write_slips(path: Path, institution_code: str, slips: list[Slip], *, url: str, window: str, font: Path) -> None:
     if not font.is_file():
         raise OperatorError("slips need a TTF font with Cyrillic (Debian: fonts-dejavu-core)", path=str(font))
-    pdf = FPDF(format="A4")
-    pdf.set_auto_page_break(False)
-    pdf.add_font("Slip", "", str(font))
-    bold = font.with_name(font.stem + "-Bold" + font.suffix)
-    pdf.add_font("Slip", "B", str(bold if bold.is_file() else font))
-    per_page, height = 8, 35.0
-    for i, slip in enumerate(slips):
-        if i % per_page == 0:
-            pdf.add_page()
-            pdf.set_font("Slip", "B", 10)
-            pdf.set_xy(10, 6)
-            pdf.cell(0, 5, f"{institution_code} · {window}")
-        top = 14 + (i % per_page) * height
-        pdf.set_draw_color(150, 150, 150)
-        pdf.dashed_line(10, top, 200, top, 2, 2)
-        pdf.set_xy(12, top + 2)
-        pdf.set_font("Slip", "B", 11)
-        pdf.cell(0, 5, f"{slip.entry_id}   {slip.name}")
-        pdf.set_font("Slip", "", 8.5)
-        pdf.set_xy(12, top + 8)
-        pdf.multi_cell(186, 4, _KK.format(url=url))
-        pdf.set_x(12)
-        pdf.multi_cell(186, 4, _RU.format(url=url))
-        pdf.set_font("Slip", "B", 16)
-        pdf.set_xy(12, top + 23)
-        pdf.cell(0, 8, format_code(slip.code))
-    atomic_write(path, bytes(pdf.output()), mode=0o600)
+    atomic_write(path, render_slips(institution_code, slips, url=url, window=window, font=font), mode=0o600)

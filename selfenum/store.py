@@ -1,15 +1,17 @@
-"""The web service's one SQLite file: access-code hashes, encrypted drafts, submissions and the batch counter.
+"""The web service's one SQLite file: access-code hashes, encrypted drafts and contacts, submissions, counters.
 
 Nothing in it is readable personal data: codes are keyed hashes, drafts are
 sealed under a key derived from the code (the service never holds it at
 rest), and a submission row holds ids, the sealed envelope's file name and
-the receipt. ``secure_delete`` overwrites freed pages, so a deleted draft
-leaves no ciphertext behind either. The file is born 0600.
+the receipt; a reminder contact is sealed under ``contacts.key`` and goes
+with the submission or the close of the window. ``secure_delete`` overwrites
+freed pages, so a deleted draft leaves no ciphertext behind either. The file
+is born 0600.
 
 Submission, in one ``BEGIN IMMEDIATE`` transaction: the next seq is taken,
 the sealed envelope is written to the spool (temp, fsync, rename, fsync dir),
-the submission row is inserted and the draft deleted; only then does the
-respondent see "accepted". A crash before the commit leaves at most an
+the submission row is inserted and the draft and contact deleted; only then
+does the respondent see "accepted". A crash before the commit leaves at most an
 orphan spool file, removed at start (it was never sent).
 """
 
@@ -17,14 +19,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from wire import AccessCodeChange
+
 from .errors import OperatorError
 
-__all__ = ["CodeRow", "SelfenumStore", "Submission"]
+__all__ = ["CodeRow", "SelfenumStore", "Submission", "pending_contacts", "read_pending_contacts"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS codes (
@@ -56,6 +60,13 @@ _SCHEMA = (
         refusal TEXT
     ) STRICT""",
     "CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) STRICT",
+    """CREATE TABLE IF NOT EXISTS contacts (
+        code_hash TEXT PRIMARY KEY,
+        entry_id TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) STRICT""",
 )
 
 
@@ -83,7 +94,9 @@ class Submission:
 class SelfenumStore:
     """One connection, used from the event loop thread only (every call is short)."""
 
-    def __init__(self, path: Path, spool_dir: Path) -> None:
+    def __init__(self, path: Path, spool_dir: Path, *, sweep_spool: bool = True) -> None:
+        """``sweep_spool``: remove orphan spool files (the service at start). The CLI, which may run beside the
+        service, passes False: a spool file written inside an open submission is not an orphan."""
         self.path = path
         self.spool_dir = spool_dir
         spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -99,7 +112,8 @@ class SelfenumStore:
                 self._db.execute(statement)
         except (OSError, sqlite3.Error) as e:
             raise OperatorError("cannot open the self-enumeration database", path=str(path)) from e
-        self._remove_orphans()
+        if sweep_spool:
+            self._remove_orphans()
 
     def close(self) -> None:
         self._db.close()
@@ -149,6 +163,37 @@ class SelfenumStore:
                              " FROM codes WHERE code_hash = ?", (code_hash,)).fetchone()
         return None if r is None else CodeRow(*r)
 
+    def codes_version(self) -> int:
+        """The last access-code change version applied from the gateway (0: none yet)."""
+        row = self._db.execute("SELECT value FROM counters WHERE name = 'codes_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply_code_changes(self, since: int, changes: Sequence[AccessCodeChange], *, now_ms: int) -> int:
+        """Apply the gateway's changes after ``since`` in order, in one transaction; returns the version now held.
+
+        Refused (``OperatorError``, nothing applied) unless ``since`` is the version held: a document answers
+        one request only. An ``active`` change makes its hash the entry's one active code (any other active code
+        of the entry is revoked first); a ``revoked`` change revokes its hash.
+        """
+        with self._tx() as db:
+            if self.codes_version() != since:
+                raise OperatorError("access-code changes do not follow the version held", since=since)
+            held = since
+            for c in changes:
+                if c.status == "active":
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
+                               " AND status = 'active' AND code_hash != ?", (now_ms, c.entry_id, c.code_hash))
+                    db.execute("INSERT INTO codes VALUES (?,?,?,?,?,'active',?,NULL) ON CONFLICT (code_hash) DO"
+                               " UPDATE SET status = 'active', revoked_at_ms = NULL WHERE entry_id = excluded.entry_id",
+                               (c.code_hash, c.entry_id, c.institution_code, c.institution_kind, c.worker_id, now_ms))
+                else:
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE code_hash = ?"
+                               " AND status = 'active'", (now_ms, c.code_hash))
+                held = c.version
+            db.execute("INSERT INTO counters VALUES ('codes_version', ?) ON CONFLICT (name) DO UPDATE SET"
+                       " value = excluded.value", (held,))
+        return held
+
     def entries_with_codes(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT entry_id FROM codes WHERE status = 'active'")}
 
@@ -166,8 +211,30 @@ class SelfenumStore:
                        " expires_at_ms = excluded.expires_at_ms", (code_hash, sealed, now_ms, expires_at_ms))
 
     def purge_expired_drafts(self, *, now_ms: int) -> int:
+        """Drafts and reminder contacts whose window has closed."""
         with self._tx() as db:
+            db.execute("DELETE FROM contacts WHERE expires_at_ms <= ?", (now_ms,))
             return db.execute("DELETE FROM drafts WHERE expires_at_ms <= ?", (now_ms,)).rowcount
+
+    # ---- reminder contacts ------------------------------------------------------------------
+
+    def save_contact(self, code_hash: str, entry_id: str, sealed: bytes, *, now_ms: int, expires_at_ms: int) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO contacts VALUES (?,?,?,?,?) ON CONFLICT (code_hash) DO UPDATE SET"
+                       " sealed = excluded.sealed, updated_at_ms = excluded.updated_at_ms,"
+                       " expires_at_ms = excluded.expires_at_ms", (code_hash, entry_id, sealed, now_ms, expires_at_ms))
+
+    def delete_contact(self, code_hash: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM contacts WHERE code_hash = ?", (code_hash,))
+
+    def has_contact(self, code_hash: str) -> bool:
+        return self._db.execute("SELECT 1 FROM contacts WHERE code_hash = ?", (code_hash,)).fetchone() is not None
+
+    def pending_contacts(self, *, now_ms: int) -> list[tuple[str, str, bytes]]:
+        """(entry_id, institution_code, sealed contact) of every respondent who has not submitted yet."""
+        return pending_contacts(self._db, now_ms=now_ms)
+
 
     # ---- submissions ------------------------------------------------------------------------
 
@@ -196,6 +263,7 @@ class SelfenumStore:
             db.execute("INSERT INTO submissions (entry_id, code_hash, seq, batch_hash, accepted_at_ms, state)"
                        " VALUES (?,?,?,?,?,'queued')", (entry_id, code_hash, seq, batch_hash, now_ms))
             db.execute("DELETE FROM drafts WHERE code_hash = ?", (code_hash,))
+            db.execute("DELETE FROM contacts WHERE entry_id = ?", (entry_id,))
         done = self.submission(entry_id)
         assert done is not None
         return done
@@ -225,4 +293,30 @@ class SelfenumStore:
             out[state] = n
         out["codes_active"] = self._db.execute("SELECT count(*) FROM codes WHERE status = 'active'").fetchone()[0]
         out["drafts"] = self._db.execute("SELECT count(*) FROM drafts").fetchone()[0]
+        out["contacts"] = self._db.execute("SELECT count(*) FROM contacts").fetchone()[0]
+        out["codes_version"] = self.codes_version()
         return out
+
+
+def read_pending_contacts(path: Path, *, now_ms: int) -> list[tuple[str, str, bytes]]:
+    """``pending_contacts`` from a read-only connection: safe beside the running service (changes nothing)."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as e:
+        raise OperatorError("cannot open the self-enumeration database", path=str(path)) from e
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        return pending_contacts(db, now_ms=now_ms)
+    except sqlite3.Error as e:
+        raise OperatorError("cannot read the self-enumeration database", path=str(path)) from e
+    finally:
+        db.close()
+
+
+def pending_contacts(db: sqlite3.Connection, *, now_ms: int) -> list[tuple[str, str, bytes]]:
+    rows = db.execute(
+        "SELECT k.entry_id, c.institution_code, k.sealed FROM contacts k JOIN codes c ON c.code_hash = k.code_hash"
+        " WHERE k.expires_at_ms > ? AND c.status = 'active'"
+        " AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.entry_id = k.entry_id) ORDER BY k.entry_id",
+        (now_ms,)).fetchall()
+    return [(r[0], r[1], bytes(r[2])) for r in rows]

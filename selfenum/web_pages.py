@@ -25,6 +25,7 @@ from keys.access_codes import code_hash, derive_draft_key, normalise_code
 from keys.errors import AccessCodeError, KeysError
 from keys.files import atomic_write
 
+from .contacts import BAD_CONTACT, ContactRefused, parse_contact, seal_contact
 from .context import APP, SelfenumApp
 from .i18n import DEFAULT_LANGUAGE, LANGUAGES
 from .questionnaire import FIELDS, OPTION_LABELS, PAGES, FieldError, Page, Respondent
@@ -41,6 +42,7 @@ _LANG_NAMES = (("kk", "Қазақша"), ("ru", "Русский"), ("en", "Engli
 _ASTANA = timezone(timedelta(hours=5))
 CODE_REFUSED = "The access code is not right, or it can no longer be used. Check it and try again"
 TOO_MANY = "Too many wrong codes were entered from this connection. Try again later"
+REMINDER_LINK = "Leave a phone number or e-mail address for a reminder (optional)"
 
 
 def _lang(request: web.Request) -> str:
@@ -298,9 +300,11 @@ async def post_page(request: web.Request, se: SelfenumApp, s: Session, who: Resp
     if errors:
         return _page_view(request, se, page, {**answers, **cleaned}, errors=errors, status=400)
     if fields.get("action") == "save":
-        return _message(request, se, "Your answers have been saved",
-                        ["You can come back before the online census closes: enter the same access code to "
-                         "continue where you stopped."])
+        gettext = se.catalogs.get(_lang(request)).gettext
+        return _render(request, se, "message.html", title="Your answers have been saved",
+                       paragraphs=[gettext("You can come back before the online census closes: enter the same "
+                                           "access code to continue where you stopped.")],
+                       reference=None, link=("/contact", gettext(REMINDER_LINK)))
     resp = web.HTTPSeeOther("/q/" + se.questionnaire.next_slug(page.slug))
     _keep_alive(resp, se, s)
     raise resp
@@ -345,6 +349,44 @@ async def post_submit(request: web.Request, se: SelfenumApp, s: Session, who: Re
         await se.deliverer.deliver(sub)
         se.deliverer.wake.set()
     raise web.HTTPSeeOther("/done")
+
+
+def _contact_page(request: web.Request, se: SelfenumApp, s: Session, *, value: str = "",
+                  errors: list[FieldError] | None = None, status: int = 200) -> web.Response:
+    return _render(request, se, "contact.html", title="Get a reminder (optional)", status=status,
+                   errors=errors or [], value=value, held=se.store.has_contact(s.code_hash),
+                   back="/q/" + _first_open_page(se, s))
+
+
+@_signed_in
+async def get_contact(request: web.Request, se: SelfenumApp, s: Session, who: Respondent) -> web.StreamResponse:
+    return _contact_page(request, se, s)
+
+
+@_signed_in
+async def post_contact(request: web.Request, se: SelfenumApp, s: Session, who: Respondent) -> web.StreamResponse:
+    """Keep, replace or (action=remove) delete the respondent's reminder contact; never logged."""
+    form = await request.post()
+    gettext = se.catalogs.get(_lang(request)).gettext
+    back = ("/q/" + _first_open_page(se, s), gettext("Continue filling in your census sheet"))
+    if form.get("action") == "remove":
+        se.store.delete_contact(s.code_hash)
+        log.info("selfenum.contact.removed")
+        return _render(request, se, "message.html", title="Your contact has been deleted", paragraphs=[],
+                       reference=None, link=back)
+    text = form.get("contact")
+    try:
+        contact = parse_contact(text if isinstance(text, str) else "")
+    except ContactRefused:
+        value = text[:100] if isinstance(text, str) else ""
+        return _contact_page(request, se, s, value=value, errors=[FieldError("contact", BAD_CONTACT)], status=400)
+    se.store.save_contact(s.code_hash, who.entry_id, seal_contact(se.contacts_key, contact, _lang(request)),
+                          now_ms=se.clock_ms(), expires_at_ms=se.config.window.closes_ms())
+    log.info("selfenum.contact.saved")
+    return _render(request, se, "message.html", title="We will remind you", reference=None, link=back,
+                   paragraphs=[gettext("If you have not sent your census sheet, the census authority will remind "
+                                       "you before the online census closes. Your contact is deleted when you send "
+                                       "your sheet or when the online census closes.")])
 
 
 async def get_done(request: web.Request) -> web.StreamResponse:
@@ -407,6 +449,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/q/{slug}", get_page)
     app.router.add_post("/q/{slug}", post_page)
     app.router.add_post("/submit", post_submit)
+    app.router.add_get("/contact", get_contact)
+    app.router.add_post("/contact", post_contact)
     app.router.add_get("/done", get_done)
     app.router.add_get("/language/{lang}", set_language)
     app.router.add_get("/healthz", health)

@@ -1,4 +1,4 @@
-"""receipt.json and sync_state.json: gateway-signed documents, valid and refused.
+"""receipt.json, sync_state.json and access_codes.json: gateway-signed documents, valid and refused.
 
 ``raw_document`` builds the container bytes with every field settable,
 independently of ``wire.documents``; the snapshot, manifest and custody files
@@ -8,6 +8,7 @@ independently of ``wire.documents``; the snapshot, manifest and custody files
 from __future__ import annotations
 
 import hashlib
+import hmac
 import struct
 from typing import Any
 
@@ -15,9 +16,11 @@ from gen_keys import DEVICE, KEYS, STATION, T_RECEIVED, WEB_SERVICE
 
 from wire import canonical, compute_gaps
 
-__all__ = ["LABELS", "MAGICS", "doc_case", "flip", "raw_document", "receipt_vectors", "sync_state_vectors"]
+__all__ = ["LABELS", "MAGICS", "access_codes_vectors", "doc_case", "flip", "raw_document", "receipt_vectors",
+           "sync_state_vectors"]
 
-MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY"}
+MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY",
+          "access-codes": b"SNQA"}
 LABELS = {kind: b"sanaq-sync/v1/" + kind.encode() + b"\x00" for kind in MAGICS}
 
 
@@ -223,3 +226,71 @@ def sync_state_vectors() -> dict[str, Any]:
 def _gaps_case(seqs: list[int]) -> dict[str, Any]:
     highest, max_seq, gaps = compute_gaps(seqs)
     return {"seqs": seqs, "highest_contiguous": highest, "max_seq": max_seq, "gaps": [list(g) for g in gaps]}
+
+
+def access_codes_vectors() -> dict[str, Any]:
+    def change(version: int, n: int, status: str) -> dict[str, Any]:
+        return {"version": version, "code_hash": hashlib.sha256(b"code %d" % n).hexdigest(),
+                "entry_id": f"AB-000001/{n:05d}", "institution_code": "AB-000001",
+                "institution_kind": "childrens_home", "worker_id": "W-17", "status": status}
+
+    def change_of(version: int, n: int, entry: int, status: str) -> dict[str, Any]:
+        return {**change(version, n, status), "entry_id": f"AB-000001/{entry:05d}"}
+
+    # code 1 (entry 1) was issued at version 1 and revoked at 3; code 3 re-issued entry 1 at version 4
+    # pepper_id of a pepper of 32 bytes 0x11: keys.access_codes.pepper_id
+    pepper = hmac.new(b"\x11" * 32, b"sanaq-selfenum/v1/pepper-id\x00", hashlib.sha256).hexdigest()[:16]
+    body = {"v": 1, "web_id": WEB_SERVICE, "issued_at_ms": T_RECEIVED + 6000, "pepper_id": pepper, "since": 0,
+            "latest": 4,
+            "codes": [change(2, 2, "active"), change(3, 1, "revoked"), change_of(4, 3, 1, "active")]}
+    tail = {**body, "since": 3, "codes": [change_of(4, 3, 1, "active")]}
+    empty = {**body, "since": 4, "codes": []}
+
+    def parsed(b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if k != "v"}
+
+    def bad(name: str, description: str, **changes: Any) -> dict[str, Any]:
+        return doc_case(name, description, raw_document("access-codes", {**body, **changes}, "gateway"), "malformed")
+
+    first, second, third = body["codes"]
+    good = raw_document("access-codes", body, "gateway")
+    cases = [
+        ok_case("from-start",
+                "the newest state of every code from version 0: entry 1's first code revoked and re-issued",
+                "access-codes", body, signer="gateway", parsed=parsed(body)),
+        ok_case("tail", "the changes after version 3", "access-codes", tail, signer="gateway", parsed=parsed(tail)),
+        ok_case("up-to-date", "nothing after version 4", "access-codes", empty, signer="gateway",
+                parsed=parsed(empty)),
+        *container_cases("access-codes", good, body, signer="gateway", intruder="other_gateway",
+                         other_kind="sync-state"),
+        bad("version-not-after-since", "a change with version equal to since, signed", since=2),
+        bad("version-above-latest", "a change with version above latest, signed", latest=3),
+        bad("versions-descending", "changes out of order, signed", codes=[second, first, third]),
+        bad("versions-repeated", "two changes with one version, signed",
+            codes=[first, {**second, "version": 1}, third]),
+        bad("hash-uppercase", "code_hash in uppercase hex, signed",
+            codes=[{**first, "code_hash": first["code_hash"].upper()}, second, third]),
+        bad("entry-other-institution", "entry_id of another institution, signed",
+            codes=[{**first, "entry_id": "CD-000002/00001"}, second, third]),
+        bad("status-unknown", "status 'lost', signed", codes=[{**first, "status": "lost"}, second, third]),
+        bad("change-extra-member", "a change with an extra member, signed",
+            codes=[{**first, "name": "x"}, second, third]),
+        doc_case(
+            "missing-member", "no latest, signed",
+            raw_document("access-codes", {k: v for k, v in body.items() if k != "latest"}, "gateway"), "malformed"),
+        bad("web-id-malformed", "web_id with a space, signed", web_id="WEB 1"),
+        bad("pepper-id-uppercase", "pepper_id in uppercase hex, signed", pepper_id=pepper.upper()),
+        bad("pepper-id-short", "pepper_id of 15 characters, signed", pepper_id=pepper[:15]),
+    ]
+    return {
+        "vectors": "access_codes",
+        "spec": "docs/protocol.md, section 'Access codes (self-enumeration)'",
+        "procedure": [
+            "Decode the container (kind access-codes), verify it with the keys in 'trusted', check the body members "
+            "and the ordering of the changes. The first failure gives 'expected'.",
+            "A web service then also checks web_id (its own) and since (the version it asked from).",
+        ],
+        "trusted": ["gateway"],
+        "keys": None,
+        "cases": cases,
+    }

@@ -8,6 +8,7 @@ specification; ``vectors/`` holds the shared test vectors.
 from __future__ import annotations
 
 from . import canonical, errors
+from .accesscodes import AccessCodeChange, AccessCodes, make_access_codes, parse_access_codes
 from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
 from .envelope import (
     BatchHeader,
@@ -49,6 +50,8 @@ from .snapshot import (
 from .syncstate import SyncState, compute_gaps, make_sync_state, parse_sync_state
 
 __all__ = [
+    "AccessCodeChange",
+    "AccessCodes",
     "DEFAULT_LIMITS",
     "EXPORT_DIR",
     "MANIFEST_NAME",
@@ -80,12 +83,14 @@ __all__ = [
     "errors",
     "key_id",
     "key_id_hex",
+    "make_access_codes",
     "make_custody",
     "make_manifest",
     "make_receipt",
     "make_snapshot",
     "make_sync_state",
     "open_envelope",
+    "parse_access_codes",
     "parse_custody",
     "parse_manifest",
     "parse_receipt",

@@ -4,7 +4,9 @@ Passwords are read from a file (``--password-file F``, ``-`` for standard
 input), never from the command line, and only the first line is used; it
 must not be empty or common, and an admin's has at least 12 characters.
 ``unlock-user`` clears the failed-login ceiling of a username (see
-``gateway/staff/throttle.py``).
+``gateway/staff/throttle.py``). ``set-institutions`` binds an account to
+institutions: it becomes their responsible worker on the dashboard (mints and
+revokes their access codes, registers unlisted residents); admins act for all.
 Exit codes: 0 done, 2 usage or input error, 1 database failure.
 """
 
@@ -16,6 +18,7 @@ import time
 from pathlib import Path
 
 from .accounts import ROLES, add_user, list_users, set_disabled, set_password, unlock_user
+from .codes import set_institutions
 from .db import connect_staff_db
 from .errors import StaffInputError, StaffStoreError
 
@@ -41,9 +44,14 @@ def _parser() -> argparse.ArgumentParser:
     ena = sub.add_parser("enable-user", help="allow logins again")
     unl = sub.add_parser("unlock-user", help="clear the failed-login ceiling and delays of a username")
     lst = sub.add_parser("list-users", help="show accounts")
-    for s in (add, pw, dis, ena, unl, lst):
+    ins = sub.add_parser(
+        "set-institutions",
+        help="make an account the responsible worker of these institutions (replaces its list; none: clears it)",
+    )
+    ins.add_argument("institutions", nargs="*", metavar="CODE", help="institution codes like AB-123456")
+    for s in (add, pw, dis, ena, unl, lst, ins):
         s.add_argument("--db", type=Path, required=True, help="path of staff.db")
-    for s in (add, pw, dis, ena, unl):
+    for s in (add, pw, dis, ena, unl, ins):
         s.add_argument("--username", required=True)
     for s in (add, pw):
         s.add_argument(
@@ -79,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "unlock-user":
                 held = unlock_user(conn, username=args.username, now_ms=now)
                 print(f"unlocked {args.username.strip().lower()} ({held} failed logins forgotten)")
+            elif args.command == "set-institutions":
+                set_institutions(conn, args.username.strip().lower(), args.institutions, now_ms=now)
+                print(f"{args.username.strip().lower()}: responsible worker of {len(set(args.institutions))}"
+                      " institution(s)")
             elif args.command in ("disable-user", "enable-user"):
                 set_disabled(conn, username=args.username, disabled=args.command == "disable-user", now_ms=now)
                 print(f"{args.command.split('-')[0]}d {args.username.strip().lower()}")

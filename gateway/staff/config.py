@@ -64,6 +64,10 @@ class StaffConfig:
     max_csv_rows: int = 200_000
     pdf_font: Path = DEJAVU_SANS
     act_prefix: str = "AT"
+    # online self-enumeration (docs/selfenum.md): the site printed on access-code slips, and the pepper the
+    # codes are hashed under (default: codes.pepper next to staff.db; the web service must hold a copy)
+    selfenum_url: str = "http://127.0.0.1:8450"
+    codes_pepper_file: Path | None = None
 
     def __post_init__(self) -> None:
         if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
@@ -85,6 +89,8 @@ class StaffConfig:
         self._check_census_dates()
         if not self.act_prefix.isalnum():
             raise StaffConfigError("staff.act_prefix must be letters and digits")
+        if not self.selfenum_url.startswith(("https://", "http://")) or len(self.selfenum_url) > 200:
+            raise StaffConfigError("staff.selfenum_url must be an http(s) URL of at most 200 characters")
 
     def _check_census_dates(self) -> None:
         try:
@@ -125,6 +131,14 @@ class StaffConfig:
         if census_sqlite_path is None:
             raise StaffConfigError("staff.db_path must be set when the census store is not SQLite")
         return census_sqlite_path.parent / "staff.db"
+
+    def codes_pepper(self, staff_db: Path) -> Path:
+        return self.codes_pepper_file if self.codes_pepper_file is not None else staff_db.parent / "codes.pepper"
+
+    def online_window_text(self) -> str:
+        """The founding order's online window: the first 15 days of the census period, for the slips."""
+        start = date.fromisoformat(self.census_period_start)
+        return f"{start:%d.%m.%Y} - {start + timedelta(days=14):%d.%m.%Y}"
 
     def local_text(self, at_ms: int | None, *, seconds: bool = False) -> str:
         """``YYYY-MM-DD HH:MM`` in the census local time zone ('never' for None)."""

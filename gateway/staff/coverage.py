@@ -4,7 +4,9 @@ An entry counts as enumerated when at least one stored sheet answers it
 (``respondent_list_entry``), whatever the number of sheets (revisits count
 once). Sheets naming entries that are not on the held list are counted apart
 as ``off_list``; institutions with sheets but no imported list appear with
-``listed == 0`` so they are not silently left out.
+``listed == 0`` so they are not silently left out. Residents registered on the
+dashboard (additions to the list) count as listed and are also counted apart
+as ``additions``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class CoverageLine:
     enumerated: int
     off_list: int
     institutions: int = 1
+    additions: int = 0
 
     @property
     def percent(self) -> float:
@@ -45,6 +48,7 @@ def compute_coverage(
     lists: list[RespondentList],
     list_entries: Mapping[str, Set[str]],
     seen: Mapping[str, Set[str]],
+    additions: Mapping[str, Set[str]] | None = None,
 ) -> Coverage:
     by_code = {rl.institution_code: rl for rl in lists}
     lines: list[CoverageLine] = []
@@ -60,6 +64,7 @@ def compute_coverage(
                 listed=len(listed_ids),
                 enumerated=len(seen_ids & listed_ids),
                 off_list=len(seen_ids - listed_ids),
+                additions=len((additions or {}).get(code, frozenset()) & listed_ids),
             )
         )
     districts: dict[str, list[CoverageLine]] = {}
@@ -78,12 +83,14 @@ def _sum(key: str, district: str, lines: list[CoverageLine]) -> CoverageLine:
         enumerated=sum(x.enumerated for x in lines),
         off_list=sum(x.off_list for x in lines),
         institutions=len(lines),
+        additions=sum(x.additions for x in lines),
     )
 
 
 def coverage_csv_rows(coverage: Coverage) -> list[list[str]]:
     """Header + one row per institution, per district, and overall (``level`` says which)."""
-    header = ["level", "key", "district", "list_date", "institutions", "listed", "enumerated", "off_list", "coverage"]
+    header = ["level", "key", "district", "list_date", "institutions", "listed", "enumerated", "off_list", "coverage",
+              "additions"]
     out = [header]
     for level, group in (
         ("institution", coverage.institutions),
@@ -102,6 +109,7 @@ def coverage_csv_rows(coverage: Coverage) -> list[list[str]]:
                     str(x.enumerated),
                     str(x.off_list),
                     f"{x.enumerated / x.listed:.4f}" if x.listed else "",
+                    str(x.additions),
                 ]
             )
     return out

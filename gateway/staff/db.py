@@ -1,4 +1,4 @@
-"""staff.db: the dashboard's own SQLite database (accounts, sessions, acts, respondent lists).
+"""staff.db: the dashboard's own SQLite database (accounts, sessions, acts, respondent lists, access codes).
 
 It is separate from the census database on purpose: staff data has its own
 lifecycle and backups, and the dashboard never writes census tables. One
@@ -110,6 +110,32 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         CREATE INDEX login_pairs_next ON login_pairs (next_allowed_ms);
         DELETE FROM login_failures WHERE subject NOT LIKE 'user:%';
+        """,
+    ),
+    (
+        3,
+        """
+        CREATE TABLE access_codes (
+            code_hash TEXT PRIMARY KEY,
+            entry_id TEXT NOT NULL,
+            institution_code TEXT NOT NULL,
+            institution_kind TEXT NOT NULL,
+            worker_id TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
+            issued_at_ms INTEGER NOT NULL,
+            issued_by INTEGER REFERENCES users (id),
+            revoked_at_ms INTEGER,
+            version INTEGER NOT NULL UNIQUE
+        );
+        CREATE UNIQUE INDEX access_codes_one_active ON access_codes (entry_id) WHERE status = 'active';
+        CREATE INDEX access_codes_institution ON access_codes (institution_code, entry_id);
+        ALTER TABLE respondent_entries ADD COLUMN added_at_ms INTEGER;
+        ALTER TABLE respondent_entries ADD COLUMN added_by INTEGER;
+        CREATE TABLE user_institutions (
+            user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+            institution_code TEXT NOT NULL,
+            PRIMARY KEY (user_id, institution_code)
+        ) WITHOUT ROWID;
         """,
     ),
 )

@@ -26,7 +26,7 @@ from .coverage import compute_coverage
 from .dashboard import DashboardModel, build_model
 from .db import StaffDb
 from .errors import StaffStoreError
-from .lists import RespondentList, load_entry_ids, load_lists
+from .lists import RespondentList, load_addition_ids, load_entry_ids, load_lists
 from .queries import StaffQueries
 from .tally import CensusTally
 
@@ -59,7 +59,7 @@ class DashboardFeed:
         self._stale = True
         self._marker: tuple[int, int | None] | None = None
         self._built_at_ms = 0
-        self._lists: tuple[list[RespondentList], dict[str, frozenset[str]]] | None = None
+        self._lists: tuple[list[RespondentList], dict[str, frozenset[str]], dict[str, frozenset[str]]] | None = None
         self.model: DashboardModel | None = None
         self.fragments: dict[str, str] = {}
         self.version = 0
@@ -118,8 +118,8 @@ class DashboardFeed:
         trust = self._ctx.trust.current
         snapshot = trust.snapshot if trust else None
         if self._lists is None:
-            self._lists = await self._db.run(lambda c: (load_lists(c), load_entry_ids(c)))
-        lists, entries = self._lists
+            self._lists = await self._db.run(lambda c: (load_lists(c), load_entry_ids(c), load_addition_ids(c)))
+        lists, entries, additions = self._lists
         acts = await self._db.run(last_acts)
         return build_model(
             now_ms=now,
@@ -130,7 +130,7 @@ class DashboardFeed:
             quarantine=await self._queries.quarantine_reasons(),
             custody=await self._queries.custody_pulls(config.recent_rows),
             custody_seen=await self._queries.custody_last_seen(),
-            coverage=compute_coverage(lists, entries, self._tally.seen_entries),
+            coverage=compute_coverage(lists, entries, self._tally.seen_entries, additions),
             checks=reconcile(acts, snapshot),
         )
 

@@ -14,13 +14,16 @@ in the file.
 
 Valid rows import in one transaction. Each institution named in the file gets
 its list replaced whole by the file's rows, unless the held list has a later
-list date (then that institution's rows are refused).
+list date (then that institution's rows are refused). Residents a responsible
+worker registered on the dashboard (additions, entry numbers from 90001) stay
+on the list across re-imports, unless the file lists the same entry id.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import sqlite3
 import unicodedata
@@ -45,6 +48,7 @@ __all__ = [
     "formula_start",
     "import_list",
     "load_entries",
+    "load_addition_ids",
     "load_entry_ids",
     "load_lists",
     "parse_list_csv",
@@ -314,7 +318,15 @@ def import_list(
                 reason = f"{code}: the held list is as of {held[0]}, newer than {list_date}"
                 rejected.extend(RejectedRow(r.line, "list_date", reason) for r in rows)
                 continue
-            conn.execute("DELETE FROM respondent_entries WHERE institution_code = ?", (code,))
+            # residents registered on the dashboard (additions) stay unless the file lists their entry id
+            conn.execute(
+                "DELETE FROM respondent_entries WHERE institution_code = ? AND (added_at_ms IS NULL OR entry_id IN"
+                " (SELECT value FROM json_each(?)))",
+                (code, json.dumps([r.entry_id for r in rows])),
+            )
+            added = conn.execute(
+                "SELECT count(*) FROM respondent_entries WHERE institution_code = ?", (code,)
+            ).fetchone()[0]
             conn.execute(
                 "INSERT INTO respondent_lists (institution_code, list_date, district, entry_count, imported_at_ms,"
                 " imported_by, source_name) VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -322,10 +334,11 @@ def import_list(
                 " district = excluded.district, entry_count = excluded.entry_count,"
                 " imported_at_ms = excluded.imported_at_ms, imported_by = excluded.imported_by,"
                 " source_name = excluded.source_name",
-                (code, list_date, rows[0].district, len(rows), now_ms, user_id, source_name),
+                (code, list_date, rows[0].district, len(rows) + added, now_ms, user_id, source_name),
             )
             conn.executemany(
-                "INSERT INTO respondent_entries VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO respondent_entries (institution_code, entry_id, surname, given_name, patronymic,"
+                " birth_date) VALUES (?, ?, ?, ?, ?, ?)",
                 [(code, r.entry_id, r.surname, r.given_name, r.patronymic, r.birth_date) for r in rows],
             )
             imported.append(InstitutionImport(code, list_date, rows[0].district, len(rows), held[0] if held else None))
@@ -365,3 +378,13 @@ def load_entries(conn: sqlite3.Connection, institution_code: str | None) -> list
     else:
         rows = conn.execute(sql + " WHERE institution_code = ? ORDER BY entry_id", (institution_code,)).fetchall()
     return [ListEntry(*r) for r in rows]
+
+
+def load_addition_ids(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+    """Entries registered on the dashboard (not from a list file), per institution."""
+    out: dict[str, set[str]] = {}
+    for code, entry in conn.execute(
+        "SELECT institution_code, entry_id FROM respondent_entries WHERE added_at_ms IS NOT NULL"
+    ):
+        out.setdefault(code, set()).add(entry)
+    return {k: frozenset(v) for k, v in out.items()}

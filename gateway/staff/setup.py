@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import structlog
 from aiohttp import web
 
 from gateway.context import GatewayContext
+from gateway.web_codes import CODE_FEED
+from keys.access_codes import pepper_id
+from wire import AccessCodeChange
 
 from .accounts import Accounts
+from .codes import code_changes, load_pepper
 from .config import StaffConfig
 from .db import StaffDb
 from .feed import DashboardFeed
@@ -21,11 +27,14 @@ from .views import STATIC_DIR, STATIC_HEADERS, Views
 from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
 from .web_auth import get_login, post_login, post_logout
+from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 
 __all__ = ["setup_staff"]
 
 log = structlog.get_logger("sanaq.gateway.staff")
+
+_INSTITUTION = "/staff/codes/{institution:[A-Z]{2}-[0-9]{6}}"
 
 
 async def _to_dashboard(request: web.Request) -> web.Response:
@@ -75,13 +84,28 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
         ("GET", "/staff/accounts", get_accounts),
         ("POST", "/staff/accounts/unlock", post_unlock),
+        ("GET", "/staff/codes", get_codes),
+        ("GET", _INSTITUTION, get_institution_codes),
+        ("POST", _INSTITUTION + "/mint", post_mint),
+        ("POST", _INSTITUTION + "/revoke", post_revoke),
+        ("POST", _INSTITUTION + "/reissue", post_reissue),
+        ("POST", _INSTITUTION + "/residents", post_resident),
     )
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
+    app[CODE_FEED] = functools.partial(_code_changes, db, config.codes_pepper(db.path))
     app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_end_streams)
+
+
+async def _code_changes(db: StaffDb, pepper_path: Path, since: int, limit: int
+                        ) -> tuple[list[AccessCodeChange], int, str]:
+    """What ``GET /v1/web/access-codes/since/{version}`` lists (gateway/web_codes.py), and the pepper's id."""
+    changes, latest = await db.run(lambda c: code_changes(c, since, limit))
+    pepper = await asyncio.to_thread(load_pepper, pepper_path)
+    return changes, latest, pepper_id(pepper)
 
 
 async def _staff_headers(request: web.Request, response: web.StreamResponse) -> None:

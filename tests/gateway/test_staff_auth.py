@@ -218,6 +218,12 @@ STAFF_ROUTES = [
     ("POST", "/staff/accounts/unlock", 303),
     ("POST", "/staff/lists", 303),
     ("POST", "/staff/logout", 303),
+    ("GET", "/staff/codes", 303),
+    ("GET", "/staff/codes/AB-000001", 303),
+    ("POST", "/staff/codes/AB-000001/mint", 303),
+    ("POST", "/staff/codes/AB-000001/revoke", 303),
+    ("POST", "/staff/codes/AB-000001/reissue", 303),
+    ("POST", "/staff/codes/AB-000001/residents", 303),
 ]
 
 

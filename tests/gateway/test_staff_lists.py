@@ -168,6 +168,7 @@ async def test_coverage_counts_sheets_synced_through_the_gateway(world: World, g
         "enumerated": "3",
         "off_list": "1",
         "coverage": "0.3000",
+        "additions": "0",
     }
     assert rows[("district", "Медеуский район")]["enumerated"] == "3"
     assert rows[("overall", "overall")]["listed"] == "10"
@@ -244,7 +245,7 @@ async def test_coverage_csv_has_no_formula_cell_under_either_separator(world: Wo
                 "INSERT INTO respondent_lists VALUES (?, '2026-09-20', ?, 1, 0, NULL, 'old.csv')", (code, district)
             )
             conn.execute(
-                "INSERT INTO respondent_entries VALUES (?, ?, 'Иванов', 'Пётр', '', '1950-01-01')",
+                "INSERT INTO respondent_entries VALUES (?, ?, 'Иванов', 'Пётр', '', '1950-01-01', NULL, NULL)",
                 (code, f"{code}/00001"),
             )
     conn.close()

@@ -368,6 +368,10 @@ def test_every_message_is_translated() -> None:
     assert "Fill in your census sheet online" in ui and any(m.startswith("Online self-enumeration is closed since")
                                                            for m in ui)
     msgids |= ui - {"text/html", "sq_s"}
+    from selfenum.contacts import BAD_CONTACT
+    from selfenum.web_pages import CODE_REFUSED, REMINDER_LINK, TOO_MANY
+
+    msgids |= {BAD_CONTACT, CODE_REFUSED, REMINDER_LINK, TOO_MANY}
     catalogs = Catalogs()
     for lang in ("kk", "ru"):
         assert catalogs.missing(lang, sorted(msgids)) == [], lang

@@ -88,6 +88,12 @@ DOCUMENTS: dict[str, tuple[bytes, Callable[[bytes], Any]]] = {
                              last_sync_ms=T, gateway_key=GATEWAY),
         lambda d: wire.parse_sync_state(d, GATEWAYS),
     ),
+    "access-codes": (
+        wire.make_access_codes(web_id="WEB-1", issued_at_ms=T, pepper_id="0123456789abcdef", since=0, latest=1,
+                               codes=[wire.AccessCodeChange(
+            1, HASH.hex(), "AB-000001/00001", "AB-000001", "childrens_home", "W-17", "active")], gateway_key=GATEWAY),
+        lambda d: wire.parse_access_codes(d, GATEWAYS),
+    ),
 }
 PARSERS = [parse for _, parse in DOCUMENTS.values()]
 
@@ -175,16 +181,18 @@ MEMBERS = {
     DocKind.MANIFEST: ("device_id", "usb_serial", "created_at_ms", "batches"),
     DocKind.CUSTODY: ("station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"),
     DocKind.SYNC_STATE: ("device_id", "issued_at_ms", "highest_contiguous", "max_seq", "gaps", "last_sync_ms"),
+    DocKind.ACCESS_CODES: ("web_id", "issued_at_ms", "pepper_id", "since", "latest", "codes"),
 }
 VALID_OF_KIND = {kind: DOCUMENTS[name][0] for kind, name in (
     (DocKind.RECEIPT, "receipt"), (DocKind.SNAPSHOT, "snapshot"), (DocKind.MANIFEST, "manifest"),
-    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"))}
+    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"), (DocKind.ACCESS_CODES, "access-codes"))}
 PARSE_KIND: dict[DocKind, Callable[[bytes], Any]] = {
     DocKind.RECEIPT: DOCUMENTS["receipt"][1],
     DocKind.SNAPSHOT: DOCUMENTS["snapshot"][1],
     DocKind.MANIFEST: DOCUMENTS["manifest"][1],
     DocKind.CUSTODY: DOCUMENTS["custody"][1],
     DocKind.SYNC_STATE: DOCUMENTS["sync-state"][1],
+    DocKind.ACCESS_CODES: DOCUMENTS["access-codes"][1],
 }
 
 
@@ -207,6 +215,8 @@ def _inner(kind: DocKind) -> tuple[str, ...]:
                            "institution", "worker_id", "issued_at_ms", "returned_at_ms"),
         DocKind.MANIFEST: ("file", "seq", "size", "sha256"),
         DocKind.CUSTODY: ("seq", "batch_hash", "vendor_id", "product_id", "serial"),
+        DocKind.ACCESS_CODES: ("version", "code_hash", "entry_id", "institution_code", "institution_kind",
+                               "worker_id", "status"),
     }.get(kind, ())
 
 

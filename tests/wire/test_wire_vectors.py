@@ -437,3 +437,36 @@ def test_the_published_sheet_schema_is_the_file_the_code_loads() -> None:
     loaded = resources.files("wire").joinpath("schemas/census-sheet-1.schema.json").read_bytes()
     assert (VECTORS / "census-sheet-1.schema.json").read_bytes() == loaded
     assert json.loads(loaded)["$id"] == "urn:sanaq:schema:census-sheet/1"
+
+
+# --- access codes (self-enumeration) -------------------------------------------------------
+
+CODES = load("access_codes.json")
+
+
+def pepper_id(pepper: bytes) -> str:
+    from keys.access_codes import pepper_id as derive
+
+    return derive(pepper)
+
+
+@pytest.mark.parametrize("case", cases("access_codes.json"))
+def test_access_codes_case(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["document"])
+    code, a = outcome(lambda: wire.parse_access_codes(data, trusted_map(CODES, CODES["trusted"])))
+    assert code == case["expected"]
+    if code != "ok":
+        return
+    p = case["parsed"]
+    assert (a.web_id, a.issued_at_ms, a.pepper_id, a.since, a.latest) == (
+        p["web_id"], p["issued_at_ms"], p["pepper_id"], p["since"], p["latest"])
+    assert a.pepper_id == pepper_id(b"\x11" * 32)
+    assert [vars_of(c) for c in a.codes] == p["codes"]
+    made = wire.make_access_codes(web_id=a.web_id, issued_at_ms=a.issued_at_ms, pepper_id=a.pepper_id,
+                                  since=a.since, latest=a.latest, codes=list(a.codes),
+                                  gateway_key=SigningKey(secret(CODES, "gateway")))
+    assert made == data
+
+
+def vars_of(change: wire.AccessCodeChange) -> dict[str, Any]:
+    return {name: getattr(change, name) for name in change.__slots__}

@@ -1,0 +1,306 @@
+"""Access codes minted on the staff dashboard, residents registered on the spot, and the change feed.
+
+Codes are stored only as ``keys.access_codes.code_hash`` under the pepper
+``codes.pepper`` (32 bytes, 0600, next to staff.db; created on first use).
+The plaintext code exists only in the PDF answer to the request that minted
+it. Every issue or revocation gives the code's row the next change
+``version``; a web service polls the rows above the version it holds
+(``GET /v1/web/access-codes/since/{version}``, docs/protocol.md section 9.2)
+and so learns new codes and revocations in order.
+
+Rules: one active code per list entry (a partial unique index); minting is
+per institution and skips entries that already have one; re-issuing revokes
+the active code and mints a new one in one transaction. A responsible worker
+(an account bound to institutions in ``user_institutions``) acts only for
+those institutions; an admin for all.
+
+Registering an unlisted resident adds a list entry numbered from
+``ADDITION_FIRST`` (90001) up, marked ``added_at_ms``: coverage counts it as
+listed and, apart, as an addition; a re-import of the list keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from keys.access_codes import code_hash, mint_code
+from keys.files import atomic_write
+from keys.slips import Slip
+from wire import AccessCodeChange
+
+from .accounts import StaffUser, write_audit
+from .db import transaction
+from .errors import StaffInputError
+from .lists import ListEntry, clean_text
+
+__all__ = [
+    "ADDITION_FIRST",
+    "CodeStatus",
+    "Render",
+    "Minted",
+    "can_act_for",
+    "code_changes",
+    "code_statuses",
+    "institutions_of",
+    "load_pepper",
+    "mint_codes",
+    "register_resident",
+    "reissue_code",
+    "revoke_code",
+    "set_institutions",
+]
+
+ADDITION_FIRST = 90001
+_ADDITION_LAST = 99999
+_PEPPER_BYTES = 32
+_ENTRY = re.compile(r"[A-Z]{2}-[0-9]{6}/[0-9]{5}")
+_CODE = re.compile(r"[A-Z]{2}-[0-9]{6}")
+_WORKER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_EARLIEST_BIRTH = date(1880, 1, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Minted:
+    """What one mint request made: the slips (plaintext codes, for the PDF only) and what was skipped."""
+
+    institution_code: str
+    slips: tuple[Slip, ...]
+    skipped: int
+
+
+@dataclass(frozen=True, slots=True)
+class CodeStatus:
+    entry_id: str
+    name: str
+    added: bool
+    status: str  # "active" | "revoked" | "none"
+    issued_at_ms: int | None
+
+
+def load_pepper(path: Path) -> bytes:
+    """The access-code pepper (created 0600 on first use); the web service must hold the same bytes."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = os.urandom(_PEPPER_BYTES)
+        atomic_write(path, data, mode=0o600)
+    if len(data) != _PEPPER_BYTES:
+        raise StaffInputError(f"{path} must hold exactly {_PEPPER_BYTES} bytes", field="codes.pepper")
+    return data
+
+
+# ---- who may act for an institution ----------------------------------------------------------
+
+
+def institutions_of(conn: sqlite3.Connection, user_id: int) -> frozenset[str]:
+    rows = conn.execute("SELECT institution_code FROM user_institutions WHERE user_id = ?", (user_id,))
+    return frozenset(r[0] for r in rows)
+
+
+def can_act_for(conn: sqlite3.Connection, user: StaffUser, institution_code: str) -> bool:
+    """Admins act for every institution; a responsible worker for the institutions bound to the account."""
+    return user.is_admin or institution_code in institutions_of(conn, user.id)
+
+
+def set_institutions(conn: sqlite3.Connection, username: str, codes: list[str], *, now_ms: int) -> None:
+    """Bind an account to institutions (replacing its bindings): it becomes their responsible worker."""
+    for code in codes:
+        if not _CODE.fullmatch(code):
+            raise StaffInputError("institution code must look like AB-123456", field="institution")
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
+        if row is None:
+            raise StaffInputError("no such user", field="username")
+        conn.execute("DELETE FROM user_institutions WHERE user_id = ?", (row[0],))
+        conn.executemany("INSERT INTO user_institutions VALUES (?, ?)", [(row[0], c) for c in sorted(set(codes))])
+        write_audit(conn, now_ms, None, "user.institutions", username=username, institutions=sorted(set(codes)))
+
+
+# ---- minting ---------------------------------------------------------------------------------
+
+
+def _check_issue(institution_kind: str, worker_id: str, kinds: tuple[str, ...]) -> None:
+    if institution_kind not in kinds:
+        raise StaffInputError("choose one of the census sheet's institution kinds", field="institution_kind")
+    if not _WORKER.fullmatch(worker_id):
+        raise StaffInputError("worker id: 1-64 letters, digits, dots, hyphens or underscores", field="worker_id")
+
+
+def _next_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM access_codes").fetchone()[0])
+
+
+def _name(e: ListEntry) -> str:
+    return " ".join(p for p in (e.surname, e.given_name, e.patronymic) if p)
+
+
+def _insert_code(conn: sqlite3.Connection, pepper: bytes, entry: ListEntry, *, institution_kind: str, worker_id: str,
+                 user_id: int, now_ms: int) -> Slip:
+    code = mint_code()
+    conn.execute(
+        "INSERT INTO access_codes (code_hash, entry_id, institution_code, institution_kind, worker_id, status,"
+        " issued_at_ms, issued_by, version) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+        (code_hash(pepper, code), entry.entry_id, entry.institution_code, institution_kind, worker_id, now_ms,
+         user_id, _next_version(conn)),
+    )
+    return Slip(entry.entry_id, _name(entry), code)
+
+
+def _entries(conn: sqlite3.Connection, institution_code: str, entry_id: str | None = None) -> list[ListEntry]:
+    sql = ("SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date FROM respondent_entries"
+           " WHERE institution_code = ?")
+    args: tuple[str, ...] = (institution_code,)
+    if entry_id is not None:
+        sql += " AND entry_id = ?"
+        args += (entry_id,)
+    return [ListEntry(*r) for r in conn.execute(sql + " ORDER BY entry_id", args)]
+
+
+Render = Callable[[str, list[Slip]], bytes]
+
+
+def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institution_code: str, *,
+               institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
+               render: Render) -> tuple[Minted, bytes]:
+    """One new code per entry of the institution's list that has no active code, and the slips PDF.
+
+    The PDF is rendered before the transaction commits: if it cannot be made, no code was minted.
+    """
+    _check_issue(institution_kind, worker_id, kinds)
+    with transaction(conn):
+        if not can_act_for(conn, user, institution_code):
+            raise StaffInputError("you are not a responsible worker of this institution", field="institution")
+        entries = _entries(conn, institution_code)
+        if not entries:
+            raise StaffInputError("no list is held for this institution", field="institution")
+        have = {r[0] for r in conn.execute(
+            "SELECT entry_id FROM access_codes WHERE institution_code = ? AND status = 'active'", (institution_code,))}
+        slips = [_insert_code(conn, pepper, e, institution_kind=institution_kind, worker_id=worker_id,
+                              user_id=user.id, now_ms=now_ms)
+                 for e in entries if e.entry_id not in have]
+        if not slips:
+            raise StaffInputError("every entry of this list already has an active code", field="institution")
+        write_audit(conn, now_ms, user.id, "codes.minted", institution=institution_code, codes=len(slips))
+        pdf = render(institution_code, slips)
+    return Minted(institution_code, tuple(slips), len(entries) - len(slips)), pdf
+
+
+def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> ListEntry:
+    if not _ENTRY.fullmatch(entry_id):
+        raise StaffInputError("entry id must look like AB-123456/00042", field="entry_id")
+    institution = entry_id.split("/", 1)[0]
+    if not can_act_for(conn, user, institution):
+        raise StaffInputError("you are not a responsible worker of this institution", field="entry_id")
+    found = _entries(conn, institution, entry_id)
+    if not found:
+        raise StaffInputError("no such entry on the held list", field="entry_id")
+    return found[0]
+
+
+def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now_ms: int) -> None:
+    with transaction(conn):
+        _entry_checked(conn, user, entry_id)
+        done = conn.execute(
+            "UPDATE access_codes SET status = 'revoked', revoked_at_ms = ?, version = ? WHERE entry_id = ?"
+            " AND status = 'active'", (now_ms, _next_version(conn), entry_id)).rowcount
+        if done == 0:
+            raise StaffInputError("this entry has no active code", field="entry_id")
+        write_audit(conn, now_ms, user.id, "codes.revoked", entry_id=entry_id)
+
+
+def reissue_code(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, entry_id: str, *,
+                 institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
+                 render: Render) -> bytes:
+    """Revoke the entry's active code (if any) and mint a new one: one transaction, two change versions.
+
+    Returns the one-slip PDF, rendered before the commit."""
+    _check_issue(institution_kind, worker_id, kinds)
+    with transaction(conn):
+        entry = _entry_checked(conn, user, entry_id)
+        conn.execute(
+            "UPDATE access_codes SET status = 'revoked', revoked_at_ms = ?, version = ? WHERE entry_id = ?"
+            " AND status = 'active'", (now_ms, _next_version(conn), entry_id))
+        slip = _insert_code(conn, pepper, entry, institution_kind=institution_kind, worker_id=worker_id,
+                            user_id=user.id, now_ms=now_ms)
+        write_audit(conn, now_ms, user.id, "codes.reissued", entry_id=entry_id)
+        return render(entry.institution_code, [slip])
+
+
+def code_statuses(conn: sqlite3.Connection, institution_code: str) -> list[CodeStatus]:
+    """Every entry of the institution's list with the state of its newest code (for the codes page)."""
+    rows = conn.execute(
+        "SELECT e.entry_id, e.surname, e.given_name, e.patronymic, e.added_at_ms IS NOT NULL,"
+        " (SELECT status FROM access_codes c WHERE c.entry_id = e.entry_id ORDER BY c.version DESC LIMIT 1),"
+        " (SELECT issued_at_ms FROM access_codes c WHERE c.entry_id = e.entry_id ORDER BY c.version DESC LIMIT 1)"
+        " FROM respondent_entries e WHERE e.institution_code = ? ORDER BY e.entry_id", (institution_code,))
+    return [CodeStatus(r[0], " ".join(p for p in r[1:4] if p), bool(r[4]), r[5] or "none", r[6]) for r in rows]
+
+
+# ---- registering an unlisted resident --------------------------------------------------------
+
+
+def register_resident(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institution_code: str,
+                      fields: dict[str, str], *, institution_kind: str, worker_id: str, kinds: tuple[str, ...],
+                      now_ms: int, render: Render) -> tuple[ListEntry, bytes]:
+    """Add a resident missing from the held list as an addition (entry 90001 and up) and mint its code.
+
+    One transaction: the entry, its code and the one-slip PDF (rendered before the commit) or nothing.
+    """
+    _check_issue(institution_kind, worker_id, kinds)
+    surname = clean_text(fields.get("surname", ""), "surname", required=True, name=True)
+    given = clean_text(fields.get("given_name", ""), "given_name", required=True, name=True)
+    patronymic = clean_text(fields.get("patronymic", ""), "patronymic", required=False, name=True)
+    raw_birth = fields.get("birth_date", "").strip()
+    try:
+        birth = date.fromisoformat(raw_birth) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw_birth) else None
+    except ValueError:
+        birth = None
+    if birth is None:
+        raise StaffInputError("not a YYYY-MM-DD date", field="birth_date")
+    with transaction(conn):
+        if not can_act_for(conn, user, institution_code):
+            raise StaffInputError("you are not a responsible worker of this institution", field="institution")
+        held = conn.execute("SELECT list_date FROM respondent_lists WHERE institution_code = ?",
+                            (institution_code,)).fetchone()
+        if held is None:
+            raise StaffInputError("no list is held for this institution", field="institution")
+        if not _EARLIEST_BIRTH <= birth <= date.fromtimestamp(now_ms / 1000):
+            raise StaffInputError("birth date in the future or before 1880", field="birth_date")
+        top = conn.execute(
+            "SELECT MAX(entry_id) FROM respondent_entries WHERE institution_code = ? AND entry_id >= ?",
+            (institution_code, f"{institution_code}/{ADDITION_FIRST:05d}")).fetchone()[0]
+        number = int(top.rsplit("/", 1)[1]) + 1 if top else ADDITION_FIRST
+        if number > _ADDITION_LAST:
+            raise StaffInputError("this institution has no addition numbers left", field="institution")
+        entry = ListEntry(institution_code, f"{institution_code}/{number:05d}", surname, given, patronymic,
+                          birth.isoformat())
+        conn.execute(
+            "INSERT INTO respondent_entries (institution_code, entry_id, surname, given_name, patronymic, birth_date,"
+            " added_at_ms, added_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.institution_code, entry.entry_id, surname, given, patronymic, entry.birth_date, now_ms, user.id))
+        conn.execute("UPDATE respondent_lists SET entry_count = entry_count + 1 WHERE institution_code = ?",
+                     (institution_code,))
+        write_audit(conn, now_ms, user.id, "lists.resident_added", entry_id=entry.entry_id)
+        slip = _insert_code(conn, pepper, entry, institution_kind=institution_kind, worker_id=worker_id,
+                            user_id=user.id, now_ms=now_ms)
+        pdf = render(institution_code, [slip])
+    return entry, pdf
+
+
+# ---- the change feed for web services --------------------------------------------------------
+
+
+def code_changes(conn: sqlite3.Connection, since: int, limit: int) -> tuple[list[AccessCodeChange], int]:
+    """The newest state of every code changed after ``since`` (ascending version, at most ``limit``), and the
+    highest version held."""
+    rows = conn.execute(
+        "SELECT version, code_hash, entry_id, institution_code, institution_kind, worker_id, status"
+        " FROM access_codes WHERE version > ? ORDER BY version LIMIT ?", (since, limit)).fetchall()
+    latest = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM access_codes").fetchone()[0])
+    return [AccessCodeChange(*r) for r in rows], latest

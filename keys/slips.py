@@ -1,0 +1,64 @@
+"""Printable access-code slips: A4 pages of eight slips, in Kazakh and Russian (one renderer for every minter).
+
+fpdf2 with DejaVu Sans (the font the acceptance-transfer acts use) for
+Cyrillic. A slip carries the entry id, the respondent's name (so the
+responsible worker hands it to the right person), the code in groups of four
+and where to enter it. The bytes hold live codes: callers write them 0600 or
+send them straight to the one person who minted them, never store them.
+Both ``sanaq-selfenum codes`` and the staff dashboard print with this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fpdf import FPDF
+
+from .access_codes import format_code
+
+__all__ = ["Slip", "render_slips"]
+
+_KK = "Халық санағы онлайн режимде. Санақ парағын {url} сайтында толтырыңыз, қол жеткізу коды:"
+_RU = "Перепись населения онлайн. Заполните переписной лист на сайте {url}, код доступа:"
+_PER_PAGE = 8
+_HEIGHT = 35.0
+
+
+@dataclass(frozen=True, slots=True)
+class Slip:
+    entry_id: str
+    name: str
+    code: str
+
+
+def render_slips(institution_code: str, slips: list[Slip], *, url: str, window: str, font: Path) -> bytes:
+    """The PDF bytes; ``font`` must be a TTF with Cyrillic (a ``-Bold`` sibling is used when present)."""
+    pdf = FPDF(format="A4")
+    pdf.set_auto_page_break(False)
+    pdf.add_font("Slip", "", str(font))
+    bold = font.with_name(font.stem + "-Bold" + font.suffix)
+    pdf.add_font("Slip", "B", str(bold if bold.is_file() else font))
+    for i, slip in enumerate(slips):
+        if i % _PER_PAGE == 0:
+            pdf.add_page()
+            pdf.set_font("Slip", "B", 10)
+            pdf.set_xy(10, 6)
+            pdf.cell(0, 5, f"{institution_code} · {window}")
+        top = 14 + (i % _PER_PAGE) * _HEIGHT
+        pdf.set_draw_color(150, 150, 150)
+        with pdf.local_context():
+            pdf.set_dash_pattern(dash=2, gap=2)
+            pdf.line(10, top, 200, top)
+        pdf.set_xy(12, top + 2)
+        pdf.set_font("Slip", "B", 11)
+        pdf.cell(0, 5, f"{slip.entry_id}   {slip.name}")
+        pdf.set_font("Slip", "", 8.5)
+        pdf.set_xy(12, top + 8)
+        pdf.multi_cell(186, 4, _KK.format(url=url))
+        pdf.set_x(12)
+        pdf.multi_cell(186, 4, _RU.format(url=url))
+        pdf.set_font("Slip", "B", 16)
+        pdf.set_xy(12, top + 23)
+        pdf.cell(0, 8, format_code(slip.code))
+    return bytes(pdf.output())
