@@ -112,6 +112,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         DELETE FROM login_failures WHERE subject NOT LIKE 'user:%';
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE review_decisions (
+            case_id INTEGER PRIMARY KEY,
+            decision TEXT NOT NULL CHECK (decision IN ('keep-first', 'keep-second', 'different')),
+            institution_code TEXT NOT NULL,
+            new_entry_id TEXT,
+            decided_by INTEGER NOT NULL REFERENCES users (id),
+            decided_at_ms INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 
 

@@ -26,7 +26,7 @@ from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
 from gateway.server import GatewayServer, build_server
 from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
-from wire import StationEntry, TabletEntry, httpsig, key_id, make_snapshot, seal_batch
+from wire import StationEntry, TabletEntry, WebServiceEntry, httpsig, key_id, make_snapshot, seal_batch
 
 DAY_MS = 86_400_000
 
@@ -46,6 +46,7 @@ class World:
     receipt: SigningKey = field(default_factory=lambda: SigningKey(seed("receipt")))
     tablets: dict[str, SigningKey] = field(default_factory=dict)
     stations: dict[str, SigningKey] = field(default_factory=dict)
+    webs: dict[str, SigningKey] = field(default_factory=dict)  # self-enumeration web services (road web:<id>)
     status: dict[str, str] = field(default_factory=dict)
     version: int = 0
 
@@ -99,6 +100,10 @@ class World:
             tablets=tablets,
             stations=stations,
             root_key=self.root,
+            web_services=[
+                WebServiceEntry(w, key_id(bytes(k.verify_key)), bytes(k.verify_key), self.status.get(w, "active"))
+                for w, k in self.webs.items()
+            ],
         )
 
     def batch(
@@ -111,12 +116,13 @@ class World:
         schema: str = "census-sheet/1",
         key: SigningKey | None = None,
     ) -> bytes:
+        key = key or self.tablets.get(device_id) or self.webs[device_id]
         return seal_batch(
             device_id=device_id,
             seq=seq,
             sheets=sheets,
             sealed_at_ms=now_ms(),
-            device_key=key or self.tablets[device_id],
+            device_key=key,
             data_public_key=data_public or self.data_public,
             ephemeral_secret=os.urandom(32),
             schema=schema,
