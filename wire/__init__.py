@@ -8,6 +8,7 @@ specification; ``vectors/`` holds the shared test vectors.
 from __future__ import annotations
 
 from . import canonical, errors
+from .assignments import Assignment, Assignments, make_assignments, parse_assignments
 from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
 from .envelope import (
     BatchHeader,
@@ -53,6 +54,8 @@ __all__ = [
     "EXPORT_DIR",
     "MANIFEST_NAME",
     "VOLUME_LABEL",
+    "Assignment",
+    "Assignments",
     "BatchHeader",
     "CustodyRecord",
     "DocKind",
@@ -80,12 +83,14 @@ __all__ = [
     "errors",
     "key_id",
     "key_id_hex",
+    "make_assignments",
     "make_custody",
     "make_manifest",
     "make_receipt",
     "make_snapshot",
     "make_sync_state",
     "open_envelope",
+    "parse_assignments",
     "parse_custody",
     "parse_manifest",
     "parse_receipt",

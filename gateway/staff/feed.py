@@ -64,6 +64,7 @@ class DashboardFeed:
         self.effective: dict[str, dict[str, Counted]] = {}
         self.cases: list[ReviewCaseRow] = []
         self.decisions: dict[int, Decision] = {}
+        self.revisit: dict[str, set[str]] = {}
         self.model: DashboardModel | None = None
         self.fragments: dict[str, str] = {}
         self.version = 0
@@ -131,6 +132,7 @@ class DashboardFeed:
         lists, entries = self._lists
         acts = await self._db.run(last_acts)
         self.cases = await self._queries.review_cases()
+        self.revisit = await self._queries.quarantined_entries()
         self.decisions = await self._db.run(load_decisions)
         self.effective = effective_persons(self._tally.persons, self.cases, self.decisions)
         review_open: dict[str, int] = {}

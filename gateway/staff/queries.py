@@ -102,6 +102,8 @@ class PersonRow:
     road: str
     source: str
     region: str
+    device_id: str
+    received_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +168,10 @@ class StaffQueries(Protocol):
 
     async def persons_after(self, after_id: int, limit: int) -> list[PersonRow]:
         """Counted entries with id > after_id in id order (insert-only, so read incrementally)."""
+        ...
+
+    async def quarantined_entries(self) -> dict[str, set[str]]:
+        """Per institution, the list entries named by quarantined sheets (candidates for a revisit)."""
         ...
 
     async def review_cases(self) -> list[ReviewCaseRow]:
@@ -278,11 +284,27 @@ class SqliteStaffQueries:
     async def persons_after(self, after_id: int, limit: int) -> list[PersonRow]:
         def run(c: sqlite3.Connection) -> list[PersonRow]:
             rows = c.execute(
-                "SELECT id, institution_code, entry_id, batch_id, idx, road, source, region FROM persons"
-                " WHERE id > ? ORDER BY id LIMIT ?",
+                "SELECT p.id, p.institution_code, p.entry_id, p.batch_id, p.idx, p.road, p.source, p.region,"
+                " b.device_id, b.received_at_ms FROM persons p JOIN batches b ON b.id = p.batch_id"
+                " WHERE p.id > ? ORDER BY p.id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
             return [PersonRow(*r) for r in rows]
+
+        return await self._run(run)
+
+    async def quarantined_entries(self) -> dict[str, set[str]]:
+        def run(c: sqlite3.Connection) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            rows = c.execute(
+                "SELECT DISTINCT json_extract(body, '$.institution_code'),"
+                " json_extract(body, '$.respondent_list_entry') FROM quarantine"
+                " WHERE json_valid(body) AND json_type(body) = 'object'"
+            )
+            for code, entry in rows:
+                if isinstance(code, str) and isinstance(entry, str):
+                    out.setdefault(code, set()).add(entry)
+            return out
 
         return await self._run(run)
 

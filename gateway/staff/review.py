@@ -65,6 +65,8 @@ class Counted:
     road: str
     source: str
     region: str
+    device_id: str
+    received_at_ms: int
 
     @property
     def category(self) -> str:
@@ -163,7 +165,7 @@ def decide(conn: sqlite3.Connection, case: ReviewCaseRow, decision: str, *, user
 
 
 def _counted(sheet: CaseSheet, region: str) -> Counted:
-    return Counted(sheet.batch_id, sheet.index, sheet.road, sheet.source, region)
+    return Counted(sheet.batch_id, sheet.index, sheet.road, sheet.source, region, sheet.device_id, sheet.received_at_ms)
 
 
 def effective_persons(
@@ -172,7 +174,9 @@ def effective_persons(
     """Per institution, per entry: the sheet that counts it once the decided cases are applied."""
     out: dict[str, dict[str, Counted]] = {}
     for p in persons:
-        out.setdefault(p.institution_code, {})[p.entry_id] = Counted(p.batch_id, p.index, p.road, p.source, p.region)
+        out.setdefault(p.institution_code, {})[p.entry_id] = Counted(
+            p.batch_id, p.index, p.road, p.source, p.region, p.device_id, p.received_at_ms
+        )
     for case in cases:
         d = decisions.get(case.id)
         if d is None:

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.context import GatewayContext
 
 from .accounts import Accounts
+from .assignments import StaffAssignments
 from .config import StaffConfig
 from .db import StaffDb
 from .feed import DashboardFeed
@@ -48,6 +49,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     db = StaffDb(config.staff_db(census_path), ctx.clock)
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
+    ctx.assignments = StaffAssignments(db, feed)
     app[STAFF] = StaffState(
         config=config,
         ctx=ctx,

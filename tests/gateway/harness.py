@@ -48,6 +48,7 @@ class World:
     stations: dict[str, SigningKey] = field(default_factory=dict)
     webs: dict[str, SigningKey] = field(default_factory=dict)  # self-enumeration web services (road web:<id>)
     status: dict[str, str] = field(default_factory=dict)
+    institutions: dict[str, str] = field(default_factory=dict)  # tablet -> institution (default AB-000001)
     version: int = 0
 
     @classmethod
@@ -79,7 +80,7 @@ class World:
                 key_id=key_id(bytes(k.verify_key)),
                 public_key=bytes(k.verify_key),
                 usb_serial=f"SER{d}",
-                institution="AB-000001",
+                institution=self.institutions.get(d, "AB-000001"),
                 worker_id=f"W{d[-4:]}",
                 status=self.status.get(d, "issued"),
                 issued_at_ms=now - DAY_MS,
