@@ -28,7 +28,7 @@ if str(HERE) not in sys.path:  # allow "import generate" from tests as well as r
     sys.path.insert(0, str(HERE))
 
 from gen_canonical import canonical_vectors  # noqa: E402
-from gen_documents import receipt_vectors, sync_state_vectors  # noqa: E402
+from gen_documents import assignments_vectors, receipt_vectors, sync_state_vectors  # noqa: E402
 from gen_ed25519 import ed25519_vectors  # noqa: E402
 from gen_envelope import envelope_vectors  # noqa: E402
 from gen_httpsig import httpsig_vectors  # noqa: E402
@@ -86,6 +86,7 @@ def build_all() -> dict[str, dict[str, Any]]:
         "manifest.json": manifest,
         "custody.json": custody_vectors(manifest_doc),
         "sync_state.json": sync_state_vectors(),
+        "assignments.json": assignments_vectors(),
         "canonical_json.json": canonical_vectors(),
         "sheets.json": sheet_vectors(),
         "ed25519.json": ed25519_vectors(),

@@ -139,6 +139,7 @@ def sign(
     *,
     created: int | None = None,
     nonce: str | None = None,
+    query: str = "",
 ) -> dict[str, str]:
     parsed = aiohttp.client.URL(url)
     authority = parsed.host if parsed.is_default_port() else f"{parsed.host}:{parsed.port}"
@@ -151,6 +152,7 @@ def sign(
         signing_key=key,
         created=created if created is not None else int(time.time()),
         nonce=nonce or base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("="),
+        query=query,
     )
     if content_type:
         headers["Content-Type"] = content_type

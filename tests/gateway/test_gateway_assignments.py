@@ -63,9 +63,9 @@ async def fetch(
     world: World, gw: StaffGateway, device: str, since: int | None = None, *, as_device: str | None = None
 ) -> tuple[int, dict[str, Any]]:
     url = f"{gw.url}/v1/devices/{device}/assignments"
-    headers = sign("GET", url, world.tablets[as_device or device])
-    query = {} if since is None else {"since": str(since)}
-    async with aiohttp.ClientSession() as s, s.get(url, headers=headers, params=query) as resp:
+    query = "" if since is None else f"since={since}"
+    headers = sign("GET", url, world.tablets[as_device or device], query=query)
+    async with aiohttp.ClientSession() as s, s.get(url + ("?" + query if query else ""), headers=headers) as resp:
         return resp.status, await resp.json(content_type=None)
 
 
@@ -123,12 +123,15 @@ async def test_refusals(world: World, gw: StaffGateway, admin: StaffClient) -> N
     assert (await upload(admin, list_csv(CODE, range(1, 3))))[0] == 200
     status, answer = await fetch(world, gw, "TAB-0002", as_device="TAB-0001")
     assert (status, answer["code"]) == (403, "forbidden")
-    for bad in ("-1", "abc", "1.5", "99999999999999999999"):
+    for bad in ("-1", "abc", "1.5", "99999999999999999999", "1&since=2"):
         url = f"{gw.url}/v1/devices/TAB-0001/assignments"
-        async with aiohttp.ClientSession() as s, s.get(
-            url, headers=sign("GET", url, world.tablets["TAB-0001"]), params={"since": bad}
-        ) as resp:
+        headers = sign("GET", url, world.tablets["TAB-0001"], query=f"since={bad}")
+        async with aiohttp.ClientSession() as s, s.get(f"{url}?since={bad}", headers=headers) as resp:
             assert resp.status == 400 and (await resp.json())["code"] == "malformed", bad
+    url = f"{gw.url}/v1/devices/TAB-0001/assignments"
+    unsigned_query = sign("GET", url, world.tablets["TAB-0001"])  # the query is not covered: refused
+    async with aiohttp.ClientSession() as s, s.get(f"{url}?since=1", headers=unsigned_query) as resp:
+        assert (resp.status, (await resp.json())["code"]) == (401, "bad-signature-input")
     world.status["TAB-0002"] = "revoked"
     async with aiohttp.ClientSession() as s, s.put(
         f"{gw.url}/v1/registry", data=world.snapshot(now=now_ms()),

@@ -88,6 +88,12 @@ DOCUMENTS: dict[str, tuple[bytes, Callable[[bytes], Any]]] = {
                              last_sync_ms=T, gateway_key=GATEWAY),
         lambda d: wire.parse_sync_state(d, GATEWAYS),
     ),
+    "assignments": (
+        wire.make_assignments(device_id="TAB-1", institution="AB-000001", issued_at_ms=T, version=2, since=0,
+                              entries=[wire.Assignment("AB-000001/00001", "enumerated-here", T, "A", "B", "",
+                                                       "1950-01-01", 2)], gateway_key=GATEWAY),
+        lambda d: wire.parse_assignments(d, GATEWAYS),
+    ),
 }
 PARSERS = [parse for _, parse in DOCUMENTS.values()]
 
@@ -175,16 +181,18 @@ MEMBERS = {
     DocKind.MANIFEST: ("device_id", "usb_serial", "created_at_ms", "batches"),
     DocKind.CUSTODY: ("station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"),
     DocKind.SYNC_STATE: ("device_id", "issued_at_ms", "highest_contiguous", "max_seq", "gaps", "last_sync_ms"),
+    DocKind.ASSIGNMENTS: ("device_id", "institution", "issued_at_ms", "version", "since", "entries"),
 }
 VALID_OF_KIND = {kind: DOCUMENTS[name][0] for kind, name in (
     (DocKind.RECEIPT, "receipt"), (DocKind.SNAPSHOT, "snapshot"), (DocKind.MANIFEST, "manifest"),
-    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"))}
+    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"), (DocKind.ASSIGNMENTS, "assignments"))}
 PARSE_KIND: dict[DocKind, Callable[[bytes], Any]] = {
     DocKind.RECEIPT: DOCUMENTS["receipt"][1],
     DocKind.SNAPSHOT: DOCUMENTS["snapshot"][1],
     DocKind.MANIFEST: DOCUMENTS["manifest"][1],
     DocKind.CUSTODY: DOCUMENTS["custody"][1],
     DocKind.SYNC_STATE: DOCUMENTS["sync-state"][1],
+    DocKind.ASSIGNMENTS: DOCUMENTS["assignments"][1],
 }
 
 
@@ -207,6 +215,8 @@ def _inner(kind: DocKind) -> tuple[str, ...]:
                            "institution", "worker_id", "issued_at_ms", "returned_at_ms"),
         DocKind.MANIFEST: ("file", "seq", "size", "sha256"),
         DocKind.CUSTODY: ("seq", "batch_hash", "vendor_id", "product_id", "serial"),
+        DocKind.ASSIGNMENTS: ("entry_id", "status", "enumerated_at_ms", "surname", "given_name", "patronymic",
+                              "birth_date", "changed"),
     }.get(kind, ())
 
 
