@@ -31,6 +31,8 @@ from nacl.signing import SigningKey
 from gateway.app import create_app
 from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
 from gateway.context import CTX, GatewayContext
+from gateway.staff.config import StaffConfig
+from gateway.staff.setup import setup_staff
 from gateway.store_sqlite import SqliteStore
 from keys import Authority, enroll_tablet, tls
 from tablet.client import SyncEngine
@@ -59,6 +61,7 @@ class GatewayBed:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     port: int = 0
     runner: web.AppRunner | None = None
+    staff: StaffConfig | None = None  # mount the staff dashboard (it holds the lists assignments come from)
 
     @classmethod
     def of_world(cls, world: World, db_path: Path, *, receipt_key: SigningKey | None = None) -> GatewayBed:
@@ -77,6 +80,8 @@ class GatewayBed:
                                limits=self.limits)
         app = create_app(config, SqliteStore(self.db_path), data_key=self.data_key, receipt_key=self.receipt_key,
                          root_public_key=self.root_public_key, bootstrap_snapshot=self.snapshot)
+        if self.staff is not None:
+            setup_staff(app, app[CTX], self.staff)
         self.runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self.runner.setup()
         ssl_context = tls.server_ssl_context(*self.ssl_cert) if self.ssl_cert else None
