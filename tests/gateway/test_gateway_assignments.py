@@ -133,10 +133,14 @@ async def test_refusals(world: World, gw: StaffGateway, admin: StaffClient) -> N
     async with aiohttp.ClientSession() as s, s.get(f"{url}?since=1", headers=unsigned_query) as resp:
         assert (resp.status, (await resp.json())["code"]) == (401, "bad-signature-input")
     world.status["TAB-0002"] = "revoked"
-    async with aiohttp.ClientSession() as s, s.put(
-        f"{gw.url}/v1/registry", data=world.snapshot(now=now_ms()),
-        headers={"Content-Type": "application/vnd.sanaq.snapshot"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(
+            f"{gw.url}/v1/registry",
+            data=world.snapshot(now=now_ms()),
+            headers={"Content-Type": "application/vnd.sanaq.snapshot"},
+        ) as resp,
+    ):
         assert resp.status == 200
     status, answer = await fetch(world, gw, "TAB-0002")
     assert (status, answer["code"]) == (403, "revoked") and "assignments" not in answer
@@ -146,18 +150,39 @@ def test_tampered_or_foreign_documents_are_refused(world: World) -> None:
     from wire import Assignment, make_assignments
 
     entry = Assignment(f"{CODE}/00001", "open", None, "A", "B", "", "1950-01-01", 1)
-    doc = make_assignments(device_id="TAB-0001", institution=CODE, issued_at_ms=1, version=1, since=0,
-                           entries=[entry], gateway_key=world.receipt)
+    doc = make_assignments(
+        device_id="TAB-0001",
+        institution=CODE,
+        issued_at_ms=1,
+        version=1,
+        since=0,
+        entries=[entry],
+        gateway_key=world.receipt,
+    )
     assert parse_assignments(doc, world.gateway_keys).entries == (entry,)
     tampered = doc.replace(b'"open"', b'"OPEN"')
     with pytest.raises(WireError):
         parse_assignments(tampered, world.gateway_keys)
-    foreign = make_assignments(device_id="TAB-0001", institution=CODE, issued_at_ms=1, version=1, since=0,
-                               entries=[entry], gateway_key=SigningKey(seed("not-a-gateway")))
+    foreign = make_assignments(
+        device_id="TAB-0001",
+        institution=CODE,
+        issued_at_ms=1,
+        version=1,
+        since=0,
+        entries=[entry],
+        gateway_key=SigningKey(seed("not-a-gateway")),
+    )
     with pytest.raises(WireError):
         parse_assignments(foreign, world.gateway_keys)
     wrong_institution = Assignment(f"{OTHER}/00001", "open", None, "A", "B", "", "1950-01-01", 1)
-    odd = make_assignments(device_id="TAB-0001", institution=CODE, issued_at_ms=1, version=1, since=0,
-                           entries=[wrong_institution], gateway_key=world.receipt)
+    odd = make_assignments(
+        device_id="TAB-0001",
+        institution=CODE,
+        issued_at_ms=1,
+        version=1,
+        since=0,
+        entries=[wrong_institution],
+        gateway_key=world.receipt,
+    )
     with pytest.raises(WireError):
         parse_assignments(odd, world.gateway_keys)

@@ -69,8 +69,13 @@ async def summary(admin: StaffClient) -> dict:
 
 
 def listed(n: int) -> dict[str, str]:
-    return {"entry_id": f"{CODE}/{n:05d}", "surname": surname(n), "given_name": "Арман", "patronymic": "Серикович",
-            "birth_date": f"1980-01-{n % 28 + 1:02d}"}
+    return {
+        "entry_id": f"{CODE}/{n:05d}",
+        "surname": surname(n),
+        "given_name": "Арман",
+        "patronymic": "Серикович",
+        "birth_date": f"1980-01-{n % 28 + 1:02d}",
+    }
 
 
 async def test_online_then_tablet_interview_counts_one_person_and_staff_resolve_it(setup: Setup) -> None:
@@ -78,9 +83,15 @@ async def test_online_then_tablet_interview_counts_one_person_and_staff_resolve_
 
     web = setup.web_bundle
     sheet = sheet_for_entry(listed(1), institution=CODE, device_id=WEB_ID, seed=1, filled_at_ms=now_ms())
-    envelope = seal_batch(device_id=WEB_ID, seq=1, sheets=[sheet], sealed_at_ms=now_ms(),
-                          device_key=web.signing_key, data_public_key=web.data_public_key,  # type: ignore[attr-defined]
-                          ephemeral_secret=os.urandom(32))
+    envelope = seal_batch(
+        device_id=WEB_ID,
+        seq=1,
+        sheets=[sheet],
+        sealed_at_ms=now_ms(),
+        device_key=web.signing_key,
+        data_public_key=web.data_public_key,  # type: ignore[attr-defined]
+        ephemeral_secret=os.urandom(32),
+    )
     async with SignedGatewayClient(setup.bed.url, web.signing_key, ssl_context=setup.tls) as client:  # type: ignore[attr-defined]
         assert (await client.post_batch(envelope)).road == f"web:{WEB_ID}"
 
@@ -91,8 +102,10 @@ async def test_online_then_tablet_interview_counts_one_person_and_staff_resolve_
     assert code == 0, err
     held = json.loads(out)
     assert held["institution"] == CODE and held["version"] >= 1
-    assert [(e["entry_id"], e["status"]) for e in held["entries"]] == [(f"{CODE}/00002", "open"),
-                                                                      (f"{CODE}/00003", "open")]
+    assert [(e["entry_id"], e["status"]) for e in held["entries"]] == [
+        (f"{CODE}/00002", "open"),
+        (f"{CODE}/00003", "open"),
+    ]
     code, out, _ = await cli(setup.home, "list", "--all")
     assert "00001  enumerated online" in out and surname(1) in out
 
