@@ -211,7 +211,8 @@ def sheet_for_entry(
 
     The resident's other answers are synthetic (``make_resident``), made to fit
     the listed birth date (marital status and education by age, S-55, S-56).
-    The institution's kind comes from its code's prefix (``hospital`` when unknown).
+    The institution's kind comes from its code's prefix (``hospital`` when unknown);
+    its address is one per institution code.
     """
     kind = kind_of_code(institution) or "hospital"
     rng = random.Random(f"sanaq-entry/{seed}/{device_id}/{entry['entry_id']}")  # noqa: S311
@@ -230,7 +231,8 @@ def sheet_for_entry(
         resident["education"] = "not_applicable"
     elif resident["education"] == "not_applicable":
         resident["education"] = "primary" if age < 16 else "general_secondary"
-    area = pick_area(rng)
+    place = random.Random(f"sanaq-institution/{institution}")  # noqa: S311 - one address per institution
+    address = random_address(place, pick_area(place), apartment=False)
     return {
         "sheet_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "census_moment": census_moment.isoformat(),
@@ -242,6 +244,6 @@ def sheet_for_entry(
         "source": "administration_records" if by_records else "interview",
         "worker_id": worker_id or f"rw-{institution}-1",
         "worker_role": "responsible_worker",
-        "address": random_address(rng, area, apartment=False),
+        "address": address,
         "persons": [resident],
     }
