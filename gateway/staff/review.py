@@ -16,8 +16,10 @@ who and when (``review_decisions``, plus an ``audit`` row):
   sheet's person) and the second sheet counts it; for a possible duplicate
   whose second entry is not on the list, the list gains that entry.
 
-``effective_persons`` applies the decisions to the store's counted entries;
-coverage and the tablets' assignments count from it.
+``effective_persons`` applies the decisions to the store's counted entries,
+oldest case first; coverage and the tablets' assignments count from it. A
+decision is about its two sheets only: keeping one sheet uncounts the other
+only where that other sheet is, at that point, what counts its entry.
 """
 
 from __future__ import annotations
