@@ -125,6 +125,44 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE persons (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            batch_id BIGINT NOT NULL REFERENCES batches (id),
+            idx INTEGER NOT NULL,
+            road TEXT NOT NULL,
+            source TEXT NOT NULL,
+            region TEXT NOT NULL,
+            counted_at_ms BIGINT NOT NULL,
+            CONSTRAINT persons_entry_key UNIQUE (institution_code, entry_id)
+        );
+        CREATE TABLE person_keys (
+            institution_code TEXT NOT NULL,
+            person_key TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            batch_id BIGINT NOT NULL REFERENCES batches (id),
+            idx INTEGER NOT NULL,
+            PRIMARY KEY (institution_code, person_key)
+        );
+        CREATE TABLE review_cases (
+            id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('same-entry', 'possible-duplicate')),
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            first_batch_id BIGINT NOT NULL REFERENCES batches (id),
+            first_idx INTEGER NOT NULL,
+            second_batch_id BIGINT NOT NULL REFERENCES batches (id),
+            second_idx INTEGER NOT NULL,
+            opened_at_ms BIGINT NOT NULL,
+            CONSTRAINT review_cases_second_key UNIQUE (second_batch_id, second_idx, kind)
+        );
+        CREATE INDEX review_cases_entry ON review_cases (institution_code, entry_id);
+        """,
+    ),
 )
 
 # What the gateway's own role needs, table by table: it never updates or deletes
@@ -139,6 +177,9 @@ APP_PRIVILEGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("security_events", ("SELECT", "INSERT")),
     ("registry", ("SELECT", "INSERT", "UPDATE")),
     ("custody", ("SELECT", "INSERT")),
+    ("persons", ("SELECT", "INSERT")),
+    ("person_keys", ("SELECT", "INSERT")),
+    ("review_cases", ("SELECT", "INSERT")),
 )
 
 _POOL_PARAMS = ("pool_min_size", "pool_max_size", "pool_timeout_s")

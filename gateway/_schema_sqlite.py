@@ -76,4 +76,42 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE persons (
+            id INTEGER PRIMARY KEY,
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            batch_id INTEGER NOT NULL REFERENCES batches (id),
+            idx INTEGER NOT NULL,
+            road TEXT NOT NULL,
+            source TEXT NOT NULL,
+            region TEXT NOT NULL,
+            counted_at_ms INTEGER NOT NULL,
+            UNIQUE (institution_code, entry_id)
+        );
+        CREATE TABLE person_keys (
+            institution_code TEXT NOT NULL,
+            person_key TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            batch_id INTEGER NOT NULL REFERENCES batches (id),
+            idx INTEGER NOT NULL,
+            PRIMARY KEY (institution_code, person_key)
+        ) WITHOUT ROWID;
+        CREATE TABLE review_cases (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('same-entry', 'possible-duplicate')),
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            first_batch_id INTEGER NOT NULL REFERENCES batches (id),
+            first_idx INTEGER NOT NULL,
+            second_batch_id INTEGER NOT NULL REFERENCES batches (id),
+            second_idx INTEGER NOT NULL,
+            opened_at_ms INTEGER NOT NULL,
+            UNIQUE (second_batch_id, second_idx, kind)
+        );
+        CREATE INDEX review_cases_entry ON review_cases (institution_code, entry_id)
+        """,
+    ),
 )

@@ -19,6 +19,7 @@ from .problems import error_middleware
 from .registry import follow_registry, load_registry
 from .sheets import SheetValidator
 from .store import CensusStore
+from .web_assignments import get_device_assignments
 from .web_codes import get_access_codes
 from .web_ingest import post_batch
 from .web_ops import get_healthz, get_metrics, get_openapi, get_readyz
@@ -31,6 +32,7 @@ log = structlog.get_logger("sanaq.gateway")
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], object]], ...] = (
     ("POST", "/v1/batches", post_batch),
     ("GET", "/v1/devices/{device_id}/state", get_device_state),
+    ("GET", "/v1/devices/{device_id}/assignments", get_device_assignments),
     ("GET", "/v1/registry", get_registry),
     ("PUT", "/v1/registry", put_registry),
     ("POST", "/v1/custody", post_custody),

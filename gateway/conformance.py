@@ -27,6 +27,10 @@ Scenarios, their level and their endings (``*`` marks a passing ending)::
     other-refusals   MUST    *none | <code> x <count>, ...
     sync-state       SHOULD  *read | refused:<code>
     registry         SHOULD  *fetched | refused:<code>
+    assignments      SHOULD  *fetched | refused:<code>
+
+The kit serves the test tablet's assignments (protocol 10.1) from a fixed
+three-entry list of its institution, at version 1.
 
 The session passes when every MUST scenario passed and no SHOULD scenario
 ended in a failure (a SHOULD scenario may stay ``not-exercised``).
@@ -56,29 +60,37 @@ from aiohttp import web
 from keys import Authority, tls
 from keys.enrollment import enroll_tablet
 from runtime.logs import configure_logging
+from wire.assignments import Assignment
 from wire.census_sheet import FOUNDING_ORDER_MOMENT
 
 from .config import CensusConfig, GatewayConfig, ServerConfig
+from .context import CTX
 from .server import build_server
 from .staff.config import StaffConfig
 from .store_sqlite import SqliteStore
 
 __all__ = ["SCENARIOS", "ConformanceConfig", "Observer", "add_arguments", "main", "run"]
 
-SCENARIOS = ("batch-accepted", "lost-response", "clock-skew", "sheets", "other-refusals", "sync-state", "registry")
-_SHOULD = frozenset({"sync-state", "registry"})
-_CLIENT_DRIVEN = ("batch-accepted", "lost-response", "clock-skew", "sync-state", "registry")
+SCENARIOS = (
+    "batch-accepted", "lost-response", "clock-skew", "sheets", "other-refusals", "sync-state", "registry",
+    "assignments",
+)  # fmt: skip
+_SHOULD = frozenset({"sync-state", "registry", "assignments"})
+_CLIENT_DRIVEN = ("batch-accepted", "lost-response", "clock-skew", "sync-state", "registry", "assignments")
 _PASSING = {
     "batch-accepted": {"accepted"},
     "lost-response": {"idempotent-resend"},
     "clock-skew": {"recovered"},
     "sync-state": {"read"},
     "registry": {"fetched"},
+    "assignments": {"fetched"},
     "sheets": {"all-valid"},
     "other-refusals": {"none"},
 }
 _KEYID = re.compile(r'keyid="([0-9a-f]{32})"')
 _STATE_PATH = re.compile(r"/v1/devices/([^/]+)/state")
+_ASSIGNMENTS_PATH = re.compile(r"/v1/devices/([^/]+)/assignments")
+_INSTITUTION = "BL-000001"
 _EXPECTED_REFUSALS = {"clock-skew"}  # provoked by the kit itself
 _DAY_MS = 86_400_000
 
@@ -151,6 +163,8 @@ class Observer:
             self.end("sync-state", "read" if status == 200 else f"refused:{code or status}")
         elif method == "GET" and path == "/v1/registry":
             self.end("registry", "fetched" if status == 200 else f"refused:{code or status}")
+        elif method == "GET" and (m := _ASSIGNMENTS_PATH.fullmatch(path)) and m.group(1) == self.device_id:
+            self.end("assignments", "fetched" if status == 200 else f"refused:{code or status}")
         return False
 
     def _batch(self, status: int, code: str, data: dict[str, Any] | None) -> bool:
@@ -186,6 +200,20 @@ class Observer:
             for s in SCENARIOS
         ]
         return {"event": "report", "passed": all(s["passed"] for s in scenarios), "scenarios": scenarios}
+
+
+class KitAssignments:
+    """The kit's assignments: three open entries of the test tablet's institution, version 1."""
+
+    async def assignments(self, *, institution: str, device_id: str, since: int) -> tuple[int, int, list[Assignment]]:
+        del device_id
+        if institution != _INSTITUTION:
+            return 0, 0, []
+        if since == 1:  # nothing changed after version 1; any other version: the whole list
+            return 1, 1, []
+        names = (("Serikova", "Aigul", "1950-03-14"), ("Kim", "Li", "1962-11-02"), ("Omarov", "Erlan", "2008-05-30"))
+        return 1, 0, [Assignment(f"{institution}/{n:05d}", "open", None, surname, given, "", birth, 1)
+                      for n, (surname, given, birth) in enumerate(names, start=1)]
 
 
 def _json(body: bytes | None) -> dict[str, Any] | None:
@@ -224,7 +252,7 @@ async def run(config: ConformanceConfig, out: Callable[[str], None] = print) -> 
     try:
         bundle = config.workdir / "bundle"
         enroll_tablet(authority, bundle, device_id=config.device_id, usb_serial="CONF-SERIAL-0001",
-                      institution="BL-000001", worker_id="rw-conformance", gateway_url=url, now_ms=_wall_ms(),
+                      institution=_INSTITUTION, worker_id="rw-conformance", gateway_url=url, now_ms=_wall_ms(),
                       act_no="CONFORMANCE", validity_ms=_DAY_MS, census=FOUNDING_ORDER_MOMENT)
         observer = Observer(config.device_id, lose_first_response=config.lose_first_response)
         census_db = config.workdir / "census.db"
@@ -245,6 +273,7 @@ async def run(config: ConformanceConfig, out: Callable[[str], None] = print) -> 
             bootstrap_snapshot=authority.latest_snapshot(),
             clock=lambda: _wall_ms() + offset_ms,
         )
+        server.app[CTX].assignments = KitAssignments()
         server.app.middlewares.insert(0, observer.middleware)  # outermost: sees every final answer
         ssl_context = tls.server_ssl_context(authority.tls_cert_path, authority.tls_key_path, authority.passphrase)
         runner = server.runner  # the production runner and its limits; only the socket is the kit's own

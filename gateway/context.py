@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from nacl.public import PrivateKey
@@ -80,6 +81,9 @@ class GatewayContext:
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
     body_buffer: BodyBudget = field(default_factory=lambda: BodyBudget(256 * 1024 * 1024))
     ready: bool = False
+    # where tablets' assignments come from (``gateway.web_assignments``); set by the staff dashboard, which
+    # holds the respondent lists; None: GET .../assignments answers 503
+    assignments: Any = None
 
     previous_data_keys: tuple[PrivateKey, ...] = ()
 

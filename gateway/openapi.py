@@ -84,6 +84,35 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/devices/{device_id}/assignments": {
+                "get": {
+                    "operationId": "getDeviceAssignments",
+                    "summary": "Signed, versioned list of the tablet's institution's list entries and their status",
+                    "parameters": [
+                        {
+                            "name": "device_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"},
+                        },
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "required": False,
+                            "description": "the version the tablet holds: only entries changed after it (0: all)",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 9007199254740991},
+                        },
+                        *_SIG_HEADERS,
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "assignments",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Assignments"}}},
+                        },
+                        **_problems(*auth_refusals),
+                    },
+                }
+            },
             "/v1/registry": {
                 "get": {
                     "operationId": "getRegistry",
@@ -248,6 +277,18 @@ def openapi_document() -> dict[str, Any]:
                         "since": {"type": "integer", "minimum": 0},
                         "latest": {"type": "integer", "minimum": 0},
                         "count": {"type": "integer", "minimum": 0, "maximum": 1000},
+                    },
+                },
+                "Assignments": {
+                    "type": "object",
+                    "required": ["assignments", "device_id", "institution", "version", "since", "entries"],
+                    "properties": {
+                        "assignments": {"type": "string", "contentEncoding": "base64"},
+                        "device_id": {"type": "string"},
+                        "institution": {"type": "string"},
+                        "version": {"type": "integer", "minimum": 0},
+                        "since": {"type": "integer", "minimum": 0},
+                        "entries": {"type": "integer", "minimum": 0},
                     },
                 },
                 "SyncState": {

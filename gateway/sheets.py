@@ -33,6 +33,7 @@ from wire.census_sheet import (
     rule_for_schema_path,
 )
 
+from .person_key import person_key
 from .store import QuarantinedSheet, StoredSheet
 
 __all__ = ["SHEET_SCHEMA_NAME", "SheetValidator", "Sorted", "load_sheet_schema"]
@@ -97,6 +98,7 @@ class SheetValidator:
         for index, sheet in enumerate(sheets):
             encoded = canonical.encode(sheet)
             body = encoded.decode("utf-8")
+            address = sheet.get("address") if isinstance(sheet, dict) else None
             why = self.reason(sheet, len(encoded))
             if why is None:
                 accepted.append(
@@ -106,6 +108,9 @@ class SheetValidator:
                         institution_code=_text(sheet.get("institution_code")),
                         respondent_list_entry=_text(sheet.get("respondent_list_entry")),
                         body_json=body,
+                        person_key=person_key(sheet),
+                        source=_text(sheet.get("source")),
+                        region=_text(address.get("region")) if isinstance(address, dict) else None,
                     )
                 )
             else:

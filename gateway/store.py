@@ -11,6 +11,13 @@ Two engines implement it: ``store_sqlite`` (embedded default, WAL) and
   ``Duplicate`` with the stored receipt; other bytes under the same
   (device_id, seq) are ``Conflict`` and nothing stored changes.
 * a (key_id, nonce) pair is accepted once; a second use is ``ReplayError``.
+* persons are counted once: every stored institution sheet names a list entry
+  (institution code, ``respondent_list_entry``); the first sheet stored for
+  an entry counts it (UNIQUE (institution_code, entry_id) decides, also
+  between instances), and every later one is stored too and opens a
+  ``same-entry`` review case. A sheet whose person key
+  (``gateway.person_key``) matches an earlier sheet of another entry opens a
+  ``possible-duplicate`` case. Nothing is merged or dropped.
 * the registry snapshot version only grows; ``watch_registry`` calls its
   callback when another process may have changed it (PostgreSQL NOTIFY; the
   SQLite engine has one process per file and returns at once).
@@ -35,6 +42,7 @@ __all__ = [
     "IngestOutcome",
     "NotDurableError",
     "NonceUse",
+    "PersonRecord",
     "QuarantinedSheet",
     "ReplayError",
     "SecurityEvent",
@@ -75,6 +83,10 @@ class StoredSheet:
     institution_code: str | None
     respondent_list_entry: str | None
     body_json: str
+    # person-level counting (docs/census-sheet.md section 6); None for a household sheet
+    person_key: str | None = None
+    source: str | None = None
+    region: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +170,18 @@ class CustodyItem:
     nonce: NonceUse
 
 
+@dataclass(frozen=True, slots=True)
+class PersonRecord:
+    """A counted list entry: the sheet that counts it (the first stored) and how many more name it."""
+
+    entry_id: str
+    road: str
+    device_id: str
+    received_at_ms: int
+    source: str
+    more_sheets: int
+
+
 class CensusStore(Protocol):
     async def open(self) -> None: ...
 
@@ -186,3 +210,7 @@ class CensusStore(Protocol):
     async def purge_nonces(self, now_ms: int) -> int: ...
 
     async def counts(self) -> dict[str, int]: ...
+
+    async def institution_persons(self, institution_code: str) -> list[PersonRecord]:
+        """The counted entries of one institution, in entry order."""
+        ...

@@ -71,6 +71,7 @@ from .store import (
     IngestItem,
     IngestOutcome,
     NonceUse,
+    PersonRecord,
     ReplayError,
     SecurityEvent,
     Stored,
@@ -100,7 +101,13 @@ _SAVE_SNAPSHOT = (
     " RETURNING version"
 )
 
-_COUNTED = ("batches", "sheets", "quarantine", "security_events", "custody", "nonces")
+_COUNTED = ("batches", "sheets", "quarantine", "security_events", "custody", "nonces", "persons", "review_cases")
+_INSTITUTION_PERSONS = (
+    "SELECT p.entry_id, p.road, b.device_id, b.received_at_ms, p.source,"
+    " (SELECT count(*) FROM review_cases r WHERE r.institution_code = p.institution_code"
+    " AND r.entry_id = p.entry_id AND r.kind = 'same-entry')"
+    " FROM persons p JOIN batches b ON b.id = p.batch_id WHERE p.institution_code = %s ORDER BY p.entry_id"
+)
 _COUNTS = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t})" for t in _COUNTED)  # noqa: S608 - fixed names
 
 
@@ -376,6 +383,7 @@ class PostgresStore:
                         "INSERT INTO quarantine (batch_id, idx, reason, body) VALUES (%s, %s, %s, %s)",
                         [(batch_id, q.index, q.reason, q.body_json) for q in item.quarantined],
                     )
+            await _count_persons(conn, batch_id, item)
             return Stored(item.receipt)
 
         return await self._write((0, item.device_id, item.seq), job)
@@ -518,6 +526,88 @@ class PostgresStore:
             return dict(zip(_COUNTED, (int(v) for v in row), strict=True))
 
         return await self._read(run)
+
+    async def institution_persons(self, institution_code: str) -> list[PersonRecord]:
+        async def run(conn: AsyncConnection[Any]) -> list[PersonRecord]:
+            cur = await conn.execute(_INSTITUTION_PERSONS, (institution_code,))
+            return [PersonRecord(r[0], r[1], r[2], int(r[3]), r[4], int(r[5])) for r in await cur.fetchall()]
+
+        return await self._read(run)
+
+
+async def _count_persons(conn: AsyncConnection[Any], batch_id: int, item: IngestItem) -> None:
+    """Count each institution sheet's entry once; a later sheet for a counted entry opens a review case.
+
+    ``ON CONFLICT DO NOTHING`` waits for a racing instance's uncommitted row
+    and then yields to it; the SELECT after it (READ COMMITTED, a new
+    snapshot) sees the winner, so exactly one sheet counts and the other
+    opens the case, whichever instance stores it.
+    """
+    for s in item.sheets:
+        code, entry = s.institution_code, s.respondent_list_entry
+        if code is None or entry is None:
+            continue
+        cur = await conn.execute(
+            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, counted_at_ms)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (institution_code, entry_id) DO NOTHING",
+            (code, entry, batch_id, s.index, item.road, s.source or "", s.region or "", item.received_at_ms),
+        )
+        if cur.rowcount == 0:
+            cur = await conn.execute(
+                "SELECT batch_id, idx FROM persons WHERE institution_code = %s AND entry_id = %s", (code, entry)
+            )
+            held = await cur.fetchone()
+            if held is None:
+                raise StoreError("a counted entry vanished between insert and read")
+            await _open_case(
+                conn,
+                kind="same-entry",
+                code=code,
+                entry=entry,
+                first=(held[0], held[1]),
+                second=(batch_id, s.index),
+                item=item,
+            )
+        if s.person_key is None:
+            continue
+        cur = await conn.execute(
+            "INSERT INTO person_keys (institution_code, person_key, entry_id, batch_id, idx)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (institution_code, person_key) DO NOTHING",
+            (code, s.person_key, entry, batch_id, s.index),
+        )
+        if cur.rowcount == 0:
+            cur = await conn.execute(
+                "SELECT entry_id, batch_id, idx FROM person_keys WHERE institution_code = %s AND person_key = %s",
+                (code, s.person_key),
+            )
+            key_held = await cur.fetchone()
+            if key_held is not None and key_held[0] != entry:
+                await _open_case(
+                    conn,
+                    kind="possible-duplicate",
+                    code=code,
+                    entry=key_held[0],
+                    first=(key_held[1], key_held[2]),
+                    second=(batch_id, s.index),
+                    item=item,
+                )
+
+
+async def _open_case(
+    conn: AsyncConnection[Any],
+    *,
+    kind: str,
+    code: str,
+    entry: str,
+    first: tuple[int, int],
+    second: tuple[int, int],
+    item: IngestItem,
+) -> None:
+    await conn.execute(
+        "INSERT INTO review_cases (kind, institution_code, entry_id, first_batch_id, first_idx, second_batch_id,"
+        " second_idx, opened_at_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (kind, code, entry, first[0], first[1], second[0], second[1], item.received_at_ms),
+    )
 
 
 async def _run_job(conn: AsyncConnection[Any], job: _Job) -> tuple[bool, Any]:

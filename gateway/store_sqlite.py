@@ -41,6 +41,7 @@ from .store import (
     IngestOutcome,
     NonceUse,
     NotDurableError,
+    PersonRecord,
     ReplayError,
     SecurityEvent,
     Stored,
@@ -280,6 +281,7 @@ class SqliteStore:
                 "INSERT INTO quarantine VALUES (?, ?, ?, ?)",
                 [(batch_id, q.index, q.reason, q.body_json) for q in item.quarantined],
             )
+            _count_persons(conn, batch_id, item)
             return Stored(item.receipt)
 
         return await self._write(job)
@@ -388,11 +390,92 @@ class SqliteStore:
     async def counts(self) -> dict[str, int]:
         def run(conn: sqlite3.Connection) -> dict[str, int]:
             out = {}
-            for table in ("batches", "sheets", "quarantine", "security_events", "custody", "nonces"):
+            for table in _COUNTED:
                 out[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
             return out
 
         return await self._read(run)
+
+    async def institution_persons(self, institution_code: str) -> list[PersonRecord]:
+        def run(conn: sqlite3.Connection) -> list[PersonRecord]:
+            rows = conn.execute(_INSTITUTION_PERSONS, (institution_code,)).fetchall()
+            return [PersonRecord(*r) for r in rows]
+
+        return await self._read(run)
+
+
+_COUNTED = ("batches", "sheets", "quarantine", "security_events", "custody", "nonces", "persons", "review_cases")
+_INSTITUTION_PERSONS = (
+    "SELECT p.entry_id, p.road, b.device_id, b.received_at_ms, p.source,"
+    " (SELECT count(*) FROM review_cases r WHERE r.institution_code = p.institution_code"
+    " AND r.entry_id = p.entry_id AND r.kind = 'same-entry')"
+    " FROM persons p JOIN batches b ON b.id = p.batch_id WHERE p.institution_code = ? ORDER BY p.entry_id"
+)
+
+
+def _count_persons(conn: sqlite3.Connection, batch_id: int | None, item: IngestItem) -> None:
+    """Count each institution sheet's entry once; a later sheet for a counted entry opens a review case."""
+    for s in item.sheets:
+        code, entry = s.institution_code, s.respondent_list_entry
+        if code is None or entry is None:
+            continue
+        cur = conn.execute(
+            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, counted_at_ms)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (institution_code, entry_id) DO NOTHING",
+            (code, entry, batch_id, s.index, item.road, s.source or "", s.region or "", item.received_at_ms),
+        )
+        if cur.rowcount == 0:
+            held = conn.execute(
+                "SELECT batch_id, idx FROM persons WHERE institution_code = ? AND entry_id = ?", (code, entry)
+            ).fetchone()
+            _open_case(
+                conn,
+                kind="same-entry",
+                code=code,
+                entry=entry,
+                first=(held[0], held[1]),
+                second=(batch_id, s.index),
+                at_ms=item.received_at_ms,
+            )
+        if s.person_key is None:
+            continue
+        cur = conn.execute(
+            "INSERT INTO person_keys (institution_code, person_key, entry_id, batch_id, idx) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (institution_code, person_key) DO NOTHING",
+            (code, s.person_key, entry, batch_id, s.index),
+        )
+        if cur.rowcount == 0:
+            held = conn.execute(
+                "SELECT entry_id, batch_id, idx FROM person_keys WHERE institution_code = ? AND person_key = ?",
+                (code, s.person_key),
+            ).fetchone()
+            if held[0] != entry:
+                _open_case(
+                    conn,
+                    kind="possible-duplicate",
+                    code=code,
+                    entry=held[0],
+                    first=(held[1], held[2]),
+                    second=(batch_id, s.index),
+                    at_ms=item.received_at_ms,
+                )
+
+
+def _open_case(
+    conn: sqlite3.Connection,
+    *,
+    kind: str,
+    code: str,
+    entry: str,
+    first: tuple[int, int],
+    second: tuple[int | None, int],
+    at_ms: int,
+) -> None:
+    conn.execute(
+        "INSERT INTO review_cases (kind, institution_code, entry_id, first_batch_id, first_idx, second_batch_id,"
+        " second_idx, opened_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (kind, code, entry, first[0], first[1], second[0], second[1], at_ms),
+    )
 
 
 def _insert_nonce(conn: sqlite3.Connection, nonce: NonceUse) -> None:

@@ -2,13 +2,22 @@
 
 1. a census authority is created (root, data and receipt keys, census CA),
    three tablets and one Department ingest station are enrolled;
-2. the gateway starts over HTTPS with the CA-issued certificate, on SQLite;
-3. two tablets fill census sheets and sync online (receipts verified);
-4. the third tablet has no coverage: it exports a USB volume image, and the
-   station pulls it in user space, verifies, spools and forwards it;
-5. a respondent answers online on the self-enumeration web service (road
-   ``web:WEB-AST-01``, scripts/demo_selfenum.py);
-6. what arrived is printed from the census store, then the gateway stops.
+2. the gateway starts over HTTPS with the CA-issued certificate, on SQLite,
+   with its staff dashboard (an administrator is created first);
+3. the dashboard imports the first-stage respondent lists of the tablets'
+   institutions (scripts/demo_count.py);
+4. a respondent answers online on the self-enumeration web service (road
+   ``web:WEB-AST-01``, scripts/demo_selfenum.py): entry 1 of TAB-0001's list;
+5. each tablet syncs once to fetch its assignments, then fills household
+   sheets and interviews entries of its list (``fill --entry``); TAB-0001 is
+   warned that entry 1 was enumerated online and interviews it anyway;
+6. two tablets sync online (receipts verified); the third has no coverage: it
+   exports a USB volume image, and the station pulls it in user space,
+   verifies, spools and forwards it;
+7. what arrived is printed from the census store: batches, persons counted
+   (each list entry once, whatever the road) and the review cases (the online
+   answer and the tablet interview of the same person: one case), and the
+   dashboard's coverage CSV; then the gateway stops.
 
 Everything lives in ``demo-run/`` (or ``$SANAQ_DEMO_DIR``), recreated each time, mode
 0700 under a umask of 077: it holds keys and census sheets. Only 127.0.0.1 is used.
@@ -32,6 +41,7 @@ from runtime.private_files import make_private_dir
 ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("SANAQ_DEMO_DIR") or ROOT / "demo-run")
 BIN = Path(sys.executable).parent
+ENTRIES = 8  # first-stage list entries per institution
 
 
 def step(text: str) -> None:
@@ -83,24 +93,33 @@ def main() -> int:
     keys = RUN / "gateway-keys"
     run("sanaq-keys", "export-gateway", "--authority", str(authority), "--out", str(keys))
 
-    step("gateway: HTTPS with the census CA certificate, SQLite store")
+    step("gateway: HTTPS with the census CA certificate, SQLite store, staff dashboard")
+    from scripts.demo_count import make_admin  # noqa: PLC0415 - needs the venv
+
+    make_private_dir(RUN / "gateway-state")
+    password = make_admin(RUN / "gateway-state" / "staff.db", RUN / "dashboard-admin.password")
+    print(f"dashboard administrator: admin (password in {RUN / 'dashboard-admin.password'})")
     gateway, url = start_gateway(keys)
     try:
-        return demo_with_gateway(authority, url)
+        return demo_with_gateway(authority, url, password)
     finally:
         gateway.send_signal(signal.SIGTERM)
         code = gateway.wait(timeout=60)
         print(f"\n== gateway stopped (exit {code}); logs in {RUN / 'gateway.log'}")
 
 
-def demo_with_gateway(authority: Path, url: str) -> int:
+def demo_with_gateway(authority: Path, url: str, password: str) -> int:
+    from keys.tls import client_ssl_context  # noqa: PLC0415 - needs the venv
+    from scripts.demo_count import Dashboard, list_csv, show_count  # noqa: PLC0415
+
     step("enroll three tablets and one Department ingest station")
     tablets = ["TAB-0001", "TAB-0002", "TAB-0003"]
+    institutions = [f"AL-00000{n}" for n in range(1, len(tablets) + 1)]
     (RUN / "bundles").mkdir()
     (RUN / "tablets").mkdir()
     for n, device in enumerate(tablets, start=1):
         run("sanaq-keys", "enroll-tablet", "--authority", str(authority), "--device-id", device,
-            "--usb-serial", f"R52N{n:06d}", "--institution", f"AL-00000{n}", "--worker-id", f"W-{n:04d}",
+            "--usb-serial", f"R52N{n:06d}", "--institution", institutions[n - 1], "--worker-id", f"W-{n:04d}",
             "--gateway-url", url, "--out", str(RUN / "bundles" / device), quiet=True)
     run("sanaq-keys", "enroll-station", "--authority", str(authority), "--station-id", "ST-ALMATY-01",
         "--gateway-url", url, "--out", str(RUN / "bundles" / "ST-ALMATY-01"), quiet=True)
@@ -108,11 +127,34 @@ def demo_with_gateway(authority: Path, url: str) -> int:
     snapshot = authority / "registry.snapshot"
     push_snapshot(url, snapshot)
 
-    step("online road: two tablets fill sheets and sync by themselves")
+    step("first-stage lists: the dashboard imports the respondent lists of the tablets' institutions")
+    dashboard = Dashboard(url, client_ssl_context(RUN / "gateway-keys" / "ca.crt"), password)
+    lists = list_csv(institutions, ENTRIES)
+    print(f"{', '.join(institutions)}: {dashboard.run(dashboard.import_lists(lists))}")
+
+    step("online self-enumeration: a respondent answers on the web service, the sheet goes to the gateway")
+    from scripts.demo_selfenum import online_road  # noqa: PLC0415 - needs the venv, like push_snapshot
+
+    online_road(RUN, BIN, authority, url, run=run, push_snapshot=push_snapshot)
+
+    step("tablets fetch their assignments (each its institution's list), fill households, interview entries")
     for n, device in enumerate(tablets, start=1):
         home = RUN / "tablets" / device
         run("sanaq-tablet", "--home", str(home), "init", "--bundle", str(RUN / "bundles" / device), quiet=True)
-        run("sanaq-tablet", "--home", str(home), "fill", "--seed", str(n), "--count", str(20 * n), quiet=True)
+        run("sanaq-tablet", "--home", str(home), "sync", quiet=True)  # issued in the office: fetches the list
+        run("sanaq-tablet", "--home", str(home), "fill", "--seed", str(n), "--count", str(10 * n),
+            "--mix", "household=1", quiet=True)
+    home = RUN / "tablets" / "TAB-0001"
+    run("sanaq-tablet", "--home", str(home), "list")
+    warned = subprocess.run([str(BIN / "sanaq-tablet"), "--home", str(home), "fill", "--entry", "1"],
+                            capture_output=True, text=True, check=False)
+    print(f"$ sanaq-tablet fill --entry 1  -> exit {warned.returncode}: {warned.stderr.strip()}")
+    run("sanaq-tablet", "--home", str(home), "fill", "--entry", "1", "--anyway")
+    for n, device in enumerate(tablets, start=1):
+        for entry in range(2, ENTRIES + 1 - n):
+            run("sanaq-tablet", "--home", str(RUN / "tablets" / device), "fill", "--entry", str(entry), quiet=True)
+
+    step("online road: two tablets sync by themselves")
     for device in tablets[:2]:
         run("sanaq-tablet", "--home", str(RUN / "tablets" / device), "sync", "--max-per-batch", "10")
 
@@ -130,13 +172,21 @@ def demo_with_gateway(authority: Path, url: str) -> int:
     step("TAB-0003 syncs later: its sync state shows the USB road delivered everything")
     run("sanaq-tablet", "--home", str(home), "sync")
 
-    step("online self-enumeration: a respondent answers on the web service, the sheet goes to the gateway")
-    from scripts.demo_selfenum import online_road  # noqa: PLC0415 - needs the venv, like push_snapshot
-
-    online_road(RUN, BIN, authority, url, run=run, push_snapshot=push_snapshot)
-
     step("what arrived in the census store")
     show_store(RUN / "gateway-state" / "census.db")
+    step("one count: each listed respondent once, whatever the road")
+    persons, cases = show_count(RUN / "gateway-state" / "census.db")
+    summary, coverage = dashboard.run(dashboard.coverage())
+    csv_path = RUN / "coverage.csv"
+    csv_path.write_text(coverage, encoding="utf-8")
+    print(f"dashboard: {summary['coverage']['enumerated']} of {summary['coverage']['listed']} listed respondents"
+          f" enumerated, {summary['coverage']['review_open']} review case(s) open at {url}/staff/review")
+    print(f"coverage CSV ({csv_path}):")
+    for line in coverage.splitlines():
+        if line.startswith(("level,", "institution,", "overall,")):
+            print(f"  {line}")
+    if cases != 1 or summary["coverage"]["persons"] != persons:
+        raise SystemExit(f"demo: expected one review case and the dashboard's persons ({persons}) to agree")
     return 0
 
 

@@ -6,7 +6,8 @@ PDF); ``sanaq-selfenum serve`` starts as its own process; a respondent reads
 the code off the slip and answers every page with a real HTTP client
 (aiohttp, cookies, CSRF tokens, no JavaScript); the service seals, signs and
 forwards the sheet over HTTPS to the gateway, and the confirmation page shows
-the census receive time.
+the census receive time. The respondent is entry 1 of the first-stage list of
+``AL-000001``, TAB-0001's institution (the list the dashboard imported).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ __all__ = ["online_road"]
 
 LIST = (
     "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date\n"
-    "AT-000231,1,2026-06-01,Жұмабаева,Ақмарал,Серікқызы,1961-04-12\n"
-    "AT-000231,2,2026-06-01,Сейітов,Нұрлан,,1975-09-30\n"
+    "AL-000001,1,2026-06-01,Жұмабаева,Ақмарал,Серікқызы,1961-04-12\n"
+    "AL-000001,2,2026-06-01,Сейітов,Нұрлан,,1975-09-30\n"
 )
 PAGES = {
     "name": {"surname": "Жұмабаева", "given_name": "Ақмарал", "patronymic": "Серікқызы"},
@@ -53,7 +54,7 @@ def online_road(run_dir: Path, bin_dir: Path, authority: Path, url: str, *, run:
     (run_dir / "list.csv").write_text(LIST, encoding="utf-8")
     run("sanaq-selfenum", "codes", "mint", "--config", str(config), "--list", str(run_dir / "list.csv"),
         "--slips", str(run_dir / "slips"), "--institution-kind", "childrens_home", "--worker-id", "W-0001")
-    code = _code_from_slip(run_dir / "slips" / "slips-AT-000231.pdf")
+    code = _code_from_slip(run_dir / "slips" / "slips-AL-000001.pdf")
     log = (run_dir / "selfenum.log").open("w")
     proc = subprocess.Popen([str(bin_dir / "sanaq-selfenum"), "serve", "--config", str(config)],
                             stdout=log, stderr=subprocess.PIPE, text=True)

@@ -5,6 +5,13 @@ Subcommands (all take ``--home DIR`` or ``$SANAQ_TABLET_HOME``; layout in ``tabl
 * ``fill --seed N --count N [--mix household=85,hospital=6,...]`` — generate
   sheets (``tablet.generator``), check them against the census-sheet schema,
   queue them in the outbox. Repeated fills with one seed continue its stream.
+* ``fill --entry N [--anyway]`` — interview entry N of the institution's list
+  (from the assignments the last sync fetched): one sheet naming that entry
+  and person. An entry already enumerated (online, here or by another tablet)
+  is refused with a warning (exit 2, code ``already-enumerated``) unless
+  ``--anyway``; the gateway then stores both sheets and opens a review case.
+* ``list [--all]`` — the held assignments: the open entries (and those that
+  need a revisit), or every entry with ``--all``.
 * ``pack [--max-per-batch N] [--max-batch-bytes N]`` — seal pending sheets into
   signed batches (each sealed once, consecutive seqs).
 * ``export-usb --out PATH [--in-place] [--fat 16|32]`` — write the USB export
@@ -32,6 +39,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import structlog
@@ -41,10 +49,11 @@ from keys.files import atomic_write
 from wire.errors import WireError
 
 from . import cli_args
+from .assignments import AssignmentBook
 from .cli_args import emit, now_ms
 from .cli_sync import add_sync_commands
-from .errors import TabletError
-from .generator import KindMix, generate_sheets
+from .errors import AlreadyEnumeratedError, TabletError, UnknownEntryError
+from .generator import KindMix, generate_sheets, sheet_for_entry
 from .identity import OUTBOX_FILE, TabletIdentity
 from .outbox import DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_PER_BATCH, Outbox
 from .sheet_schema import SheetValidator
@@ -94,6 +103,10 @@ def _read_cursor(path: Path) -> dict[str, int]:
 
 
 def _cmd_fill(args: argparse.Namespace) -> int:
+    if args.entry is not None:
+        return _fill_entry(args)
+    if args.seed is None or args.count is None:
+        raise TabletError("fill needs --seed and --count, or --entry N")
     identity = cli_args.identity(args)
     cursor_path = cli_args.home(args) / _CURSOR_FILE
     cursor = _read_cursor(cursor_path)
@@ -110,6 +123,72 @@ def _cmd_fill(args: argparse.Namespace) -> int:
     atomic_write(cursor_path, json.dumps({"v": 1, "streams": cursor}, sort_keys=True).encode())
     emit(args, {"added": added, "start": start, "sheets_pending": stats.sheets_pending},
           f"queued {added} sheets (stream {args.seed} from {start}); {stats.sheets_pending} pending")
+    return 0
+
+
+_STATUS_TEXT = {
+    "open": "open",
+    "needs-revisit": "needs a revisit",
+    "enumerated-online": "enumerated online",
+    "enumerated-here": "enumerated by this tablet",
+    "enumerated-elsewhere": "enumerated by another tablet",
+}
+
+
+def _fill_entry(args: argparse.Namespace) -> int:
+    identity = cli_args.identity(args)
+    book = AssignmentBook.load(cli_args.home(args))
+    held = book.number(args.entry)
+    if held is None:
+        raise UnknownEntryError("no such entry in the held assignments (run sync first)", entry=args.entry)
+    if held.enumerated:
+        when = "" if held.enumerated_at_ms is None else f" at {_utc(held.enumerated_at_ms)}"
+        warning = f"warning: {held.entry_id} is already {_STATUS_TEXT[held.status]}{when}"
+        if not args.anyway:
+            raise AlreadyEnumeratedError(f"{warning}; pass --anyway to interview again (staff will review both sheets)")
+        print(f"{warning}; interviewing anyway: staff will review both sheets", file=sys.stderr)
+    sheet = sheet_for_entry(
+        {"entry_id": held.entry_id, "surname": held.surname, "given_name": held.given_name,
+         "patronymic": held.patronymic, "birth_date": held.birth_date},
+        institution=book.institution or "", device_id=identity.device_id, seed=args.seed or 0,
+        filled_at_ms=now_ms(args), worker_id=identity.worker_id, census_moment=identity.census.day,
+    )
+    with _open_outbox(args, identity, validate=True) as outbox:
+        added = outbox.add_sheets([sheet], now_ms=now_ms(args))
+        stats = outbox.stats()
+    emit(args, {"added": added, "entry_id": held.entry_id, "status_before": held.status,
+                "sheets_pending": stats.sheets_pending},
+         f"queued the sheet of {held.entry_id}; {stats.sheets_pending} pending")
+    return 0
+
+
+def _utc(at_ms: int) -> str:
+    return datetime.fromtimestamp(at_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    book = AssignmentBook.load(cli_args.home(args))
+    shown = [e for e in sorted(book.entries.values(), key=lambda e: e.entry_id)
+             if args.all or e.status in ("open", "needs-revisit")]
+    value = {
+        "institution": book.institution,
+        "version": book.version,
+        "fetched_at_ms": book.fetched_at_ms,
+        "entries": [{"entry_id": e.entry_id, "status": e.status, "enumerated_at_ms": e.enumerated_at_ms,
+                     "surname": e.surname, "given_name": e.given_name, "patronymic": e.patronymic,
+                     "birth_date": e.birth_date} for e in shown],
+    }
+    if book.institution is None:
+        text = "no assignments held yet: run sync"
+    else:
+        counts = {s: sum(e.status == s for e in book.entries.values()) for s in _STATUS_TEXT}
+        head = (f"{book.institution}, assignments version {book.version}: {counts['open']} open, "
+                f"{counts['needs-revisit']} to revisit, "
+                f"{len(book.entries) - counts['open'] - counts['needs-revisit']} enumerated")
+        lines = [f"{e.entry_id[-5:]}  {_STATUS_TEXT.get(e.status, e.status):<28} {e.surname} {e.given_name} "
+                 f"{e.patronymic} ({e.birth_date})".replace("  (", " (") for e in shown]
+        text = "\n".join([head, *lines])
+    emit(args, value, text)
     return 0
 
 
@@ -170,11 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sync_commands(sub)
 
-    p = sub.add_parser("fill", help="generate synthetic sheets into the outbox")
-    p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--count", type=int, required=True)
+    p = sub.add_parser("fill", help="generate synthetic sheets into the outbox, or interview one list entry")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--count", type=int)
     p.add_argument("--mix", metavar="KIND=W,...", help="kind weights, e.g. household=0,hospital=1")
+    p.add_argument("--entry", type=int, metavar="N", help="interview entry N of the institution's list (see `list`)")
+    p.add_argument("--anyway", action="store_true", help="with --entry: interview even if already enumerated")
     p.set_defaults(func=_cmd_fill)
+
+    p = sub.add_parser("list", help="the institution's list entries still open (from the last sync)")
+    p.add_argument("--all", action="store_true", help="every entry with its status")
+    p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("pack", help="seal pending sheets into signed batches")
     p.add_argument("--max-per-batch", type=int, default=DEFAULT_MAX_PER_BATCH)

@@ -164,7 +164,8 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
 async def _sync(args: argparse.Namespace, identity: TabletIdentity, config: SyncConfig) -> int:
     path = cli_args.home(args) / OUTBOX_FILE
     worker = await OutboxWorker.open(path, device_id=identity.device_id, now_ms=cli_args.now_ms(args))
-    async with worker, SyncEngine(identity, worker, config, clock=_clock(args)) as engine:
+    engine_ = SyncEngine(identity, worker, config, clock=_clock(args), assignments_home=cli_args.home(args))
+    async with worker, engine_ as engine:
         with _stop_on_signals(engine.request_stop):
             if args.watch:
                 report = await engine.watch(on_pass=lambda r: _show(args, r, one_line=True))

@@ -21,6 +21,11 @@ One pass (``SyncEngine.sync_once``):
 5. **State again**, apply it, then send whatever is still open (each answer is
    then a duplicate carrying the first arrival's receipt), and read the state
    once more for the record if anything was sent.
+6. **Assignments** (when the engine has an ``assignments_home``): fetch the
+   institution's list changed since the held version (one attempt; protocol
+   section 10.1) and keep it (``tablet.assignments``). A document that does
+   not verify stops the pass like any refused proof; a gateway that serves no
+   assignments leaves the held list as it is.
 
 A batch is closed only by ``Outbox.mark_receipted`` with a receipt that
 verified (``GatewayClient.post_batch``) or by ``Outbox.apply_sync_state``
@@ -41,12 +46,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import structlog
 
 from wire import Receipt, SyncState
 
+from .assignments import AssignmentBook
 from .errors import CoverageRefusedError, GatewayUnreachableError, ProofRefusedError, SyncError
 from .gateway_client import GatewayClient, Interrupted, LinkStats
 from .identity import TabletIdentity
@@ -104,6 +111,7 @@ class SyncEngine:
         token: Callable[[int], bytes] = os.urandom,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         on_receipt: ReceiptSink | None = None,
+        assignments_home: Path | None = None,
     ) -> None:
         if outbox.device_id != identity.device_id:
             raise ValueError("outbox and identity name different devices")
@@ -118,6 +126,8 @@ class SyncEngine:
         self._token = token
         self._sleep = sleep
         self._on_receipt = on_receipt
+        self._assignments_home = assignments_home
+        self.assignments: AssignmentBook | None = None
         self._stop = asyncio.Event()
         self._client: GatewayClient | None = None
 
@@ -176,6 +186,7 @@ class SyncEngine:
         log.info("sync.pass.started", device_id=self.identity.device_id)
         try:
             await self._pass(tally)
+            await self._assignments_phase()
         except Interrupted:
             outcome = "interrupted"
         except GatewayUnreachableError as e:
@@ -259,6 +270,22 @@ class SyncEngine:
             raise ProofRefusedError(str(e), code="state-refused") from e
         tally.covered += len(coverage.covered)
         return state
+
+    async def _assignments_phase(self) -> None:
+        if self._assignments_home is None:
+            return
+        book = await asyncio.to_thread(AssignmentBook.load, self._assignments_home)
+        doc = await self.client.get_assignments(book.version if book.institution else 0)
+        if doc is not None:
+            outcome = await asyncio.to_thread(book.apply, doc, now_ms=self._now())
+            if outcome == "stale":
+                doc = await self.client.get_assignments(0)
+                outcome = "stale" if doc is None else await asyncio.to_thread(book.apply, doc, now_ms=self._now())
+            if outcome == "rollback":
+                log.warning("sync.assignments.rollback", device_id=self.identity.device_id, held=book.version)
+            log.info("sync.assignments.applied", device_id=self.identity.device_id, outcome=outcome,
+                     version=book.version, entries=len(book.entries))
+        self.assignments = book
 
     async def _pack(self, tally: _Tally) -> None:
         stats = await self._stats()

@@ -36,6 +36,7 @@ from typing import Any
 from wire.errors import CodedError
 
 __all__ = [
+    "AlreadyEnumeratedError",
     "CoverageRefusedError",
     "DeviceMismatchError",
     "DuplicateSheetError",
@@ -53,6 +54,7 @@ __all__ = [
     "SheetError",
     "SyncError",
     "TabletError",
+    "UnknownEntryError",
 ]
 
 
@@ -64,6 +66,18 @@ class TabletError(CodedError):
 
 class SheetError(TabletError):
     code = "sheet-error"
+
+
+class UnknownEntryError(TabletError):
+    """``fill --entry N`` names no entry of the held assignments."""
+
+    code = "unknown-entry"
+
+
+class AlreadyEnumeratedError(TabletError):
+    """``fill --entry N`` of an entry already enumerated, without ``--anyway``."""
+
+    code = "already-enumerated"
 
 
 class InvalidSheetError(SheetError):

@@ -4,6 +4,9 @@
   with the census gateway keys the tablet was provisioned with and name this
   device, this seq and the SHA-256 of exactly these envelope bytes.
 * ``get_state()`` -> ``wire.SyncState``: verified the same way, for this device.
+* ``get_assignments(since)`` -> ``wire.Assignments`` or None: one attempt, no
+  retries (assignments only advise; a gateway without lists answers 503),
+  verified the same way, for this device.
 * ``put_registry(snapshot)`` -> version (unsigned: the root signature inside
   the snapshot is the authorisation).
 
@@ -37,7 +40,7 @@ import aiohttp
 import structlog
 from nacl.signing import SigningKey
 
-from wire import Receipt, SyncState, parse_receipt, parse_sync_state
+from wire import Assignments, Receipt, SyncState, parse_assignments, parse_receipt, parse_sync_state
 from wire.errors import WireError
 
 from .errors import GatewayRefusedError, GatewayUnreachableError, ProofRefusedError
@@ -118,6 +121,26 @@ class GatewayClient:
             raise ProofRefusedError("sync state names another device", code="state-refused",
                                     state_device_id=state.device_id)
         return state
+
+    async def get_assignments(self, since: int) -> Assignments | None:
+        """The verified assignments changed after ``since`` (0: all), or None when the gateway has none now."""
+        query = f"since={since}" if since else ""
+        try:
+            answer = await self.transport.request("GET", f"/v1/devices/{self.device_id}/assignments", query=query)
+        except LinkError as e:
+            log.info("sync.assignments.unreachable", device_id=self.device_id, kind=e.kind)
+            return None
+        if answer.status != 200:
+            log.info("sync.assignments.not_served", device_id=self.device_id, status=answer.status, code=answer.code)
+            return None
+        raw = _b64(_json_object(answer).get("assignments"), "assignments")
+        try:
+            doc = parse_assignments(raw, self._gateway_keys)
+        except WireError as e:
+            raise ProofRefusedError(f"assignments do not verify ({e.code})", code="assignments-refused") from e
+        if doc.device_id != self.device_id:
+            raise ProofRefusedError("assignments name another device", code="assignments-refused")
+        return doc
 
     async def put_registry(self, snapshot: bytes) -> int:
         answer = await self.exchange("PUT", "/v1/registry", snapshot, SNAPSHOT_TYPE, signed=False)

@@ -27,9 +27,26 @@ from typing import Any
 from wire.census_sheet import FOUNDING_ORDER_MOMENT
 
 from .household import Family, make_household, make_resident
-from .places import INSTITUTION_KINDS, SCHEMA_KIND, Area, Institution, make_institution, pick_area, random_address
+from .places import (
+    INSTITUTION_KINDS,
+    SCHEMA_KIND,
+    Area,
+    Institution,
+    kind_of_code,
+    make_institution,
+    pick_area,
+    random_address,
+)
 
-__all__ = ["CENSUS_MOMENT", "DEFAULT_MIX", "KindMix", "TabletProfile", "generate_sheets", "tablet_profile"]
+__all__ = [
+    "CENSUS_MOMENT",
+    "DEFAULT_MIX",
+    "KindMix",
+    "TabletProfile",
+    "generate_sheets",
+    "sheet_for_entry",
+    "tablet_profile",
+]
 
 CENSUS_MOMENT = FOUNDING_ORDER_MOMENT.day  # the founding order's; a provisioned tablet uses its bundle's
 _LOCAL = timezone(timedelta(hours=5))  # Kazakhstan, single time zone since 2024
@@ -172,5 +189,61 @@ def _institution_part(
         "worker_id": profile.responsible_workers[inst.code],
         "worker_role": "responsible_worker",
         "address": dict(inst.address),
+        "persons": [resident],
+    }
+
+
+def _full_years(birth: date, moment: date) -> int:
+    return moment.year - birth.year - ((moment.month, moment.day) < (birth.month, birth.day))
+
+
+def sheet_for_entry(
+    entry: dict[str, str],
+    *,
+    institution: str,
+    device_id: str,
+    seed: int,
+    filled_at_ms: int,
+    worker_id: str | None = None,
+    census_moment: date = CENSUS_MOMENT,
+) -> dict[str, Any]:
+    """An institution sheet answering one list entry (``entry_id``, names and birth date from the list).
+
+    The resident's other answers are synthetic (``make_resident``), made to fit
+    the listed birth date (marital status and education by age, S-55, S-56).
+    The institution's kind comes from its code's prefix (``hospital`` when unknown);
+    its address is one per institution code.
+    """
+    kind = kind_of_code(institution) or "hospital"
+    rng = random.Random(f"sanaq-entry/{seed}/{device_id}/{entry['entry_id']}")  # noqa: S311
+    resident, by_records = make_resident(rng, kind, census_moment)
+    birth = date.fromisoformat(entry["birth_date"])
+    age = _full_years(birth, census_moment)
+    resident |= {"surname": entry["surname"], "given_name": entry["given_name"], "birth_date": entry["birth_date"]}
+    resident.pop("patronymic", None)
+    if entry.get("patronymic"):
+        resident["patronymic"] = entry["patronymic"]
+    if age < 16:
+        resident["marital_status"] = "not_applicable"
+    elif resident["marital_status"] == "not_applicable":
+        resident["marital_status"] = "never_married"
+    if age < 7:
+        resident["education"] = "not_applicable"
+    elif resident["education"] == "not_applicable":
+        resident["education"] = "primary" if age < 16 else "general_secondary"
+    place = random.Random(f"sanaq-institution/{institution}")  # noqa: S311 - one address per institution
+    address = random_address(place, pick_area(place), apartment=False)
+    return {
+        "sheet_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "census_moment": census_moment.isoformat(),
+        "filled_at_ms": filled_at_ms,
+        "form": "institution",
+        "institution_code": institution,
+        "institution_kind": SCHEMA_KIND[kind],
+        "respondent_list_entry": entry["entry_id"],
+        "source": "administration_records" if by_records else "interview",
+        "worker_id": worker_id or f"rw-{institution}-1",
+        "worker_role": "responsible_worker",
+        "address": address,
         "persons": [resident],
     }

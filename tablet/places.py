@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 __all__ = [
+    "kind_of_code",
     "INSTITUTION_KINDS",
     "SCHEMA_KIND",
     "REGIONS",
@@ -34,6 +35,11 @@ SCHEMA_KIND = {
     "social_care_centre": "social_service_centre",
 }
 _KIND_PREFIX = {"childrens_home": "DD", "boarding_school": "SI", "hospital": "BL", "social_care_centre": "CS"}
+
+
+def kind_of_code(code: str) -> str | None:
+    """The generator's institution kind of a code made by ``make_institution`` (None for other codes)."""
+    return next((k for k, p in _KIND_PREFIX.items() if code.startswith(p + "-")), None)
 
 _STREETS = (
     "ул. Абая", "ул. Сейфуллина", "ул. Желтоқсан", "ул. Толе би", "пр. Республики", "ул. Бейбітшілік",

@@ -133,10 +133,14 @@ class Transport:
         return self.offset_ms
 
     async def request(
-        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None, *, signed: bool = True
+        self, method: str, path: str, body: bytes | None = None, content_type: str | None = None, *,
+        signed: bool = True, query: str = "",
     ) -> Answer:
+        """One request; ``query`` (raw, without ``?``) is sent and signed as ``@query`` (GET only)."""
         full_path = self._prefix + path
         url = self._base.with_path(full_path, encoded=True)
+        if query:
+            url = url.with_query(query)
         headers: dict[str, str] = {}
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -144,7 +148,7 @@ class Transport:
             headers.update(httpsig.sign_request(
                 method=method, authority=self._authority, path=full_path, content_type=content_type, body=body,
                 signing_key=self._key, created=self.now_ms() // 1000, nonce=nonce_from(self._token),
-                scheme=self._base.scheme,
+                scheme=self._base.scheme, query=query,
             ))
         try:
             async with self._session.request(

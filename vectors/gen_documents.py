@@ -16,11 +16,11 @@ from gen_keys import DEVICE, KEYS, STATION, T_RECEIVED, WEB_SERVICE
 
 from wire import canonical, compute_gaps
 
-__all__ = ["LABELS", "MAGICS", "access_codes_vectors", "doc_case", "flip", "raw_document", "receipt_vectors",
-           "sync_state_vectors"]
+__all__ = ["LABELS", "MAGICS", "access_codes_vectors", "assignments_vectors", "doc_case", "flip", "raw_document",
+           "receipt_vectors", "sync_state_vectors"]
 
 MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY",
-          "access-codes": b"SNQA"}
+          "access-codes": b"SNQK", "assignments": b"SNQA"}
 LABELS = {kind: b"sanaq-sync/v1/" + kind.encode() + b"\x00" for kind in MAGICS}
 
 
@@ -289,6 +289,80 @@ def access_codes_vectors() -> dict[str, Any]:
             "Decode the container (kind access-codes), verify it with the keys in 'trusted', check the body members "
             "and the ordering of the changes. The first failure gives 'expected'.",
             "A web service then also checks web_id (its own) and since (the version it asked from).",
+        ],
+        "trusted": ["gateway"],
+        "keys": None,
+        "cases": cases,
+    }
+
+
+def assignments_vectors() -> dict[str, Any]:
+    def entry(number: int, status: str, changed: int, *, at: int | None = None, **names: str) -> dict[str, Any]:
+        return {"entry_id": f"AB-000001/{number:05d}", "status": status, "enumerated_at_ms": at,
+                "surname": names.get("surname", "Серікова"), "given_name": names.get("given_name", "Айгүл"),
+                "patronymic": names.get("patronymic", ""), "birth_date": names.get("birth_date", "1950-03-14"),
+                "changed": changed}
+
+    def body(version: int, since: int, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"v": 1, "device_id": DEVICE, "institution": "AB-000001", "issued_at_ms": T_RECEIVED + 9000,
+                "version": version, "since": since, "entries": entries}
+
+    whole = body(3, 0, [
+        entry(1, "open", 1),
+        entry(2, "enumerated-online", 2, at=T_RECEIVED, surname="Ivanov", given_name="Petr", patronymic="Ilyich",
+              birth_date="1941-06-22"),
+        entry(3, "enumerated-here", 3, at=T_RECEIVED + 1000, surname="Жұмабек", given_name="Нұрлан"),
+        entry(4, "enumerated-elsewhere", 3, at=T_RECEIVED + 2000, surname="Ким", given_name="Ли"),
+        entry(5, "needs-revisit", 1, surname="Омаров", given_name="Ерлан"),
+    ])
+    delta = body(4, 3, [entry(1, "enumerated-here", 4, at=T_RECEIVED + 3000),
+                        entry(6, "withdrawn", 4, surname="", given_name="", birth_date="")])
+    empty = body(0, 0, [])
+
+    def parsed(b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if k != "v"}
+
+    good = raw_document("assignments", whole, "gateway")
+    first = whole["entries"][0]
+    cases = [
+        ok_case("whole", "the whole list at version 3 (since 0), one entry of each status but withdrawn",
+                "assignments", whole, signer="gateway", parsed=parsed(whole)),
+        ok_case("delta", "entries changed after version 3: one now enumerated here, one withdrawn",
+                "assignments", delta, signer="gateway", parsed=parsed(delta)),
+        ok_case("empty", "no list held for the institution yet", "assignments", empty, signer="gateway",
+                parsed=parsed(empty)),
+        *container_cases("assignments", good, whole, signer="gateway", intruder="other_gateway",
+                         other_kind="sync-state"),
+        doc_case("since-above-version", "since 4 above version 3, signed",
+                 raw_document("assignments", {**whole, "since": 4}, "gateway"), "malformed"),
+        doc_case("changed-above-version", "an entry changed at version 4 in a version-3 document, signed",
+                 raw_document("assignments", body(3, 0, [{**first, "changed": 4}]), "gateway"), "malformed"),
+        doc_case("changed-not-after-since", "a delta since 3 holding an entry changed at 3, signed",
+                 raw_document("assignments", body(4, 3, [{**first, "changed": 3}]), "gateway"), "malformed"),
+        doc_case("unknown-status", "status 'done', signed",
+                 raw_document("assignments", body(3, 0, [{**first, "status": "done"}]), "gateway"), "malformed"),
+        doc_case("open-with-time", "an open entry with enumerated_at_ms, signed",
+                 raw_document("assignments", body(3, 0, [{**first, "enumerated_at_ms": T_RECEIVED}]), "gateway"),
+                 "malformed"),
+        doc_case("enumerated-without-time", "an enumerated entry without enumerated_at_ms, signed",
+                 raw_document("assignments", body(3, 0, [{**first, "status": "enumerated-here"}]), "gateway"),
+                 "malformed"),
+        doc_case("other-institution", "an entry of institution CD-000002, signed",
+                 raw_document("assignments", body(3, 0, [{**first, "entry_id": "CD-000002/00001"}]), "gateway"),
+                 "malformed"),
+        doc_case("out-of-order", "entries 2 then 1, signed",
+                 raw_document("assignments", body(3, 0, [whole["entries"][1], first]), "gateway"), "malformed"),
+        doc_case("withdrawn-in-whole", "a withdrawn entry in a whole list (since 0), signed",
+                 raw_document("assignments", body(4, 0, [delta["entries"][1]]), "gateway"), "malformed"),
+        doc_case("extra-member", "an entry with an extra member, signed",
+                 raw_document("assignments", body(3, 0, [{**first, "note": "x"}]), "gateway"), "malformed"),
+    ]
+    return {
+        "vectors": "assignments",
+        "spec": "docs/protocol.md, section 'Assignments'",
+        "procedure": [
+            "Decode the container (kind assignments), verify it with the keys in 'trusted', check the body members, "
+            "the entries' members and the consistency rules. The first failure gives 'expected'.",
         ],
         "trusted": ["gateway"],
         "keys": None,

@@ -24,12 +24,14 @@ BATCH_TYPE = "application/vnd.sanaq.batch"
 
 
 def _request(name: str, description: str, *, method: str, path: str, signer: str, body: bytes = b"",
-             content_type: str | None = None, nonce: str = NONCE, created: int = CREATED) -> dict[str, Any]:
+             content_type: str | None = None, nonce: str = NONCE, created: int = CREATED,
+             query: str = "") -> dict[str, Any]:
     from wire import httpsig  # noqa: PLC0415 - optional until that module lands
 
     added = httpsig.sign_request(method=method, authority=AUTHORITY, path=path, content_type=content_type,
                                  body=body if content_type is not None else None,
-                                 signing_key=KEYS[signer].signing_key, created=created, nonce=nonce)
+                                 signing_key=KEYS[signer].signing_key, created=created, nonce=nonce,
+                                 **({"query": query} if query else {}))
     headers = {"Host": AUTHORITY}
     if content_type is not None:
         headers["Content-Type"] = content_type
@@ -37,7 +39,7 @@ def _request(name: str, description: str, *, method: str, path: str, signer: str
     fields = {k.lower(): v for k, v in headers.items() if k.lower() in ("content-digest", "content-type")}
     covered = httpsig.parse_dictionary(headers["Signature-Input"], what="Signature-Input")["sanaq"]
     assert isinstance(covered, httpsig.InnerList)
-    base = httpsig.signature_base(httpsig.HttpRequest(method, AUTHORITY, path, fields), covered)
+    base = httpsig.signature_base(httpsig.HttpRequest(method, AUTHORITY, path, fields, query=query or None), covered)
     return {
         "name": name,
         "description": description,
@@ -45,7 +47,7 @@ def _request(name: str, description: str, *, method: str, path: str, signer: str
         "method": method,
         "authority": AUTHORITY,
         "path": path,
-        "query": "",
+        "query": query,
         "headers": headers,
         "body": body.hex(),
         "now_s": CREATED,
@@ -97,6 +99,9 @@ def httpsig_vectors() -> dict[str, Any] | None:
                    signer="tablet", nonce="Z2V0LXN0YXRlLW5vbmNlLTE")
     station = _request("post-batch-station", "station carries the same batch", method="POST", path="/v1/batches",
                        signer="station", body=envelope, content_type=BATCH_TYPE, nonce="c3RhdGlvbi1ub25jZS0x")
+    assignments = _request("get-assignments-since", "tablet reads its assignments changed after version 3",
+                           method="GET", path=f"/v1/devices/{DEVICE}/assignments", signer="tablet",
+                           nonce="YXNzaWdubWVudHMtbm9uY2U", query="since=3")
     si = post["headers"]["Signature-Input"]
     cases = [
         post,
@@ -143,7 +148,16 @@ def httpsig_vectors() -> dict[str, Any] | None:
                  headers={"Signature": "sanaq=:" + base64.b64encode(bytes(63)).decode("ascii") + ":"}),
         _variant(post, "signature-base64-unpadded", "Signature base64 without its padding (non-canonical)",
                  "bad-signature-input", headers={"Signature": post["headers"]["Signature"].replace("==:", ":")}),
-        _variant(post, "query-string", "a query string on a signed request", "bad-signature-input", query="x=1"),
+        _variant(post, "query-string", "a query string on a signed POST", "bad-signature-input", query="x=1"),
+        _variant(get, "query-not-covered", "a query string on a GET whose signature does not cover @query",
+                 "bad-signature-input", query="since=3"),
+        assignments,
+        _variant(assignments, "query-changed", "the request went with another query than signed", "bad-signature",
+                 query="since=4"),
+        _variant(assignments, "query-dropped", "signed with @query, sent without a query", "bad-signature-input",
+                 query=""),
+        _variant(assignments, "query-characters", "a query with a character outside the profile's set",
+                 "bad-signature-input", query="since=3%20"),
         _request("content-type-parameter", "Content-Type with a parameter, signed as sent", method="POST",
                  path="/v1/batches", signer="tablet", body=envelope, content_type=BATCH_TYPE + "; charset=binary",
                  nonce="Y3QtcGFyYW1ldGVyLW5vbmNl"),

@@ -31,7 +31,12 @@ if str(HERE) not in sys.path:  # allow "import generate" from tests as well as r
     sys.path.insert(0, str(HERE))
 
 from gen_canonical import canonical_vectors  # noqa: E402
-from gen_documents import access_codes_vectors, receipt_vectors, sync_state_vectors  # noqa: E402
+from gen_documents import (  # noqa: E402
+    access_codes_vectors,
+    assignments_vectors,
+    receipt_vectors,
+    sync_state_vectors,
+)
 from gen_ed25519 import ed25519_vectors  # noqa: E402
 from gen_envelope import envelope_vectors  # noqa: E402
 from gen_httpsig import httpsig_vectors  # noqa: E402
@@ -90,6 +95,9 @@ def build_all() -> dict[str, dict[str, Any]]:
         "custody.json": custody_vectors(manifest_doc),
         "sync_state.json": sync_state_vectors(),
         "access_codes.json": access_codes_vectors(),
+
+
+        "assignments.json": assignments_vectors(),
         "canonical_json.json": canonical_vectors(),
         "sheets.json": sheet_vectors(),
         "ed25519.json": ed25519_vectors(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import canonical, errors
 from .accesscodes import AccessCodeChange, AccessCodes, make_access_codes, parse_access_codes
+from .assignments import Assignment, Assignments, make_assignments, parse_assignments
 from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
 from .envelope import (
     BatchHeader,
@@ -56,6 +57,8 @@ __all__ = [
     "EXPORT_DIR",
     "MANIFEST_NAME",
     "VOLUME_LABEL",
+    "Assignment",
+    "Assignments",
     "BatchHeader",
     "CustodyRecord",
     "DocKind",
@@ -84,6 +87,9 @@ __all__ = [
     "key_id",
     "key_id_hex",
     "make_access_codes",
+
+
+    "make_assignments",
     "make_custody",
     "make_manifest",
     "make_receipt",
@@ -91,6 +97,9 @@ __all__ = [
     "make_sync_state",
     "open_envelope",
     "parse_access_codes",
+
+
+    "parse_assignments",
     "parse_custody",
     "parse_manifest",
     "parse_receipt",

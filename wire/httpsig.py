@@ -19,10 +19,15 @@ Sanaq profile
 
        POST, PUT           ("@method" "@authority" "@path" "content-digest" "content-type")
        GET, HEAD, DELETE   ("@method" "@authority" "@path")
+       the same, target with a query string
+                           ("@method" "@authority" "@path" "@query")
 
-   Other methods are refused. A request with a query string is refused (no
-   endpoint takes one); a GET, HEAD or DELETE carries no body: neither
-   ``Transfer-Encoding`` nor a ``Content-Length`` other than 0.
+   Other methods are refused. Only a GET, HEAD or DELETE may have a query
+   string (``GET .../assignments?since=V``), of at most 256 characters from
+   ``A-Z a-z 0-9 - . _ ~ = &``, and it is then covered as ``@query``; a POST or
+   PUT with one, or a query not covered, is refused. A GET, HEAD or DELETE
+   carries no body: neither ``Transfer-Encoding`` nor a ``Content-Length``
+   other than 0.
 3. Component values: ``@method`` as sent (uppercase); ``@authority`` is the
    host (``Host`` or ``:authority``) lowercased, port dropped when it is the
    scheme's default (443 https, 80 http); ``@path`` is the absolute path as
@@ -254,6 +259,8 @@ TAG = "sanaq-sync/v1"
 ALG = "ed25519"
 COMPONENTS_WITH_BODY = ("@method", "@authority", "@path", "content-digest", "content-type")
 COMPONENTS_WITHOUT_BODY = ("@method", "@authority", "@path")
+COMPONENTS_WITH_QUERY = ("@method", "@authority", "@path", "@query")
+_QUERY = re.compile(r"[A-Za-z0-9._~=&-]{1,256}")
 _FIELDS_READ = ("signature-input", "signature", "content-digest", "content-type")
 _NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _KEYID = re.compile(r"[0-9a-f]{32}")
@@ -269,17 +276,17 @@ class VerifiedRequest:
     components: tuple[str, ...]
 
 
-def _profile_components(method: str) -> tuple[str, ...]:
+def _profile_components(method: str, query: str = "") -> tuple[str, ...]:
     if method in ("POST", "PUT"):
         return COMPONENTS_WITH_BODY
     if method in ("GET", "HEAD", "DELETE"):
-        return COMPONENTS_WITHOUT_BODY
+        return COMPONENTS_WITH_QUERY if query else COMPONENTS_WITHOUT_BODY
     raise SignatureInputError("method is not signable under the profile", method=method[:16])
 
 
-def _check_target(path: str, query: str) -> None:
-    if query:
-        raise SignatureInputError("query strings are not used by the profile")
+def _check_target(path: str, query: str, method: str) -> None:
+    if query and (method not in ("GET", "HEAD", "DELETE") or not _QUERY.fullmatch(query)):
+        raise SignatureInputError("query string not allowed here or not of the profile's characters")
     if not _PATH.fullmatch(path):
         raise SignatureInputError("path must be an absolute, percent-encoded path")
 
@@ -295,14 +302,16 @@ def sign_request(
     created: int,
     nonce: str,
     scheme: str = "https",
+    query: str = "",
 ) -> dict[str, str]:
     """Headers to add: ``Signature-Input``, ``Signature`` and, for POST/PUT, ``Content-Digest``.
 
     The request must carry ``Content-Type: <content_type>`` exactly as given;
-    GET/HEAD/DELETE take ``content_type=None`` and no body.
+    GET/HEAD/DELETE take ``content_type=None`` and no body, and may take a
+    ``query`` (raw, without ``?``), which is then covered as ``@query``.
     """
-    components = _profile_components(method)
-    _check_target(path, "")
+    components = _profile_components(method, query)
+    _check_target(path, query, method)
     if type(created) is not int or created < 0 or not _NONCE.fullmatch(nonce):
         raise SignatureInputError("created must be Unix seconds and nonce 16..64 base64url characters")
     headers: dict[str, str] = {}
@@ -321,7 +330,9 @@ def sign_request(
         ("tag", TAG),
     )
     covered = InnerList(tuple(Item(c) for c in components), params)
-    request = HttpRequest(method=method, authority=authority, path=path, fields=fields, scheme=scheme)
+    request = HttpRequest(
+        method=method, authority=authority, path=path, fields=fields, query=query or None, scheme=scheme
+    )
     signature = _ed25519.sign(signing_key, signature_base(request, covered))
     headers["Signature-Input"] = serialize_dictionary({LABEL: covered})
     headers["Signature"] = serialize_dictionary({LABEL: Item(signature)})
@@ -393,12 +404,12 @@ def parse_and_verify_request(
         raise MissingSignatureError("Signature and Signature-Input are required")
     covered, signature = _profile_member(inputs, sigs)
     created, nonce, kid = _profile_params(covered)
-    expected = _profile_components(method)
+    _check_target(path, query, method)
+    expected = _profile_components(method, query)
     components = tuple(i.value if isinstance(i.value, str) and not i.params else "" for i in covered.items)
     if components != expected:
         raise SignatureInputError("covered components differ from the profile", method=method)
-    _check_target(path, query)
-    if expected is COMPONENTS_WITHOUT_BODY and (body or announces_body):
+    if expected is not COMPONENTS_WITH_BODY and (body or announces_body):
         raise SignatureInputError(f"{method} must not carry a body")
     missing = [n for n in expected if not n.startswith("@") and n not in fields]
     if missing:
@@ -410,7 +421,9 @@ def parse_and_verify_request(
     public_key = lookup_key(kid)
     if len(public_key) != 32 or key_id(public_key) != kid:
         raise UnknownKeyError("key lookup returned a key with another key id", key_id=kid.hex())
-    request = HttpRequest(method=method, authority=authority, path=path, fields=fields, scheme=scheme)
+    request = HttpRequest(
+        method=method, authority=authority, path=path, fields=fields, query=query or None, scheme=scheme
+    )
     base = signature_base(request, covered)
     _ed25519.verify(public_key, base, signature, "request", key_id=kid.hex())
     return VerifiedRequest(key_id=kid, created=created, nonce=nonce, components=components)

@@ -95,6 +95,8 @@ class DashboardModel:
                 "listed": self.coverage.overall.listed,
                 "enumerated": self.coverage.overall.enumerated,
                 "institutions": {c.key: [c.enumerated, c.listed] for c in self.coverage.institutions},
+                "persons": self.coverage.overall.persons,
+                "review_open": self.coverage.overall.review_open,
             },
             "fleet": {r.device_id: {"colour": r.colour, "max_seq": r.max_seq, "gaps": r.gaps} for r in self.fleet},
         }

@@ -138,6 +138,37 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        5,
+        """
+        CREATE TABLE review_decisions (
+            case_id INTEGER PRIMARY KEY,
+            decision TEXT NOT NULL CHECK (decision IN ('keep-first', 'keep-second', 'different')),
+            institution_code TEXT NOT NULL,
+            new_entry_id TEXT,
+            decided_by INTEGER NOT NULL REFERENCES users (id),
+            decided_at_ms INTEGER NOT NULL
+        );
+        CREATE TABLE assignment_versions (
+            institution_code TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        );
+        CREATE TABLE assignment_status (
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            device_id TEXT NOT NULL,
+            at_ms INTEGER,
+            surname TEXT NOT NULL,
+            given_name TEXT NOT NULL,
+            patronymic TEXT NOT NULL,
+            birth_date TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            PRIMARY KEY (institution_code, entry_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX assignment_status_version ON assignment_status (institution_code, version);
+        """,
+    ),
 )
 
 

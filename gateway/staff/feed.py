@@ -27,7 +27,8 @@ from .dashboard import DashboardModel, build_model
 from .db import StaffDb
 from .errors import StaffStoreError
 from .lists import RespondentList, load_addition_ids, load_entry_ids, load_lists
-from .queries import StaffQueries
+from .queries import ReviewCaseRow, StaffQueries
+from .review import Counted, Decision, effective_persons, load_decisions
 from .tally import CensusTally
 
 __all__ = ["DashboardFeed"]
@@ -60,6 +61,10 @@ class DashboardFeed:
         self._marker: tuple[int, int | None] | None = None
         self._built_at_ms = 0
         self._lists: tuple[list[RespondentList], dict[str, frozenset[str]], dict[str, frozenset[str]]] | None = None
+        self.effective: dict[str, dict[str, Counted]] = {}
+        self.cases: list[ReviewCaseRow] = []
+        self.decisions: dict[int, Decision] = {}
+        self.revisit: dict[str, set[str]] = {}
         self.model: DashboardModel | None = None
         self.fragments: dict[str, str] = {}
         self.version = 0
@@ -106,11 +111,16 @@ class DashboardFeed:
         while True:
             rows = await self._queries.batches_after(self._tally.high_water, _CHUNK)
             if not rows:
-                return
+                break
             before = self._tally.high_water
             self._tally.add_batches(rows)
             self._tally.add_entries(await self._queries.list_entries_between(before, self._tally.high_water))
             if len(rows) < _CHUNK:
+                break
+        while True:
+            persons = await self._queries.persons_after(self._tally.persons_high_water, _CHUNK)
+            self._tally.add_persons(persons)
+            if len(persons) < _CHUNK:
                 return
 
     async def _build(self, now: int) -> DashboardModel:
@@ -121,6 +131,14 @@ class DashboardFeed:
             self._lists = await self._db.run(lambda c: (load_lists(c), load_entry_ids(c), load_addition_ids(c)))
         lists, entries, additions = self._lists
         acts = await self._db.run(last_acts)
+        self.cases = await self._queries.review_cases()
+        self.revisit = await self._queries.quarantined_entries()
+        self.decisions = await self._db.run(load_decisions)
+        self.effective = effective_persons(self._tally.persons, self.cases, self.decisions)
+        review_open: dict[str, int] = {}
+        for case in self.cases:
+            if case.id not in self.decisions:
+                review_open[case.institution_code] = review_open.get(case.institution_code, 0) + 1
         return build_model(
             now_ms=now,
             config=config,
@@ -130,7 +148,14 @@ class DashboardFeed:
             quarantine=await self._queries.quarantine_reasons(),
             custody=await self._queries.custody_pulls(config.recent_rows),
             custody_seen=await self._queries.custody_last_seen(),
-            coverage=compute_coverage(lists, entries, self._tally.seen_entries, additions),
+            coverage=compute_coverage(
+                lists,
+                entries,
+                {code: {e: c.category for e, c in got.items()} for code, got in self.effective.items()},
+                regions={code: {e: c.region for e, c in got.items()} for code, got in self.effective.items()},
+                review_open=review_open,
+                additions=additions,
+            ),
             checks=reconcile(acts, snapshot),
         )
 

@@ -26,8 +26,11 @@ from .errors import StaffConfigError, StaffStoreError
 __all__ = [
     "BatchRow",
     "CustodyPull",
+    "CaseSheet",
     "ExportedSheet",
+    "PersonRow",
     "ReasonCount",
+    "ReviewCaseRow",
     "SecurityEventRow",
     "SqliteStaffQueries",
     "StaffQueries",
@@ -87,6 +90,49 @@ class ExportedSheet:
     body_json: str
 
 
+@dataclass(frozen=True, slots=True)
+class PersonRow:
+    """A counted list entry (census ``persons``): the first stored sheet naming it."""
+
+    id: int
+    institution_code: str
+    entry_id: str
+    batch_id: int
+    index: int
+    road: str
+    source: str
+    region: str
+    device_id: str
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CaseSheet:
+    """One sheet of a review case with its provenance; ``body_json`` only when asked for (it holds names)."""
+
+    batch_id: int
+    index: int
+    device_id: str
+    seq: int
+    road: str
+    received_at_ms: int
+    sealed_at_ms: int
+    entry_id: str | None
+    source: str
+    body_json: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewCaseRow:
+    id: int
+    kind: str  # "same-entry" | "possible-duplicate"
+    institution_code: str
+    entry_id: str  # the first sheet's entry
+    opened_at_ms: int
+    first: CaseSheet
+    second: CaseSheet
+
+
 class StaffQueries(Protocol):
     async def open(self) -> None: ...
 
@@ -118,6 +164,22 @@ class StaffQueries(Protocol):
 
     async def export_sheets(self, after: tuple[int, int], limit: int) -> list[ExportedSheet]:
         """Stored sheets after (batch_id, index) in that order, at most ``limit``."""
+        ...
+
+    async def persons_after(self, after_id: int, limit: int) -> list[PersonRow]:
+        """Counted entries with id > after_id in id order (insert-only, so read incrementally)."""
+        ...
+
+    async def quarantined_entries(self) -> dict[str, set[str]]:
+        """Per institution, the list entries named by quarantined sheets (candidates for a revisit)."""
+        ...
+
+    async def review_cases(self) -> list[ReviewCaseRow]:
+        """Every review case with both sheets' provenance (no bodies), oldest first."""
+        ...
+
+    async def review_case(self, case_id: int) -> ReviewCaseRow | None:
+        """One case with both sheets' bodies, or None."""
         ...
 
 
@@ -218,6 +280,85 @@ class SqliteStaffQueries:
             return [ExportedSheet(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]) for r in rows]
 
         return await self._run(run)
+
+    async def persons_after(self, after_id: int, limit: int) -> list[PersonRow]:
+        def run(c: sqlite3.Connection) -> list[PersonRow]:
+            rows = c.execute(
+                "SELECT p.id, p.institution_code, p.entry_id, p.batch_id, p.idx, p.road, p.source, p.region,"
+                " b.device_id, b.received_at_ms FROM persons p JOIN batches b ON b.id = p.batch_id"
+                " WHERE p.id > ? ORDER BY p.id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+            return [PersonRow(*r) for r in rows]
+
+        return await self._run(run)
+
+    async def quarantined_entries(self) -> dict[str, set[str]]:
+        def run(c: sqlite3.Connection) -> dict[str, set[str]]:
+            out: dict[str, set[str]] = {}
+            rows = c.execute(
+                "SELECT DISTINCT json_extract(body, '$.institution_code'),"
+                " json_extract(body, '$.respondent_list_entry') FROM quarantine"
+                " WHERE json_valid(body) AND json_type(body) = 'object'"
+            )
+            for code, entry in rows:
+                if isinstance(code, str) and isinstance(entry, str):
+                    out.setdefault(code, set()).add(entry)
+            return out
+
+        return await self._run(run)
+
+    async def review_cases(self) -> list[ReviewCaseRow]:
+        return await self._run(lambda c: [_case(r, bodies=False) for r in c.execute(_CASES + " ORDER BY r.id")])
+
+    async def review_case(self, case_id: int) -> ReviewCaseRow | None:
+        def run(c: sqlite3.Connection) -> ReviewCaseRow | None:
+            row = c.execute(_CASES + " WHERE r.id = ?", (case_id,)).fetchone()
+            return None if row is None else _case(row, bodies=True)
+
+        return await self._run(run)
+
+
+_SIDE = "{b}.device_id, {b}.seq, {b}.road, {b}.received_at_ms, {b}.sealed_at_ms, {s}.respondent_list_entry, {s}.body"
+_CASES = (
+    "SELECT r.id, r.kind, r.institution_code, r.entry_id, r.opened_at_ms,"  # noqa: S608 - fixed aliases only
+    " r.first_batch_id, r.first_idx, " + _SIDE.format(b="fb", s="fs") + ","
+    " r.second_batch_id, r.second_idx, " + _SIDE.format(b="sb", s="ss") + " FROM review_cases r"
+    " JOIN batches fb ON fb.id = r.first_batch_id"
+    " JOIN sheets fs ON fs.batch_id = r.first_batch_id AND fs.idx = r.first_idx"
+    " JOIN batches sb ON sb.id = r.second_batch_id"
+    " JOIN sheets ss ON ss.batch_id = r.second_batch_id AND ss.idx = r.second_idx"
+)
+
+
+def _case_sheet(values: tuple[object, ...], *, bodies: bool) -> CaseSheet:
+    batch_id, idx, device_id, seq, road, received, sealed, entry, body = values
+    source = _detail(str(body)).get("source")
+    return CaseSheet(
+        batch_id=int(str(batch_id)),
+        index=int(str(idx)),
+        device_id=str(device_id),
+        seq=int(str(seq)),
+        road=str(road),
+        received_at_ms=int(str(received)),
+        sealed_at_ms=int(str(sealed)),
+        entry_id=None if entry is None else str(entry),
+        source=source if isinstance(source, str) else "",
+        body_json=str(body) if bodies else None,
+    )
+
+
+def _case(row: tuple[object, ...], *, bodies: bool) -> ReviewCaseRow:
+    head = row[:5]
+    return ReviewCaseRow(
+        id=int(str(head[0])),
+        kind=str(head[1]),
+        institution_code=str(head[2]),
+        entry_id=str(head[3]),
+        opened_at_ms=int(str(head[4])),
+        first=_case_sheet(row[5:14], bodies=bodies),
+        second=_case_sheet(row[14:23], bodies=bodies),
+    )
 
 
 def _detail(text: str) -> dict[str, object]:

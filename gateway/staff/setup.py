@@ -17,6 +17,7 @@ from keys.access_codes import pepper_id
 from wire import AccessCodeChange
 
 from .accounts import Accounts
+from .assignments import StaffAssignments
 from .codes import code_changes, load_pepper
 from .config import StaffConfig
 from .db import StaffDb
@@ -29,6 +30,7 @@ from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_json
 from .web_auth import get_login, post_login, post_logout
 from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
+from .web_review import get_review, get_review_case, post_review_case
 
 __all__ = ["setup_staff"]
 
@@ -56,6 +58,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     db = StaffDb(config.staff_db(census_path), ctx.clock)
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
+    ctx.assignments = StaffAssignments(db, feed)
     app[STAFF] = StaffState(
         config=config,
         ctx=ctx,
@@ -80,6 +83,9 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/lists", get_lists),
         ("POST", "/staff/lists", post_lists),
         ("GET", "/staff/missing", get_missing),
+        ("GET", "/staff/review", get_review),
+        ("GET", "/staff/review/{case_id:[0-9]{1,12}}", get_review_case),
+        ("POST", "/staff/review/{case_id:[0-9]{1,12}}", post_review_case),
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
         ("GET", "/staff/accounts", get_accounts),

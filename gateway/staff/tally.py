@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .queries import BatchRow
+from .queries import BatchRow, PersonRow
 
 __all__ = ["CensusTally", "DeviceTally"]
 
@@ -71,6 +71,8 @@ class CensusTally:
     quarantined_by_day: dict[int, int] = field(default_factory=dict)
     road_last_seen: dict[str, int] = field(default_factory=dict)
     seen_entries: dict[str, set[str]] = field(default_factory=dict)
+    persons: list[PersonRow] = field(default_factory=list)
+    persons_high_water: int = 0
     batches: int = 0
     sheets: int = 0
 
@@ -92,6 +94,11 @@ class CensusTally:
             self.batches += 1
             self.sheets += row.sheets_accepted
             self.high_water = max(self.high_water, row.id)
+
+    def add_persons(self, rows: Iterable[PersonRow]) -> None:
+        for row in rows:
+            self.persons.append(row)
+            self.persons_high_water = max(self.persons_high_water, row.id)
 
     def add_entries(self, pairs: Iterable[tuple[str, str]]) -> None:
         for code, entry in pairs:

@@ -99,7 +99,7 @@ async def get_missing(request: web.Request, staffed: Staffed) -> web.StreamRespo
     state = request.app[STAFF]
     chosen = request.query.get("institution", "").strip() or None
     await state.feed.current()
-    seen = state.feed.tally.seen_entries
+    seen = state.feed.effective
     lists, entries = await state.db.run(lambda c: (load_lists(c), load_entries(c, chosen)))
     missing = [e for e in entries if e.entry_id not in seen.get(e.institution_code, ())]
     await state.accounts.audit(staffed.session.user.id, "missing.viewed", institution=chosen or "*", rows=len(missing))

@@ -26,7 +26,7 @@ from gateway.config import GatewayConfig, LimitsConfig, ServerConfig
 from gateway.server import GatewayServer, build_server
 from gateway.staff.config import StaffConfig
 from gateway.store_sqlite import SqliteStore
-from wire import StationEntry, TabletEntry, httpsig, key_id, make_snapshot, seal_batch
+from wire import StationEntry, TabletEntry, WebServiceEntry, httpsig, key_id, make_snapshot, seal_batch
 
 DAY_MS = 86_400_000
 
@@ -46,7 +46,9 @@ class World:
     receipt: SigningKey = field(default_factory=lambda: SigningKey(seed("receipt")))
     tablets: dict[str, SigningKey] = field(default_factory=dict)
     stations: dict[str, SigningKey] = field(default_factory=dict)
+    webs: dict[str, SigningKey] = field(default_factory=dict)  # self-enumeration web services (road web:<id>)
     status: dict[str, str] = field(default_factory=dict)
+    institutions: dict[str, str] = field(default_factory=dict)  # tablet -> institution (default AB-000001)
     version: int = 0
 
     @classmethod
@@ -78,7 +80,7 @@ class World:
                 key_id=key_id(bytes(k.verify_key)),
                 public_key=bytes(k.verify_key),
                 usb_serial=f"SER{d}",
-                institution="AB-000001",
+                institution=self.institutions.get(d, "AB-000001"),
                 worker_id=f"W{d[-4:]}",
                 status=self.status.get(d, "issued"),
                 issued_at_ms=now - DAY_MS,
@@ -99,6 +101,10 @@ class World:
             tablets=tablets,
             stations=stations,
             root_key=self.root,
+            web_services=[
+                WebServiceEntry(w, key_id(bytes(k.verify_key)), bytes(k.verify_key), self.status.get(w, "active"))
+                for w, k in self.webs.items()
+            ],
         )
 
     def batch(
@@ -111,12 +117,13 @@ class World:
         schema: str = "census-sheet/1",
         key: SigningKey | None = None,
     ) -> bytes:
+        key = key or self.tablets.get(device_id) or self.webs[device_id]
         return seal_batch(
             device_id=device_id,
             seq=seq,
             sheets=sheets,
             sealed_at_ms=now_ms(),
-            device_key=key or self.tablets[device_id],
+            device_key=key,
             data_public_key=data_public or self.data_public,
             ephemeral_secret=os.urandom(32),
             schema=schema,
@@ -132,6 +139,7 @@ def sign(
     *,
     created: int | None = None,
     nonce: str | None = None,
+    query: str = "",
 ) -> dict[str, str]:
     parsed = aiohttp.client.URL(url)
     authority = parsed.host if parsed.is_default_port() else f"{parsed.host}:{parsed.port}"
@@ -144,6 +152,7 @@ def sign(
         signing_key=key,
         created=created if created is not None else int(time.time()),
         nonce=nonce or base64.urlsafe_b64encode(os.urandom(18)).decode().rstrip("="),
+        query=query,
     )
     if content_type:
         headers["Content-Type"] = content_type

@@ -88,6 +88,7 @@ async def test_reference_tablet_passes_the_conformance_kit(kit_factory: Any, tmp
         "other-refusals": "none",
         "sync-state": "read",
         "registry": "not-exercised",  # the reference client does not refresh its snapshot (a SHOULD)
+        "assignments": "fetched",  # the reference client fetches them on every sync
     }
     assert report["passed"] is True and code == 0
 

@@ -152,7 +152,13 @@ async def test_coverage_counts_sheets_synced_through_the_gateway(world: World, g
         status, _ = await post_batch(s, gw, world.batch("TAB-0002", 1, households), world.tablets["TAB-0002"])
         assert status == 200
     answer = await summary(admin)
-    assert answer["coverage"] == {"listed": 10, "enumerated": 3, "institutions": {code: [3, 10]}}
+    assert answer["coverage"] == {
+        "listed": 10,
+        "enumerated": 3,
+        "institutions": {code: [3, 10]},
+        "persons": 4,
+        "review_open": 0,
+    }
     assert answer["sheets"] == 7
 
     status, body, resp = await admin.get("/staff/export/coverage.csv")
@@ -162,14 +168,21 @@ async def test_coverage_counts_sheets_synced_through_the_gateway(world: World, g
         "level": "institution",
         "key": code,
         "district": "Медеуский район",
+        "region": rows[("institution", code)]["region"],
         "list_date": "2026-09-20",
         "institutions": "1",
         "listed": "10",
         "enumerated": "3",
         "off_list": "1",
         "coverage": "0.3000",
+        "persons": "4",
+        "enumerated_online": "0",
+        "interviewed": str(sum(s["source"] == "interview" for s in sheets)),
+        "administration_records": str(sum(s["source"] == "administration_records" for s in sheets)),
+        "review_open": "0",
         "additions": "0",
     }
+    assert rows[("institution", code)]["region"].startswith("KZ-")
     assert rows[("district", "Медеуский район")]["enumerated"] == "3"
     assert rows[("overall", "overall")]["listed"] == "10"
 

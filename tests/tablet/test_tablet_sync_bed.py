@@ -60,6 +60,7 @@ class GatewayBed:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     port: int = 0
     runner: web.AppRunner | None = None
+    staff: StaffConfig | None = None  # mount the staff dashboard (it holds the lists assignments come from)
 
     @classmethod
     def of_world(cls, world: World, db_path: Path, *, receipt_key: SigningKey | None = None) -> GatewayBed:
@@ -76,7 +77,7 @@ class GatewayBed:
     async def start(self) -> GatewayBed:
         config = GatewayConfig(database=f"sqlite:///{self.db_path}",
                                server=ServerConfig(plain_http=True, port=self.port), limits=self.limits,
-                               staff=StaffConfig(enabled=False))
+                               staff=self.staff if self.staff is not None else StaffConfig(enabled=False))
         server = build_server(config, SqliteStore(self.db_path), data_key=self.data_key, receipt_key=self.receipt_key,
                               root_public_key=self.root_public_key, bootstrap_snapshot=self.snapshot)
         await server.start(ssl_context=tls.server_ssl_context(*self.ssl_cert) if self.ssl_cert else None)

@@ -94,6 +94,12 @@ DOCUMENTS: dict[str, tuple[bytes, Callable[[bytes], Any]]] = {
             1, HASH.hex(), "AB-000001/00001", "AB-000001", "childrens_home", "W-17", "active")], gateway_key=GATEWAY),
         lambda d: wire.parse_access_codes(d, GATEWAYS),
     ),
+    "assignments": (
+        wire.make_assignments(device_id="TAB-1", institution="AB-000001", issued_at_ms=T, version=2, since=0,
+                              entries=[wire.Assignment("AB-000001/00001", "enumerated-here", T, "A", "B", "",
+                                                       "1950-01-01", 2)], gateway_key=GATEWAY),
+        lambda d: wire.parse_assignments(d, GATEWAYS),
+    ),
 }
 PARSERS = [parse for _, parse in DOCUMENTS.values()]
 
@@ -182,10 +188,12 @@ MEMBERS = {
     DocKind.CUSTODY: ("station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"),
     DocKind.SYNC_STATE: ("device_id", "issued_at_ms", "highest_contiguous", "max_seq", "gaps", "last_sync_ms"),
     DocKind.ACCESS_CODES: ("web_id", "issued_at_ms", "pepper_id", "since", "latest", "codes"),
+    DocKind.ASSIGNMENTS: ("device_id", "institution", "issued_at_ms", "version", "since", "entries"),
 }
 VALID_OF_KIND = {kind: DOCUMENTS[name][0] for kind, name in (
     (DocKind.RECEIPT, "receipt"), (DocKind.SNAPSHOT, "snapshot"), (DocKind.MANIFEST, "manifest"),
-    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"), (DocKind.ACCESS_CODES, "access-codes"))}
+    (DocKind.CUSTODY, "custody"), (DocKind.SYNC_STATE, "sync-state"), (DocKind.ACCESS_CODES, "access-codes"),
+    (DocKind.ASSIGNMENTS, "assignments"))}
 PARSE_KIND: dict[DocKind, Callable[[bytes], Any]] = {
     DocKind.RECEIPT: DOCUMENTS["receipt"][1],
     DocKind.SNAPSHOT: DOCUMENTS["snapshot"][1],
@@ -193,6 +201,7 @@ PARSE_KIND: dict[DocKind, Callable[[bytes], Any]] = {
     DocKind.CUSTODY: DOCUMENTS["custody"][1],
     DocKind.SYNC_STATE: DOCUMENTS["sync-state"][1],
     DocKind.ACCESS_CODES: DOCUMENTS["access-codes"][1],
+    DocKind.ASSIGNMENTS: DOCUMENTS["assignments"][1],
 }
 
 
@@ -217,6 +226,8 @@ def _inner(kind: DocKind) -> tuple[str, ...]:
         DocKind.CUSTODY: ("seq", "batch_hash", "vendor_id", "product_id", "serial"),
         DocKind.ACCESS_CODES: ("version", "code_hash", "entry_id", "institution_code", "institution_kind",
                                "worker_id", "status"),
+        DocKind.ASSIGNMENTS: ("entry_id", "status", "enumerated_at_ms", "surname", "given_name", "patronymic",
+                              "birth_date", "changed"),
     }.get(kind, ())
 
 

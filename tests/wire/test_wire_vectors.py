@@ -212,6 +212,7 @@ SNAPSHOTS = load("snapshot.json")
 MANIFESTS = load("manifest.json")
 CUSTODY = load("custody.json")
 SYNC = load("sync_state.json")
+ASSIGNMENTS = load("assignments.json")
 
 
 @pytest.mark.parametrize("case", cases("receipt.json"))
@@ -344,6 +345,22 @@ def test_sync_state_case(case: dict[str, Any]) -> None:
     assert made == data
 
 
+@pytest.mark.parametrize("case", cases("assignments.json"))
+def test_assignments_case(case: dict[str, Any]) -> None:
+    data = bytes.fromhex(case["document"])
+    code, a = outcome(lambda: wire.parse_assignments(data, trusted_map(ASSIGNMENTS, ASSIGNMENTS["trusted"])))
+    assert code == case["expected"]
+    if code != "ok":
+        return
+    p = case["parsed"]
+    assert (a.device_id, a.institution, a.issued_at_ms, a.version, a.since, [e.to_json() for e in a.entries]) == (
+        p["device_id"], p["institution"], p["issued_at_ms"], p["version"], p["since"], p["entries"])
+    made = wire.make_assignments(device_id=a.device_id, institution=a.institution, issued_at_ms=a.issued_at_ms,
+                                 version=a.version, since=a.since, entries=list(a.entries),
+                                 gateway_key=SigningKey(secret(ASSIGNMENTS, "gateway")))
+    assert made == data
+
+
 @pytest.mark.parametrize("case", cases("sync_state.json", "compute_gaps"))
 def test_compute_gaps_case(case: dict[str, Any]) -> None:
     highest, max_seq, gaps = wire.compute_gaps(case["seqs"])
@@ -401,10 +418,12 @@ def test_request_signature_case(case: dict[str, Any]) -> None:
     made = httpsig.sign_request(
         method=case["method"], authority=case["authority"], path=case["path"], content_type=content_type,
         body=bytes.fromhex(case["body"]) if content_type else None,
-        signing_key=SigningKey(secret(REQUESTS, case["signer"])), created=params["created"], nonce=params["nonce"])
+        signing_key=SigningKey(secret(REQUESTS, case["signer"])), created=params["created"], nonce=params["nonce"],
+        query=case["query"])
     assert made == {k: v for k, v in case["headers"].items() if k not in ("Host", "Content-Type")}
     fields = {k.lower(): v for k, v in case["headers"].items() if k in ("Content-Digest", "Content-Type")}
-    base = httpsig.signature_base(httpsig.HttpRequest(case["method"], case["authority"], case["path"], fields), si)
+    request = httpsig.HttpRequest(case["method"], case["authority"], case["path"], fields, query=case["query"] or None)
+    base = httpsig.signature_base(request, si)
     assert base.decode("ascii") == case["signature_base"]
 
 

@@ -1,0 +1,100 @@
+"""The review queue pages: the cases the census store opened, and the staff's decisions.
+
+Everyone signed in sees the queue (provenance only: roads, device or web ids,
+times). A case's page shows both sheets' person (names, birth date) and the
+decision form, so it is for administrators and each view is audited; each
+decision is recorded with the staff member and time (``review.decide``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import structlog
+from aiohttp import web
+
+from .errors import StaffInputError
+from .review import DECISIONS, decide
+from .state import STAFF
+from .web_auth import Staffed, staff_handler
+
+__all__ = ["get_review", "get_review_case", "post_review_case"]
+
+log = structlog.get_logger("sanaq.gateway.staff")
+
+
+def _case_id(request: web.Request) -> int:
+    return int(request.match_info["case_id"])
+
+
+@staff_handler()
+async def get_review(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    await state.feed.current()
+    cases, decisions = state.feed.cases, state.feed.decisions
+    open_cases = [c for c in cases if c.id not in decisions]
+    decided = [(c, decisions[c.id]) for c in cases if c.id in decisions]
+    return state.views.page(
+        "review.html",
+        session=staffed.session,
+        open_cases=open_cases,
+        decided=decided[-200:],
+        local=state.config.local_text,
+    )
+
+
+def _person(body_json: str | None) -> dict[str, str]:
+    body = json.loads(body_json or "{}")
+    persons = body.get("persons") if isinstance(body, dict) else None
+    person = persons[0] if isinstance(persons, list) and persons and isinstance(persons[0], dict) else {}
+    return {k: v for k, v in person.items() if isinstance(v, str)}
+
+
+async def _case_page(
+    request: web.Request, staffed: Staffed, *, notice: str | None = None, status: int = 200
+) -> web.StreamResponse:
+    state = request.app[STAFF]
+    case = await state.queries.review_case(_case_id(request))
+    if case is None:
+        return state.views.message(
+            "No such case", "There is no review case with this number.", status=404, session=staffed.session
+        )
+    await state.feed.current()
+    await state.accounts.audit(staffed.session.user.id, "review.viewed", case=case.id)
+    return state.views.page(
+        "review_case.html",
+        status=status,
+        session=staffed.session,
+        case=case,
+        decision=state.feed.decisions.get(case.id),
+        first=_person(case.first.body_json),
+        second=_person(case.second.body_json),
+        decisions=DECISIONS,
+        notice=notice,
+        local=state.config.local_text,
+    )
+
+
+@staff_handler(role="admin")
+async def get_review_case(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    return await _case_page(request, staffed)
+
+
+@staff_handler(role="admin")
+async def post_review_case(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    case = await state.queries.review_case(_case_id(request))
+    if case is None:
+        return state.views.message(
+            "No such case", "There is no review case with this number.", status=404, session=staffed.session
+        )
+    choice = staffed.form.get("decision", "") if staffed.form is not None else ""
+    now, user_id = state.ctx.clock(), staffed.session.user.id
+    try:
+        made = await state.db.run(lambda c: decide(c, case, choice, user_id=user_id, now_ms=now))
+    except StaffInputError as e:
+        return await _case_page(request, staffed, notice=f"Not decided: {e}", status=400)
+    log.info("staff.review.decided", case=case.id, kind=case.kind, decision=made.decision, user_id=user_id)
+    state.feed.poke(lists_changed=made.new_entry_id is not None)
+    extra = f" The list gained entry {made.new_entry_id}." if made.new_entry_id else ""
+    return await _case_page(request, staffed, notice=f"Case {case.id} decided: {made.decision}.{extra}")
