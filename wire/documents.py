@@ -4,7 +4,7 @@ Byte layout (big-endian; ``docs/protocol.md`` section "Signed documents")::
 
     magic        4   kind: "SNQR" receipt, "SNQS" registry snapshot,
                            "SNQM" USB manifest, "SNQC" custody record,
-                           "SNQY" sync state, "SNQK" access codes, "SNQA" assignments
+                           "SNQY" sync state, "SNQW" access codes, "SNQA" assignments
     version      1   0x01
     signer_key   16  key id of the Ed25519 signing key
     body_len     4
@@ -43,7 +43,7 @@ class DocKind(Enum):
     MANIFEST = (b"SNQM", "manifest")
     CUSTODY = (b"SNQC", "custody")
     SYNC_STATE = (b"SNQY", "sync-state")
-    ACCESS_CODES = (b"SNQK", "access-codes")
+    ACCESS_CODES = (b"SNQW", "access-codes")
     ASSIGNMENTS = (b"SNQA", "assignments")
 
     @property

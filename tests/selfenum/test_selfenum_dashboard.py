@@ -1,7 +1,7 @@
 
 """Access codes from the staff dashboard to the web service, over real HTTP on loopback.
 
-A real gateway with the staff dashboard mounted (``setup_staff``), the real
+A real gateway with the staff dashboard mounted (``build_server``), the real
 web service polling ``GET /v1/web/access-codes/since/N``: a responsible worker
 mints codes and gets the slips PDF, the respondent signs in with a printed
 code; revoke and re-issue take effect on the site; a resident missing from
@@ -19,13 +19,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from pypdf import PdfReader
 
-from gateway.app import create_app
 from gateway.config import GatewayConfig, ServerConfig
-from gateway.context import CTX
-from gateway.staff import StaffConfig, setup_staff
+from gateway.server import build_server
+from gateway.staff import StaffConfig
 from gateway.store_sqlite import SqliteStore
 from gwclient import GatewayRefused, SignedGatewayClient
 from keys.access_codes import normalise_code, pepper_id
@@ -48,16 +46,14 @@ async def serve_staff_gateway(env: Env, tmp_path: Path, *, staff: bool = True) -
         add_staff_user(staff_db, "worker", "viewer")
         add_staff_user(staff_db, "stranger", "viewer")
     a = env.authority
-    config = GatewayConfig(database=f"sqlite:///{db_path}", server=ServerConfig(plain_http=True, port=0))
-    app = create_app(config, SqliteStore(db_path), data_key=a.data_private_key(), receipt_key=a.gateway_signing_key(),
-                     root_public_key=a.root_public_key, bootstrap_snapshot=a.latest_snapshot())
-    if staff:
-        setup_staff(app, app[CTX], staff_config)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return StaffGateway(f"http://127.0.0.1:{runner.addresses[0][1]}", runner, app, db_path, staff_db)
+    config = GatewayConfig(database=f"sqlite:///{db_path}",
+                           server=ServerConfig(plain_http=True, port=0, shutdown_timeout_s=5),
+                           staff=staff_config if staff else StaffConfig(enabled=False))
+    server = build_server(config, SqliteStore(db_path), data_key=a.data_private_key(),
+                          receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
+                          bootstrap_snapshot=a.latest_snapshot())
+    await server.start()
+    return StaffGateway(f"http://127.0.0.1:{server.addresses[0][1]}", server.runner, server.app, db_path, staff_db)
 
 
 @pytest.fixture

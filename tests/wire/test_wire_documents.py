@@ -98,7 +98,7 @@ def test_container_layout_and_labels(kind: DocKind) -> None:
 
 
 def test_magics_are_distinct() -> None:
-    assert sorted(k.magic for k in DocKind) == [b"SNQA", b"SNQC", b"SNQK", b"SNQM", b"SNQR", b"SNQS", b"SNQY"]
+    assert sorted(k.magic for k in DocKind) == [b"SNQA", b"SNQC", b"SNQM", b"SNQR", b"SNQS", b"SNQW", b"SNQY"]
 
 
 @pytest.mark.parametrize(("signed_as", "presented_as"),
