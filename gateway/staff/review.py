@@ -117,7 +117,8 @@ def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet:
     if not {"surname", "given_name", "birth_date"} <= person.keys():
         raise StaffInputError("the second sheet names no person to add to the list", field="decision")
     conn.execute(
-        "INSERT INTO respondent_entries VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        "INSERT INTO respondent_entries (institution_code, entry_id, surname, given_name, patronymic, birth_date)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         (code, entry_id, person["surname"], person["given_name"], person.get("patronymic", ""), person["birth_date"]),
     )
     conn.execute(
