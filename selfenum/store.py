@@ -157,8 +157,10 @@ class SelfenumStore:
         """Store a new active code for its entry; with ``replace`` the entry's active code is revoked first."""
         with self._tx() as db:
             if replace:
-                db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
-                           " AND status = 'active'", (now_ms, row.entry_id))
+                for entry in row.entries:
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE status = 'active' AND"
+                               " (entry_id = ? OR EXISTS (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                               (now_ms, entry, entry))
             try:
                 db.execute("INSERT INTO codes (code_hash, entry_id, institution_code, institution_kind, worker_id,"
                            " status, issued_at_ms, members) VALUES (?,?,?,?,?,'active',?,?)",
@@ -168,10 +170,19 @@ class SelfenumStore:
                 raise OperatorError("entry already has an active code (use reissue)", entry_id=row.entry_id) from e
 
     def revoke_entry(self, entry_id: str, *, now_ms: int) -> int:
+        """Revoke the active code opening the entry (a household member's: the household's code)."""
         with self._tx() as db:
-            cur = db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
-                             " AND status = 'active'", (now_ms, entry_id))
+            cur = db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE status = 'active' AND"
+                             " (entry_id = ? OR EXISTS (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                             (now_ms, entry_id, entry_id))
             return cur.rowcount
+
+    def covering_code(self, entry_id: str) -> CodeRow | None:
+        """The active code that opens the entry, if any."""
+        r = self._db.execute("SELECT code_hash FROM codes WHERE status = 'active' AND (entry_id = ? OR EXISTS"
+                             " (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                             (entry_id, entry_id)).fetchone()
+        return None if r is None else self.code(r[0])
 
     def code(self, code_hash: str) -> CodeRow | None:
         r = self._db.execute("SELECT code_hash, entry_id, institution_code, institution_kind, worker_id, status,"
@@ -218,7 +229,11 @@ class SelfenumStore:
         return held
 
     def entries_with_codes(self) -> set[str]:
-        return {r[0] for r in self._db.execute("SELECT entry_id FROM codes WHERE status = 'active'")}
+        """Every entry an active code opens (its own, or as a household member)."""
+        out: set[str] = set()
+        for entry_id, members in self._db.execute("SELECT entry_id, members FROM codes WHERE status = 'active'"):
+            out.update(json.loads(members) if members else [entry_id])
+        return out
 
     # ---- drafts -----------------------------------------------------------------------------
 
