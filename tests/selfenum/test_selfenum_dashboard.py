@@ -437,3 +437,21 @@ async def test_a_household_gets_one_code_that_opens_each_members_sheet_in_turn(
     assert status == 303
     await poll(site)
     assert not await signs_in(site, household_code)
+
+
+async def test_no_pepper_complaint_while_the_dashboard_has_minted_nothing(
+        env: Env, sgw: StaffGateway, tmp_path: Path) -> None:
+    """A service that mints only with the CLI (its own pepper) stays quiet until the dashboard mints."""
+    import structlog
+
+    from selfenum.app import APP
+
+    w = await serve_selfenum(selfenum_config(env, tmp_path / "cli-only", sgw.url))
+    try:
+        follower = w.app[APP].codes
+        assert follower is not None
+        with structlog.testing.capture_logs() as logs:
+            assert await follower.poll()
+        assert not [e for e in logs if e["log_level"] in ("warning", "error")]
+    finally:
+        await w.stop()
