@@ -103,6 +103,9 @@ async def post_pdf(client: StaffClient, path: str, data: dict[str, str]) -> tupl
     headers = {"Origin": client.gw.url}
     async with client.session.post(client.gw.url + path, data={"csrf": client.csrf, **data}, headers=headers,
                                    allow_redirects=False) as r:
+        if r.content_type == "application/pdf":  # live codes: never cached anywhere
+            assert r.headers["Cache-Control"] == "no-store" and r.headers["Content-Disposition"].startswith(
+                "attachment;")
         return r.status, await r.read(), r.headers.get("Content-Type", "")
 
 
