@@ -458,3 +458,16 @@ async def test_no_pepper_complaint_while_the_dashboard_has_minted_nothing(
         assert not [e for e in logs if e["log_level"] in ("warning", "error")]
     finally:
         await w.stop()
+
+
+def test_set_institutions_refuses_unknown_users_and_bad_codes(sgw: StaffGateway, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    from gateway.staff.__main__ import main as staff_cli
+
+    db = str(sgw.staff_db)
+    assert staff_cli(["set-institutions", "--db", db, "--username", "nobody", INSTITUTION]) == 2
+    assert staff_cli(["set-institutions", "--db", db, "--username", "worker", "AB-1"]) == 2
+    assert "no such user" in capsys.readouterr().err
+    assert sgw.staff_rows("SELECT institution_code FROM user_institutions") == [(INSTITUTION,)]
+    assert staff_cli(["set-institutions", "--db", db, "--username", "worker"]) == 0  # no codes: cleared
+    assert sgw.staff_rows("SELECT count(*) FROM user_institutions") == [(0,)]
