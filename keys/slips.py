@@ -23,6 +23,7 @@ _KK = "Халық санағы онлайн режимде. Санақ пара�
 _RU = "Перепись населения онлайн. Заполните переписной лист на сайте {url}, код доступа:"
 _PER_PAGE = 8
 _HEIGHT = 35.0
+_MAX_HEAD = 110  # characters of "entry   names" that fit one line (a household's slip lists its members)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +53,8 @@ def render_slips(institution_code: str, slips: list[Slip], *, url: str, window: 
             pdf.line(10, top, 200, top)
         pdf.set_xy(12, top + 2)
         pdf.set_font("Slip", "B", 11)
-        pdf.cell(0, 5, f"{slip.entry_id}   {slip.name}")
+        head = f"{slip.entry_id}   {slip.name}"
+        pdf.cell(0, 5, head if len(head) <= _MAX_HEAD else head[: _MAX_HEAD - 1] + "…")
         pdf.set_font("Slip", "", 8.5)
         pdf.set_xy(12, top + 8)
         pdf.multi_cell(186, 4, _KK.format(url=url))

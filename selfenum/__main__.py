@@ -42,7 +42,7 @@ from runtime.sdnotify import Notifier
 from runtime.toml_config import ConfigError
 
 from .app import APP, create_app, load_pepper
-from .code_lists import read_list
+from .code_lists import households, read_list
 from .config import SelfenumConfig, load_config
 from .contacts import open_contact, reminders_csv
 from .errors import SelfenumError
@@ -119,13 +119,18 @@ def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     by_institution: dict[str, list[Slip]] = defaultdict(list)
     try:
         have = store.entries_with_codes()
-        for r in listed:
-            if r.entry_id in have:
+        for group in households(listed):
+            todo = [r for r in group if r.entry_id not in have]
+            if not todo:
                 continue
-            code = mint_code()
-            store.add_code(CodeRow(code_hash(pepper, code), r.entry_id, r.institution_code, args.institution_kind,
-                                   args.worker_id, "active"), now_ms=now, replace=False)
-            by_institution[r.institution_code].append(Slip(r.entry_id, r.name, code))
+            code, first = mint_code(), todo[0]
+            members = tuple(r.entry_id for r in todo) if len(todo) > 1 else ()
+            store.add_code(CodeRow(code_hash(pepper, code), first.entry_id, first.institution_code,
+                                   args.institution_kind, args.worker_id, "active", members),
+                           now_ms=now, replace=False)
+            label = first.entry_id if not members else f"{first.entry_id} +{len(members) - 1}"
+            names = first.name if not members else "; ".join(f"{r.entry_id[-5:]} {r.name}" for r in todo)
+            by_institution[first.institution_code].append(Slip(label, names, code))
     finally:
         store.close()
     out = Path(args.slips)
@@ -136,7 +141,7 @@ def _cmd_mint(config: SelfenumConfig, args: argparse.Namespace) -> int:
     minted = sum(len(s) for s in by_institution.values())
     log.info("selfenum.codes.minted", codes=minted, institutions=len(by_institution))
     print(f"minted {minted} code(s) for {len(by_institution)} institution(s); "
-          f"{len(listed) - minted} listed respondent(s) already had one; slips in {out}")
+          f"{len([r for r in listed if r.entry_id in have])} listed respondent(s) already had one; slips in {out}")
     return 0
 
 
@@ -167,14 +172,18 @@ def _cmd_reissue(config: SelfenumConfig, args: argparse.Namespace) -> int:
     code = mint_code()
     institution = args.entry.split("/", 1)[0]
     try:
-        store.add_code(CodeRow(code_hash(pepper, code), args.entry, institution, args.institution_kind,
-                               args.worker_id, "active"), now_ms=_now_ms(), replace=True)
+        held = store.covering_code(args.entry)  # a household's code is re-issued for the whole household
+        members = held.members if held is not None else ()
+        first = members[0] if members else args.entry
+        store.add_code(CodeRow(code_hash(pepper, code), first, institution, args.institution_kind,
+                               args.worker_id, "active", members), now_ms=_now_ms(), replace=True)
     finally:
         store.close()
     out = Path(args.slips)
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = out / f"slip-{args.entry.replace('/', '-')}.pdf"
-    write_slips(path, institution, [Slip(args.entry, "", code)], url=config.server.public_url,
+    label = args.entry if not members else f"{first} +{len(members) - 1}"
+    write_slips(path, institution, [Slip(label, "", code)], url=config.server.public_url,
                 window=_window_text(config), font=config.pdf_font)
     log.info("selfenum.codes.reissued", entry_id=args.entry)
     print(f"reissued the code of {args.entry}; slip in {path}")

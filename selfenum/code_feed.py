@@ -69,6 +69,8 @@ class CodeFollower:
             if doc.web_id != self._web_id or doc.since != since:
                 log.error("selfenum.codes.mismatch", since=since)
                 return False
+            if doc.latest == 0:  # the dashboard never minted a code: nothing to follow, whatever its pepper
+                return True
             if doc.pepper_id != self._pepper_id:  # every dashboard code would be refused: say so, apply nothing
                 log.error("selfenum.codes.pepper_mismatch", gateway_pepper_id=doc.pepper_id,
                           own_pepper_id=self._pepper_id)

@@ -3,7 +3,8 @@
 Same file format as the dashboard's list import (``docs/operations.md``):
 UTF-8 (BOM allowed), comma or semicolon separated, header with at least
 ``institution_code, entry_id, list_date, surname, given_name, birth_date``
-(``patronymic`` and ``district`` optional). Entry ids are ``AA-123456/00042``
+(``patronymic``, ``district`` and ``household`` optional; entries sharing a
+``household`` in an institution get one code). Entry ids are ``AA-123456/00042``
 or the bare number. A bad row refuses the whole file with its line number:
 minting is an authority act, half a list is worse than none. Names are read
 only to print on the slips; they are never stored by the web service.
@@ -18,10 +19,12 @@ from dataclasses import dataclass
 
 from .errors import OperatorError
 
-__all__ = ["ListedRespondent", "read_list"]
+__all__ = ["MAX_HOUSEHOLD", "ListedRespondent", "households", "read_list"]
 
 _REQUIRED = ("institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date")
-_OPTIONAL = ("patronymic", "district")
+_OPTIONAL = ("patronymic", "district", "household")
+_HOUSEHOLD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
+MAX_HOUSEHOLD = 30
 _CODE = re.compile(r"[A-Z]{2}-[0-9]{6}")
 _ENTRY_FULL = re.compile(r"([A-Z]{2}-[0-9]{6})/([0-9]{5})")
 _ENTRY_NUMBER = re.compile(r"[0-9]{1,5}")
@@ -34,6 +37,7 @@ class ListedRespondent:
     institution_code: str
     entry_id: str
     name: str  # "Surname Given Patronymic", for the slip only
+    household: str = ""  # where the lists are household-based: the household's id in its institution
 
 
 def read_list(data: bytes) -> list[ListedRespondent]:
@@ -55,6 +59,7 @@ def read_list(data: bytes) -> list[ListedRespondent]:
                             required=list(_REQUIRED))
     out: list[ListedRespondent] = []
     seen: set[str] = set()
+    sizes: dict[tuple[str, str], int] = {}
     try:
         for line, values in enumerate(reader, start=2):
             if not any(v.strip() for v in values):
@@ -82,7 +87,30 @@ def read_list(data: bytes) -> list[ListedRespondent]:
             parts = [row["surname"].strip(), row["given_name"].strip(), row.get("patronymic", "").strip()]
             if not parts[0] or not parts[1] or any(len(p) > _MAX_NAME for p in parts):
                 raise OperatorError("surname and given name are required, at most 64 characters", line=line)
-            out.append(ListedRespondent(code, entry, " ".join(p for p in parts if p)))
+            household = row.get("household", "").strip()
+            if household and not _HOUSEHOLD.fullmatch(household):
+                raise OperatorError("household must be 1-32 letters, digits or hyphens", line=line)
+            sizes[(code, household)] = sizes.get((code, household), 0) + 1
+            if household and sizes[(code, household)] > MAX_HOUSEHOLD:
+                raise OperatorError(f"a household has more than {MAX_HOUSEHOLD} members", line=line)
+            out.append(ListedRespondent(code, entry, " ".join(p for p in parts if p), household))
     except csv.Error as e:
         raise OperatorError("list file is not valid CSV") from e
     return out
+
+
+def households(listed: list[ListedRespondent]) -> list[list[ListedRespondent]]:
+    """One group per person without a household, one per (institution, household) in list order."""
+    groups: list[list[ListedRespondent]] = []
+    by_key: dict[tuple[str, str], list[ListedRespondent]] = {}
+    for r in listed:
+        if not r.household:
+            groups.append([r])
+        elif (r.institution_code, r.household) in by_key:
+            by_key[(r.institution_code, r.household)].append(r)
+        else:
+            by_key[(r.institution_code, r.household)] = [r]
+            groups.append(by_key[(r.institution_code, r.household)])
+    for g in groups:
+        g.sort(key=lambda r: r.entry_id)
+    return groups

@@ -1,7 +1,7 @@
 """Respondent sessions and CSRF tokens, both held by the browser and sealed by the service.
 
 The session cookie is a SecretBox (key ``cookie.key`` in the state directory,
-0600) over ``{code hash, draft key, csrf, expiry}``: the draft key travels
+0600) over ``{code hash, draft key, csrf, expiry, chosen household member}``: the draft key travels
 with the respondent and is never written to the service's disk. Before a code
 is entered, a CSRF cookie carries a random value and forms carry its HMAC.
 Every POST must carry a non-empty token that matches (constant-time).
@@ -32,6 +32,7 @@ class Session:
     draft_key: bytes
     csrf: str
     expires_at_ms: int
+    entry: str = ""  # a household code: the member whose sheet is being filled ("" until chosen)
 
 
 def load_or_make_secret(path: Path, size: int = 32) -> bytes:
@@ -53,7 +54,7 @@ class SessionBox:
 
     def seal(self, s: Session) -> str:
         body = json.dumps({"h": s.code_hash, "k": base64.b64encode(s.draft_key).decode(), "c": s.csrf,
-                           "e": s.expires_at_ms}).encode()
+                           "e": s.expires_at_ms, "n": s.entry}).encode()
         return base64.urlsafe_b64encode(bytes(self._box.encrypt(body))).decode().rstrip("=")
 
     def open(self, cookie: str | None, *, now_ms: int) -> Session | None:
@@ -63,7 +64,8 @@ class SessionBox:
         try:
             raw = self._box.decrypt(base64.urlsafe_b64decode(cookie + "=" * (-len(cookie) % 4)))
             body = json.loads(raw)
-            s = Session(str(body["h"]), base64.b64decode(body["k"]), str(body["c"]), int(body["e"]))
+            s = Session(str(body["h"]), base64.b64decode(body["k"]), str(body["c"]), int(body["e"]),
+                        str(body.get("n", "")))
         except (CryptoError, ValueError, KeyError, TypeError):
             return None
         return s if s.expires_at_ms > now_ms and len(s.draft_key) == 32 else None

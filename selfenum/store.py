@@ -17,6 +17,7 @@ orphan spool file, removed at start (it was never sent).
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -39,7 +40,8 @@ _SCHEMA = (
         worker_id TEXT NOT NULL,
         status TEXT NOT NULL CHECK (status IN ('active', 'revoked')),
         issued_at_ms INTEGER NOT NULL,
-        revoked_at_ms INTEGER
+        revoked_at_ms INTEGER,
+        members TEXT
     ) STRICT""",
     "CREATE UNIQUE INDEX IF NOT EXISTS codes_one_active ON codes (entry_id) WHERE status = 'active'",
     """CREATE TABLE IF NOT EXISTS drafts (
@@ -70,6 +72,11 @@ _SCHEMA = (
 )
 
 
+# SQL: code ``c`` opens an entry (itself, or a household member) that has no submission yet
+_UNSUBMITTED_MEMBER = ("EXISTS (SELECT 1 FROM json_each(COALESCE(c.members, json_array(c.entry_id))) m"
+                       " WHERE NOT EXISTS (SELECT 1 FROM submissions s WHERE s.entry_id = m.value))")
+
+
 @dataclass(frozen=True, slots=True)
 class CodeRow:
     code_hash: str
@@ -78,6 +85,11 @@ class CodeRow:
     institution_kind: str
     worker_id: str
     status: str
+    members: tuple[str, ...] = ()  # a household's code: every member's entry (entry_id first)
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return self.members or (self.entry_id,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +122,8 @@ class SelfenumStore:
             self._db.execute("PRAGMA busy_timeout=5000")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            if "members" not in {r[1] for r in self._db.execute("PRAGMA table_info(codes)")}:
+                self._db.execute("ALTER TABLE codes ADD COLUMN members TEXT")  # a database made before households
         except (OSError, sqlite3.Error) as e:
             raise OperatorError("cannot open the self-enumeration database", path=str(path)) from e
         if sweep_spool:
@@ -143,25 +157,40 @@ class SelfenumStore:
         """Store a new active code for its entry; with ``replace`` the entry's active code is revoked first."""
         with self._tx() as db:
             if replace:
-                db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
-                           " AND status = 'active'", (now_ms, row.entry_id))
+                for entry in row.entries:
+                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE status = 'active' AND"
+                               " (entry_id = ? OR EXISTS (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                               (now_ms, entry, entry))
             try:
-                db.execute("INSERT INTO codes VALUES (?,?,?,?,?,'active',?,NULL)",
+                db.execute("INSERT INTO codes (code_hash, entry_id, institution_code, institution_kind, worker_id,"
+                           " status, issued_at_ms, members) VALUES (?,?,?,?,?,'active',?,?)",
                            (row.code_hash, row.entry_id, row.institution_code, row.institution_kind, row.worker_id,
-                            now_ms))
+                            now_ms, json.dumps(row.members) if row.members else None))
             except sqlite3.IntegrityError as e:
                 raise OperatorError("entry already has an active code (use reissue)", entry_id=row.entry_id) from e
 
     def revoke_entry(self, entry_id: str, *, now_ms: int) -> int:
+        """Revoke the active code opening the entry (a household member's: the household's code)."""
         with self._tx() as db:
-            cur = db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
-                             " AND status = 'active'", (now_ms, entry_id))
+            cur = db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE status = 'active' AND"
+                             " (entry_id = ? OR EXISTS (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                             (now_ms, entry_id, entry_id))
             return cur.rowcount
 
+    def covering_code(self, entry_id: str) -> CodeRow | None:
+        """The active code that opens the entry, if any."""
+        r = self._db.execute("SELECT code_hash FROM codes WHERE status = 'active' AND (entry_id = ? OR EXISTS"
+                             " (SELECT 1 FROM json_each(members) m WHERE m.value = ?))",
+                             (entry_id, entry_id)).fetchone()
+        return None if r is None else self.code(r[0])
+
     def code(self, code_hash: str) -> CodeRow | None:
-        r = self._db.execute("SELECT code_hash, entry_id, institution_code, institution_kind, worker_id, status"
-                             " FROM codes WHERE code_hash = ?", (code_hash,)).fetchone()
-        return None if r is None else CodeRow(*r)
+        r = self._db.execute("SELECT code_hash, entry_id, institution_code, institution_kind, worker_id, status,"
+                             " members FROM codes WHERE code_hash = ?", (code_hash,)).fetchone()
+        if r is None:
+            return None
+        return CodeRow(code_hash=r[0], entry_id=r[1], institution_code=r[2], institution_kind=r[3], worker_id=r[4],
+                       status=r[5], members=tuple(json.loads(r[6])) if r[6] else ())
 
     def codes_version(self) -> int:
         """The last access-code change version applied from the gateway (0: none yet)."""
@@ -181,11 +210,16 @@ class SelfenumStore:
             held = since
             for c in changes:
                 if c.status == "active":
-                    db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE entry_id = ?"
-                               " AND status = 'active' AND code_hash != ?", (now_ms, c.entry_id, c.code_hash))
-                    db.execute("INSERT INTO codes VALUES (?,?,?,?,?,'active',?,NULL) ON CONFLICT (code_hash) DO"
-                               " UPDATE SET status = 'active', revoked_at_ms = NULL WHERE entry_id = excluded.entry_id",
-                               (c.code_hash, c.entry_id, c.institution_code, c.institution_kind, c.worker_id, now_ms))
+                    for member in c.entries:  # the code now opens these entries, and no other code does
+                        db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE status = 'active'"
+                                   " AND code_hash != ? AND (entry_id = ? OR EXISTS (SELECT 1 FROM json_each(members)"
+                                   " m WHERE m.value = ?))", (now_ms, c.code_hash, member, member))
+                    db.execute("INSERT INTO codes (code_hash, entry_id, institution_code, institution_kind, worker_id,"
+                               " status, issued_at_ms, members) VALUES (?,?,?,?,?,'active',?,?) ON CONFLICT (code_hash)"
+                               " DO UPDATE SET status = 'active', revoked_at_ms = NULL"
+                               " WHERE entry_id = excluded.entry_id",
+                               (c.code_hash, c.entry_id, c.institution_code, c.institution_kind, c.worker_id, now_ms,
+                                json.dumps(list(c.members)) if c.members else None))
                 else:
                     db.execute("UPDATE codes SET status = 'revoked', revoked_at_ms = ? WHERE code_hash = ?"
                                " AND status = 'active'", (now_ms, c.code_hash))
@@ -195,7 +229,11 @@ class SelfenumStore:
         return held
 
     def entries_with_codes(self) -> set[str]:
-        return {r[0] for r in self._db.execute("SELECT entry_id FROM codes WHERE status = 'active'")}
+        """Every entry an active code opens (its own, or as a household member)."""
+        out: set[str] = set()
+        for entry_id, members in self._db.execute("SELECT entry_id, members FROM codes WHERE status = 'active'"):
+            out.update(json.loads(members) if members else [entry_id])
+        return out
 
     # ---- drafts -----------------------------------------------------------------------------
 
@@ -245,10 +283,13 @@ class SelfenumStore:
                                                  r[6])
 
     def submit(self, entry_id: str, code_hash: str, *, now_ms: int,
-               seal: Callable[[int], tuple[bytes, str]], write: Callable[[Path, bytes], None]) -> Submission:
+               seal: Callable[[int], tuple[bytes, str]], write: Callable[[Path, bytes], None],
+               draft_id: str | None = None) -> Submission:
         """Take the next seq, seal with it, spool the envelope durably, record it, delete the draft: one commit.
 
-        A second call for the same entry returns the first submission unchanged.
+        ``draft_id``: the draft's key (a household member's is not the code hash alone). The reminder contact
+        goes once every entry the code opens is submitted. A second call for the same entry returns the first
+        submission unchanged.
         """
         with self._tx() as db:
             existing = self.submission(entry_id)
@@ -262,8 +303,9 @@ class SelfenumStore:
             write(self.spool_path(seq), envelope)
             db.execute("INSERT INTO submissions (entry_id, code_hash, seq, batch_hash, accepted_at_ms, state)"
                        " VALUES (?,?,?,?,?,'queued')", (entry_id, code_hash, seq, batch_hash, now_ms))
-            db.execute("DELETE FROM drafts WHERE code_hash = ?", (code_hash,))
-            db.execute("DELETE FROM contacts WHERE entry_id = ?", (entry_id,))
+            db.execute("DELETE FROM drafts WHERE code_hash = ?", (draft_id or code_hash,))
+            db.execute("DELETE FROM contacts WHERE code_hash = ? AND NOT EXISTS (SELECT 1 FROM codes c WHERE"  # noqa: S608 - constant fragment
+                       " c.code_hash = contacts.code_hash AND " + _UNSUBMITTED_MEMBER + ")", (code_hash,))
         done = self.submission(entry_id)
         assert done is not None
         return done
@@ -314,9 +356,7 @@ def read_pending_contacts(path: Path, *, now_ms: int) -> list[tuple[str, str, by
 
 
 def pending_contacts(db: sqlite3.Connection, *, now_ms: int) -> list[tuple[str, str, bytes]]:
-    rows = db.execute(
-        "SELECT k.entry_id, c.institution_code, k.sealed FROM contacts k JOIN codes c ON c.code_hash = k.code_hash"
-        " WHERE k.expires_at_ms > ? AND c.status = 'active'"
-        " AND NOT EXISTS (SELECT 1 FROM submissions s WHERE s.entry_id = k.entry_id) ORDER BY k.entry_id",
-        (now_ms,)).fetchall()
+    sql = ("SELECT k.entry_id, c.institution_code, k.sealed FROM contacts k JOIN codes c ON c.code_hash = k.code_hash"  # noqa: S608
+           " WHERE k.expires_at_ms > ? AND c.status = 'active' AND " + _UNSUBMITTED_MEMBER + " ORDER BY k.entry_id")
+    rows = db.execute(sql, (now_ms,)).fetchall()
     return [(r[0], r[1], bytes(r[2])) for r in rows]

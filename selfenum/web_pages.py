@@ -1,5 +1,9 @@
 """The respondent's pages: start (code), one page per question group, check answers, submit, confirmation.
 
+A household's code (where the lists are household-based) opens ``/members``
+first: every member on the list, and one census sheet per member filled one
+after another under the same code (the session names the member chosen).
+
 Every page answers in the respondent's language (cookie ``sq_lang``, Kazakh
 by default). Errors are shown in an error summary linking to each field and
 next to the field. Outside the online window every page says so and every
@@ -30,6 +34,7 @@ from .context import APP, SelfenumApp
 from .i18n import DEFAULT_LANGUAGE, LANGUAGES
 from .questionnaire import FIELDS, OPTION_LABELS, PAGES, FieldError, Page, Respondent
 from .sessions import Session
+from .store import CodeRow
 
 __all__ = ["add_routes", "csrf_middleware"]
 
@@ -43,6 +48,7 @@ _ASTANA = timezone(timedelta(hours=5))
 CODE_REFUSED = "The access code is not right, or it can no longer be used. Check it and try again"
 TOO_MANY = "Too many wrong codes were entered from this connection. Try again later"
 REMINDER_LINK = "Leave a phone number or e-mail address for a reminder (optional)"
+ANOTHER_MEMBER = "Fill in the census sheet of another person in your household"
 
 
 def _lang(request: web.Request) -> str:
@@ -137,15 +143,29 @@ def _session(request: web.Request, se: SelfenumApp) -> Session | None:
     return se.sessions.open(request.cookies.get(SESSION_COOKIE), now_ms=se.clock_ms())
 
 
-def _respondent(se: SelfenumApp, s: Session) -> Respondent | None:
+def _active_code(se: SelfenumApp, s: Session) -> CodeRow | None:
     row = se.store.code(s.code_hash)
-    if row is None or row.status != "active":
+    return row if row is not None and row.status == "active" else None
+
+
+def _respondent(se: SelfenumApp, s: Session) -> Respondent | None:
+    """Whose sheet the session fills: the code's entry, or the household member chosen on /members."""
+    row = _active_code(se, s)
+    if row is None:
         return None
-    return Respondent(row.entry_id, row.institution_code, row.institution_kind, row.worker_id)
+    entry = s.entry if row.members else row.entry_id
+    if entry not in row.entries:
+        return None
+    return Respondent(entry, row.institution_code, row.institution_kind, row.worker_id)
+
+
+def _draft_id(s: Session) -> str:
+    """A household member's draft is kept apart from the other members' (same code, same draft key)."""
+    return f"{s.code_hash}/{s.entry}" if s.entry else s.code_hash
 
 
 def _load_answers(se: SelfenumApp, s: Session) -> dict[str, str]:
-    sealed = se.store.draft(s.code_hash, now_ms=se.clock_ms())
+    sealed = se.store.draft(_draft_id(s), now_ms=se.clock_ms())
     if sealed is None:
         return {}
     try:
@@ -157,7 +177,7 @@ def _load_answers(se: SelfenumApp, s: Session) -> dict[str, str]:
 
 def _save_answers(se: SelfenumApp, s: Session, answers: Mapping[str, str]) -> None:
     sealed = bytes(SecretBox(s.draft_key).encrypt(json.dumps(dict(answers)).encode()))
-    se.store.save_draft(s.code_hash, sealed, now_ms=se.clock_ms(), expires_at_ms=se.config.window.closes_ms())
+    se.store.save_draft(_draft_id(s), sealed, now_ms=se.clock_ms(), expires_at_ms=se.config.window.closes_ms())
 
 
 def _signed_in(handler: Callable[[web.Request, SelfenumApp, Session, Respondent], Awaitable[web.StreamResponse]]
@@ -167,6 +187,8 @@ def _signed_in(handler: Callable[[web.Request, SelfenumApp, Session, Respondent]
         is_open, _ = _window(se)
         s = _session(request, se)
         who = _respondent(se, s) if s is not None else None
+        if s is not None and who is None and (row := _active_code(se, s)) is not None and row.members:
+            raise web.HTTPSeeOther("/members")  # a household's code: first choose whose sheet to fill
         if s is None or who is None:
             raise web.HTTPSeeOther("/")
         if se.store.submission(who.entry_id) is not None:
@@ -184,7 +206,7 @@ def _closed(request: web.Request, se: SelfenumApp) -> web.Response:
                    paragraphs=[_window_text(se, gettext)], reference=None)
 
 
-def _confirmation(request: web.Request, se: SelfenumApp, sub: Any) -> web.Response:
+def _confirmation(request: web.Request, se: SelfenumApp, sub: Any, *, household: bool = False) -> web.Response:
     gettext = se.catalogs.get(_lang(request)).gettext
     if sub.received_at_ms is not None:
         when = datetime.fromtimestamp(sub.received_at_ms / 1000, _ASTANA).strftime("%d.%m.%Y %H:%M:%S")
@@ -195,8 +217,9 @@ def _confirmation(request: web.Request, se: SelfenumApp, sub: Any) -> web.Respon
         paragraphs = [gettext("Your census sheet has been accepted and will be delivered to the census database "
                               "shortly. You do not need to do anything else."),
                       gettext("Thank you for taking part in the population census.")]
+    link = ("/members", gettext(ANOTHER_MEMBER)) if household else None
     return _render(request, se, "message.html", title="Census sheet sent", paragraphs=paragraphs,
-                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}")
+                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}", link=link)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
@@ -241,8 +264,11 @@ async def post_start(request: web.Request) -> web.StreamResponse:
     expires = min(se.clock_ms() + se.config.limits.session_idle_s * 1000, se.config.window.closes_ms())
     session = Session(h, derive_draft_key(code, se.draft_salt), se.sessions.new_csrf(), expires)
     log.info("selfenum.session.started")
-    done = se.store.submission(row.entry_id)
-    target = "/done" if done is not None else "/q/" + _first_open_page(se, session)
+    if row.members:
+        target = "/members"
+    else:
+        done = se.store.submission(row.entry_id)
+        target = "/done" if done is not None else "/q/" + _first_open_page(se, session)
     resp = web.HTTPSeeOther(target)
     _cookie(resp, se, SESSION_COOKIE, se.sessions.seal(session))
     raise resp
@@ -313,7 +339,7 @@ async def post_page(request: web.Request, se: SelfenumApp, s: Session, who: Resp
 def _keep_alive(resp: web.StreamResponse, se: SelfenumApp, s: Session) -> None:
     """Activity moves the idle limit (never past the close of the window)."""
     expires = min(se.clock_ms() + se.config.limits.session_idle_s * 1000, se.config.window.closes_ms())
-    fresh = Session(s.code_hash, s.draft_key, s.csrf, expires)
+    fresh = Session(s.code_hash, s.draft_key, s.csrf, expires, s.entry)
     _cookie(resp, se, SESSION_COOKIE, se.sessions.seal(fresh))
 
 
@@ -337,7 +363,7 @@ async def post_submit(request: web.Request, se: SelfenumApp, s: Session, who: Re
     try:
         sub = se.store.submit(who.entry_id, s.code_hash, now_ms=now,
                               seal=lambda seq: se.sealer.seal(sheet, seq, now_ms=now),
-                              write=lambda path, data: atomic_write(path, data, mode=0o600))
+                              write=lambda path, data: atomic_write(path, data, mode=0o600), draft_id=_draft_id(s))
     except (KeysError, OSError, sqlite3.Error) as e:  # disk full, I/O error: nothing was accepted
         log.error("selfenum.sheet.not_stored", error=type(e).__name__)
         return _message(request, se, "Your census sheet could not be accepted just now",
@@ -380,7 +406,9 @@ async def post_contact(request: web.Request, se: SelfenumApp, s: Session, who: R
     except ContactRefused:
         value = text[:100] if isinstance(text, str) else ""
         return _contact_page(request, se, s, value=value, errors=[FieldError("contact", BAD_CONTACT)], status=400)
-    se.store.save_contact(s.code_hash, who.entry_id, seal_contact(se.contacts_key, contact, _lang(request)),
+    row = _active_code(se, s)
+    entry = row.entry_id if row is not None else who.entry_id  # a household's contact is the household's
+    se.store.save_contact(s.code_hash, entry, seal_contact(se.contacts_key, contact, _lang(request)),
                           now_ms=se.clock_ms(), expires_at_ms=se.config.window.closes_ms())
     log.info("selfenum.contact.saved")
     return _render(request, se, "message.html", title="We will remind you", reference=None, link=back,
@@ -393,10 +421,42 @@ async def get_done(request: web.Request) -> web.StreamResponse:
     se = request.app[APP]
     s = _session(request, se)
     row = se.store.code(s.code_hash) if s is not None else None
-    sub = se.store.submission(row.entry_id) if row is not None else None
+    entry = (s.entry if row.members else row.entry_id) if row is not None and s is not None else ""
+    sub = se.store.submission(entry) if entry else None
     if sub is None:
+        raise web.HTTPSeeOther("/members" if row is not None and row.members else "/")
+    return _confirmation(request, se, sub, household=bool(row is not None and row.members))
+
+
+async def get_members(request: web.Request) -> web.StreamResponse:
+    """A household's code: every member on the list, sent or not, and a button to fill each one's sheet."""
+    se = request.app[APP]
+    s = _session(request, se)
+    row = _active_code(se, s) if s is not None else None
+    if row is None or not row.members:
         raise web.HTTPSeeOther("/")
-    return _confirmation(request, se, sub)
+    members = [(i, entry, se.store.submission(entry) is not None) for i, entry in enumerate(row.entries, start=1)]
+    return _render(request, se, "members.html", title="Your household", members=members,
+                   all_sent=all(sent for _, _, sent in members), window_open=_window(se)[0])
+
+
+async def post_members(request: web.Request) -> web.StreamResponse:
+    se = request.app[APP]
+    if not _window(se)[0]:
+        return _closed(request, se)
+    s = _session(request, se)
+    row = _active_code(se, s) if s is not None else None
+    if s is None or row is None or not row.members:
+        raise web.HTTPSeeOther("/")
+    form = await request.post()
+    entry = form.get("entry")
+    if not isinstance(entry, str) or entry not in row.members or se.store.submission(entry) is not None:
+        raise web.HTTPSeeOther("/members")
+    chosen = Session(s.code_hash, s.draft_key, s.csrf, s.expires_at_ms, entry)
+    log.info("selfenum.member.chosen")
+    resp = web.HTTPSeeOther("/q/" + _first_open_page(se, chosen))
+    _keep_alive(resp, se, chosen)
+    raise resp
 
 
 async def set_language(request: web.Request) -> web.StreamResponse:
@@ -452,6 +512,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/contact", get_contact)
     app.router.add_post("/contact", post_contact)
     app.router.add_get("/done", get_done)
+    app.router.add_get("/members", get_members)
+    app.router.add_post("/members", post_members)
     app.router.add_get("/language/{lang}", set_language)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)

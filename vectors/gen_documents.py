@@ -231,11 +231,15 @@ def _gaps_case(seqs: list[int]) -> dict[str, Any]:
 def access_codes_vectors() -> dict[str, Any]:
     def change(version: int, n: int, status: str) -> dict[str, Any]:
         return {"version": version, "code_hash": hashlib.sha256(b"code %d" % n).hexdigest(),
-                "entry_id": f"AB-000001/{n:05d}", "institution_code": "AB-000001",
+                "entry_id": f"AB-000001/{n:05d}", "members": [f"AB-000001/{n:05d}"], "institution_code": "AB-000001",
                 "institution_kind": "childrens_home", "worker_id": "W-17", "status": status}
 
     def change_of(version: int, n: int, entry: int, status: str) -> dict[str, Any]:
-        return {**change(version, n, status), "entry_id": f"AB-000001/{entry:05d}"}
+        entry_id = f"AB-000001/{entry:05d}"
+        return {**change(version, n, status), "entry_id": entry_id, "members": [entry_id]}
+
+    household = {**change(5, 4, "active"), "entry_id": "AB-000001/00004",
+                 "members": ["AB-000001/00004", "AB-000001/00005", "AB-000001/00007"]}
 
     # code 1 (entry 1) was issued at version 1 and revoked at 3; code 3 re-issued entry 1 at version 4
     # pepper_id of a pepper of 32 bytes 0x11: keys.access_codes.pepper_id
@@ -245,6 +249,7 @@ def access_codes_vectors() -> dict[str, Any]:
             "codes": [change(2, 2, "active"), change(3, 1, "revoked"), change_of(4, 3, 1, "active")]}
     tail = {**body, "since": 3, "codes": [change_of(4, 3, 1, "active")]}
     empty = {**body, "since": 4, "codes": []}
+    with_household = {**body, "since": 4, "latest": 5, "codes": [household]}
 
     def parsed(b: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in b.items() if k != "v"}
@@ -261,6 +266,8 @@ def access_codes_vectors() -> dict[str, Any]:
         ok_case("tail", "the changes after version 3", "access-codes", tail, signer="gateway", parsed=parsed(tail)),
         ok_case("up-to-date", "nothing after version 4", "access-codes", empty, signer="gateway",
                 parsed=parsed(empty)),
+        ok_case("household", "one code for a household of three listed entries", "access-codes", with_household,
+                signer="gateway", parsed=parsed(with_household)),
         *container_cases("access-codes", good, body, signer="gateway", intruder="other_gateway",
                          other_kind="sync-state"),
         bad("version-not-after-since", "a change with version equal to since, signed", since=2),
@@ -279,6 +286,14 @@ def access_codes_vectors() -> dict[str, Any]:
             "missing-member", "no latest, signed",
             raw_document("access-codes", {k: v for k, v in body.items() if k != "latest"}, "gateway"), "malformed"),
         bad("web-id-malformed", "web_id with a space, signed", web_id="WEB 1"),
+        bad("members-empty", "members empty, signed", codes=[{**first, "members": []}, second, third]),
+        bad("members-not-from-entry", "members not starting with entry_id, signed",
+            codes=[{**household, "members": household["members"][1:]}], since=4, latest=5),
+        bad("members-descending", "members out of order, signed",
+            codes=[{**household, "members": [household["members"][0], *household["members"][:0:-1]]}], since=4,
+            latest=5),
+        bad("members-other-institution", "a member of another institution, signed",
+            codes=[{**household, "members": [*household["members"][:2], "CD-000002/00009"]}], since=4, latest=5),
         bad("pepper-id-uppercase", "pepper_id in uppercase hex, signed", pepper_id=pepper.upper()),
         bad("pepper-id-short", "pepper_id of 15 characters, signed", pepper_id=pepper[:15]),
     ]

@@ -6,9 +6,11 @@ Body members (``docs/protocol.md`` section 9.2)::
     pepper_id the 16-hex name of the pepper the hashes are keyed with
     since     the version the web service asked from (it holds every change up to it)
     latest    the highest change version the gateway holds
-    codes     [{version, code_hash, entry_id, institution_code, institution_kind, worker_id, status}, ...]
+    codes     [{version, code_hash, entry_id, members, institution_code, institution_kind, worker_id, status}, ...]
 
-Every listed change has ``since < version <= latest`` and versions strictly
+``members`` lists the entries the code opens: ``[entry_id]`` for a person's
+code, every member of the household (ascending, ``entry_id`` first) for a
+household's. Every listed change has ``since < version <= latest`` and versions strictly
 ascend, so a web service applies them in order and then holds the last one.
 The codes themselves never travel: ``code_hash`` is the keyed hash the
 service compares a typed code with.
@@ -16,6 +18,7 @@ service compares a typed code with.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -27,7 +30,8 @@ from .envelope import check_device_id
 from .errors import DecodeError
 from .limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["MAX_CODE_CHANGES", "AccessCodeChange", "AccessCodes", "make_access_codes", "parse_access_codes"]
+__all__ = ["MAX_CODE_CHANGES", "MAX_MEMBERS", "AccessCodeChange", "AccessCodes", "make_access_codes",
+           "parse_access_codes"]
 
 MAX_CODE_CHANGES = 1000
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -35,7 +39,9 @@ _ENTRY = re.compile(r"[A-Z]{2}-[0-9]{6}/[0-9]{5}")
 _STATUSES = ("active", "revoked")
 _MEMBERS = {"v", "web_id", "issued_at_ms", "pepper_id", "since", "latest", "codes"}
 _PEPPER_ID = re.compile(r"[0-9a-f]{16}")
-_CHANGE_MEMBERS = {"version", "code_hash", "entry_id", "institution_code", "institution_kind", "worker_id", "status"}
+_CHANGE_MEMBERS = {"version", "code_hash", "entry_id", "members", "institution_code", "institution_kind", "worker_id",
+                   "status"}
+MAX_MEMBERS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +53,11 @@ class AccessCodeChange:
     institution_kind: str
     worker_id: str
     status: str  # "active" | "revoked"
+    members: tuple[str, ...] = ()  # the entries it opens (entry_id first); () reads as (entry_id,)
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return self.members or (self.entry_id,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,7 @@ def _body(web_id: str, issued_at_ms: int, pepper_id: str, *, since: int, latest:
                 "version": c.version,
                 "code_hash": c.code_hash,
                 "entry_id": c.entry_id,
+                "members": list(c.entries),
                 "institution_code": c.institution_code,
                 "institution_kind": c.institution_kind,
                 "worker_id": c.worker_id,
@@ -105,6 +117,11 @@ def _change(item: object, since: int, latest: int, previous: int) -> AccessCodeC
         raise DecodeError("access-code change has a malformed code_hash, entry_id or status")
     if not entry_id.startswith(institution + "/"):
         raise DecodeError("access-code change names an entry of another institution")
+    members = f.get_list(c, "members", max_items=MAX_MEMBERS)
+    if (not members or members[0] != entry_id or any(not isinstance(m, str) or not _ENTRY.fullmatch(m)
+                                                     or not m.startswith(institution + "/") for m in members)
+            or any(a >= b for a, b in itertools.pairwise(members))):
+        raise DecodeError("access-code change members must ascend from entry_id within its institution")
     return AccessCodeChange(
         version=version,
         code_hash=code_hash,
@@ -113,6 +130,7 @@ def _change(item: object, since: int, latest: int, previous: int) -> AccessCodeC
         institution_kind=f.get_str(c, "institution_kind", min_len=1, max_len=64),
         worker_id=f.get_str(c, "worker_id", min_len=1, max_len=64),
         status=status,
+        members=tuple(members) if len(members) > 1 else (),
     )
 
 

@@ -9,7 +9,9 @@ it. Every issue or revocation gives the code's row the next change
 and so learns new codes and revocations in order.
 
 Rules: one active code per list entry (a partial unique index); minting is
-per institution and skips entries that already have one; re-issuing revokes
+per institution and skips entries that already have one; where the list is
+household-based (its ``household`` column), a household gets one code that
+opens every member's sheet (``members``, entry order); re-issuing revokes
 the active code and mints a new one in one transaction. A responsible worker
 (an account bound to institutions in ``user_institutions``) acts only for
 those institutions; an admin for all.
@@ -21,6 +23,7 @@ listed and, apart, as an addition; a re-import of the list keeps it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -81,6 +84,7 @@ class CodeStatus:
     added: bool
     status: str  # "active" | "revoked" | "none"
     issued_at_ms: int | None
+    household: str = ""
 
 
 def load_pepper(path: Path) -> bytes:
@@ -140,26 +144,62 @@ def _name(e: ListEntry) -> str:
     return " ".join(p for p in (e.surname, e.given_name, e.patronymic) if p)
 
 
-def _insert_code(conn: sqlite3.Connection, pepper: bytes, entry: ListEntry, *, institution_kind: str, worker_id: str,
-                 user_id: int, now_ms: int) -> Slip:
+_COVERS = "(c.entry_id = ? OR EXISTS (SELECT 1 FROM json_each(c.members) m WHERE m.value = ?))"
+
+
+def _insert_code(conn: sqlite3.Connection, pepper: bytes, group: list[ListEntry], *, institution_kind: str,
+                 worker_id: str, user_id: int, now_ms: int) -> Slip:
+    """One code opening ``group`` (one person, or every member of a household); its slip."""
     code = mint_code()
+    members = json.dumps([e.entry_id for e in group]) if len(group) > 1 else None
+    first = group[0]
     conn.execute(
         "INSERT INTO access_codes (code_hash, entry_id, institution_code, institution_kind, worker_id, status,"
-        " issued_at_ms, issued_by, version) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)",
-        (code_hash(pepper, code), entry.entry_id, entry.institution_code, institution_kind, worker_id, now_ms,
-         user_id, _next_version(conn)),
+        " issued_at_ms, issued_by, version, members) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?, ?)",
+        (code_hash(pepper, code), first.entry_id, first.institution_code, institution_kind, worker_id, now_ms,
+         user_id, _next_version(conn), members),
     )
-    return Slip(entry.entry_id, _name(entry), code)
+    if len(group) == 1:
+        return Slip(first.entry_id, _name(first), code)
+    names = "; ".join(f"{e.entry_id.rsplit('/', 1)[1]} {_name(e)}" for e in group)
+    return Slip(f"{first.entry_id} +{len(group) - 1}", names, code)
 
 
-def _entries(conn: sqlite3.Connection, institution_code: str, entry_id: str | None = None) -> list[ListEntry]:
-    sql = ("SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date FROM respondent_entries"
-           " WHERE institution_code = ?")
+def _entries(conn: sqlite3.Connection, institution_code: str, entry_id: str | None = None
+             ) -> list[tuple[ListEntry, str]]:
+    """The institution's entries with their household ("" for none)."""
+    sql = ("SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date, COALESCE(household, '')"
+           " FROM respondent_entries WHERE institution_code = ?")
     args: tuple[str, ...] = (institution_code,)
     if entry_id is not None:
         sql += " AND entry_id = ?"
         args += (entry_id,)
-    return [ListEntry(*r) for r in conn.execute(sql + " ORDER BY entry_id", args)]
+    return [(ListEntry(*r[:6]), r[6]) for r in conn.execute(sql + " ORDER BY entry_id", args)]
+
+
+def _groups(entries: list[tuple[ListEntry, str]]) -> list[list[ListEntry]]:
+    """One group per person without a household and one per household (members in entry order)."""
+    groups: list[list[ListEntry]] = []
+    households: dict[str, list[ListEntry]] = {}
+    for e, household in entries:
+        if not household:
+            groups.append([e])
+        elif household in households:
+            households[household].append(e)
+        else:
+            households[household] = [e]
+            groups.append(households[household])
+    return groups
+
+
+def _covered(conn: sqlite3.Connection, institution_code: str) -> set[str]:
+    """Entries an active code opens."""
+    out: set[str] = set()
+    for entry_id, members in conn.execute(
+            "SELECT entry_id, members FROM access_codes WHERE institution_code = ? AND status = 'active'",
+            (institution_code,)):
+        out.update(json.loads(members) if members else [entry_id])
+    return out
 
 
 Render = Callable[[str, list[Slip]], bytes]
@@ -168,7 +208,7 @@ Render = Callable[[str, list[Slip]], bytes]
 def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institution_code: str, *,
                institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
                render: Render) -> tuple[Minted, bytes]:
-    """One new code per entry of the institution's list that has no active code, and the slips PDF.
+    """One new code per person (or household) of the institution's list not opened by an active code; the PDF.
 
     The PDF is rendered before the transaction commits: if it cannot be made, no code was minted.
     """
@@ -179,19 +219,21 @@ def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institu
         entries = _entries(conn, institution_code)
         if not entries:
             raise StaffInputError("no list is held for this institution", field="institution")
-        have = {r[0] for r in conn.execute(
-            "SELECT entry_id FROM access_codes WHERE institution_code = ? AND status = 'active'", (institution_code,))}
-        slips = [_insert_code(conn, pepper, e, institution_kind=institution_kind, worker_id=worker_id,
-                              user_id=user.id, now_ms=now_ms)
-                 for e in entries if e.entry_id not in have]
+        have = _covered(conn, institution_code)
+        slips = []
+        for group in _groups(entries):
+            todo = [e for e in group if e.entry_id not in have]
+            if todo:
+                slips.append(_insert_code(conn, pepper, todo, institution_kind=institution_kind, worker_id=worker_id,
+                                          user_id=user.id, now_ms=now_ms))
         if not slips:
             raise StaffInputError("every entry of this list already has an active code", field="institution")
         write_audit(conn, now_ms, user.id, "codes.minted", institution=institution_code, codes=len(slips))
         pdf = render(institution_code, slips)
-    return Minted(institution_code, tuple(slips), len(entries) - len(slips)), pdf
+    return Minted(institution_code, tuple(slips), len(entries) - len(have)), pdf
 
 
-def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> ListEntry:
+def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> tuple[ListEntry, str]:
     if not _ENTRY.fullmatch(entry_id):
         raise StaffInputError("entry id must look like AB-123456/00042", field="entry_id")
     institution = entry_id.split("/", 1)[0]
@@ -203,13 +245,22 @@ def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> 
     return found[0]
 
 
+def _revoke_covering(conn: sqlite3.Connection, entry_id: str, now_ms: int) -> int:
+    """Revoke the active code that opens ``entry_id`` (its own, or its household's)."""
+    row = conn.execute(f"SELECT code_hash FROM access_codes c WHERE c.status = 'active' AND {_COVERS}",  # noqa: S608
+                       (entry_id, entry_id)).fetchone()
+    if row is None:
+        return 0
+    return conn.execute(
+        "UPDATE access_codes SET status = 'revoked', revoked_at_ms = ?, version = ? WHERE code_hash = ?",
+        (now_ms, _next_version(conn), row[0])).rowcount
+
+
 def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now_ms: int) -> None:
+    """Revoke the code that opens the entry (for a household: the household's one code)."""
     with transaction(conn):
         _entry_checked(conn, user, entry_id)
-        done = conn.execute(
-            "UPDATE access_codes SET status = 'revoked', revoked_at_ms = ?, version = ? WHERE entry_id = ?"
-            " AND status = 'active'", (now_ms, _next_version(conn), entry_id)).rowcount
-        if done == 0:
+        if _revoke_covering(conn, entry_id, now_ms) == 0:
             raise StaffInputError("this entry has no active code", field="entry_id")
         write_audit(conn, now_ms, user.id, "codes.revoked", entry_id=entry_id)
 
@@ -217,29 +268,31 @@ def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now
 def reissue_code(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, entry_id: str, *,
                  institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
                  render: Render) -> bytes:
-    """Revoke the entry's active code (if any) and mint a new one: one transaction, two change versions.
+    """Revoke the code opening the entry (if any) and mint a new one for the entry, or for its whole household.
 
-    Returns the one-slip PDF, rendered before the commit."""
+    One transaction, two change versions; returns the one-slip PDF, rendered before the commit."""
     _check_issue(institution_kind, worker_id, kinds)
     with transaction(conn):
-        entry = _entry_checked(conn, user, entry_id)
-        conn.execute(
-            "UPDATE access_codes SET status = 'revoked', revoked_at_ms = ?, version = ? WHERE entry_id = ?"
-            " AND status = 'active'", (now_ms, _next_version(conn), entry_id))
-        slip = _insert_code(conn, pepper, entry, institution_kind=institution_kind, worker_id=worker_id,
+        entry, household = _entry_checked(conn, user, entry_id)
+        group = [entry]
+        if household:
+            group = [e for e, h in _entries(conn, entry.institution_code) if h == household]
+        for member in group:
+            _revoke_covering(conn, member.entry_id, now_ms)
+        slip = _insert_code(conn, pepper, group, institution_kind=institution_kind, worker_id=worker_id,
                             user_id=user.id, now_ms=now_ms)
         write_audit(conn, now_ms, user.id, "codes.reissued", entry_id=entry_id)
         return render(entry.institution_code, [slip])
 
 
 def code_statuses(conn: sqlite3.Connection, institution_code: str) -> list[CodeStatus]:
-    """Every entry of the institution's list with the state of its newest code (for the codes page)."""
+    """Every entry of the institution's list with the state of the newest code opening it (for the codes page)."""
+    newest = f"FROM access_codes c WHERE {_COVERS.replace('?', 'e.entry_id')} ORDER BY c.version DESC LIMIT 1"
     rows = conn.execute(
-        "SELECT e.entry_id, e.surname, e.given_name, e.patronymic, e.added_at_ms IS NOT NULL,"
-        " (SELECT status FROM access_codes c WHERE c.entry_id = e.entry_id ORDER BY c.version DESC LIMIT 1),"
-        " (SELECT issued_at_ms FROM access_codes c WHERE c.entry_id = e.entry_id ORDER BY c.version DESC LIMIT 1)"
+        "SELECT e.entry_id, e.surname, e.given_name, e.patronymic, e.added_at_ms IS NOT NULL,"  # noqa: S608
+        f" (SELECT status {newest}), (SELECT issued_at_ms {newest}), COALESCE(e.household, '')"
         " FROM respondent_entries e WHERE e.institution_code = ? ORDER BY e.entry_id", (institution_code,))
-    return [CodeStatus(r[0], " ".join(p for p in r[1:4] if p), bool(r[4]), r[5] or "none", r[6]) for r in rows]
+    return [CodeStatus(r[0], " ".join(p for p in r[1:4] if p), bool(r[4]), r[5] or "none", r[6], r[7]) for r in rows]
 
 
 # ---- registering an unlisted resident --------------------------------------------------------
@@ -287,7 +340,7 @@ def register_resident(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, 
         conn.execute("UPDATE respondent_lists SET entry_count = entry_count + 1 WHERE institution_code = ?",
                      (institution_code,))
         write_audit(conn, now_ms, user.id, "lists.resident_added", entry_id=entry.entry_id)
-        slip = _insert_code(conn, pepper, entry, institution_kind=institution_kind, worker_id=worker_id,
+        slip = _insert_code(conn, pepper, [entry], institution_kind=institution_kind, worker_id=worker_id,
                             user_id=user.id, now_ms=now_ms)
         pdf = render(institution_code, [slip])
     return entry, pdf
@@ -300,7 +353,9 @@ def code_changes(conn: sqlite3.Connection, since: int, limit: int) -> tuple[list
     """The newest state of every code changed after ``since`` (ascending version, at most ``limit``), and the
     highest version held."""
     rows = conn.execute(
-        "SELECT version, code_hash, entry_id, institution_code, institution_kind, worker_id, status"
+        "SELECT version, code_hash, entry_id, institution_code, institution_kind, worker_id, status, members"
         " FROM access_codes WHERE version > ? ORDER BY version LIMIT ?", (since, limit)).fetchall()
     latest = int(conn.execute("SELECT COALESCE(MAX(version), 0) FROM access_codes").fetchone()[0])
-    return [AccessCodeChange(*r) for r in rows], latest
+    return [AccessCodeChange(version=r[0], code_hash=r[1], entry_id=r[2], institution_code=r[3], institution_kind=r[4],
+                             worker_id=r[5], status=r[6], members=tuple(json.loads(r[7])) if r[7] else ())
+            for r in rows], latest

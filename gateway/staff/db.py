@@ -125,12 +125,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             issued_at_ms INTEGER NOT NULL,
             issued_by INTEGER REFERENCES users (id),
             revoked_at_ms INTEGER,
-            version INTEGER NOT NULL UNIQUE
+            version INTEGER NOT NULL UNIQUE,
+            members TEXT
         );
         CREATE UNIQUE INDEX access_codes_one_active ON access_codes (entry_id) WHERE status = 'active';
         CREATE INDEX access_codes_institution ON access_codes (institution_code, entry_id);
         ALTER TABLE respondent_entries ADD COLUMN added_at_ms INTEGER;
         ALTER TABLE respondent_entries ADD COLUMN added_by INTEGER;
+        ALTER TABLE respondent_entries ADD COLUMN household TEXT;
         CREATE TABLE user_institutions (
             user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
             institution_code TEXT NOT NULL,

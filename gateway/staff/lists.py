@@ -17,6 +17,8 @@ its list replaced whole by the file's rows, unless the held list has a later
 list date (then that institution's rows are refused). Residents a responsible
 worker registered on the dashboard (additions, entry numbers from 90001) stay
 on the list across re-imports, unless the file lists the same entry id.
+Where the lists are household-based, the optional ``household`` column groups
+entries (at most ``MAX_HOUSEHOLD``): the household gets one access code.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("institution_code", "entry_id", "list_date", "surname", "given_name", "birth_date")
-OPTIONAL_COLUMNS = ("patronymic", "district")
+OPTIONAL_COLUMNS = ("patronymic", "district", "household")
 _CODE = re.compile(r"^[A-Z]{2}-\d{6}$")
 _ENTRY_FULL = re.compile(r"^([A-Z]{2}-\d{6})/(\d{5})$")
 _ENTRY_NUMBER = re.compile(r"^\d{1,5}$")
@@ -66,6 +68,8 @@ _EARLIEST_BIRTH = date(1880, 1, 1)
 # a field start (text start, or after a separator, then spaces or quotes) followed by a formula character
 _FORMULA_FIELD = re.compile("(?:^|[,;])[\\s\"']*(?=[=+\\-@\uff1d\uff0b\uff0d\uff20])")
 _MAX_TEXT = 100
+_HOUSEHOLD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,31}")
+MAX_HOUSEHOLD = 30  # members per household (a household's code opens at most this many sheets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class ListRow:
     patronymic: str
     birth_date: str
     district: str
+    household: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +221,15 @@ def _row(fields: dict[str, str], line: int) -> ListRow:
         patronymic=clean_text(fields.get("patronymic", ""), "patronymic", required=False, name=True),
         birth_date=birth.isoformat(),
         district=_district(fields.get("district", "")),
+        household=_household(fields.get("household", "")),
     )
+
+
+def _household(value: str) -> str:
+    value = value.strip()
+    if value and not _HOUSEHOLD.fullmatch(value):
+        raise StaffInputError("household must be 1-32 letters, digits or hyphens", field="household")
+    return value
 
 
 def _district(value: str) -> str:
@@ -263,6 +276,7 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
     rejected: list[RejectedRow] = []
     seen_entries: set[str] = set()
     per_institution: dict[str, tuple[str, str]] = {}
+    household_sizes: dict[tuple[str, str], int] = {}
     total = 0
     try:
         next(reader)
@@ -292,6 +306,12 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
             if held[1] != row.district:
                 rejected.append(RejectedRow(start, "district", f"{row.institution_code} has another district"))
                 continue
+            if row.household:
+                members = household_sizes.get((row.institution_code, row.household), 0) + 1
+                if members > MAX_HOUSEHOLD:
+                    rejected.append(RejectedRow(start, "household", f"more than {MAX_HOUSEHOLD} members"))
+                    continue
+                household_sizes[(row.institution_code, row.household)] = members
             seen_entries.add(row.entry_id)
             rows.append(row)
     except csv.Error as e:
@@ -338,8 +358,9 @@ def import_list(
             )
             conn.executemany(
                 "INSERT INTO respondent_entries (institution_code, entry_id, surname, given_name, patronymic,"
-                " birth_date) VALUES (?, ?, ?, ?, ?, ?)",
-                [(code, r.entry_id, r.surname, r.given_name, r.patronymic, r.birth_date) for r in rows],
+                " birth_date, household) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(code, r.entry_id, r.surname, r.given_name, r.patronymic, r.birth_date, r.household or None)
+                 for r in rows],
             )
             imported.append(InstitutionImport(code, list_date, rows[0].district, len(rows), held[0] if held else None))
         write_audit(

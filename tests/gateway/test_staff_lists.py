@@ -258,7 +258,7 @@ async def test_coverage_csv_has_no_formula_cell_under_either_separator(world: Wo
                 "INSERT INTO respondent_lists VALUES (?, '2026-09-20', ?, 1, 0, NULL, 'old.csv')", (code, district)
             )
             conn.execute(
-                "INSERT INTO respondent_entries VALUES (?, ?, 'Иванов', 'Пётр', '', '1950-01-01', NULL, NULL)",
+                "INSERT INTO respondent_entries VALUES (?, ?, 'Иванов', 'Пётр', '', '1950-01-01', NULL, NULL, NULL)",
                 (code, f"{code}/00001"),
             )
     conn.close()

@@ -153,3 +153,28 @@ def test_a_bad_list_mints_nothing(env: Env, gw: Gateway, tmp_path: Path, csv_tex
                 "--institution-kind", "childrens_home", "--worker-id", "W-17")
     assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_household_based_list_mints_one_code_per_household(env: Env, gw: Gateway, tmp_path: Path) -> None:
+    config = selfenum_config(env, tmp_path / "se", gw.url)
+    cfg = _write_config(config, tmp_path / "selfenum.toml")
+    listing = tmp_path / "list.csv"
+    header, *rows = LIST_CSV.splitlines()
+    listing.write_text("\n".join([header + ",household", rows[0] + ",H-1", rows[1] + ",H-1", rows[2] + ","]) + "\n",
+                       encoding="utf-8")
+    proc = _cli(cfg, "codes", "mint", "--list", str(listing), "--slips", str(tmp_path / "s"),
+                "--institution-kind", "childrens_home", "--worker-id", "W-17")
+    assert proc.returncode == 0, proc.stderr
+    text = "".join(page.extract_text() for page in PdfReader(tmp_path / "s" / f"slips-{INSTITUTION}.pdf").pages)
+    assert len([w for w in text.split() if len(w) == 24 and w.count("-") == 4]) == 2
+    db = sqlite3.connect(config.state_dir / "selfenum.db")
+    e1, e2, e3 = (f"{INSTITUTION}/{i:05d}" for i in (1, 2, 3))
+    assert db.execute("SELECT entry_id, members FROM codes ORDER BY entry_id").fetchall() == [
+        (e1, f'["{e1}", "{e2}"]'), (e3, None)]
+    # re-issuing a member's code re-issues the household's: both members keep one active code
+    assert _cli(cfg, "codes", "reissue", e2, "--slips", str(tmp_path / "one"), "--institution-kind",
+                "childrens_home", "--worker-id", "W-17").returncode == 0
+    assert db.execute("SELECT members, status FROM codes WHERE entry_id = ? ORDER BY rowid", (e1,)).fetchall() == [
+        (f'["{e1}", "{e2}"]', "revoked"), (f'["{e1}", "{e2}"]', "active")]
+    assert _cli(cfg, "codes", "revoke", e2).returncode == 0
+    assert db.execute("SELECT count(*) FROM codes WHERE status = 'active'").fetchone() == (1,)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import sqlite3
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -98,6 +99,9 @@ async def post_pdf(client: StaffClient, path: str, data: dict[str, str]) -> tupl
     headers = {"Origin": client.gw.url}
     async with client.session.post(client.gw.url + path, data={"csrf": client.csrf, **data}, headers=headers,
                                    allow_redirects=False) as r:
+        if r.content_type == "application/pdf":  # live codes: never cached anywhere
+            assert r.headers["Cache-Control"] == "no-store" and r.headers["Content-Disposition"].startswith(
+                "attachment;")
         return r.status, await r.read(), r.headers.get("Content-Type", "")
 
 
@@ -359,3 +363,107 @@ async def test_a_web_service_with_another_pepper_says_so_and_applies_nothing(
         assert not await signs_in(w, codes_in(pdf)[E1])
     finally:
         await w.stop()
+
+
+HOUSEHOLD_LIST = (
+    "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date,household\n"
+    f"{INSTITUTION},1,2026-06-01,Жұмабаева,Ақмарал,Серікқызы,1961-04-12,H-7\n"
+    f"{INSTITUTION},2,2026-06-01,Жұмабаев,Ерлан,,1990-01-02,H-7\n"
+    f"{INSTITUTION},3,2026-06-01,Сейітов,Нұрлан,,1975-09-30,\n"
+)
+
+
+async def test_a_household_gets_one_code_that_opens_each_members_sheet_in_turn(
+        sgw: StaffGateway, staff: dict[str, StaffClient], site: Web) -> None:
+    import json
+
+    from selfenum.app import APP
+
+    from .bed import ANSWERS
+    from .browserless import Respondent
+
+    admin = staff["admin"]
+    form = aiohttp.FormData()
+    form.add_field("csrf", admin.csrf)
+    form.add_field("file", HOUSEHOLD_LIST.encode(), filename="households.csv", content_type="text/csv")
+    assert (await admin.post("/staff/lists", form))[0] == 200
+    status, pdf, _ = await post_pdf(staff["worker"], f"/staff/codes/{INSTITUTION}/mint", KIND)
+    assert status == 200
+    text = "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(pdf)).pages)
+    printed = [normalise_code(w) for w in text.split() if len(w) == 24 and w.count("-") == 4]
+    assert len(printed) == 2  # the household H-7 (entries 1 and 2) and entry 3
+    assert "Жұмабаева" in text and "Жұмабаев Ерлан" in text
+    household_code = printed[0]
+    assert sgw.staff_rows("SELECT entry_id, members FROM access_codes ORDER BY version") == [
+        (E1, json.dumps([E1, E2])), (E3, None)]
+    await poll(site)
+
+    r = Respondent(site.url)
+    try:
+        status, page, path = await r.sign_in(household_code)
+        assert (status, path) == (200, "/members") and E1 in page and E2 in page
+        token = r.csrf()
+        status, _, path = await r.post("/q/name", {"surname": "X", "given_name": "Y", "action": "next"})
+        assert path == "/members"  # no sheet before a member is chosen
+        for entry, surname in ((E1, "Жұмабаева"), (E2, "Жұмабаев")):
+            await r.get("/members")
+            status, _, path = await r.post("/members", {"entry": entry})
+            assert (status, path) == (200, "/q/name")
+            await r.fill({**ANSWERS, "name": {**ANSWERS["name"], "surname": surname}})
+            status, page, path = await r.post("/submit", {})
+            assert (status, path) == (200, "/done") and 'href="/members"' in page
+        status, page = await r.get("/members")
+        assert page.count("Жіберілді") == 2 and 'name="entry"' not in page  # both sent, nothing more to choose
+        status, _, path = await r.post("/members", {"entry": E1}, csrf=token)
+        assert path == "/members"  # a member's sheet is sent once
+    finally:
+        await r.close()
+    store = site.app[APP].store
+    assert (store.submission(E1) is not None, store.submission(E2) is not None, store.submission(E3)) == (
+        True, True, None)
+    db = sqlite3.connect(sgw.db_path)
+    try:
+        gw_sheets = db.execute("SELECT body FROM sheets").fetchall()
+    finally:
+        db.close()
+    sheets = sorted((json.loads(b)["respondent_list_entry"], json.loads(b)["persons"][0]["surname"])
+                    for (b,) in gw_sheets)
+    assert sheets == [(E1, "Жұмабаева"), (E2, "Жұмабаев")]
+
+    # revoking one member's code revokes the household's one code
+    worker = staff["worker"]
+    status, _, _ = await worker.post(f"/staff/codes/{INSTITUTION}/revoke", {"csrf": worker.csrf, "entry_id": E2})
+    assert status == 303
+    await poll(site)
+    assert not await signs_in(site, household_code)
+
+
+async def test_no_pepper_complaint_while_the_dashboard_has_minted_nothing(
+        env: Env, sgw: StaffGateway, tmp_path: Path) -> None:
+    """A service that mints only with the CLI (its own pepper) stays quiet until the dashboard mints."""
+    import structlog
+
+    from selfenum.app import APP
+
+    w = await serve_selfenum(selfenum_config(env, tmp_path / "cli-only", sgw.url))
+    try:
+        follower = w.app[APP].codes
+        assert follower is not None
+        with structlog.testing.capture_logs() as logs:
+            assert await follower.poll()
+        assert not [e for e in logs if e["log_level"] in ("warning", "error")]
+    finally:
+        await w.stop()
+
+
+def test_set_institutions_refuses_unknown_users_and_bad_codes(sgw: StaffGateway, capsys: pytest.CaptureFixture[str]
+                                                             ) -> None:
+    from gateway.staff.__main__ import main as staff_cli
+
+    db = str(sgw.staff_db)
+    assert staff_cli(["set-institutions", "--db", db, "--username", "nobody", INSTITUTION]) == 2
+    assert staff_cli(["set-institutions", "--db", db, "--username", "worker", "AB-1"]) == 2
+    assert "no such user" in capsys.readouterr().err
+    assert sgw.staff_rows("SELECT institution_code FROM user_institutions") == [(INSTITUTION,)]
+    assert staff_cli(["set-institutions", "--db", db, "--username", "worker"]) == 0  # no codes: cleared
+    assert sgw.staff_rows("SELECT count(*) FROM user_institutions") == [(0,)]

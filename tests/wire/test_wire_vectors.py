@@ -488,4 +488,6 @@ def test_access_codes_case(case: dict[str, Any]) -> None:
 
 
 def vars_of(change: wire.AccessCodeChange) -> dict[str, Any]:
-    return {name: getattr(change, name) for name in change.__slots__}
+    out = {name: getattr(change, name) for name in change.__slots__}
+    out["members"] = list(change.entries)
+    return out
