@@ -186,3 +186,17 @@ def test_tampered_or_foreign_documents_are_refused(world: World) -> None:
     )
     with pytest.raises(WireError):
         parse_assignments(odd, world.gateway_keys)
+
+
+async def test_a_tablet_of_an_institution_without_a_list_code_gets_an_empty_list(
+    world: World, tmp_path: Path
+) -> None:
+    world.institutions["TAB-0002"] = "Областная больница №2"  # the registry allows any text
+    gateway = await start_staff_gateway(world, tmp_path)
+    try:
+        status, answer = await fetch(world, gateway, "TAB-0002")
+        assert status == 200, answer
+        doc, got = statuses(answer, world)
+        assert (doc.institution, doc.version, doc.since, got) == ("Областная больница №2", 0, 0, {})
+    finally:
+        await gateway.stop()
