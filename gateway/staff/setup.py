@@ -49,7 +49,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     db = StaffDb(config.staff_db(census_path), ctx.clock)
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
-    ctx.assignments = StaffAssignments(db, feed)
+    ctx.assignments = StaffAssignments(db, feed, retry_after_s=ctx.config.limits.retry_after_s)
     app[STAFF] = StaffState(
         config=config,
         ctx=ctx,

@@ -200,3 +200,14 @@ async def test_a_tablet_of_an_institution_without_a_list_code_gets_an_empty_list
         assert (doc.institution, doc.version, doc.since, got) == ("Областная больница №2", 0, 0, {})
     finally:
         await gateway.stop()
+
+
+async def test_a_staff_database_failure_is_unavailable_not_internal(
+    world: World, gw: StaffGateway, admin: StaffClient
+) -> None:
+    from gateway.staff.state import STAFF
+
+    assert (await upload(admin, list_csv(CODE, range(1, 3))))[0] == 200
+    await gw.app[STAFF].db.close()  # staff.db gone (disk, file): tablets are told to come back later
+    status, answer = await fetch(world, gw, "TAB-0001")
+    assert (status, answer["code"]) == (503, "unavailable") and "assignments" not in answer
