@@ -104,3 +104,19 @@ async def test_whole_list_then_deltas_then_refusals(world: World, bed: GatewayBe
         outcome, book = await sync(world, bed, home)
     assert book is not None and book.version == 4 and f"{CODE}/00009" not in book.entries
     assert any(e["event"] == "sync.assignments.rollback" for e in logs)
+
+
+def test_a_delta_of_another_institution_is_not_applied(tmp_path: Path) -> None:
+    from wire import Assignments
+
+    book = AssignmentBook(tmp_path / "assignments.json", CODE, 5, None, {})
+
+    def doc(institution: str, since: int, version: int) -> Assignments:
+        entry = Assignment(f"{institution}/00001", "open", None, "Ким", "Ли", "", "1960-01-01", version)
+        return Assignments("TAB-0001", institution, 1, version, since, (entry,), b"")
+
+    assert book.apply(doc("CD-000002", 5, 7), now_ms=1) == "stale"  # moved tablet: versions are per institution
+    assert book.apply(doc(CODE, 3, 7), now_ms=1) == "stale"
+    assert book.apply(doc(CODE, 0, 4), now_ms=1) == "rollback"
+    assert book.apply(doc("CD-000002", 0, 2), now_ms=1) == "replaced" and book.institution == "CD-000002"
+    assert book.apply(doc("CD-000002", 2, 3), now_ms=1) == "updated" and book.version == 3
