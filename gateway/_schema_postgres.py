@@ -137,6 +137,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             road TEXT NOT NULL,
             source TEXT NOT NULL,
             region TEXT NOT NULL,
+            person_key TEXT,
             counted_at_ms BIGINT NOT NULL,
             CONSTRAINT persons_entry_key UNIQUE (institution_code, entry_id)
         );

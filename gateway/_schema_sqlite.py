@@ -88,6 +88,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             road TEXT NOT NULL,
             source TEXT NOT NULL,
             region TEXT NOT NULL,
+            person_key TEXT,
             counted_at_ms INTEGER NOT NULL,
             UNIQUE (institution_code, entry_id)
         );

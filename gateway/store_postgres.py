@@ -548,9 +548,20 @@ async def _count_persons(conn: AsyncConnection[Any], batch_id: int, item: Ingest
         if code is None or entry is None:
             continue
         cur = await conn.execute(
-            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, counted_at_ms)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (institution_code, entry_id) DO NOTHING",
-            (code, entry, batch_id, s.index, item.road, s.source or "", s.region or "", item.received_at_ms),
+            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, person_key,"
+            " counted_at_ms) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (institution_code, entry_id) DO NOTHING",
+            (
+                code,
+                entry,
+                batch_id,
+                s.index,
+                item.road,
+                s.source or "",
+                s.region or "",
+                s.person_key,
+                item.received_at_ms,
+            ),
         )
         if cur.rowcount == 0:
             cur = await conn.execute(

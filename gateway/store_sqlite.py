@@ -420,9 +420,19 @@ def _count_persons(conn: sqlite3.Connection, batch_id: int | None, item: IngestI
         if code is None or entry is None:
             continue
         cur = conn.execute(
-            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, counted_at_ms)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (institution_code, entry_id) DO NOTHING",
-            (code, entry, batch_id, s.index, item.road, s.source or "", s.region or "", item.received_at_ms),
+            "INSERT INTO persons (institution_code, entry_id, batch_id, idx, road, source, region, person_key,"
+            " counted_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (institution_code, entry_id) DO NOTHING",
+            (
+                code,
+                entry,
+                batch_id,
+                s.index,
+                item.road,
+                s.source or "",
+                s.region or "",
+                s.person_key,
+                item.received_at_ms,
+            ),
         )
         if cur.rowcount == 0:
             held = conn.execute(

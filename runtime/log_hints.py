@@ -99,6 +99,7 @@ HINTS: dict[str, str] = {
     "outbox.coverage.refused": "a sync state did not verify: nothing deleted; check the gateway's receipt key",
     "outbox.seq.advanced": "the seq line was moved forward after re-provisioning: expected once",
     "sync.clock.corrected": "the tablet's clock is off: check its time settings",
+    "sync.assignments.refused": "the gateway's assignments did not verify: list kept; check the gateway's keys",
     "sync.assignments.rollback": "gateway sent older assignments than held: list kept; is this the right gateway?",
     "sync.gave_up": "the gateway was not reached in this pass: retried later; data stays on the tablet",
     "sync.pass.incomplete": "batches are left for the next pass",

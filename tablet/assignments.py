@@ -5,10 +5,11 @@ written atomically. Only verified documents (``wire.parse_assignments`` with
 the provisioned gateway keys, naming this device) are applied:
 
 * a document whose ``version`` is below the held one is refused (``rollback``);
-* ``since`` 0, or another institution than the held one, replaces the list;
-* a delta whose ``since`` is the held version updates the entries it names
-  (``withdrawn`` removes one);
-* a delta from another ``since`` is not applied (``stale``): fetch the whole list.
+* ``since`` 0 replaces the list;
+* a delta whose ``since`` is the held version, of the held institution,
+  updates the entries it names (``withdrawn`` removes one);
+* a delta from another ``since`` or of another institution (the tablet moved)
+  is not applied (``stale``): fetch the whole list.
 """
 
 from __future__ import annotations
@@ -92,9 +93,11 @@ class AssignmentBook:
         """Apply a verified document; returns ``replaced``, ``updated``, ``unchanged``, ``rollback`` or ``stale``."""
         if self.institution == doc.institution and doc.version < self.version:
             return "rollback"
-        if doc.since == 0 or doc.institution != self.institution:
+        if doc.since == 0:
             self.entries = {}
             outcome = "replaced"
+        elif doc.institution != self.institution:  # a delta of another institution's versions: ask whole
+            return "stale"
         elif doc.since == self.version:
             outcome = "updated" if doc.entries else "unchanged"
         else:

@@ -24,8 +24,8 @@ One pass (``SyncEngine.sync_once``):
 6. **Assignments** (when the engine has an ``assignments_home``): fetch the
    institution's list changed since the held version (one attempt; protocol
    section 10.1) and keep it (``tablet.assignments``). A document that does
-   not verify stops the pass like any refused proof; a gateway that serves no
-   assignments leaves the held list as it is.
+   not verify is logged and not applied, and a gateway that serves no
+   assignments is passed over: either way the held list stays as it is.
 
 A batch is closed only by ``Outbox.mark_receipted`` with a receipt that
 verified (``GatewayClient.post_batch``) or by ``Outbox.apply_sync_state``
@@ -275,7 +275,12 @@ class SyncEngine:
         if self._assignments_home is None:
             return
         book = await asyncio.to_thread(AssignmentBook.load, self._assignments_home)
-        doc = await self.client.get_assignments(book.version if book.institution else 0)
+        try:
+            doc = await self.client.get_assignments(book.version if book.institution else 0)
+        except ProofRefusedError as e:  # assignments only advise: keep the held list, deliver anyway
+            log.warning("sync.assignments.refused", device_id=self.identity.device_id, code=e.code, error=e.message)
+            self.assignments = book
+            return
         if doc is not None:
             outcome = await asyncio.to_thread(book.apply, doc, now_ms=self._now())
             if outcome == "stale":

@@ -333,6 +333,7 @@ def assignments_vectors() -> dict[str, Any]:
     delta = body(4, 3, [entry(1, "enumerated-here", 4, at=T_RECEIVED + 3000),
                         entry(6, "withdrawn", 4, surname="", given_name="", birth_date="")])
     empty = body(0, 0, [])
+    free_text = {**body(0, 0, []), "institution": "Областная больница №2"}
 
     def parsed(b: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in b.items() if k != "v"}
@@ -346,6 +347,10 @@ def assignments_vectors() -> dict[str, Any]:
                 "assignments", delta, signer="gateway", parsed=parsed(delta)),
         ok_case("empty", "no list held for the institution yet", "assignments", empty, signer="gateway",
                 parsed=parsed(empty)),
+        ok_case("free-text-institution", "a registry institution that is not a list code: never any entries",
+                "assignments", free_text, signer="gateway", parsed=parsed(free_text)),
+        doc_case("institution-empty", "institution \"\", signed",
+                 raw_document("assignments", {**empty, "institution": ""}, "gateway"), "malformed"),
         *container_cases("assignments", good, whole, signer="gateway", intruder="other_gateway",
                          other_kind="sync-state"),
         doc_case("since-above-version", "since 4 above version 3, signed",

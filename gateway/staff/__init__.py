@@ -1,9 +1,11 @@
-"""The staff dashboard of the sync gateway: custody acts, respondent lists, coverage, live fleet view.
+"""The staff dashboard of the sync gateway: custody acts, respondent lists, coverage, review queue, live fleet view.
 
 Mounted on the gateway app with ``setup_staff(app, ctx, StaffConfig(...))``;
 served under ``/staff/`` behind staff accounts that share nothing with tablet
-or station keys. Its own data (accounts, sessions, acts, lists) lives in
-``staff.db``; census data is only read, through ``StaffQueries``.
+or station keys. Its own data (accounts, sessions, acts, lists, review
+decisions, the tablets' assignment versions) lives in ``staff.db``; census
+data is only read, through ``StaffQueries``. It is also the gateway's source of
+the tablets' assignments (``assignments.StaffAssignments``), since it holds the lists.
 
 ``setup_staff`` is imported lazily so that ``gateway.config`` can import
 ``StaffConfig`` without an import cycle (setup needs ``gateway.context``,

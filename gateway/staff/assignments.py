@@ -17,9 +17,11 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Set
 
+from gateway.errors import Unavailable
 from wire.assignments import Assignment
 
 from .db import StaffDb, transaction
+from .errors import StaffStoreError
 from .feed import DashboardFeed
 from .lists import load_entries
 from .review import Counted
@@ -111,16 +113,21 @@ def sync_assignments(
 class StaffAssignments:
     """The gateway's assignments source when the staff dashboard (which holds the lists) runs in it."""
 
-    def __init__(self, db: StaffDb, feed: DashboardFeed) -> None:
+    def __init__(self, db: StaffDb, feed: DashboardFeed, *, retry_after_s: int = 5) -> None:
         self._db = db
         self._feed = feed
+        self._retry_after_s = retry_after_s
 
     async def assignments(self, *, institution: str, device_id: str, since: int) -> tuple[int, int, list[Assignment]]:
-        await self._feed.current()
-        counted = self._feed.effective.get(institution, {})
-        revisit = frozenset(self._feed.revisit.get(institution, ()))
-        return await self._db.run(
-            lambda c: sync_assignments(
-                c, institution=institution, counted=counted, revisit=revisit, device_id=device_id, since=since
+        """Raises ``Unavailable`` (503) when staff.db or the census read connection fails."""
+        try:
+            await self._feed.current()
+            counted = self._feed.effective.get(institution, {})
+            revisit = frozenset(self._feed.revisit.get(institution, ()))
+            return await self._db.run(
+                lambda c: sync_assignments(
+                    c, institution=institution, counted=counted, revisit=revisit, device_id=device_id, since=since
+                )
             )
-        )
+        except StaffStoreError as e:
+            raise Unavailable(f"assignments cannot be read now: {e}", retry_after_s=self._retry_after_s) from e

@@ -151,6 +151,17 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             decided_by INTEGER NOT NULL REFERENCES users (id),
             decided_at_ms INTEGER NOT NULL
         );
+        CREATE TABLE list_match_decisions (
+            batch_id INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            institution_code TEXT NOT NULL,
+            entry_id TEXT NOT NULL,
+            listed_entry_id TEXT NOT NULL,
+            decision TEXT NOT NULL CHECK (decision IN ('same-person', 'different')),
+            decided_by INTEGER NOT NULL REFERENCES users (id),
+            decided_at_ms INTEGER NOT NULL,
+            PRIMARY KEY (batch_id, idx)
+        );
         CREATE TABLE assignment_versions (
             institution_code TEXT PRIMARY KEY,
             version INTEGER NOT NULL

@@ -28,7 +28,18 @@ from .db import StaffDb
 from .errors import StaffStoreError
 from .lists import RespondentList, load_addition_ids, load_entry_ids, load_lists
 from .queries import ReviewCaseRow, StaffQueries
-from .review import Counted, Decision, effective_persons, load_decisions
+from .review import (
+    Counted,
+    Decision,
+    ListMatch,
+    MatchDecision,
+    apply_match_decisions,
+    effective_persons,
+    find_list_matches,
+    listed_keys,
+    load_decisions,
+    load_match_decisions,
+)
 from .tally import CensusTally
 
 __all__ = ["DashboardFeed"]
@@ -60,11 +71,18 @@ class DashboardFeed:
         self._stale = True
         self._marker: tuple[int, int | None] | None = None
         self._built_at_ms = 0
-        self._lists: tuple[list[RespondentList], dict[str, frozenset[str]], dict[str, frozenset[str]]] | None = None
+        self._lists: (
+            tuple[
+                list[RespondentList], dict[str, frozenset[str]], dict[str, frozenset[str]], dict[str, dict[str, str]]
+            ]
+            | None
+        ) = None
         self.effective: dict[str, dict[str, Counted]] = {}
         self.cases: list[ReviewCaseRow] = []
         self.decisions: dict[int, Decision] = {}
         self.revisit: dict[str, set[str]] = {}
+        self.list_matches: list[ListMatch] = []
+        self.match_decisions: dict[tuple[int, int], MatchDecision] = {}
         self.model: DashboardModel | None = None
         self.fragments: dict[str, str] = {}
         self.version = 0
@@ -128,17 +146,26 @@ class DashboardFeed:
         trust = self._ctx.trust.current
         snapshot = trust.snapshot if trust else None
         if self._lists is None:
-            self._lists = await self._db.run(lambda c: (load_lists(c), load_entry_ids(c), load_addition_ids(c)))
-        lists, entries, additions = self._lists
+            self._lists = await self._db.run(
+                lambda c: (load_lists(c), load_entry_ids(c), load_addition_ids(c), listed_keys(c))
+            )
+        lists, entries, additions, keys = self._lists
         acts = await self._db.run(last_acts)
         self.cases = await self._queries.review_cases()
         self.revisit = await self._queries.quarantined_entries()
         self.decisions = await self._db.run(load_decisions)
-        self.effective = effective_persons(self._tally.persons, self.cases, self.decisions)
+        effective = effective_persons(self._tally.persons, self.cases, self.decisions)
+        self.list_matches = find_list_matches(effective, entries, keys)
+        self.match_decisions = await self._db.run(load_match_decisions)
+        apply_match_decisions(effective, self.list_matches, self.match_decisions)
+        self.effective = effective
         review_open: dict[str, int] = {}
         for case in self.cases:
             if case.id not in self.decisions:
                 review_open[case.institution_code] = review_open.get(case.institution_code, 0) + 1
+        for m in self.list_matches:
+            if (m.counted.batch_id, m.counted.index) not in self.match_decisions:
+                review_open[m.institution_code] = review_open.get(m.institution_code, 0) + 1
         return build_model(
             now_ms=now,
             config=config,

@@ -104,6 +104,7 @@ class PersonRow:
     region: str
     device_id: str
     received_at_ms: int
+    person_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +181,10 @@ class StaffQueries(Protocol):
 
     async def review_case(self, case_id: int) -> ReviewCaseRow | None:
         """One case with both sheets' bodies, or None."""
+        ...
+
+    async def sheet_body(self, batch_id: int, index: int) -> str | None:
+        """The stored canonical JSON of one sheet, or None."""
         ...
 
 
@@ -285,7 +290,7 @@ class SqliteStaffQueries:
         def run(c: sqlite3.Connection) -> list[PersonRow]:
             rows = c.execute(
                 "SELECT p.id, p.institution_code, p.entry_id, p.batch_id, p.idx, p.road, p.source, p.region,"
-                " b.device_id, b.received_at_ms FROM persons p JOIN batches b ON b.id = p.batch_id"
+                " b.device_id, b.received_at_ms, p.person_key FROM persons p JOIN batches b ON b.id = p.batch_id"
                 " WHERE p.id > ? ORDER BY p.id LIMIT ?",
                 (after_id, limit),
             ).fetchall()
@@ -315,6 +320,14 @@ class SqliteStaffQueries:
         def run(c: sqlite3.Connection) -> ReviewCaseRow | None:
             row = c.execute(_CASES + " WHERE r.id = ?", (case_id,)).fetchone()
             return None if row is None else _case(row, bodies=True)
+
+        return await self._run(run)
+
+
+    async def sheet_body(self, batch_id: int, index: int) -> str | None:
+        def run(c: sqlite3.Connection) -> str | None:
+            row = c.execute("SELECT body FROM sheets WHERE batch_id = ? AND idx = ?", (batch_id, index)).fetchone()
+            return None if row is None else str(row[0])
 
         return await self._run(run)
 

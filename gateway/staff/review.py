@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
+
+from gateway.person_key import person_key
 
 from .accounts import write_audit
 from .db import transaction
@@ -36,15 +38,24 @@ from .queries import CaseSheet, PersonRow, ReviewCaseRow
 
 __all__ = [
     "DECISIONS",
+    "MATCH_DECISIONS",
     "Counted",
     "Decision",
+    "ListMatch",
+    "MatchDecision",
+    "apply_match_decisions",
     "category",
     "decide",
+    "decide_match",
     "effective_persons",
+    "find_list_matches",
+    "listed_keys",
     "load_decisions",
+    "load_match_decisions",
 ]
 
 DECISIONS = ("keep-first", "keep-second", "different")
+MATCH_DECISIONS = ("same-person", "different")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +80,7 @@ class Counted:
     region: str
     device_id: str
     received_at_ms: int
+    person_key: str | None = None
 
     @property
     def category(self) -> str:
@@ -178,7 +190,7 @@ def effective_persons(
     out: dict[str, dict[str, Counted]] = {}
     for p in persons:
         out.setdefault(p.institution_code, {})[p.entry_id] = Counted(
-            p.batch_id, p.index, p.road, p.source, p.region, p.device_id, p.received_at_ms
+            p.batch_id, p.index, p.road, p.source, p.region, p.device_id, p.received_at_ms, p.person_key
         )
     for case in cases:
         d = decisions.get(case.id)
@@ -203,3 +215,127 @@ def effective_persons(
         elif d.decision == "keep-second" and held is not None and (held.batch_id, held.index) == first:
             del entries[case.entry_id]
     return out
+
+
+# ---- off-list sheets that match a listed person ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ListMatch:
+    """A counted entry that is not on its institution's list, whose person key is a listed entry's."""
+
+    institution_code: str
+    entry_id: str  # off the list
+    listed_entry_id: str
+    counted: Counted
+
+
+@dataclass(frozen=True, slots=True)
+class MatchDecision:
+    batch_id: int
+    index: int
+    decision: str
+    listed_entry_id: str
+    decided_by_name: str
+    decided_at_ms: int
+
+
+def listed_keys(conn: sqlite3.Connection) -> dict[str, dict[str, str]]:
+    """Per institution: person key -> entry id of every listed respondent (the first entry per key)."""
+    out: dict[str, dict[str, str]] = {}
+    rows = conn.execute(
+        "SELECT institution_code, entry_id, surname, given_name, birth_date FROM respondent_entries"
+        " ORDER BY institution_code, entry_id"
+    )
+    for code, entry, surname, given, birth in rows:
+        key = person_key(
+            {
+                "form": "institution",
+                "institution_code": code,
+                "persons": [{"surname": surname, "given_name": given, "birth_date": birth}],
+            }
+        )
+        if key is not None:
+            out.setdefault(code, {}).setdefault(key, entry)
+    return out
+
+
+def find_list_matches(
+    counted: Mapping[str, Mapping[str, Counted]],
+    list_entries: Mapping[str, Set[str]],
+    keys: Mapping[str, Mapping[str, str]],
+) -> list[ListMatch]:
+    out: list[ListMatch] = []
+    for code, entries in sorted(counted.items()):
+        listed, by_key = list_entries.get(code, frozenset()), keys.get(code, {})
+        for entry_id, c in sorted(entries.items()):
+            if entry_id in listed or c.person_key is None or c.person_key not in by_key:
+                continue
+            out.append(ListMatch(code, entry_id, by_key[c.person_key], c))
+    return out
+
+
+def load_match_decisions(conn: sqlite3.Connection) -> dict[tuple[int, int], MatchDecision]:
+    rows = conn.execute(
+        "SELECT d.batch_id, d.idx, d.decision, d.listed_entry_id, coalesce(u.username, ''), d.decided_at_ms"
+        " FROM list_match_decisions d LEFT JOIN users u ON u.id = d.decided_by"
+    ).fetchall()
+    return {(r[0], r[1]): MatchDecision(*r) for r in rows}
+
+
+def decide_match(
+    conn: sqlite3.Connection, match: ListMatch, decision: str, *, body_json: str, user_id: int, now_ms: int
+) -> MatchDecision:
+    """Record whether an off-list sheet is the listed person (``same-person``) or not (the list gains its entry)."""
+    if decision not in MATCH_DECISIONS:
+        raise StaffInputError("decision must be same-person or different", field="decision")
+    sheet = (match.counted.batch_id, match.counted.index)
+    with transaction(conn):
+        held = conn.execute("SELECT 1 FROM list_match_decisions WHERE batch_id = ? AND idx = ?", sheet).fetchone()
+        if held is not None:
+            raise StaffInputError("this sheet is already decided", field="decision")
+        if decision == "different":
+            stand_in = CaseSheet(
+                sheet[0],
+                sheet[1],
+                match.counted.device_id,
+                0,
+                match.counted.road,
+                match.counted.received_at_ms,
+                0,
+                match.entry_id,
+                match.counted.source,
+                body_json,
+            )
+            _add_entry(conn, match.institution_code, match.entry_id, stand_in)
+        conn.execute(
+            "INSERT INTO list_match_decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*sheet, match.institution_code, match.entry_id, match.listed_entry_id, decision, user_id, now_ms),
+        )
+        write_audit(
+            conn,
+            now_ms,
+            user_id,
+            "review.list_match_decided",
+            institution=match.institution_code,
+            entry=match.entry_id,
+            listed_entry=match.listed_entry_id,
+            decision=decision,
+        )
+    return MatchDecision(sheet[0], sheet[1], decision, match.listed_entry_id, "", now_ms)
+
+
+def apply_match_decisions(
+    counted: dict[str, dict[str, Counted]],
+    matches: Iterable[ListMatch],
+    decisions: Mapping[tuple[int, int], MatchDecision],
+) -> None:
+    """``same-person``: the sheet counts for the listed entry (once: not if another sheet counts it already)."""
+    for m in matches:
+        d = decisions.get((m.counted.batch_id, m.counted.index))
+        if d is None or d.decision != "same-person":
+            continue
+        entries = counted.get(m.institution_code, {})
+        if entries.get(m.entry_id) is m.counted:
+            del entries[m.entry_id]
+            entries.setdefault(m.listed_entry_id, m.counted)

@@ -30,7 +30,7 @@ from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_json
 from .web_auth import get_login, post_login, post_logout
 from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
-from .web_review import get_review, get_review_case, post_review_case
+from .web_review import get_review, get_review_case, post_list_match, post_review_case
 
 __all__ = ["setup_staff"]
 
@@ -58,7 +58,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     db = StaffDb(config.staff_db(census_path), ctx.clock)
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
-    ctx.assignments = StaffAssignments(db, feed)
+    ctx.assignments = StaffAssignments(db, feed, retry_after_s=ctx.config.limits.retry_after_s)
     app[STAFF] = StaffState(
         config=config,
         ctx=ctx,
@@ -86,6 +86,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/review", get_review),
         ("GET", "/staff/review/{case_id:[0-9]{1,12}}", get_review_case),
         ("POST", "/staff/review/{case_id:[0-9]{1,12}}", post_review_case),
+        ("POST", "/staff/review/list-match", post_list_match),
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
         ("GET", "/staff/accounts", get_accounts),

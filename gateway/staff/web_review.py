@@ -14,11 +14,11 @@ import structlog
 from aiohttp import web
 
 from .errors import StaffInputError
-from .review import DECISIONS, decide
+from .review import DECISIONS, decide, decide_match
 from .state import STAFF
 from .web_auth import Staffed, staff_handler
 
-__all__ = ["get_review", "get_review_case", "post_review_case"]
+__all__ = ["get_review", "get_review_case", "post_list_match", "post_review_case"]
 
 log = structlog.get_logger("sanaq.gateway.staff")
 
@@ -29,17 +29,29 @@ def _case_id(request: web.Request) -> int:
 
 @staff_handler()
 async def get_review(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    return await _queue(request, staffed)
+
+
+async def _queue(
+    request: web.Request, staffed: Staffed, *, notice: str | None = None, status: int = 200
+) -> web.StreamResponse:
     state = request.app[STAFF]
     await state.feed.current()
     cases, decisions = state.feed.cases, state.feed.decisions
     open_cases = [c for c in cases if c.id not in decisions]
     decided = [(c, decisions[c.id]) for c in cases if c.id in decisions]
+    taken = state.feed.match_decisions
+    matches = [m for m in state.feed.list_matches if (m.counted.batch_id, m.counted.index) not in taken]
     return state.views.page(
         "review.html",
+        status=status,
         session=staffed.session,
         open_cases=open_cases,
         decided=decided[-200:],
+        matches=matches,
+        matches_decided=sorted(taken.values(), key=lambda d: d.decided_at_ms)[-200:],
         local=state.config.local_text,
+        notice=notice,
     )
 
 
@@ -98,3 +110,32 @@ async def post_review_case(request: web.Request, staffed: Staffed) -> web.Stream
     state.feed.poke(lists_changed=made.new_entry_id is not None)
     extra = f" The list gained entry {made.new_entry_id}." if made.new_entry_id else ""
     return await _case_page(request, staffed, notice=f"Case {case.id} decided: {made.decision}.{extra}")
+
+
+@staff_handler(role="admin")
+async def post_list_match(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    """Decide an off-list sheet that matches a listed person: the same person, or a different one."""
+    state = request.app[STAFF]
+    form = staffed.form
+    try:
+        sheet = (int(form.get("batch_id", "")), int(form.get("index", ""))) if form is not None else (0, -1)
+    except ValueError:
+        return await _queue(request, staffed, notice="Not decided: no such sheet.", status=400)
+    await state.feed.current()
+    match = next((m for m in state.feed.list_matches if (m.counted.batch_id, m.counted.index) == sheet), None)
+    if match is None:
+        return await _queue(request, staffed, notice="Not decided: no such sheet.", status=404)
+    body = await state.queries.sheet_body(*sheet)
+    now, user_id = state.ctx.clock(), staffed.session.user.id
+    choice = form.get("decision", "") if form is not None else ""
+    try:
+        made = await state.db.run(
+            lambda c: decide_match(c, match, choice, body_json=body or "{}", user_id=user_id, now_ms=now)
+        )
+    except StaffInputError as e:
+        return await _queue(request, staffed, notice=f"Not decided: {e}", status=400)
+    log.info("staff.review.list_match_decided", decision=made.decision, user_id=user_id)
+    state.feed.poke(lists_changed=made.decision == "different")
+    text = (f"{match.entry_id} is {match.listed_entry_id}: counted once." if made.decision == "same-person"
+            else f"{match.entry_id} is another person: the list gained it.")
+    return await _queue(request, staffed, notice=text)

@@ -186,3 +186,28 @@ def test_tampered_or_foreign_documents_are_refused(world: World) -> None:
     )
     with pytest.raises(WireError):
         parse_assignments(odd, world.gateway_keys)
+
+
+async def test_a_tablet_of_an_institution_without_a_list_code_gets_an_empty_list(
+    world: World, tmp_path: Path
+) -> None:
+    world.institutions["TAB-0002"] = "Областная больница №2"  # the registry allows any text
+    gateway = await start_staff_gateway(world, tmp_path)
+    try:
+        status, answer = await fetch(world, gateway, "TAB-0002")
+        assert status == 200, answer
+        doc, got = statuses(answer, world)
+        assert (doc.institution, doc.version, doc.since, got) == ("Областная больница №2", 0, 0, {})
+    finally:
+        await gateway.stop()
+
+
+async def test_a_staff_database_failure_is_unavailable_not_internal(
+    world: World, gw: StaffGateway, admin: StaffClient
+) -> None:
+    from gateway.staff.state import STAFF
+
+    assert (await upload(admin, list_csv(CODE, range(1, 3))))[0] == 200
+    await gw.app[STAFF].db.close()  # staff.db gone (disk, file): tablets are told to come back later
+    status, answer = await fetch(world, gw, "TAB-0001")
+    assert (status, answer["code"]) == (503, "unavailable") and "assignments" not in answer

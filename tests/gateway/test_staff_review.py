@@ -242,3 +242,64 @@ def test_decisions_move_counts_as_documented() -> None:
     counted = got["AB-000001"]
     assert sorted(counted) == ["AB-000001/00001", "AB-000001/00003", "AB-000001/00099"]
     assert counted["AB-000001/00003"].category == "records"  # the second sheet (USB, from records) counts
+
+
+async def test_an_off_list_sheet_of_a_listed_person_is_matched_and_decided(
+    world: World, gw: StaffGateway, admin: StaffClient
+) -> None:
+    from tablet.generator import sheet_for_entry
+
+    from .staff_browser import surname
+
+    code = tablet_profile(7, "TAB-0001", MIX).institutions["hospital"].code
+    assert (await upload(admin, list_csv(code, range(1, 4))))[0] == 200
+    assert surname(2) == "Сейткалив" and surname(3) == "Сейткалиг"
+    # entry 9 is not on the list; its person is listed entry 2, written in Latin letters
+    same = sheet_for_entry(
+        {"entry_id": f"{code}/00009", "surname": "Seytkaliv", "given_name": "Arman", "birth_date": "1980-01-03"},
+        institution=code,
+        device_id="TAB-0001",
+        seed=1,
+        filled_at_ms=1_700_000_000_000,
+    )
+    other = sheet_for_entry(
+        {"entry_id": f"{code}/00010", "surname": "Seitkalig", "given_name": "ARMAN", "birth_date": "1980-01-04"},
+        institution=code,
+        device_id="TAB-0001",
+        seed=1,
+        filled_at_ms=1_700_000_000_000,
+    )
+    async with aiohttp.ClientSession() as s:
+        status, _ = await post_batch(s, gw, world.batch("TAB-0001", 1, [same, other]), world.tablets["TAB-0001"])
+        assert status == 200
+    answer = (await summary(admin))["coverage"]
+    assert (answer["enumerated"], answer["persons"], answer["review_open"]) == (0, 2, 2)
+
+    status, html, _ = await admin.get("/staff/review")
+    assert status == 200 and 'id="match-1-0"' in html and 'id="match-1-1"' in html and "2 open cases." in html
+    for bad, code_ in (
+        ({"batch_id": "x", "index": "0"}, 400),
+        ({"batch_id": "7", "index": "0"}, 404),
+        ({"batch_id": "1", "index": "0", "decision": "merge"}, 400),
+    ):
+        status, _, _ = await admin.post("/staff/review/list-match", {"csrf": admin.csrf, **bad})
+        assert status == code_, bad
+    status, html, _ = await admin.post(
+        "/staff/review/list-match", {"csrf": admin.csrf, "batch_id": "1", "index": "0", "decision": "same-person"}
+    )
+    assert status == 200 and f"{code}/00009 is {code}/00002: counted once." in html
+    status, html, _ = await admin.post(
+        "/staff/review/list-match", {"csrf": admin.csrf, "batch_id": "1", "index": "1", "decision": "different"}
+    )
+    assert status == 200 and "the list gained it" in html
+    answer = (await summary(admin))["coverage"]
+    assert answer["institutions"][code] == [2, 4]  # entry 2 by the matched sheet; entry 10 now listed
+    assert (answer["persons"], answer["review_open"]) == (2, 0)
+    status, html, _ = await admin.post(
+        "/staff/review/list-match", {"csrf": admin.csrf, "batch_id": "1", "index": "0", "decision": "different"}
+    )
+    assert status == 400 and "already decided" in html
+    assert gw.staff_rows("SELECT entry_id, listed_entry_id, decision FROM list_match_decisions ORDER BY idx") == [
+        (f"{code}/00009", f"{code}/00002", "same-person"),
+        (f"{code}/00010", f"{code}/00003", "different"),
+    ]
