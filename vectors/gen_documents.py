@@ -17,7 +17,8 @@ from wire import canonical, compute_gaps
 
 __all__ = ["LABELS", "MAGICS", "doc_case", "flip", "raw_document", "receipt_vectors", "sync_state_vectors"]
 
-MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY"}
+MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY",
+          "certificate-key": b"SNQK", "certificate": b"SNQP"}
 LABELS = {kind: b"sanaq-sync/v1/" + kind.encode() + b"\x00" for kind in MAGICS}
 
 

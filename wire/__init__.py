@@ -8,6 +8,15 @@ specification; ``vectors/`` holds the shared test vectors.
 from __future__ import annotations
 
 from . import canonical, errors
+from .certificate import (
+    Certificate,
+    CertificateKey,
+    carrier_from_text,
+    carrier_to_text,
+    make_certificate,
+    make_certificate_key,
+    verify_certificate,
+)
 from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
 from .envelope import (
     BatchHeader,
@@ -54,6 +63,8 @@ __all__ = [
     "MANIFEST_NAME",
     "VOLUME_LABEL",
     "BatchHeader",
+    "Certificate",
+    "CertificateKey",
     "CustodyRecord",
     "DocKind",
     "Envelope",
@@ -73,6 +84,8 @@ __all__ = [
     "accept_snapshot",
     "batch_file_name",
     "canonical",
+    "carrier_from_text",
+    "carrier_to_text",
     "check_device_id",
     "compute_gaps",
     "decode_document",
@@ -80,6 +93,8 @@ __all__ = [
     "errors",
     "key_id",
     "key_id_hex",
+    "make_certificate",
+    "make_certificate_key",
     "make_custody",
     "make_manifest",
     "make_receipt",
@@ -93,6 +108,7 @@ __all__ = [
     "peek_manifest_signer",
     "seal_batch",
     "sign_document",
+    "verify_certificate",
     "verify_document",
     "verify_envelope",
 ]

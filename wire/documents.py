@@ -4,7 +4,8 @@ Byte layout (big-endian; ``docs/protocol.md`` section "Signed documents")::
 
     magic        4   kind: "SNQR" receipt, "SNQS" registry snapshot,
                            "SNQM" USB manifest, "SNQC" custody record,
-                           "SNQY" sync state
+                           "SNQY" sync state, "SNQK" certificate key,
+                           "SNQP" participation certificate
     version      1   0x01
     signer_key   16  key id of the Ed25519 signing key
     body_len     4
@@ -12,7 +13,7 @@ Byte layout (big-endian; ``docs/protocol.md`` section "Signed documents")::
     signature    64  Ed25519 over "sanaq-sync/v1/" || label || 0x00 || bytes[0 : end of body]
 
 The label differs per kind ("receipt", "snapshot", "manifest", "custody",
-"sync-state"), so a signature made for one kind never verifies as another.
+"sync-state", "certificate-key", "certificate"), so a signature made for one kind never verifies as another.
 The signed bytes are exactly the bytes carried; nothing is re-serialised.
 """
 
@@ -43,6 +44,8 @@ class DocKind(Enum):
     MANIFEST = (b"SNQM", "manifest")
     CUSTODY = (b"SNQC", "custody")
     SYNC_STATE = (b"SNQY", "sync-state")
+    CERTIFICATE_KEY = (b"SNQK", "certificate-key")
+    CERTIFICATE = (b"SNQP", "certificate")
 
     @property
     def magic(self) -> bytes:

@@ -62,7 +62,8 @@ DATA_PUB = bytes(crypto_scalarmult_base(hashlib.sha256(b"data").digest()))
 T = 1_760_000_000_000
 HASH = hashlib.sha256(b"envelope").digest()
 LABELS = {DocKind.RECEIPT: "receipt", DocKind.SNAPSHOT: "snapshot", DocKind.MANIFEST: "manifest",
-          DocKind.CUSTODY: "custody", DocKind.SYNC_STATE: "sync-state"}
+          DocKind.CUSTODY: "custody", DocKind.SYNC_STATE: "sync-state", DocKind.CERTIFICATE_KEY: "certificate-key",
+          DocKind.CERTIFICATE: "certificate"}
 
 
 def craft(kind: DocKind, body: bytes | Any, key: SigningKey, *, version: int = 1, magic: bytes | None = None,
@@ -97,7 +98,7 @@ def test_container_layout_and_labels(kind: DocKind) -> None:
 
 
 def test_magics_are_distinct() -> None:
-    assert sorted(k.magic for k in DocKind) == [b"SNQC", b"SNQM", b"SNQR", b"SNQS", b"SNQY"]
+    assert sorted(k.magic for k in DocKind) == [b"SNQC", b"SNQK", b"SNQM", b"SNQP", b"SNQR", b"SNQS", b"SNQY"]
 
 
 @pytest.mark.parametrize(("signed_as", "presented_as"),
