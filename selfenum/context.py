@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from keys.bundle import ProvisioningBundle
+from keys.certificates import CertificateIssuer
 
 from .config import SelfenumConfig
 from .delivery import Deliverer, Sealer
@@ -38,6 +39,7 @@ class SelfenumApp:
     clock_ms: Callable[[], int]
     deliverer: Deliverer | None = None
     trust: WebTrust | None = None
+    issuer: CertificateIssuer | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"codes_refused": 0, "signins": 0, "submits": 0,
                                                               "csrf_refused": 0})
 

@@ -193,8 +193,12 @@ def _confirmation(request: web.Request, se: SelfenumApp, sub: Any) -> web.Respon
         paragraphs = [gettext("Your census sheet has been accepted and will be delivered to the census database "
                               "shortly. You do not need to do anything else."),
                       gettext("Thank you for taking part in the population census.")]
+    from .web_certificates import certificate_available  # noqa: PLC0415 - it imports this module
+
+    link = ("/done/certificate.pdf", gettext("Download your certificate of census participation (PDF)")) if (
+        certificate_available(se, sub.entry_id, sub.received_at_ms)) else None
     return _render(request, se, "message.html", title="Census sheet sent", paragraphs=paragraphs,
-                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}")
+                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}", link=link)
 
 
 async def start(request: web.Request) -> web.StreamResponse:
