@@ -97,6 +97,7 @@ class CertificateIssuer:
 
     signing_key: SigningKey
     key: CertificateKey
+    root_public_key: bytes
 
     @classmethod
     def load(
@@ -116,7 +117,7 @@ class CertificateIssuer:
         signing = load_signing_key(d / PRIVATE_KEY, passphrase)
         if bytes(signing.verify_key) != key.public_key:
             raise BundleError("certificate.key is not the key its document certifies", path=str(d))
-        return cls(signing, key)
+        return cls(signing, key, root_public_key)
 
     @property
     def census(self) -> str:
@@ -126,6 +127,10 @@ class CertificateIssuer:
         """The carrier (key document || certificate) for one respondent."""
         return self.key.raw + make_certificate(census=self.key.census, subject=subject, day=day, road=road,
                                                certificate_key=self.signing_key)
+
+    def issue_checked(self, *, subject: str, day: str, road: str) -> Certificate:
+        """Issue, then verify what was issued under the root key: nothing unverifiable is ever printed."""
+        return verify_certificate(self.issue(subject=subject, day=day, road=road), self.root_public_key)
 
 
 def create_certificate_key(

@@ -42,6 +42,7 @@ HINTS: dict[str, str] = {
     "nonces.purge_failed": "expired nonces were not purged: check the store; retried every minute",
     # staff dashboard
     "staff.act.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
+    "staff.certificates.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
     "staff.csrf_refused": "a form was posted without its token: an old page or a forged request",
     "staff.events.failed": "the live feed failed; pages still load: see error",
     "staff.feed.refresh_failed": "the dashboard could not read the store: check the store",

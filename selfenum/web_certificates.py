@@ -23,7 +23,6 @@ from aiohttp import web
 
 from keys.certificate_pdf import PrintedCertificate, render_certificates_pdf
 from keys.certificates import MAX_INPUT_BYTES, Verdict, certificate_day, check
-from wire.certificate import verify_certificate
 
 from .context import APP, SelfenumApp
 from .questionnaire import FieldError
@@ -108,10 +107,9 @@ async def get_pdf(request: web.Request) -> web.StreamResponse:
     if se.issuer is None or not certificate_available(se, sub.entry_id, sub.received_at_ms):
         raise web.HTTPSeeOther("/done")
     assert sub.received_at_ms is not None
-    carrier = se.issuer.issue(subject=f"entry:{sub.entry_id}", road="web",
-                              day=certificate_day(sub.received_at_ms, _UTC_OFFSET_MIN))
-    printed = PrintedCertificate(verify_certificate(carrier, se.bundle.root_public_key),
-                                 se.config.certificates.issuer_name)
+    cert = se.issuer.issue_checked(subject=f"entry:{sub.entry_id}", road="web",
+                                   day=certificate_day(sub.received_at_ms, _UTC_OFFSET_MIN))
+    printed = PrintedCertificate(cert, se.config.certificates.issuer_name)
     where = se.config.server.public_url.rstrip("/") + "/certificate"
     pdf = await asyncio.to_thread(render_certificates_pdf, [printed], font=se.config.pdf_font, verify_where=where)
     se.counters["certificates_issued"] = se.counters.get("certificates_issued", 0) + 1

@@ -64,8 +64,16 @@ class StaffConfig:
     max_csv_rows: int = 200_000
     pdf_font: Path = DEJAVU_SANS
     act_prefix: str = "AT"
+    # participation certificates (docs/operations.md): the directory from `sanaq-keys certificate-key create`
+    # (unset: the dashboard cannot issue them), the issuing authority's name printed on them (not signed),
+    # and the most certificates one PDF holds
+    certificate_key_dir: Path | None = None
+    certificate_issuer_name: str = "Статистика департаменті / Департамент статистики"
+    certificates_per_pdf: int = 2000
 
     def __post_init__(self) -> None:
+        if not 1 <= self.certificates_per_pdf <= 20_000:
+            raise StaffConfigError("staff.certificates_per_pdf must be 1..20000")
         if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
             raise StaffConfigError("staff.session_ttl_s and staff.session_idle_s must be > 0")
         if not 0 < self.fresh_h < self.silent_h:

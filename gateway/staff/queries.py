@@ -25,6 +25,7 @@ from .errors import StaffConfigError, StaffStoreError
 
 __all__ = [
     "BatchRow",
+    "CertifiableSheet",
     "CustodyPull",
     "ExportedSheet",
     "ReasonCount",
@@ -87,6 +88,16 @@ class ExportedSheet:
     body_json: str
 
 
+@dataclass(frozen=True, slots=True)
+class CertifiableSheet:
+    """The first stored sheet of one respondent (list entry, else sheet id) and its batch's road and time."""
+
+    sheet_id: str | None
+    list_entry: str | None
+    road: str
+    received_at_ms: int
+
+
 class StaffQueries(Protocol):
     async def open(self) -> None: ...
 
@@ -118,6 +129,14 @@ class StaffQueries(Protocol):
 
     async def export_sheets(self, after: tuple[int, int], limit: int) -> list[ExportedSheet]:
         """Stored sheets after (batch_id, index) in that order, at most ``limit``."""
+        ...
+
+    async def certified_institutions(self) -> list[tuple[str, int]]:
+        """(institution_code, respondents with a stored sheet), by code."""
+        ...
+
+    async def certifiable_sheets(self, institution_code: str, limit: int) -> list[CertifiableSheet]:
+        """One row per respondent of the institution (its earliest stored sheet), earliest first."""
         ...
 
 
@@ -216,6 +235,32 @@ class SqliteStaffQueries:
                 (after[0], after[1], limit),
             ).fetchall()
             return [ExportedSheet(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8]) for r in rows]
+
+        return await self._run(run)
+
+
+    async def certified_institutions(self) -> list[tuple[str, int]]:
+        def run(c: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = c.execute(
+                "SELECT institution_code, count(DISTINCT coalesce('entry:' || respondent_list_entry,"
+                " 'sheet:' || sheet_id)) FROM sheets WHERE institution_code IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def certifiable_sheets(self, institution_code: str, limit: int) -> list[CertifiableSheet]:
+        def run(c: sqlite3.Connection) -> list[CertifiableSheet]:
+            # SQLite: the bare columns come from the row holding min(...), i.e. the respondent's first sheet.
+            rows = c.execute(
+                "SELECT s.sheet_id, s.respondent_list_entry, b.road, b.received_at_ms,"
+                " min(s.batch_id * 1000000 + s.idx) FROM sheets s JOIN batches b ON b.id = s.batch_id"
+                " WHERE s.institution_code = ?"
+                " GROUP BY coalesce('entry:' || s.respondent_list_entry, 'sheet:' || s.sheet_id)"
+                " ORDER BY 5 LIMIT ?",
+                (institution_code, limit),
+            ).fetchall()
+            return [CertifiableSheet(r[0], r[1], r[2], r[3]) for r in rows]
 
         return await self._run(run)
 

@@ -1,0 +1,107 @@
+"""Participation certificates on the staff dashboard: one PDF with all of an institution's certificates.
+
+``GET /staff/certificates`` lists the institutions with stored sheets and how
+many respondents each has; ``GET /staff/certificates/{institution}/pdf``
+issues a certificate (docs/protocol.md 7.4) for each respondent of the
+institution (its list entry, or the sheet id of an off-list sheet; the first
+stored sheet gives the day and the road) and renders them, one page each, in
+one PDF. Issuing needs ``staff.certificate_key_dir``; without it the page
+says so. Every print is audited with the institution and the count; logs
+name counts, never an entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import dataclass, field
+
+import structlog
+from aiohttp import web
+
+from keys.certificate_pdf import PrintedCertificate, render_certificates_pdf
+from keys.certificates import CertificateIssuer, certificate_day, certificate_road, certificate_subject
+from keys.errors import KeysError
+from wire.errors import WireError
+
+from .queries import CertifiableSheet
+from .state import STAFF, StaffState
+from .web_auth import Staffed, staff_handler
+
+__all__ = ["CERTIFICATES", "StaffCertificates", "get_certificates", "get_certificates_pdf", "issue_all"]
+
+log = structlog.get_logger("sanaq.gateway.staff")
+
+_INSTITUTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+@dataclass(slots=True)
+class StaffCertificates:
+    """The dashboard's certificate key; ``gate`` lets one PDF render at a time (CPU is the ingest's)."""
+
+    issuer: CertificateIssuer
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+
+
+CERTIFICATES = web.AppKey("sanaq_staff_certificates", StaffCertificates)
+
+
+def issue_all(issuer: CertificateIssuer, rows: list[CertifiableSheet], *, utc_offset_minutes: int,
+              issuer_name: str) -> tuple[list[PrintedCertificate], int]:
+    """(certificates in row order, rows skipped because they name no valid entry or sheet id)."""
+    printed, skipped = [], 0
+    for row in rows:
+        try:
+            cert = issuer.issue_checked(subject=certificate_subject(row.list_entry, row.sheet_id),
+                                        day=certificate_day(row.received_at_ms, utc_offset_minutes),
+                                        road=certificate_road(row.road))
+        except WireError:
+            skipped += 1
+            continue
+        printed.append(PrintedCertificate(cert, issuer_name))
+    return printed, skipped
+
+
+@staff_handler()
+async def get_certificates(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state = request.app[STAFF]
+    institutions = await state.queries.certified_institutions()
+    return state.views.page("certificates.html", session=staffed.session, institutions=institutions,
+                            issuing=request.app.get(CERTIFICATES) is not None,
+                            per_pdf=state.config.certificates_per_pdf)
+
+
+@staff_handler()
+async def get_certificates_pdf(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state: StaffState = request.app[STAFF]
+    institution = request.match_info["institution"]
+    certs = request.app.get(CERTIFICATES)
+    if certs is None:
+        return state.views.message("Certificates unavailable", "This gateway has no certificate key "
+                                   "(staff.certificate_key_dir); see docs/operations.md.", status=503,
+                                   session=staffed.session)
+    if not _INSTITUTION.fullmatch(institution):
+        return state.views.message("No such institution", "An institution code is 1-64 letters, digits, "
+                                   ". _ or -.", status=400, session=staffed.session)
+    limit = state.config.certificates_per_pdf
+    rows = await state.queries.certifiable_sheets(institution, limit + 1)
+    if not rows:
+        return state.views.message("No certificates", f"No sheet of institution {institution} is stored yet.",
+                                   status=404, session=staffed.session)
+    if len(rows) > limit:
+        return state.views.message("Too many certificates", f"Institution {institution} has more than {limit} "
+                                   "respondents with sheets; raise staff.certificates_per_pdf.", status=413,
+                                   session=staffed.session)
+    async with certs.gate:
+        printed, skipped = issue_all(certs.issuer, rows, utc_offset_minutes=state.config.utc_offset_minutes,
+                                     issuer_name=state.config.certificate_issuer_name)
+        try:
+            pdf = await asyncio.to_thread(render_certificates_pdf, printed, font=state.config.pdf_font)
+        except KeysError as e:
+            log.error("staff.certificates.pdf_unavailable", error=str(e))
+            return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
+    await state.accounts.audit(staffed.session.user.id, "certificates.printed", institution=institution,
+                               count=len(printed), skipped=skipped)
+    log.info("staff.certificates.printed", count=len(printed), skipped=skipped, user_id=staffed.session.user.id)
+    return web.Response(body=pdf, content_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="certificates-{institution}.pdf"'})
