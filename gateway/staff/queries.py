@@ -139,6 +139,10 @@ class StaffQueries(Protocol):
         """One row per respondent of the institution (its earliest stored sheet), earliest first."""
         ...
 
+    async def certifiable_sheet(self, sheet_id: str) -> CertifiableSheet | None:
+        """The earliest stored sheet with this sheet id (any form, any road), or None."""
+        ...
+
 
 class SqliteStaffQueries:
     def __init__(self, path: Path) -> None:
@@ -261,6 +265,17 @@ class SqliteStaffQueries:
                 (institution_code, limit),
             ).fetchall()
             return [CertifiableSheet(r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._run(run)
+
+    async def certifiable_sheet(self, sheet_id: str) -> CertifiableSheet | None:
+        def run(c: sqlite3.Connection) -> CertifiableSheet | None:
+            r = c.execute(
+                "SELECT s.sheet_id, s.respondent_list_entry, b.road, b.received_at_ms FROM sheets s"
+                " JOIN batches b ON b.id = s.batch_id WHERE s.sheet_id = ? ORDER BY s.batch_id, s.idx LIMIT 1",
+                (sheet_id,),
+            ).fetchone()
+            return None if r is None else CertifiableSheet(r[0], r[1], r[2], r[3])
 
         return await self._run(run)
 

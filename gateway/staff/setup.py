@@ -22,7 +22,13 @@ from .views import STATIC_DIR, STATIC_HEADERS, Views
 from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
 from .web_auth import get_login, post_login, post_logout
-from .web_certificates import CERTIFICATES, StaffCertificates, get_certificates, get_certificates_pdf
+from .web_certificates import (
+    CERTIFICATES,
+    StaffCertificates,
+    get_certificate_by_sheet,
+    get_certificates,
+    get_certificates_pdf,
+)
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 
 __all__ = ["setup_staff"]
@@ -76,6 +82,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
         ("GET", "/staff/certificates", get_certificates),
+        ("GET", "/staff/certificates/sheet", get_certificate_by_sheet),
         ("GET", "/staff/certificates/{institution:[A-Za-z0-9][A-Za-z0-9._-]{0,63}}/pdf", get_certificates_pdf),
         ("GET", "/staff/accounts", get_accounts),
         ("POST", "/staff/accounts/unlock", post_unlock),

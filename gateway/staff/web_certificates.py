@@ -1,7 +1,9 @@
 """Participation certificates on the staff dashboard: one PDF with all of an institution's certificates.
 
 ``GET /staff/certificates`` lists the institutions with stored sheets and how
-many respondents each has; ``GET /staff/certificates/{institution}/pdf``
+many respondents each has; ``GET /staff/certificates/sheet?id=<sheet id>``
+issues one respondent's certificate by sheet number (households, any road);
+``GET /staff/certificates/{institution}/pdf``
 issues a certificate (docs/protocol.md 7.4) for each respondent of the
 institution (its list entry, or the sheet id of an off-list sheet; the first
 stored sheet gives the day and the road) and renders them, one page each, in
@@ -28,11 +30,13 @@ from .queries import CertifiableSheet
 from .state import STAFF, StaffState
 from .web_auth import Staffed, staff_handler
 
-__all__ = ["CERTIFICATES", "StaffCertificates", "get_certificates", "get_certificates_pdf", "issue_all"]
+__all__ = ["CERTIFICATES", "StaffCertificates", "get_certificate_by_sheet", "get_certificates", "get_certificates_pdf",
+           "issue_all"]
 
 log = structlog.get_logger("sanaq.gateway.staff")
 
 _INSTITUTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SHEET_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
 
 @dataclass(slots=True)
@@ -77,9 +81,7 @@ async def get_certificates_pdf(request: web.Request, staffed: Staffed) -> web.St
     institution = request.match_info["institution"]
     certs = request.app.get(CERTIFICATES)
     if certs is None:
-        return state.views.message("Certificates unavailable", "This gateway has no certificate key "
-                                   "(staff.certificate_key_dir); see docs/operations.md.", status=503,
-                                   session=staffed.session)
+        return _unavailable(state, staffed)
     if not _INSTITUTION.fullmatch(institution):
         return state.views.message("No such institution", "An institution code is 1-64 letters, digits, "
                                    ". _ or -.", status=400, session=staffed.session)
@@ -92,16 +94,48 @@ async def get_certificates_pdf(request: web.Request, staffed: Staffed) -> web.St
         return state.views.message("Too many certificates", f"Institution {institution} has more than {limit} "
                                    "respondents with sheets; raise staff.certificates_per_pdf.", status=413,
                                    session=staffed.session)
+    return await _pdf_response(request, staffed, certs, rows, what=institution, name=f"certificates-{institution}")
+
+
+@staff_handler()
+async def get_certificate_by_sheet(request: web.Request, staffed: Staffed) -> web.StreamResponse:
+    state: StaffState = request.app[STAFF]
+    certs = request.app.get(CERTIFICATES)
+    if certs is None:
+        return _unavailable(state, staffed)
+    sheet_id = request.query.get("id", "").strip().lower()
+    if not _SHEET_ID.fullmatch(sheet_id):
+        return state.views.message("Not a sheet number", "A sheet number is the sheet's id, a UUID like "
+                                   "0f8fad5b-d9cb-469f-a165-70867728950e.", status=400, session=staffed.session)
+    row = await state.queries.certifiable_sheet(sheet_id)
+    if row is None:
+        return state.views.message("No such sheet", f"No stored sheet has the number {sheet_id}.", status=404,
+                                   session=staffed.session)
+    return await _pdf_response(request, staffed, certs, [row], what=f"sheet:{sheet_id}", name="certificate")
+
+
+def _unavailable(state: StaffState, staffed: Staffed) -> web.Response:
+    return state.views.message("Certificates unavailable", "This gateway has no certificate key "
+                               "(staff.certificate_key_dir); see docs/operations.md.", status=503,
+                               session=staffed.session)
+
+
+async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCertificates,
+                        rows: list[CertifiableSheet], *, what: str, name: str) -> web.StreamResponse:
+    state: StaffState = request.app[STAFF]
     async with certs.gate:
         printed, skipped = issue_all(certs.issuer, rows, utc_offset_minutes=state.config.utc_offset_minutes,
                                      issuer_name=state.config.certificate_issuer_name)
+        if not printed:
+            return state.views.message("No certificates", "The stored sheets name no list entry or sheet number "
+                                       "a certificate can carry.", status=404, session=staffed.session)
         try:
             pdf = await asyncio.to_thread(render_certificates_pdf, printed, font=state.config.pdf_font)
         except KeysError as e:
             log.error("staff.certificates.pdf_unavailable", error=str(e))
             return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
-    await state.accounts.audit(staffed.session.user.id, "certificates.printed", institution=institution,
+    await state.accounts.audit(staffed.session.user.id, "certificates.printed", scope=what,
                                count=len(printed), skipped=skipped)
     log.info("staff.certificates.printed", count=len(printed), skipped=skipped, user_id=staffed.session.user.id)
     return web.Response(body=pdf, content_type="application/pdf",
-                        headers={"Content-Disposition": f'attachment; filename="certificates-{institution}.pdf"'})
+                        headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})

@@ -99,7 +99,25 @@ async def test_a_worker_prints_the_institutions_certificates_in_one_pdf(
     assert layer.count("Халық санағынан өту туралы анықтама") == 5
     assert all(p["surname"] not in layer for sheet in first for p in sheet["persons"])  # no name on a certificate
     audit = gw.staff_rows("SELECT detail FROM audit WHERE action = 'certificates.printed'")
-    assert [json.loads(d) for (d,) in audit] == [{"count": 5, "institution": code, "skipped": 0}]
+    assert [json.loads(d) for (d,) in audit] == [{"count": 5, "scope": code, "skipped": 0}]
+
+
+async def test_a_household_respondent_by_sheet_number(
+    world: World, gw: StaffGateway, viewer: StaffClient, tmp_path: Path
+) -> None:
+    [household] = generate_sheets(9, 1, device_id="TAB-0002", mix=KindMix.only(household=1))
+    async with aiohttp.ClientSession() as s:
+        assert (await post_batch(s, gw, world.batch("TAB-0002", 1, [household]), world.tablets["TAB-0002"]))[0] == 200
+    sheet_id = household["sheet_id"]
+    async with viewer.session.get(f"{gw.url}/staff/certificates/sheet", params={"id": sheet_id.upper()}) as resp:
+        assert resp.status == 200 and resp.content_type == "application/pdf"
+        (tmp_path / "one.pdf").write_bytes(await resp.read())
+    [text] = _qr_texts(tmp_path / "one.pdf", tmp_path)
+    cert = verify_certificate(carrier_from_text(text), bytes(world.root.verify_key))
+    assert (cert.subject, cert.road) == (f"sheet:{sheet_id}", "tablet")
+    for bad, status in (("not-a-uuid", 400), ("0f8fad5b-d9cb-469f-a165-70867728950e", 404)):
+        got, _, _ = await viewer.get(f"/staff/certificates/sheet?id={bad}")
+        assert got == status
 
 
 async def test_refusals(world: World, gw: StaffGateway, viewer: StaffClient) -> None:
