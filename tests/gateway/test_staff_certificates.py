@@ -61,7 +61,7 @@ async def viewer(gw: StaffGateway) -> AsyncIterator[StaffClient]:
 def _qr_texts(pdf: Path, out: Path) -> list[str]:
     zxingcpp = pytest.importorskip("zxingcpp")
     image = pytest.importorskip("PIL.Image")
-    subprocess.run(["pdftoppm", "-r", "110", "-gray", "-png", str(pdf), str(out / "page")], check=True, timeout=120)
+    subprocess.run(["pdftoppm", "-r", "150", "-gray", "-png", str(pdf), str(out / "page")], check=True, timeout=120)
     texts = []
     for png in sorted(out.glob("page-*.png")):
         found = zxingcpp.read_barcodes(image.open(png))

@@ -114,7 +114,7 @@ async def test_download_then_verify_online_and_refusals(cert_site: tuple[Web, An
         census="KZ-2020", subject=f"entry:{INSTITUTION}/00002", day="2020-10-02", road="web",
         certificate_key=SigningKey.generate())
     for given, code in ((carrier_to_text(bytes(carrier)), "bad-signature"), (carrier_to_text(forged), "unknown-key"),
-                        (text[:-5], "malformed")):
+                        (text + "*", "malformed")):
         status, page = await _verify(site, given)
         assert status == 200 and "жарамды анықтама емес" in page and f"<strong>{code}</strong>" in page
         assert INSTITUTION not in page  # an invalid certificate shows nothing of what it claims
