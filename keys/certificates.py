@@ -27,6 +27,7 @@ import structlog
 from nacl.signing import SigningKey
 
 from wire.certificate import (
+    MAX_CERTIFICATE_DOCUMENT_BYTES,
     MAX_CERTIFICATE_TEXT,
     TEXT_PREFIX,
     Certificate,
@@ -105,7 +106,8 @@ class CertificateIssuer:
     ) -> CertificateIssuer:
         d = Path(directory)
         try:
-            document = (d / KEY_DOCUMENT).read_bytes()
+            with (d / KEY_DOCUMENT).open("rb") as fh:
+                document = fh.read(MAX_CERTIFICATE_DOCUMENT_BYTES + 1)  # longer is refused as oversize below
         except OSError as e:
             raise StorageError("cannot read the certificate-key document", path=str(d / KEY_DOCUMENT),
                                error=e.strerror) from e

@@ -123,19 +123,26 @@ def _unavailable(state: StaffState, staffed: Staffed) -> web.Response:
 async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCertificates,
                         rows: list[CertifiableSheet], *, what: str, name: str) -> web.StreamResponse:
     state: StaffState = request.app[STAFF]
+    config = state.config
+
+    def build() -> tuple[bytes | None, int, int]:
+        # Signing, self-verifying and rendering are CPU work: off the event loop, one PDF at a time.
+        printed, skipped = issue_all(certs.issuer, rows, utc_offset_minutes=config.utc_offset_minutes,
+                                     issuer_name=config.certificate_issuer_name)
+        pdf = render_certificates_pdf(printed, font=config.pdf_font) if printed else None
+        return pdf, len(printed), skipped
+
     async with certs.gate:
-        printed, skipped = issue_all(certs.issuer, rows, utc_offset_minutes=state.config.utc_offset_minutes,
-                                     issuer_name=state.config.certificate_issuer_name)
-        if not printed:
-            return state.views.message("No certificates", "The stored sheets name no list entry or sheet number "
-                                       "a certificate can carry.", status=404, session=staffed.session)
         try:
-            pdf = await asyncio.to_thread(render_certificates_pdf, printed, font=state.config.pdf_font)
+            pdf, count, skipped = await asyncio.to_thread(build)
         except KeysError as e:
             log.error("staff.certificates.pdf_unavailable", error=str(e))
             return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
-    await state.accounts.audit(staffed.session.user.id, "certificates.printed", scope=what,
-                               count=len(printed), skipped=skipped)
-    log.info("staff.certificates.printed", count=len(printed), skipped=skipped, user_id=staffed.session.user.id)
+    if pdf is None:
+        return state.views.message("No certificates", "The stored sheets name no list entry or sheet number "
+                                   "a certificate can carry.", status=404, session=staffed.session)
+    await state.accounts.audit(staffed.session.user.id, "certificates.printed", scope=what, count=count,
+                               skipped=skipped)
+    log.info("staff.certificates.printed", count=count, skipped=skipped, user_id=staffed.session.user.id)
     return web.Response(body=pdf, content_type="application/pdf",
                         headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'})
