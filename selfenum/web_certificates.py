@@ -72,7 +72,8 @@ def _shown(verdict: Verdict) -> list[tuple[str, str, bool]]:
     if cert is None or verdict.status == "invalid":
         return []
     return [("Census", cert.census, False), (SUBJECT_LABELS[cert.subject_kind], cert.subject_id, False),
-            ("Day of enumeration", cert.day, False), ("How", ROAD_LABELS[cert.road], True),
+            ("Day of enumeration", cert.day, False),
+            ("How the respondent was enumerated", ROAD_LABELS[cert.road], True),
             ("Issued by", cert.key.issuer, False)]
 
 

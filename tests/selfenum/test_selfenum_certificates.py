@@ -166,7 +166,7 @@ def test_every_certificate_message_is_translated() -> None:
 
     msgids = {*wc.ROAD_LABELS.values(), *wc.SUBJECT_LABELS.values(), *wc.VERDICT_TITLES.values(),
               *wc.VERDICT_TEXT.values(), wc.FORM_TITLE, wc.FIELD_MISSING, wc.FIELD_TOO_LONG,
-              "Census", "Day of enumeration", "How", "Issued by",
+              "Census", "Day of enumeration", "How the respondent was enumerated", "Issued by",
               "Download your certificate of census participation (PDF)"}
     template = (Path(wc.__file__).parent / "templates" / "certificate.html").read_text("utf-8")
     msgids |= set(re.findall(r'_\("([^"]+)"\)', template))
