@@ -69,11 +69,11 @@ class StaffConfig:
     # and the most certificates one PDF holds
     certificate_key_dir: Path | None = None
     certificate_issuer_name: str = "Статистика департаменті / Департамент статистики"
-    certificates_per_pdf: int = 2000
+    certificates_per_pdf: int = 500
 
     def __post_init__(self) -> None:
-        if not 1 <= self.certificates_per_pdf <= 20_000:
-            raise StaffConfigError("staff.certificates_per_pdf must be 1..20000")
+        if not 1 <= self.certificates_per_pdf <= 5000:
+            raise StaffConfigError("staff.certificates_per_pdf must be 1..5000")
         if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
             raise StaffConfigError("staff.session_ttl_s and staff.session_idle_s must be > 0")
         if not 0 < self.fresh_h < self.silent_h:
