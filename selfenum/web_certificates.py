@@ -95,7 +95,10 @@ async def post_form(request: web.Request) -> web.StreamResponse:
 
 
 def certificate_available(se: SelfenumApp, entry_id: str, received_at_ms: int | None) -> bool:
-    return se.issuer is not None and received_at_ms is not None and bool(_ENTRY.fullmatch(entry_id))
+    """A key that is not revoked, a sheet that reached the census database, a list entry to name."""
+    if se.issuer is None or received_at_ms is None or not _ENTRY.fullmatch(entry_id):
+        return False
+    return se.issuer.key.key_id not in (_revoked(se) or frozenset())
 
 
 async def get_pdf(request: web.Request) -> web.StreamResponse:

@@ -124,6 +124,13 @@ async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCert
                         rows: list[CertifiableSheet], *, what: str, name: str) -> web.StreamResponse:
     state: StaffState = request.app[STAFF]
     config = state.config
+    trust = state.ctx.trust.current
+    if trust is not None and certs.issuer.key.key_id in trust.snapshot.revoked_certificate_keys:
+        log.warning("staff.certificates.key_revoked", key_id=certs.issuer.key.key_id.hex())
+        return state.views.message("Certificate key revoked", "The census authority has revoked this gateway's "
+                                   "certificate key: every certificate it would print is invalid. Install a new "
+                                   "one (sanaq-keys certificate-key rotate, docs/operations.md).", status=503,
+                                   session=staffed.session)
 
     def build() -> tuple[bytes | None, int, int]:
         # Signing, self-verifying and rendering are CPU work: off the event loop, one PDF at a time.

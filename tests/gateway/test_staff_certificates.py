@@ -19,10 +19,12 @@ import aiohttp
 import pytest
 from nacl.signing import SigningKey
 
+from gateway.staff.web_certificates import CERTIFICATES
 from keys.certificates import KEY_DOCUMENT, PRIVATE_KEY
 from keys.files import save_signing_key
 from tablet.generator import KindMix, generate_sheets, tablet_profile
 from wire.certificate import carrier_from_text, make_certificate_key, verify_certificate
+from wire.snapshot import accept_snapshot, make_snapshot
 
 from .harness import World, now_ms, post_batch
 from .staff_browser import StaffClient, StaffGateway, staff_config, start_staff_gateway
@@ -118,6 +120,27 @@ async def test_a_household_respondent_by_sheet_number(
     for bad, status in (("not-a-uuid", 400), ("0f8fad5b-d9cb-469f-a165-70867728950e", 404)):
         got, _, _ = await viewer.get(f"/staff/certificates/sheet?id={bad}")
         assert got == status
+
+
+async def test_a_revoked_certificate_key_prints_nothing(
+    world: World, gw: StaffGateway, viewer: StaffClient
+) -> None:
+    [household] = generate_sheets(9, 1, device_id="TAB-0002", mix=KindMix.only(household=1))
+    held = accept_snapshot(world.snapshot(), bytes(world.root.verify_key), now_ms=now_ms())
+    issuer_key = gw.app[CERTIFICATES].issuer.key.key_id
+    revoking = make_snapshot(
+        version=held.version + 1, issued_at_ms=now_ms(), expires_at_ms=now_ms() + 86_400_000,
+        data_public_key=held.data_key.public_key, gateway_public_keys=[k.public_key for k in held.gateway_keys],
+        tablets=list(held.tablets), stations=list(held.stations), root_key=world.root,
+        revoked_certificate_keys=[issuer_key])
+    async with aiohttp.ClientSession() as s:
+        assert (await post_batch(s, gw, world.batch("TAB-0002", 1, [household]), world.tablets["TAB-0002"]))[0] == 200
+        async with s.put(f"{gw.url}/v1/registry", data=revoking,
+                         headers={"Content-Type": "application/vnd.sanaq.snapshot"}) as resp:
+            assert resp.status == 200
+    status, html, _ = await viewer.get(f"/staff/certificates/sheet?id={household['sheet_id']}")
+    assert status == 503 and "revoked this gateway&#39;s certificate key" in html
+    assert gw.staff_rows("SELECT count(*) FROM audit WHERE action = 'certificates.printed'") == [(0,)]
 
 
 async def test_refusals(world: World, gw: StaffGateway, viewer: StaffClient) -> None:

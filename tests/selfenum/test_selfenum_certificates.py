@@ -131,6 +131,15 @@ async def test_download_then_verify_online_and_refusals(cert_site: tuple[Web, An
                 and bool(se.trust.cache.snapshot.revoked_certificate_keys), timeout_s=20, what="snapshot followed")
     status, page = await _verify(site, text)
     assert status == 200 and "күші жойылған" in page and ENTRY1 in page
+    # ... and issues no more certificates with the revoked key.
+    r = Respondent(site.url)
+    try:
+        status, page, path = await r.sign_in(codes[ENTRY1])
+        assert (status, path) == (200, "/done") and "certificate.pdf" not in page
+        async with r.session.get(site.url + "/done/certificate.pdf", allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == "/done"
+    finally:
+        await r.close()
 
 
 async def test_the_verification_page_bounds_its_input(cert_site: tuple[Web, Any]) -> None:
