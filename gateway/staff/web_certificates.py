@@ -129,7 +129,7 @@ async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCert
         log.warning("staff.certificates.key_revoked", key_id=certs.issuer.key.key_id.hex())
         return state.views.message("Certificate key revoked", "The census authority has revoked this gateway's "
                                    "certificate key: every certificate it would print is invalid. Install a new "
-                                   "one (sanaq-keys certificate-key rotate, docs/operations.md).", status=503,
+                                   "one (sanaq-keys certificate-key create, docs/operations.md).", status=503,
                                    session=staffed.session)
 
     def build() -> tuple[bytes | None, int, int]:
