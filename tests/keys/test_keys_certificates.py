@@ -117,6 +117,14 @@ def test_rotate_keeps_old_certificates_valid_and_revoke_refuses_them(
     assert run_json("verify-certificate", tmp_path / "old.sqc", "--authority", auth)["status"] == "valid"
     again = run("certificate-key", "revoke", rotated["key_id"], "--authority", auth, "--reason", "x", check=False)
     assert_one_line_error(again, "invalid-transition")
+    no_active = run("certificate-key", "rotate", "--authority", auth, "--issuer", "staff-ATY", "--out",
+                    tmp_path / "x", check=False)
+    assert_one_line_error(no_active, "invalid-record")
+    fresh = run_json("certificate-key", "create", "--authority", auth, "--issuer", "staff-ATY", "--census",
+                     "KZ-2020", "--out", tmp_path / "cert-staff-3")
+    assert fresh["status"] == "active"
+    (tmp_path / "fresh.sqc").write_bytes(_issue(tmp_path / "cert-staff-3", root))
+    assert run_json("verify-certificate", tmp_path / "fresh.sqc", "--authority", auth)["status"] == "valid"
 
 
 def test_usage_mistakes_exit_2(ceremony: tuple[Path, Path, bytes], tmp_path: Path) -> None:
