@@ -69,6 +69,8 @@ class StaffConfig:
     # and the most certificates one PDF holds
     certificate_key_dir: Path | None = None
     certificate_issuer_name: str = "Статистика департаменті / Департамент статистики"
+    # where a certificate says it can be checked: the self-enumeration site's page, e.g. https://host/certificate
+    certificate_verify_at: str = "sanaq-keys verify-certificate"
     certificates_per_pdf: int = 500
 
     def __post_init__(self) -> None:

@@ -136,7 +136,8 @@ async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCert
         # Signing, self-verifying and rendering are CPU work: off the event loop, one PDF at a time.
         printed, skipped = issue_all(certs.issuer, rows, utc_offset_minutes=config.utc_offset_minutes,
                                      issuer_name=config.certificate_issuer_name)
-        pdf = render_certificates_pdf(printed, font=config.pdf_font) if printed else None
+        pdf = render_certificates_pdf(printed, font=config.pdf_font,
+                                      verify_where=config.certificate_verify_at) if printed else None
         return pdf, len(printed), skipped
 
     async with certs.gate:

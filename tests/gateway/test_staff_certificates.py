@@ -46,7 +46,8 @@ def _key_dir(world: World, path: Path) -> Path:
 
 @pytest.fixture
 async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
-    config = staff_config(certificate_key_dir=_key_dir(world, tmp_path / "cert-staff"))
+    config = staff_config(certificate_key_dir=_key_dir(world, tmp_path / "cert-staff"),
+                          certificate_verify_at="https://sanaq.example/certificate")
     gateway = await start_staff_gateway(world, tmp_path, staff=config)
     yield gateway
     await gateway.stop()
@@ -99,6 +100,7 @@ async def test_a_worker_prints_the_institutions_certificates_in_one_pdf(
     layer = subprocess.run(["pdftotext", str(tmp_path / "out.pdf"), "-"],  # noqa: ASYNC221 - a short tool
                            capture_output=True, text=True, check=True, timeout=60).stdout
     assert layer.count("Халық санағынан өту туралы анықтама") == 5
+    assert layer.count("https://sanaq.example/certificate") == 10  # where to check, in Kazakh and in Russian
     assert all(p["surname"] not in layer for sheet in first for p in sheet["persons"])  # no name on a certificate
     audit = gw.staff_rows("SELECT detail FROM audit WHERE action = 'certificates.printed'")
     assert [json.loads(d) for (d,) in audit] == [{"count": 5, "scope": code, "skipped": 0}]
