@@ -144,6 +144,13 @@ async def test_download_then_verify_online_and_refusals(cert_site: tuple[Web, An
 
 async def test_the_verification_page_bounds_its_input(cert_site: tuple[Web, Any]) -> None:
     site, _ = cert_site
+    r = Respondent(site.url)
+    try:
+        _, start = await r.get("/")
+        assert 'href="/certificate"' in start  # reachable from the site's first page, in Kazakh
+        assert "Халық санағынан өту туралы анықтаманы тексеру" in start
+    finally:
+        await r.close()
     status, page = await _verify(site, "")
     assert status == 400 and "QR-кодтың мәтінін қойыңыз" in page and 'href="#certificate"' in page
     status, page = await _verify(site, "sanaq-cert:" + "A" * 5000)
