@@ -10,8 +10,6 @@ without a certificate key the dashboard says so and issues nothing.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,13 +21,12 @@ from gateway.staff.web_certificates import CERTIFICATES
 from keys.certificates import KEY_DOCUMENT, PRIVATE_KEY
 from keys.files import save_signing_key
 from tablet.generator import KindMix, generate_sheets, tablet_profile
+from tests.pdf_tools import pdf_text, qr_texts
 from wire.certificate import carrier_from_text, make_certificate_key, verify_certificate
 from wire.snapshot import accept_snapshot, make_snapshot
 
 from .harness import World, now_ms, post_batch
 from .staff_browser import StaffClient, StaffGateway, staff_config, start_staff_gateway
-
-pytestmark = pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="make setup installs poppler-utils")
 
 MIX = KindMix.only(hospital=1)
 
@@ -62,15 +59,7 @@ async def viewer(gw: StaffGateway) -> AsyncIterator[StaffClient]:
 
 
 def _qr_texts(pdf: Path, out: Path) -> list[str]:
-    zxingcpp = pytest.importorskip("zxingcpp")
-    image = pytest.importorskip("PIL.Image")
-    subprocess.run(["pdftoppm", "-r", "150", "-gray", "-png", str(pdf), str(out / "page")], check=True, timeout=120)
-    texts = []
-    for png in sorted(out.glob("page-*.png")):
-        found = zxingcpp.read_barcodes(image.open(png))
-        assert len(found) == 1, png
-        texts.append(str(found[0].text))
-    return texts
+    return qr_texts(pdf, out)
 
 
 async def test_a_worker_prints_the_institutions_certificates_in_one_pdf(
@@ -97,8 +86,7 @@ async def test_a_worker_prints_the_institutions_certificates_in_one_pdf(
     assert [c.subject for c in certs] == [f"entry:{e}" for e in dict.fromkeys(entries)]  # once each, in order
     assert [c.road for c in certs] == ["tablet"] * 4 + ["usb"]  # entry 4's first sheet came online
     assert {c.census for c in certs} == {"KZ-2020"} and {c.key.issuer for c in certs} == {"staff-ATY"}
-    layer = subprocess.run(["pdftotext", str(tmp_path / "out.pdf"), "-"],  # noqa: ASYNC221 - a short tool
-                           capture_output=True, text=True, check=True, timeout=60).stdout
+    layer = pdf_text(tmp_path / "out.pdf")
     assert layer.count("Халық санағынан өту туралы анықтама") == 5
     assert layer.count("https://sanaq.example/certificate") == 10  # where to check, in Kazakh and in Russian
     assert all(p["surname"] not in layer for sheet in first for p in sheet["persons"])  # no name on a certificate

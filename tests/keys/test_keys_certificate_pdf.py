@@ -4,12 +4,12 @@
 Real tools on the real output: ``pdftotext`` (poppler) reads the text layer,
 ``pdftoppm`` rasterises a page, tesseract (kaz+rus) reads the raster back (tofu
 boxes would not read as Kazakh words), and zxing-cpp decodes the QR code from
-the raster into a carrier that ``wire.verify_certificate`` accepts.
+the raster into a carrier that ``wire.verify_certificate`` accepts
+(``tests/pdf_tools.py``; a missing tool fails, naming its package).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from keys.certificate_pdf import PrintedCertificate, render_certificates_pdf
+from tests.pdf_tools import ocr, pdf_text, qr_texts
 from wire.certificate import (
     carrier_from_text,
     carrier_to_text,
@@ -24,8 +25,6 @@ from wire.certificate import (
     make_certificate_key,
     verify_certificate,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="make setup installs poppler-utils")
 
 KAZAKH_LETTERS = "әғқңөұүһі"
 ROOT = SigningKey(bytes(range(32)))
@@ -55,8 +54,7 @@ def pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _text(pdf: Path, page: int) -> str:
-    return subprocess.run(["pdftotext", "-f", str(page), "-l", str(page), "-layout", str(pdf), "-"],
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return pdf_text(pdf, page, layout=True)
 
 
 def test_one_page_per_certificate_in_kazakh_and_russian(pdf: Path) -> None:
@@ -76,27 +74,17 @@ def test_the_text_layer_has_every_kazakh_letter(pdf: Path) -> None:
     assert not missing, missing
 
 
-@pytest.mark.skipif(shutil.which("tesseract") is None, reason="make setup installs tesseract-ocr-kaz")
 def test_a_rasterised_page_reads_back_as_kazakh_not_tofu(pdf: Path, tmp_path: Path) -> None:
-    subprocess.run(["pdftoppm", "-r", "300", "-gray", "-png", "-f", "1", "-l", "1", str(pdf), str(tmp_path / "p")],
-                   check=True, timeout=120)
-    png = next(tmp_path.glob("p-*.png"))
-    ocr = subprocess.run(["tesseract", str(png), "-", "-l", "kaz+rus"], capture_output=True, text=True,
-                         check=True, timeout=120).stdout
+    text = ocr(pdf, tmp_path)
     # Each word needs its Kazakh letters drawn as themselves: ә ғ қ ң ө ұ ү і between them.
     for word in ("Халық санағынан өту туралы анықтама", "әдісі", "түпнұсқалығын", "респонденттің", "тізімдегі"):
-        assert word in ocr, (word, ocr)
+        assert word in text, (word, text)
 
 
 def test_the_qr_code_carries_the_signed_document(pdf: Path, tmp_path: Path) -> None:
-    zxingcpp = pytest.importorskip("zxingcpp")
-    image = pytest.importorskip("PIL.Image")
-    subprocess.run(["pdftoppm", "-r", "150", "-gray", "-png", str(pdf), str(tmp_path / "q")], check=True,
-                   timeout=120)
-    pngs = sorted(tmp_path.glob("q-*.png"))
-    assert len(pngs) == len(CASES)
-    for png, printed in zip(pngs, _certificates(), strict=True):
-        found = zxingcpp.read_barcodes(image.open(png))
-        assert len(found) == 1 and found[0].text == carrier_to_text(printed.certificate.raw)
-        decoded = verify_certificate(carrier_from_text(found[0].text), bytes(ROOT.verify_key))
+    texts = qr_texts(pdf, tmp_path)
+    assert len(texts) == len(CASES)
+    for text, printed in zip(texts, _certificates(), strict=True):
+        assert text == carrier_to_text(printed.certificate.raw)
+        decoded = verify_certificate(carrier_from_text(text), bytes(ROOT.verify_key))
         assert (decoded.subject, decoded.road) == (printed.certificate.subject, printed.certificate.road)
