@@ -12,8 +12,10 @@ STAMP := $(VENV)/.installed
 #   chromium, chromium-driver  the real-browser test of the staff dashboard
 #   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
 #   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
+#   poppler-utils          pdftotext/pdftoppm: the text layer and a raster of participation certificate PDFs
+#   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
-	chromium chromium-driver fonts-dejavu-core fiu-utils
+	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz tesseract-ocr-rus
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 

@@ -141,6 +141,9 @@ def load_config(path: Path | None) -> GatewayConfig:
         db_path=_resolve(cfg.staff.db_path, base),
         pdf_font=_resolve(cfg.staff.pdf_font, base) or cfg.staff.pdf_font,
         codes_pepper_file=_resolve(cfg.staff.codes_pepper_file, base),
+
+
+        certificate_key_dir=_resolve(cfg.staff.certificate_key_dir, base),
     )
     return GatewayConfig(
         database=cfg.database, server=server, keys=keys, limits=cfg.limits, commit=cfg.commit, staff=staff,

@@ -14,7 +14,10 @@ Checks, each problem named with its option and file:
 * the keys load (right type, right passphrase, TLS certificate matches its key
   and has not expired), and the bootstrap snapshot verifies under the root key,
   names this data key and lists this receipt key (warnings: a rotated key not
-  installed yet shows here).
+  installed yet shows here);
+* ``staff.certificate_key_dir``, when set: ``certificate.key`` and
+  ``certificate-key.doc`` are handed over like the other keys, the document is
+  certified by this root key, and the key is the one it certifies.
 
 Warnings do not change the exit status; any problem exits 2, like ``serve``
 would with that configuration.
@@ -34,8 +37,10 @@ from typing import Any, TextIO
 
 from keys import files as keyfiles
 from keys import tls
+from keys.certificates import KEY_DOCUMENT, PRIVATE_KEY
 from keys.errors import KeysError
 from runtime.toml_config import ConfigError, load_toml
+from wire.certificate import parse_certificate_key
 from wire.errors import WireError
 from wire.keyids import key_id
 from wire.snapshot import accept_snapshot
@@ -289,6 +294,30 @@ def _check_snapshot(c: _Checker, root: bytes | None, path: Path | None, *, data_
                     f"{key_id(receipt_pub).hex()}: clients will refuse its receipts")
 
 
+def _check_certificate_key(c: _Checker, root: bytes | None, key_dir: str | None, passphrase: bytes | None) -> None:
+    """``staff.certificate_key_dir``: both files reachable, the document certified by this root, the key its own."""
+    if key_dir is None:
+        return
+    option = "staff.certificate_key_dir"
+    doc_path = c.locate(option, Path(key_dir) / KEY_DOCUMENT)
+    key_path = c.locate(option, Path(key_dir) / PRIVATE_KEY)
+    key = c.load(option, key_path, lambda p: keyfiles.load_signing_key(p, passphrase))
+    if doc_path is None or root is None:
+        return
+    try:
+        with doc_path.open("rb") as fh:
+            certified = parse_certificate_key(fh.read(4096), root)
+    except OSError as e:
+        c.r.problem(option, f"cannot read: {e.strerror}", doc_path)
+        return
+    except WireError as e:
+        c.r.problem(option, f"{KEY_DOCUMENT} does not verify under keys.root_public_key ({e.code}): a "
+                    "certificate key of another authority", doc_path)
+        return
+    if key is not None and bytes(key.verify_key) != certified.public_key:
+        c.r.problem(option, f"{PRIVATE_KEY} is not the key {KEY_DOCUMENT} certifies", key_path)
+
+
 def _check_cert_expiry(report: CheckReport, cert: Any, path: Path, now_ms: int) -> None:
     left = cert.not_valid_after_utc - dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC)
     if left.total_seconds() <= 0:
@@ -359,6 +388,7 @@ def check_gateway_config(
     snap_path = c.locate("keys.bootstrap_snapshot", c.raw_value("keys.bootstrap_snapshot"))
     _check_snapshot(c, root, snap_path, data_pub=bytes(data.public_key) if data is not None else None,
                     receipt_pub=bytes(receipt.verify_key) if receipt is not None else None, now_ms=now_ms)
+    _check_certificate_key(c, root, c.raw_value("staff.certificate_key_dir"), key_pp)
     report.settings = [
         ("database", config.database),
         ("server.host", config.server.host),

@@ -59,4 +59,22 @@ _V2 = (
     "ALTER TABLE stations ADD COLUMN role TEXT NOT NULL DEFAULT 'usb' CHECK (role IN ('usb', 'web'))",
 )
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("initial", _V1), ("station-role", _V2))
+# Certificate keys sign participation certificates (docs/protocol.md 7.4). 'retired' = replaced by a
+# rotation (its certificates stay valid); 'revoked' = withdrawn (listed in snapshots, its certificates refused).
+_V3 = (
+    """CREATE TABLE certificate_keys (
+        key_id TEXT PRIMARY KEY,
+        public_key TEXT NOT NULL UNIQUE,
+        issuer TEXT NOT NULL,
+        census TEXT NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'retired', 'revoked')),
+        status_changed_at_ms INTEGER NOT NULL,
+        reason TEXT
+    ) STRICT""",
+    "CREATE INDEX certificate_keys_issuer ON certificate_keys (issuer, status)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("initial", _V1), ("station-role", _V2), ("certificate-keys", _V3),
+)

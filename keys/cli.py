@@ -3,9 +3,9 @@
 Subcommands: ``init``, ``enroll-tablet``, ``enroll-station``, ``enroll-web``, ``revoke``,
 ``mark-lost``, ``mark-returned``, ``list``, ``history``, ``publish``,
 ``show-snapshot``, ``export-gateway``, ``rotate tls|receipt|data``, ``push``,
-``registry-status``. Enrolments and status changes publish a new snapshot
-(unless ``--no-publish``); it reaches the gateways only with ``push``
-(revocation reaches stations through the gateway).
+``registry-status``, ``certificate-key create|rotate|revoke|list``, ``verify-certificate``.
+Enrolments and status changes publish a new snapshot (unless ``--no-publish``); it
+reaches the gateways only with ``push`` (revocation reaches stations through the gateway).
 
 Passphrases never come from argv: ``--passphrase-file`` or
 ``SANAQ_KEY_PASSPHRASE`` (authority keys), ``--bundle-passphrase-file`` or
@@ -14,7 +14,8 @@ Passphrases never come from argv: ``--passphrase-file`` or
 keys). Output is human-readable, ``--json`` for scripts. Every refusal is one
 line ``sanaq-keys: error: <code>: <message>`` on stderr and exit status 2;
 ``show-snapshot`` exits 1 when the snapshot verifies but has expired;
-``push`` and ``registry-status`` exit 1 when any instance failed or is behind.
+``push`` and ``registry-status`` exit 1 when any instance failed or is behind;
+``verify-certificate`` exits 0 valid, 1 invalid, 3 revoked (2: cannot verify).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from wire.errors import WireError
 
 from . import cli_output as out
 from .authority import DEFAULT_SNAPSHOT_VALIDITY_MS, Authority
+from .cli_certificates import UsageProblem, add_certificate_commands
 from .enrollment import enroll_station, enroll_tablet, enroll_web
 from .errors import KeysError, WrongPassphraseError
 from .files import atomic_write, load_public_key, read_passphrase_file
@@ -382,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("url", nargs="+", metavar="URL", help="gateway base URL, e.g. https://10.8.0.1:8443")
     p.set_defaults(func=_cmd_registry_status)
+
+    add_certificate_commands(add, _add_common, _open, _now)
     return parser
 
 
@@ -401,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Any = args.func
     try:
         return int(func(args))
-    except _UsageError as e:
+    except (_UsageError, UsageProblem) as e:
         parser.error(str(e))
     except WrongPassphraseError as e:
         if getattr(args, "authority_passphrase_given", True) is False:

@@ -17,10 +17,12 @@ from wire.errors import DecodeError
 from .errors import InvalidRecordError
 
 __all__ = [
+    "CertificateKeyRecord",
     "SnapshotRecord",
     "StationRecord",
     "StatusEvent",
     "TabletRecord",
+    "certificate_key_from_row",
     "check_id",
     "check_text",
     "station_from_row",
@@ -160,3 +162,26 @@ def station_from_row(r: sqlite3.Row) -> StationRecord:
         reason=r["reason"],
         role=r["role"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateKeyRecord:
+    key_id: str
+    issuer: str
+    census: str
+    created_at_ms: int
+    status: str  # active | retired | revoked
+    status_changed_at_ms: int
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key_id": self.key_id, "issuer": self.issuer, "census": self.census,
+            "created_at_ms": self.created_at_ms, "status": self.status,
+            "status_changed_at_ms": self.status_changed_at_ms, "reason": self.reason,
+        }
+
+
+def certificate_key_from_row(r: sqlite3.Row) -> CertificateKeyRecord:
+    return CertificateKeyRecord(r["key_id"], r["issuer"], r["census"], r["created_at_ms"], r["status"],
+                                r["status_changed_at_ms"], r["reason"])

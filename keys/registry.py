@@ -53,10 +53,12 @@ from .errors import (
     UnknownDeviceError,
 )
 from .records import (
+    CertificateKeyRecord,
     SnapshotRecord,
     StationRecord,
     StatusEvent,
     TabletRecord,
+    certificate_key_from_row,
     check_id,
     check_text,
     station_from_row,
@@ -216,6 +218,54 @@ class Registry:
             )
         _log.info("registry.station.enrolled", station_id=station_id, role=role, key_id=key_id(public_key).hex())
         return self.station(station_id)
+
+    # ---- certificate keys (docs/protocol.md 7.4) ----------------------------------------------
+
+    def add_certificate_key(self, *, issuer: str, census: str, public_key: bytes, now_ms: int) -> CertificateKeyRecord:
+        """Record a new ``active`` certificate key; the issuer's previous active key becomes ``retired``."""
+        check_id(issuer, "issuer")
+        kid = key_id(public_key).hex()
+        with self._tx() as db:
+            if db.execute("SELECT 1 FROM certificate_keys WHERE public_key = ?", (public_key.hex(),)).fetchone():
+                raise DuplicateDeviceError("certificate key already recorded", key_id=kid)
+            db.execute(
+                "UPDATE certificate_keys SET status = 'retired', status_changed_at_ms = ?, reason = 'rotated'"
+                " WHERE issuer = ? AND status = 'active'",
+                (now_ms, issuer),
+            )
+            db.execute(
+                "INSERT INTO certificate_keys (key_id, public_key, issuer, census, created_at_ms, status,"
+                " status_changed_at_ms) VALUES (?,?,?,?,?,'active',?)",
+                (kid, public_key.hex(), issuer, census, now_ms, now_ms),
+            )
+        _log.info("registry.certificate_key.added", issuer=issuer, key_id=kid)
+        return self.certificate_key(kid)
+
+    def revoke_certificate_key(self, kid: str, *, reason: str, now_ms: int) -> CertificateKeyRecord:
+        """Withdraw a certificate key: the next snapshot lists it and its certificates are refused."""
+        reason = check_text(reason, "reason", 1000)
+        with self._tx() as db:
+            row = db.execute("SELECT status FROM certificate_keys WHERE key_id = ?", (kid,)).fetchone()
+            if row is None:
+                raise UnknownDeviceError("no such certificate key", key_id=kid)
+            if row["status"] == "revoked":
+                raise InvalidTransitionError("certificate key is already revoked", key_id=kid)
+            db.execute(
+                "UPDATE certificate_keys SET status = 'revoked', status_changed_at_ms = ?, reason = ? WHERE key_id = ?",
+                (now_ms, reason, kid),
+            )
+        _log.info("registry.certificate_key.revoked", key_id=kid)
+        return self.certificate_key(kid)
+
+    def certificate_key(self, kid: str) -> CertificateKeyRecord:
+        row = self._db.execute("SELECT * FROM certificate_keys WHERE key_id = ?", (kid,)).fetchone()
+        if row is None:
+            raise UnknownDeviceError("no such certificate key", key_id=kid)
+        return certificate_key_from_row(row)
+
+    def list_certificate_keys(self) -> list[CertificateKeyRecord]:
+        rows = self._db.execute("SELECT * FROM certificate_keys ORDER BY issuer, created_at_ms")
+        return [certificate_key_from_row(r) for r in rows]
 
     # ---- status changes ---------------------------------------------------------------------
 
@@ -379,10 +429,15 @@ class Registry:
                                 r["status"])
                 for r in db.execute("SELECT * FROM stations WHERE role = 'web'")
             ]
+            revoked_certificate_keys = [
+                bytes.fromhex(r["key_id"])
+                for r in db.execute("SELECT key_id FROM certificate_keys WHERE status = 'revoked'")
+            ]
             data = make_snapshot(
                 version=version, issued_at_ms=now_ms, expires_at_ms=now_ms + validity_ms,
                 data_public_key=data_public_key, gateway_public_keys=gateway_public_keys,
                 tablets=tablets, stations=stations, root_key=root_key, web_services=web_services,
+                revoked_certificate_keys=revoked_certificate_keys,
             )
             db.execute(
                 "INSERT INTO snapshot_versions (version, published_at_ms, expires_at_ms, sha256) VALUES (?,?,?,?)",

@@ -43,6 +43,11 @@ HINTS: dict[str, str] = {
     # staff dashboard
     "staff.act.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
     "staff.codes.pdf_unavailable": "no PDF font, no code minted: install fonts-dejavu-core or set staff.pdf_font",
+
+
+    "staff.certificates.pdf_unavailable": "no PDF font: install fonts-dejavu-core or set staff.pdf_font",
+    "staff.certificates.key_revoked": "this gateway's certificate key is revoked: sanaq-keys certificate-key "
+                                      "create, install the new key, restart",
     "staff.csrf_refused": "a form was posted without its token: an old page or a forged request",
     "staff.events.failed": "the live feed failed; pages still load: see error",
     "staff.feed.refresh_failed": "the dashboard could not read the store: check the store",

@@ -248,8 +248,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
-    """Relative paths: ``web_bundle`` in ``$CREDENTIALS_DIRECTORY`` first (the unit's LoadCredential= bundle),
-    otherwise both it and ``state_dir`` next to the configuration file."""
+    """Relative paths: ``web_bundle`` and ``certificates.key_dir`` in ``$CREDENTIALS_DIRECTORY`` first (the
+    unit's LoadCredential= files), otherwise they and ``state_dir`` next to the configuration file."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     bundle, state, pepper = config.web_bundle, config.state_dir, config.codes_pepper_file
     if not bundle.is_absolute():
@@ -264,7 +264,15 @@ def _resolve(config: SelfenumConfig, base: Path | None) -> SelfenumConfig:
             pepper = Path(creds) / pepper
         elif base is not None:
             pepper = base / pepper
-    return dataclasses.replace(config, web_bundle=bundle, state_dir=state, codes_pepper_file=pepper)
+    certs = config.certificates
+    key_dir = certs.key_dir
+    if key_dir is not None and not key_dir.is_absolute():
+        if creds and (Path(creds) / key_dir / "certificate-key.doc").is_file():
+            key_dir = Path(creds) / key_dir
+        elif base is not None:
+            key_dir = base / key_dir
+    return dataclasses.replace(config, web_bundle=bundle, state_dir=state, codes_pepper_file=pepper,
+                               certificates=dataclasses.replace(certs, key_dir=key_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,9 +5,9 @@ with no third-party source, HSTS unless explicitly insecure, no framing, no
 referrer, no caching of pages that show answers); then CSRF for every POST
 (a missing or empty token is refused). Bodies are capped by
 ``client_max_size``. The device API and the staff dashboard do not exist
-here: the only routes are the respondent's pages, health, readiness and
-metrics. Background work (the forwarder, the draft sweeper) is owned by
-``cleanup_ctx``.
+here: the only routes are the respondent's pages, the participation
+certificate pages (``web_certificates``), health, readiness and metrics.
+Background work (the forwarder, the draft sweeper) is owned by ``cleanup_ctx``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from aiohttp import web
 from gwclient import SignedGatewayClient
 from keys.access_codes import pepper_id
 from keys.bundle import ProvisioningBundle
+from keys.certificates import CertificateIssuer
 from keys.tls import client_ssl_context
 
-from . import web_pages
+from . import web_certificates, web_pages
 from .code_feed import CodeFollower
 from .config import SelfenumConfig
 from .context import APP, SelfenumApp
@@ -103,11 +104,14 @@ def create_app(config: SelfenumConfig, *, clock_ms: Callable[[], int] | None = N
         templates=env,
         sealer=Sealer(bundle.device_id, bundle.signing_key, bundle.data_public_key),
         clock_ms=clock,
+        issuer=(CertificateIssuer.load(config.certificates.key_dir, bundle.root_public_key)
+                if config.certificates.key_dir is not None else None),
     )
     app = web.Application(client_max_size=config.limits.max_body_bytes,
                           middlewares=[_security_headers(config), web_pages.csrf_middleware])
     app[APP] = se
     web_pages.add_routes(app)
+    web_certificates.add_certificate_routes(app)
     static = Path(str(resources.files("selfenum").joinpath("static")))
     app.router.add_static("/static/", static, follow_symlinks=False, show_index=False)
     app.cleanup_ctx.append(_forwarder)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from runtime.toml_config import ConfigError, build, load_toml
 
-__all__ = ["ForwardConfig", "LimitsConfig", "SelfenumConfig", "ServerConfig", "ThrottleConfig", "WindowConfig",
-           "load_config"]
+__all__ = ["CertificatesConfig", "ForwardConfig", "LimitsConfig", "SelfenumConfig", "ServerConfig",
+           "ThrottleConfig", "WindowConfig", "load_config"]
 
 DEJAVU_SANS = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -84,6 +84,16 @@ class ForwardConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CertificatesConfig:
+    """Participation certificates (docs/selfenum.md): the verification page always; downloads with a key."""
+
+    # directory from `sanaq-keys certificate-key create` (certificate.key, certificate-key.doc); unset: no downloads
+    key_dir: Path | None = None
+    # the issuing authority's name printed on the certificate (not signed)
+    issuer_name: str = "Статистика департаменті / Департамент статистики"
+
+
+@dataclass(frozen=True, slots=True)
 class SelfenumConfig:
     web_bundle: Path = Path("web-bundle")
     gateway_url: str = "https://127.0.0.1:8443"
@@ -100,6 +110,7 @@ class SelfenumConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
+    certificates: CertificatesConfig = field(default_factory=CertificatesConfig)
 
     def check(self) -> SelfenumConfig:
         if self.window.opens() >= self.window.closes():

@@ -9,6 +9,7 @@ import jinja2
 from aiohttp import web
 
 from keys.bundle import ProvisioningBundle
+from keys.certificates import CertificateIssuer
 
 from .code_feed import CodeFollower
 from .config import SelfenumConfig
@@ -41,6 +42,9 @@ class SelfenumApp:
     deliverer: Deliverer | None = None
     trust: WebTrust | None = None
     codes: CodeFollower | None = None
+
+
+    issuer: CertificateIssuer | None = None
     counters: dict[str, int] = field(default_factory=lambda: {"codes_refused": 0, "signins": 0, "submits": 0,
                                                               "csrf_refused": 0})
 

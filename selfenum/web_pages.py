@@ -218,8 +218,12 @@ def _confirmation(request: web.Request, se: SelfenumApp, sub: Any, *, household:
                               "shortly. You do not need to do anything else."),
                       gettext("Thank you for taking part in the population census.")]
     link = ("/members", gettext(ANOTHER_MEMBER)) if household else None
+    from .web_certificates import certificate_available  # noqa: PLC0415 - it imports this module
+
+    download = ("/done/certificate.pdf", gettext("Download your certificate of census participation (PDF)")) if (
+        certificate_available(se, sub.entry_id, sub.received_at_ms)) else None
     return _render(request, se, "message.html", title="Census sheet sent", paragraphs=paragraphs,
-                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}", link=link)
+                   reference=f"{sub.seq:08d}-{sub.batch_hash[:8].upper()}", link=link, download=download)
 
 
 async def start(request: web.Request) -> web.StreamResponse:

@@ -20,7 +20,7 @@ __all__ = ["LABELS", "MAGICS", "access_codes_vectors", "assignments_vectors", "d
            "receipt_vectors", "sync_state_vectors"]
 
 MAGICS = {"receipt": b"SNQR", "snapshot": b"SNQS", "manifest": b"SNQM", "custody": b"SNQC", "sync-state": b"SNQY",
-          "access-codes": b"SNQW", "assignments": b"SNQA"}
+          "access-codes": b"SNQW", "assignments": b"SNQA", "certificate-key": b"SNQK", "certificate": b"SNQP"}
 LABELS = {kind: b"sanaq-sync/v1/" + kind.encode() + b"\x00" for kind in MAGICS}
 
 

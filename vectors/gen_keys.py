@@ -19,6 +19,8 @@ from wire.keyids import key_id
 
 __all__ = [
     "ATTACKER_DEVICE",
+    "CENSUS",
+    "CERT_ISSUER",
     "DEVICE",
     "KEYS",
     "LONG_DEVICE",
@@ -48,6 +50,8 @@ STATION = "ST-ALA-01"
 OLD_STATION = "ST-ALA-02"
 USB_SERIAL = "R58N30ABCDE"
 WEB_SERVICE = "WEB-AST-01"
+CERT_ISSUER = "staff-ATY"
+CENSUS = "KZ-2020"
 
 T_SEALED = 1_760_000_000_000  # 2025-10-09T08:53:20Z
 T_RECEIVED = 1_760_000_012_345
@@ -115,6 +119,8 @@ KEYS: dict[str, VectorKey] = {
         _key("other_data", "x25519", "another authority's data key"),
         _key("other_gateway", "ed25519", "a receipt key nobody trusts"),
         _key("other_station", "ed25519", "a station key nobody trusts"),
+        _key("certificate", "ed25519", f"certificate key of issuer {CERT_ISSUER}, certified by root (section 7.4)"),
+        _key("other_certificate", "ed25519", "a certificate key no root certified"),
     )
 }
 

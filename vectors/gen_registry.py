@@ -93,6 +93,14 @@ def snapshot_vectors() -> dict[str, Any]:
         stations=[_station_entry(s) for s in body["stations"]], root_key=KEYS["root"].signing_key,
         web_services=[WebServiceEntry(WEB_SERVICE, KEYS["web"].key_id, KEYS["web"].public, "active")])
     assert made_web == raw_document("snapshot", web_body, "root"), "wire.make_snapshot disagrees (web services)"
+    revoked_body = {**body, "revoked_certificate_keys": [KEYS["certificate"].key_id.hex()]}
+    two_revoked = sorted([KEYS["certificate"].key_id.hex(), KEYS["other_certificate"].key_id.hex()])
+    made_revoked = make_snapshot(
+        version=SNAPSHOT_VERSION, issued_at_ms=T_ISSUED, expires_at_ms=T_EXPIRES, data_public_key=KEYS["data"].public,
+        gateway_public_keys=[KEYS["gateway"].public], tablets=[_tablet_entry(t) for t in tablets],
+        stations=[_station_entry(s) for s in body["stations"]], root_key=KEYS["root"].signing_key,
+        revoked_certificate_keys=[KEYS["certificate"].key_id])
+    assert made_revoked == raw_document("snapshot", revoked_body, "root"), "wire.make_snapshot disagrees (revoked)"
     cases = [
         ok_case("ok", "a current snapshot, first one seen", "snapshot", body, signer="root", parsed=parsed),
         ok_case("ok-web-service", "with a self-enumeration web service (section 9.1)", "snapshot", web_body,
@@ -106,6 +114,14 @@ def snapshot_vectors() -> dict[str, Any]:
                                        "public_key": tablets[0]["public_key"]}]), "malformed"),
         doc_case("web-status-unknown", "web service status 'issued', signed",
                  signed(web_services=[{**web_entry, "status": "issued"}]), "malformed"),
+        ok_case("ok-revoked-certificate-key", "lists a revoked certificate key (section 7.4)", "snapshot",
+                revoked_body, signer="root", parsed={k: v for k, v in revoked_body.items() if k != "v"}),
+        doc_case("revoked-certificate-keys-empty", "revoked_certificate_keys present but empty, signed",
+                 signed(revoked_certificate_keys=[]), "malformed"),
+        doc_case("revoked-certificate-keys-unsorted", "two revoked certificate key ids in descending order, signed",
+                 signed(revoked_certificate_keys=sorted(two_revoked, reverse=True)), "malformed"),
+        doc_case("revoked-certificate-key-uppercase", "a revoked certificate key id in uppercase hex, signed",
+                 signed(revoked_certificate_keys=[KEYS["certificate"].key_id.hex().upper()]), "malformed"),
         {**doc_case("ok-refetch", "the same version as the one held is accepted", good, "ok"), "min_version": 7},
         {**doc_case("ok-last-ms", "one millisecond before expires_at_ms", good, "ok"), "now_ms": T_EXPIRES - 1},
         {**doc_case("expired", "now_ms equal to expires_at_ms", good, "expired"), "now_ms": T_EXPIRES},

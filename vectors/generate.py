@@ -31,6 +31,7 @@ if str(HERE) not in sys.path:  # allow "import generate" from tests as well as r
     sys.path.insert(0, str(HERE))
 
 from gen_canonical import canonical_vectors  # noqa: E402
+from gen_certificates import certificate_vectors  # noqa: E402
 from gen_documents import (  # noqa: E402
     access_codes_vectors,
     assignments_vectors,
@@ -58,7 +59,7 @@ def _referenced_keys(node: Any, found: set[str]) -> set[str]:
         for k, v in node.items():
             if k in _KEY_REFERENCES and isinstance(v, str) and v in KEYS:
                 found.add(v)
-            elif k in ("trusted", "signers") and isinstance(v, list):
+            elif k in ("trusted", "signers", "revoked") and isinstance(v, list):
                 found.update(x for x in v if x in KEYS)
             else:
                 _referenced_keys(v, found)
@@ -101,6 +102,7 @@ def build_all() -> dict[str, dict[str, Any]]:
         "canonical_json.json": canonical_vectors(),
         "sheets.json": sheet_vectors(),
         "ed25519.json": ed25519_vectors(),
+        "certificate.json": certificate_vectors(),
     }
     request = httpsig_vectors()
     if request is not None:

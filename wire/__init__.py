@@ -10,6 +10,15 @@ from __future__ import annotations
 from . import canonical, errors
 from .accesscodes import AccessCodeChange, AccessCodes, make_access_codes, parse_access_codes
 from .assignments import Assignment, Assignments, make_assignments, parse_assignments
+from .certificate import (
+    Certificate,
+    CertificateKey,
+    carrier_from_text,
+    carrier_to_text,
+    make_certificate,
+    make_certificate_key,
+    verify_certificate,
+)
 from .documents import DocKind, SignedDocument, decode_document, sign_document, verify_document
 from .envelope import (
     BatchHeader,
@@ -60,6 +69,8 @@ __all__ = [
     "Assignment",
     "Assignments",
     "BatchHeader",
+    "Certificate",
+    "CertificateKey",
     "CustodyRecord",
     "DocKind",
     "Envelope",
@@ -79,6 +90,8 @@ __all__ = [
     "accept_snapshot",
     "batch_file_name",
     "canonical",
+    "carrier_from_text",
+    "carrier_to_text",
     "check_device_id",
     "compute_gaps",
     "decode_document",
@@ -87,9 +100,9 @@ __all__ = [
     "key_id",
     "key_id_hex",
     "make_access_codes",
-
-
     "make_assignments",
+    "make_certificate",
+    "make_certificate_key",
     "make_custody",
     "make_manifest",
     "make_receipt",
@@ -107,6 +120,7 @@ __all__ = [
     "peek_manifest_signer",
     "seal_batch",
     "sign_document",
+    "verify_certificate",
     "verify_document",
     "verify_envelope",
 ]

@@ -4,7 +4,8 @@ Byte layout (big-endian; ``docs/protocol.md`` section "Signed documents")::
 
     magic        4   kind: "SNQR" receipt, "SNQS" registry snapshot,
                            "SNQM" USB manifest, "SNQC" custody record,
-                           "SNQY" sync state, "SNQW" access codes, "SNQA" assignments
+                           "SNQY" sync state, "SNQW" access codes, "SNQA" assignments,
+                           "SNQK" certificate key, "SNQP" participation certificate
     version      1   0x01
     signer_key   16  key id of the Ed25519 signing key
     body_len     4
@@ -12,7 +13,8 @@ Byte layout (big-endian; ``docs/protocol.md`` section "Signed documents")::
     signature    64  Ed25519 over "sanaq-sync/v1/" || label || 0x00 || bytes[0 : end of body]
 
 The label differs per kind ("receipt", "snapshot", "manifest", "custody",
-"sync-state", "access-codes", "assignments"), so a signature made for one kind never verifies as another.
+"sync-state", "access-codes", "assignments", "certificate-key", "certificate"), so a signature made for one
+kind never verifies as another.
 The signed bytes are exactly the bytes carried; nothing is re-serialised.
 """
 
@@ -45,6 +47,8 @@ class DocKind(Enum):
     SYNC_STATE = (b"SNQY", "sync-state")
     ACCESS_CODES = (b"SNQW", "access-codes")
     ASSIGNMENTS = (b"SNQA", "assignments")
+    CERTIFICATE_KEY = (b"SNQK", "certificate-key")
+    CERTIFICATE = (b"SNQP", "certificate")
 
     @property
     def magic(self) -> bytes:

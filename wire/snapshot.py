@@ -10,6 +10,7 @@ Body members (``docs/protocol.md`` section "Registry snapshot")::
                    "returned_at_ms"}]
     stations     [{"station_id", "key_id", "public_key", "status"}]
     web_services [{"web_id", "key_id", "public_key", "status"}]   only when non-empty
+    revoked_certificate_keys ["<key id hex>", ...]                only when non-empty
 
 
 Device ids, station ids and the key ids of all tablets and stations are
@@ -21,6 +22,7 @@ expired snapshot and one older than the version the consumer already holds.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +32,7 @@ from . import _fields as f
 from .documents import DocKind, decode_document, sign_document, verify_document
 from .envelope import check_device_id
 from .errors import DecodeError, ExpiredError, RevokedKeyError, RollbackError, UnknownKeyError
-from .keyids import key_id
+from .keyids import key_id, parse_hex
 from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = [
@@ -49,6 +51,7 @@ TABLET_STATUSES = ("issued", "returned", "lost", "revoked")
 STATION_STATUSES = ("active", "revoked")
 _MAX_ENTRIES = 200_000
 _MAX_WEB_SERVICES = 64
+_MAX_REVOKED_CERTIFICATE_KEYS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +131,7 @@ class RegistrySnapshot:
     stations: tuple[StationEntry, ...]
     raw: bytes
     web_services: tuple[WebServiceEntry, ...] = ()
+    revoked_certificate_keys: frozenset[bytes] = frozenset()
 
     def tablet(self, device_id: str) -> TabletEntry:
         """The enrolled tablet ``device_id``; ``UnknownKeyError`` if absent."""
@@ -234,8 +238,9 @@ def make_snapshot(
     stations: list[StationEntry],
     root_key: SigningKey,
     web_services: list[WebServiceEntry] | None = None,
+    revoked_certificate_keys: list[bytes] | None = None,
 ) -> bytes:
-    """Sign a snapshot body; ``web_services`` appears in it only when non-empty (one canonical form)."""
+    """Sign a snapshot body; ``web_services`` and ``revoked_certificate_keys`` appear only when non-empty."""
     body: dict[str, Any] = {
         "v": 1,
         "version": version,
@@ -248,10 +253,23 @@ def make_snapshot(
     }
     if web_services:
         body["web_services"] = [w.to_json() for w in sorted(web_services, key=lambda w: w.web_id)]
+    if revoked_certificate_keys:
+        body["revoked_certificate_keys"] = sorted({k.hex() for k in revoked_certificate_keys})
     return sign_document(DocKind.SNAPSHOT, body, root_key)
 
 
 _MEMBERS = {"v", "version", "issued_at_ms", "expires_at_ms", "data_key", "gateway_keys", "tablets", "stations"}
+_OPTIONAL = {"web_services", "revoked_certificate_keys"}
+
+
+def _revoked_certificate_keys(body: dict[str, Any], version: int) -> frozenset[bytes]:
+    listed = f.get_list(body, "revoked_certificate_keys", max_items=_MAX_REVOKED_CERTIFICATE_KEYS)
+    if not listed:
+        raise DecodeError("snapshot member 'revoked_certificate_keys' is present but empty", version=version)
+    ids = [parse_hex(k, 16, "revoked certificate key id") for k in listed]
+    if any(a >= b for a, b in itertools.pairwise(ids)):
+        raise DecodeError("revoked_certificate_keys must be strictly ascending", version=version)
+    return frozenset(ids)
 
 
 def accept_snapshot(
@@ -269,7 +287,7 @@ def accept_snapshot(
     """
     doc = decode_document(data, DocKind.SNAPSHOT, limits)
     verify_document(doc, {key_id(root_public_key): root_public_key})
-    optional = {"web_services"} & set(doc.body) if isinstance(doc.body, dict) else set()
+    optional = _OPTIONAL & set(doc.body) if isinstance(doc.body, dict) else set()
     body = f.exact_members(doc.body, _MEMBERS | optional, "snapshot")
     version = f.get_int(body, "version", minimum=1)
     issued = f.get_int(body, "issued_at_ms")
@@ -281,7 +299,8 @@ def accept_snapshot(
     tablets = tuple(_tablet(t) for t in f.get_list(body, "tablets", max_items=_MAX_ENTRIES))
     stations = tuple(_station(s) for s in f.get_list(body, "stations", max_items=_MAX_ENTRIES))
     web: tuple[WebServiceEntry, ...] = ()
-    if optional:
+    revoked_certs = _revoked_certificate_keys(body, version) if "revoked_certificate_keys" in optional else frozenset()
+    if "web_services" in optional:
         listed = f.get_list(body, "web_services", max_items=_MAX_WEB_SERVICES)
         if not listed:
             raise DecodeError("snapshot member 'web_services' is present but empty", version=version)
@@ -307,4 +326,5 @@ def accept_snapshot(
         stations=stations,
         raw=doc.raw,
         web_services=web,
+        revoked_certificate_keys=revoked_certs,
     )

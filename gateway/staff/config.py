@@ -69,7 +69,19 @@ class StaffConfig:
     selfenum_url: str = "http://127.0.0.1:8450"
     codes_pepper_file: Path | None = None
 
+
+    # participation certificates (docs/operations.md): the directory from `sanaq-keys certificate-key create`
+    # (unset: the dashboard cannot issue them), the issuing authority's name printed on them (not signed),
+    # and the most certificates one PDF holds
+    certificate_key_dir: Path | None = None
+    certificate_issuer_name: str = "Статистика департаменті / Департамент статистики"
+    # where a certificate says it can be checked: the self-enumeration site's page, e.g. https://host/certificate
+    certificate_verify_at: str = "sanaq-keys verify-certificate"
+    certificates_per_pdf: int = 500
+
     def __post_init__(self) -> None:
+        if not 1 <= self.certificates_per_pdf <= 5000:
+            raise StaffConfigError("staff.certificates_per_pdf must be 1..5000")
         if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
             raise StaffConfigError("staff.session_ttl_s and staff.session_idle_s must be > 0")
         if not 0 < self.fresh_h < self.silent_h:

@@ -25,6 +25,7 @@ from .errors import StaffConfigError, StaffStoreError
 
 __all__ = [
     "BatchRow",
+    "CertifiableSheet",
     "CustodyPull",
     "CaseSheet",
     "ExportedSheet",
@@ -134,6 +135,16 @@ class ReviewCaseRow:
     second: CaseSheet
 
 
+@dataclass(frozen=True, slots=True)
+class CertifiableSheet:
+    """The first stored sheet of one respondent (list entry, else sheet id) and its batch's road and time."""
+
+    sheet_id: str | None
+    list_entry: str | None
+    road: str
+    received_at_ms: int
+
+
 class StaffQueries(Protocol):
     async def open(self) -> None: ...
 
@@ -185,6 +196,18 @@ class StaffQueries(Protocol):
 
     async def sheet_body(self, batch_id: int, index: int) -> str | None:
         """The stored canonical JSON of one sheet, or None."""
+        ...
+
+    async def certified_institutions(self) -> list[tuple[str, int]]:
+        """(institution_code, respondents with a stored sheet), by code."""
+        ...
+
+    async def certifiable_sheets(self, institution_code: str, limit: int) -> list[CertifiableSheet]:
+        """One row per respondent of the institution (its earliest stored sheet), earliest first."""
+        ...
+
+    async def certifiable_sheet(self, sheet_id: str) -> CertifiableSheet | None:
+        """The earliest stored sheet with this sheet id (any form, any road), or None."""
         ...
 
 
@@ -328,6 +351,42 @@ class SqliteStaffQueries:
         def run(c: sqlite3.Connection) -> str | None:
             row = c.execute("SELECT body FROM sheets WHERE batch_id = ? AND idx = ?", (batch_id, index)).fetchone()
             return None if row is None else str(row[0])
+
+        return await self._run(run)
+
+    async def certified_institutions(self) -> list[tuple[str, int]]:
+        def run(c: sqlite3.Connection) -> list[tuple[str, int]]:
+            rows = c.execute(
+                "SELECT institution_code, count(DISTINCT coalesce('entry:' || respondent_list_entry,"
+                " 'sheet:' || sheet_id)) FROM sheets WHERE institution_code IS NOT NULL GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+            return [(r[0], r[1]) for r in rows]
+
+        return await self._run(run)
+
+    async def certifiable_sheets(self, institution_code: str, limit: int) -> list[CertifiableSheet]:
+        def run(c: sqlite3.Connection) -> list[CertifiableSheet]:
+            # SQLite: the bare columns come from the row holding min(...), i.e. the respondent's first sheet.
+            rows = c.execute(
+                "SELECT s.sheet_id, s.respondent_list_entry, b.road, b.received_at_ms,"
+                " min(s.batch_id * 1000000 + s.idx) FROM sheets s JOIN batches b ON b.id = s.batch_id"
+                " WHERE s.institution_code = ?"
+                " GROUP BY coalesce('entry:' || s.respondent_list_entry, 'sheet:' || s.sheet_id)"
+                " ORDER BY 5 LIMIT ?",
+                (institution_code, limit),
+            ).fetchall()
+            return [CertifiableSheet(r[0], r[1], r[2], r[3]) for r in rows]
+
+        return await self._run(run)
+
+    async def certifiable_sheet(self, sheet_id: str) -> CertifiableSheet | None:
+        def run(c: sqlite3.Connection) -> CertifiableSheet | None:
+            r = c.execute(
+                "SELECT s.sheet_id, s.respondent_list_entry, b.road, b.received_at_ms FROM sheets s"
+                " JOIN batches b ON b.id = s.batch_id WHERE s.sheet_id = ? ORDER BY s.batch_id, s.idx LIMIT 1",
+                (sheet_id,),
+            ).fetchone()
+            return None if r is None else CertifiableSheet(r[0], r[1], r[2], r[3])
 
         return await self._run(run)
 

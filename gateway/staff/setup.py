@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway.context import GatewayContext
 from gateway.web_codes import CODE_FEED
 from keys.access_codes import pepper_id
+from keys.certificates import CertificateIssuer
 from wire import AccessCodeChange
 
 from .accounts import Accounts
@@ -28,6 +29,13 @@ from .views import STATIC_DIR, STATIC_HEADERS, Views
 from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
 from .web_auth import get_login, post_login, post_logout
+from .web_certificates import (
+    CERTIFICATES,
+    StaffCertificates,
+    get_certificate_by_sheet,
+    get_certificates,
+    get_certificates_pdf,
+)
 from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 from .web_review import get_review, get_review_case, post_list_match, post_review_case
@@ -89,6 +97,9 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("POST", "/staff/review/list-match", post_list_match),
         ("GET", "/staff/export/coverage.csv", get_coverage_csv),
         ("GET", "/staff/export/sheets.jsonl", get_sheets_jsonl),
+        ("GET", "/staff/certificates", get_certificates),
+        ("GET", "/staff/certificates/sheet", get_certificate_by_sheet),
+        ("GET", "/staff/certificates/{institution:[A-Za-z0-9][A-Za-z0-9._-]{0,63}}/pdf", get_certificates_pdf),
         ("GET", "/staff/accounts", get_accounts),
         ("POST", "/staff/accounts/unlock", post_unlock),
         ("GET", "/staff/codes", get_codes),
@@ -98,6 +109,8 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("POST", _INSTITUTION + "/reissue", post_reissue),
         ("POST", _INSTITUTION + "/residents", post_resident),
     )
+    if config.certificate_key_dir is not None:  # a key that does not load stops the start (BundleError)
+        app[CERTIFICATES] = StaffCertificates(CertificateIssuer.load(config.certificate_key_dir, ctx.root_public_key))
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)

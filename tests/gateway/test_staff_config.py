@@ -19,5 +19,5 @@ def test_the_example_lists_every_staff_option_with_its_default() -> None:
     assert set(data) == {f.name for f in dataclasses.fields(StaffConfig)}
     example, defaults = build(StaffConfig, data, "staff"), StaffConfig()
     differ = {f.name for f in dataclasses.fields(StaffConfig) if getattr(example, f.name) != getattr(defaults, f.name)}
-    # the example names where the defaults (next to census.db and staff.db) land
-    assert differ == {"db_path", "codes_pepper_file"}
+    # the example names where the defaults land (next to census.db and staff.db) or paths they leave unset
+    assert differ == {"db_path", "codes_pepper_file", "certificate_key_dir"}

@@ -272,7 +272,8 @@ def test_database_is_private_and_wal(tmp_path: Path) -> None:
     assert stat.S_IMODE(os.stat(tmp_path / "r.db").st_mode) == 0o600
     db = sqlite3.connect(tmp_path / "r.db")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("SELECT version, name FROM schema_migrations").fetchall() == [(1, "initial"), (2, "station-role")]
+    assert db.execute("SELECT version, name FROM schema_migrations").fetchall() == [
+        (1, "initial"), (2, "station-role"), (3, "certificate-keys")]
     db.close()
 
 

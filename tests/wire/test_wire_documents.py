@@ -63,7 +63,8 @@ T = 1_760_000_000_000
 HASH = hashlib.sha256(b"envelope").digest()
 LABELS = {DocKind.RECEIPT: "receipt", DocKind.SNAPSHOT: "snapshot", DocKind.MANIFEST: "manifest",
           DocKind.CUSTODY: "custody", DocKind.SYNC_STATE: "sync-state", DocKind.ACCESS_CODES: "access-codes",
-          DocKind.ASSIGNMENTS: "assignments"}
+          DocKind.ASSIGNMENTS: "assignments", DocKind.CERTIFICATE_KEY: "certificate-key",
+          DocKind.CERTIFICATE: "certificate"}
 
 
 def craft(kind: DocKind, body: bytes | Any, key: SigningKey, *, version: int = 1, magic: bytes | None = None,
@@ -98,7 +99,8 @@ def test_container_layout_and_labels(kind: DocKind) -> None:
 
 
 def test_magics_are_distinct() -> None:
-    assert sorted(k.magic for k in DocKind) == [b"SNQA", b"SNQC", b"SNQM", b"SNQR", b"SNQS", b"SNQW", b"SNQY"]
+    assert sorted(k.magic for k in DocKind) == [b"SNQA", b"SNQC", b"SNQK", b"SNQM", b"SNQP", b"SNQR", b"SNQS", b"SNQW",
+                                                b"SNQY"]
 
 
 @pytest.mark.parametrize(("signed_as", "presented_as"),

@@ -259,7 +259,8 @@ def test_snapshot_case(case: dict[str, Any]) -> None:
         version=snap.version, issued_at_ms=snap.issued_at_ms, expires_at_ms=snap.expires_at_ms,
         data_public_key=snap.data_key.public_key, gateway_public_keys=[k.public_key for k in snap.gateway_keys],
         tablets=list(snap.tablets), stations=list(snap.stations), root_key=SigningKey(secret(SNAPSHOTS, "root")),
-        web_services=list(snap.web_services))
+        web_services=list(snap.web_services), revoked_certificate_keys=sorted(snap.revoked_certificate_keys))
+    assert sorted(k.hex() for k in snap.revoked_certificate_keys) == p.get("revoked_certificate_keys", [])
     assert made == data
 
 
