@@ -55,12 +55,12 @@ class Catalogs:
         """The translations of ``lang``; an unknown language gets the default one."""
         return self._by_lang.get(lang, self._by_lang[DEFAULT_LANGUAGE])
 
-    def gettext(self, lang: str, message: str, **params: object) -> str:
+    def gettext(self, lang: str, message: str, /, **params: object) -> str:
         """``message`` in ``lang``, its ``%(name)s`` placeholders filled from ``params``."""
         text = self.get(lang).gettext(message)
         return text % params if params else text
 
-    def ngettext(self, lang: str, singular: str, plural: str, n: int, **params: object) -> str:
+    def ngettext(self, lang: str, singular: str, plural: str, n: int, /, **params: object) -> str:
         """The plural form of ``lang`` for ``n``; ``%(n)s`` is ``n`` unless ``params`` says otherwise."""
         return self.get(lang).ngettext(singular, plural, n) % ({"n": n} | params)
 

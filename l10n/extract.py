@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -59,12 +58,12 @@ class Domain:
 DOMAINS = (
     Domain("staff", ("gateway/staff/*.py",), ("gateway/staff/templates/*.html",),
            exclude=("gateway/staff/act_pdf.py",)),
-    Domain("station", ("usb_ingest/status.py", "usb_ingest/status_view.py", "usb_ingest/station_text.py",
-                       "usb_ingest/__main__.py")),
+    Domain("station", ("usb_ingest/status.py", "usb_ingest/status_view.py", "usb_ingest/station.py",
+                       "usb_ingest/daemon.py", "usb_ingest/__main__.py")),
     Domain("paper", ("gateway/staff/act_pdf.py", "selfenum/slips.py")),
 )
-# Text that may stand in a template untranslated: the product's name and symbols.
-_LITERAL_OK = re.compile(r"^(Sanaq Sync|[^\w]*|\d+)$")
+# Text that may stand in a template untranslated: the product's name, symbols and numbers.
+_PRODUCT = "Sanaq Sync"
 _TEXT_ATTRIBUTES = ("title", "aria-label", "alt", "placeholder")
 
 
@@ -162,7 +161,7 @@ class _TextFinder(HTMLParser):
     def _note(self, text: str) -> None:
         for raw in text.split(_HOLE):
             part = raw.strip()
-            if part and not _LITERAL_OK.match(part) and any(c.isalpha() for c in part):
+            if any(c.isalpha() for c in part.replace(_PRODUCT, "")):
                 self.found.append((self.getpos()[0], part))
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from l10n import LANGUAGES
+
 from .errors import StaffConfigError
 
 __all__ = ["DEJAVU_SANS", "StaffConfig"]
@@ -64,6 +66,8 @@ class StaffConfig:
     max_csv_rows: int = 200_000
     pdf_font: Path = DEJAVU_SANS
     act_prefix: str = "AT"
+    # the pages' language for a user who has not chosen one (kk, ru or en); each user's choice is kept
+    language: str = "kk"
 
     def __post_init__(self) -> None:
         if self.session_ttl_s <= 0 or self.session_idle_s <= 0:
@@ -83,6 +87,8 @@ class StaffConfig:
         if self.hsts_max_age_s < 0:
             raise StaffConfigError("staff.hsts_max_age_s must be >= 0")
         self._check_census_dates()
+        if self.language not in LANGUAGES:
+            raise StaffConfigError(f"staff.language must be one of {', '.join(LANGUAGES)}")
         if not self.act_prefix.isalnum():
             raise StaffConfigError("staff.act_prefix must be letters and digits")
 

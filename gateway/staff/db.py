@@ -112,6 +112,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         DELETE FROM login_failures WHERE subject NOT LIKE 'user:%';
         """,
     ),
+    (
+        4,
+        """
+        ALTER TABLE users ADD COLUMN language TEXT CHECK (language IN ('kk', 'ru', 'en'))
+        """,
+    ),
 )
 
 

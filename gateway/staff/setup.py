@@ -20,7 +20,7 @@ from .state import STAFF, StaffState
 from .views import STATIC_DIR, STATIC_HEADERS, Views
 from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
-from .web_auth import get_login, post_login, post_logout
+from .web_auth import get_login, post_language, post_login, post_logout
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 
 __all__ = ["setup_staff"]
@@ -62,6 +62,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/login", get_login),
         ("POST", "/staff/login", post_login),
         ("POST", "/staff/logout", post_logout),
+        ("POST", "/staff/language", post_language),
         ("GET", "/staff/api/summary", get_summary),
         ("GET", "/staff/events", get_events),
         ("GET", "/staff/acts", get_acts),
