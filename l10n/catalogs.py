@@ -8,6 +8,7 @@ all read the same source, and a stale compiled catalog cannot exist
 
 from __future__ import annotations
 
+import _strptime  # type: ignore[import-not-found]  # noqa: F401 - see below
 import functools
 import io
 from pathlib import Path
@@ -24,6 +25,8 @@ DEFAULT_LANGUAGE = "kk"
 LANGUAGE_NAMES = (("kk", "Қазақша"), ("ru", "Русский"), ("en", "English"))
 DOMAINS = ("staff", "station", "paper")
 LOCALE_DIR = Path(__file__).parent / "locale"
+# ``import _strptime`` above: Babel reads a catalog header's dates with strptime, which imports that module
+# lazily; imported with this one, a program that drops privileges before reading a catalog can still read it.
 
 
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention extraction looks for
