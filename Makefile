@@ -10,10 +10,11 @@ STAMP := $(VENV)/.installed
 #   systemd, python3-venv  systemd-analyze for the unit tests; the venv `make install` builds
 #   postgresql             initdb/pg_ctl for the throwaway cluster of the PostgreSQL store tests
 #   chromium, chromium-driver  the real-browser test of the staff dashboard
-#   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
+#   fonts-dejavu-core      a TTF with Cyrillic and the Kazakh letters for act PDFs and access-code slips
+#   poppler-utils          pdftotext/pdffonts/pdftoppm: the PDFs' text layer, embedded fonts and rendering (tests)
 #   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
-	chromium chromium-driver fonts-dejavu-core fiu-utils
+	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 

@@ -1,7 +1,8 @@
-"""Printable access-code slips: one A4 PDF per institution, eight slips a page, in Kazakh and Russian.
+"""Printable access-code slips: one A4 PDF per institution, eight slips a page, Kazakh and Russian on each slip.
 
 fpdf2 with DejaVu Sans (the font the acceptance-transfer acts use) for
-Cyrillic. A slip carries the entry id, the respondent's name (so the
+Cyrillic and the Kazakh letters; the words are the ``paper`` catalog's
+(``l10n``), both languages on the same slip. A slip carries the entry id, the respondent's name (so the
 responsible worker hands it to the right person), the code in groups of four
 and where to enter it. The PDF holds live codes: it is written 0600.
 """
@@ -15,14 +16,21 @@ from fpdf import FPDF
 
 from keys.access_codes import format_code
 from keys.files import atomic_write
+from l10n import N_, catalogs
 
 from .errors import OperatorError
 
 __all__ = ["Slip", "write_slips"]
 
-_KK = "Халық санағы онлайн режимде. Санақ парағын {url} сайтында толтырыңыз, қол жеткізу коды:"
-_RU = "Перепись населения онлайн. Заполните переписной лист на сайте {url}, код доступа:"
-_WINDOW = "{opens} - {closes}"
+_PAPER_LANGUAGES = ("kk", "ru")
+
+
+def _invitation(url: str) -> list[str]:
+    paper = catalogs("paper")
+    # TRANSLATORS: printed on the slip above the code. GLOSSARY: population census online = халық санағы онлайн
+    # режимде / перепись населения онлайн; census sheet = санақ парағы / переписной лист
+    message = N_("Population census online. Fill in the census sheet at %(url)s with this access code:")
+    return [paper.gettext(lang, message, url=url) for lang in _PAPER_LANGUAGES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ def write_slips(path: Path, institution_code: str, slips: list[Slip], *, url: st
     bold = font.with_name(font.stem + "-Bold" + font.suffix)
     pdf.add_font("Slip", "B", str(bold if bold.is_file() else font))
     per_page, height = 8, 35.0
+    invitation = _invitation(url)
     for i, slip in enumerate(slips):
         if i % per_page == 0:
             pdf.add_page()
@@ -55,9 +64,9 @@ def write_slips(path: Path, institution_code: str, slips: list[Slip], *, url: st
         pdf.cell(0, 5, f"{slip.entry_id}   {slip.name}")
         pdf.set_font("Slip", "", 8.5)
         pdf.set_xy(12, top + 8)
-        pdf.multi_cell(186, 4, _KK.format(url=url))
-        pdf.set_x(12)
-        pdf.multi_cell(186, 4, _RU.format(url=url))
+        for line in invitation:
+            pdf.set_x(12)
+            pdf.multi_cell(186, 4, line)
         pdf.set_font("Slip", "B", 16)
         pdf.set_xy(12, top + 23)
         pdf.cell(0, 8, format_code(slip.code))
