@@ -45,12 +45,13 @@ class Domain:
     templates: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
     locale_dir: Path = LOCALE_DIR
+    root: Path = ROOT
 
     def files(self) -> Iterator[tuple[Path, str]]:
-        skip = {p for pattern in self.exclude for p in ROOT.glob(pattern)}
+        skip = {p for pattern in self.exclude for p in self.root.glob(pattern)}
         for method, patterns in (("python", self.python), (_JINJA, self.templates)):
             for pattern in patterns:
-                for path in sorted(ROOT.glob(pattern)):
+                for path in sorted(self.root.glob(pattern)):
                     if path not in skip:
                         yield path, method
 
@@ -76,7 +77,7 @@ def extract(domain: Domain) -> Catalog:
             method, str(path), keywords=_KEYWORDS, comment_tags=_COMMENT_TAGS, options=options,
             strip_comment_tags=True
         ):
-            template.add(message, None, [(str(path.relative_to(ROOT)), lineno)], auto_comments=comments,
+            template.add(message, None, [(str(path.relative_to(domain.root)), lineno)], auto_comments=comments,
                          context=context)
     return template
 
@@ -131,8 +132,8 @@ def check(domain: Domain) -> list[str]:
             if m.id and (not m.string or any(not s for s in _ids(m.string))):
                 problems.append(f"{domain.name}/{lang}: empty translation of {_ids(m.id)[0]!r}")
     for pattern in domain.templates:
-        for path in sorted(ROOT.glob(pattern)):
-            problems += [f"{path.relative_to(ROOT)}:{line}: literal text outside _() or trans: {text!r}"
+        for path in sorted(domain.root.glob(pattern)):
+            problems += [f"{path.relative_to(domain.root)}:{line}: literal text outside _() or trans: {text!r}"
                          for line, text in template_literals(path.read_text("utf-8"))]
     return problems
 
@@ -159,10 +160,12 @@ class _TextFinder(HTMLParser):
             self._note(data)
 
     def _note(self, text: str) -> None:
+        line = self.getpos()[0]
         for raw in text.split(_HOLE):
             part = raw.strip()
             if any(c.isalpha() for c in part.replace(_PRODUCT, "")):
-                self.found.append((self.getpos()[0], part))
+                self.found.append((line + raw[: len(raw) - len(raw.lstrip())].count("\n"), part))
+            line += raw.count("\n")
 
 
 _HOLE = "\u2063"  # stands for every Jinja expression, tag or comment: not a letter, splits the text around it
