@@ -17,7 +17,18 @@ from typing import Any
 import pytest
 
 from .harness import World
-from .staff_browser import PASSWORD, StaffClient, StaffGateway, chromium, chromium_available, csrf_of, staff_config
+from .staff_browser import (
+    LIST_HEADER,
+    PASSWORD,
+    StaffClient,
+    StaffGateway,
+    chromium,
+    chromium_available,
+    csrf_of,
+    list_csv,
+    staff_config,
+    upload,
+)
 from .staff_browser import start_staff_gateway as start
 from .test_staff_dashboard import read_event
 
@@ -202,3 +213,13 @@ async def test_dates_on_pages_are_local_in_russian(gw: StaffGateway, admin) -> N
     assert (await switch(admin, "ru"))[0] == 303
     _, html, _ = await admin.get("/staff/")
     assert re.search(r'<span id="generated">\d\d\.\d\d\.20\d\d \d\d:\d\d:\d\d</span>', html)
+
+
+async def test_import_refusals_are_in_the_readers_language(gw: StaffGateway, admin) -> None:
+    bad = LIST_HEADER + "AB-000001,AB-000001/00009,2026-09-20,Оспанов,Ерлан,,2999-01-01,Есіл\n"
+    status, html = await upload(admin, list_csv("AB-000001", range(1, 3)) + bad[len(LIST_HEADER):].encode())
+    assert status == 200
+    assert "туған күні тізім күнінен кейін немесе 1880 жылдан бұрын" in html
+    assert "2 жол оқылды" not in html and "3 жол оқылды, импортталды: 2, қабылданбады: 1." in html
+    status, html = await upload(admin, b"surname;nonsense\n")
+    assert status == 400 and "белгісіз бағандар: nonsense" in html and "жетіспейтін" not in html
