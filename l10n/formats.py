@@ -49,6 +49,12 @@ class LocalFormat:
             return text
         return day.strftime(_DATE.get(self.lang, _DATE["en"]))
 
+    def month_day(self, text: str) -> str:
+        """A ``MM-DD`` day label (the dashboard's chart) in the language's order: ``DD.MM`` in kk and ru."""
+        if self.lang in ("kk", "ru") and len(text) == 5 and text[2] == "-" and text.replace("-", "").isdigit():
+            return f"{text[3:]}.{text[:2]}"
+        return text
+
     def number(self, n: float, *, digits: int = 0) -> str:
         pattern = "#,##0" + ("." + "0" * digits if digits else "")
         return str(format_decimal(n, pattern, locale=self.lang if self.lang in ("kk", "ru") else "en"))

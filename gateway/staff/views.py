@@ -11,7 +11,7 @@ the ``staff`` catalog (``l10n``). A page's language is the user's choice
 (``users.language``), else the ``staff_lang`` cookie set by the language
 switch, else ``StaffConfig.language``. Filters turn data into local text:
 ``local`` (instant -> date and time, Astana time), ``num``, ``pct``, ``day``
-(an ISO date), ``age`` (minutes -> "3 h"), ``term`` (a data code such as a
+(an ISO date), ``month_day`` (a chart label), ``age`` (minutes -> "3 h"), ``term`` (a data code such as a
 registry status -> its label).
 """
 
@@ -122,6 +122,7 @@ class Views:
             "num": fmt.number,
             "pct": lambda x: fmt.number(x, digits=1),
             "day": fmt.iso_date,
+            "month_day": fmt.month_day,
             "age": age,
             "term": term,
             "said": said,

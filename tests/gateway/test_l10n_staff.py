@@ -169,10 +169,12 @@ async def test_live_fragments_come_in_the_readers_language(gw: StaffGateway, adm
 
 
 def kazakh_in_chromium(driver: Any, url: str) -> dict[str, str]:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    def wait(condition: Any) -> Any:
-        return WebDriverWait(driver, 10, poll_frequency=0.1).until(condition)
+    def wait(condition: Any) -> Any:  # a page being replaced by the next one is retried, not an error
+        ignored = (NoSuchElementException, StaleElementReferenceException)
+        return WebDriverWait(driver, 10, poll_frequency=0.1, ignored_exceptions=ignored).until(condition)
 
     driver.get(url + "/staff/login")
     driver.find_element("css selector", "#language-form button[value='en']").click()

@@ -164,6 +164,7 @@ def test_local_formats_of_dates_and_numbers() -> None:
     assert LocalFormat("kk", 300).number(87.54, digits=1) == "87,5"
     assert LocalFormat("en", 300).number(1234567) == "1,234,567"
     assert LocalFormat("kk", 300).iso_date("2020-06-01") == "01.06.2020"
+    assert (LocalFormat("ru", 300).month_day("10-03"), LocalFormat("en", 300).month_day("10-03")) == ("03.10", "10-03")
 
 
 def test_the_kazakh_catalogs_use_the_kazakh_letters() -> None:
