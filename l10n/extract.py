@@ -56,6 +56,24 @@ class Domain:
                         yield path, method
 
 
+# Written at the top of every catalog: the words a translator meets in many messages, once.
+TRANSLATOR_GLOSSARY = """\
+Sanaq Sync translations ({domain} catalog). This file is the source: programs compile it when they start.
+New message ids: `python -m l10n.extract`; check: `python -m l10n.extract --check` (docs/operations.md).
+Keep every %(name)s placeholder. Census words follow the founding order (GLOSSARY.md), kk / ru:
+  census sheet = санақ парағы / переписной лист; respondent = респондент / респондент
+  responsible worker = жауапты қызметкер / ответственный работник
+  Department employee = Департамент қызметкері / сотрудник Департамента
+  acceptance-transfer act = қабылдау-беру актісі / акт приёма-передачи; tablet = планшет / планшет
+  institution = мекеме / учреждение; first stage = бірінші кезең / первый этап
+  USB cable = USB шнуры / USB-кабель; sync = синхрондау / синхронизация; online = онлайн / онлайн
+Product words (not in the order), kept the same everywhere:
+  registry (who holds which key) = тізілім / реестр; registry snapshot = тізілім көшірмесі / снимок реестра
+  batch (one signed package of census sheets) = пакет / пакет; gateway = шлюз / шлюз
+  station (USB ingest computer) = станция / станция; spool (batches waiting for the gateway) = кезек / очередь
+  quarantined (stored, failed a sheet rule) = карантинде / в карантине; road (how a batch came) = жол / канал
+  enumerated (has a census sheet) = санақтан өтті / переписан"""  # noqa: RUF001 - Kazakh and Russian words
+
 DOMAINS = (
     Domain("staff", ("gateway/staff/*.py",), ("gateway/staff/templates/*.html",),
            exclude=("gateway/staff/act_pdf.py",)),
@@ -111,6 +129,8 @@ def update(domain: Domain) -> None:
         created = catalog.creation_date
         catalog.update(template, no_fuzzy_matching=True)
         catalog.creation_date = created  # unchanged ids give an unchanged file
+        catalog.header_comment = "\n".join(f"# {line}".rstrip() for line in
+                                            TRANSLATOR_GLOSSARY.format(domain=domain.name).splitlines())
         _write(path, catalog)
 
 

@@ -125,12 +125,15 @@ def render(view: StatusView, *, now_ms: int, alive: bool = True, text: StationTe
                                when=_when(view.forward_next_retry_ms, now_ms, t))
     rows = [
         (t.gettext("Station"), view.station_id),
+        # TRANSLATORS: whether the station holds a valid registry snapshot (the list of trusted tablets)
         (t.gettext("Trust"), trust),
         (t.gettext("Verified / refused since start"), f"{view.verified_total} / {view.refused_total}"),
+        # TRANSLATORS: the spool: batches stored on this computer that the gateway has not yet receipted
         (t.gettext("Spool (waiting for the gateway)"),
          t.gettext("%(batches)s batches, %(size)s; %(custody)s custody records",
                    batches=t.format.number(view.spool_pending), size=_bytes(view.spool_pending_bytes, t),
                    custody=t.format.number(view.custody_pending))),
+        # TRANSLATORS: batches the gateway has confirmed with a signed receipt
         (t.gettext("Delivered (receipted)"), t.format.number(view.delivered)),
         (t.gettext("Rejected by the gateway"), t.format.number(view.rejected)),
         (t.gettext("Forwarding"), forwarding),

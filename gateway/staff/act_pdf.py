@@ -80,13 +80,17 @@ def act_paper(act: Act, config: StaffConfig) -> ActPaper:
         (_both("Act number"), act.act_no),
         (_both("Date and time"), f"{when.datetime(act.acted_at_ms)} ({zone})"),
         (_both("Tablet (device id)"), act.device_id),
+        # TRANSLATORS: the serial number the tablet's hardware reports over USB
         (_both("Hardware serial number"), act.usb_serial),
         (_both("Institution"), act.institution),
         (_both("Responsible worker"), f"{act.worker_name} ({act.worker_id})"),
+        # TRANSLATORS: GLOSSARY: Department employee = Департамент қызметкері / сотрудник Департамента
         (_both("Department employee"), act.staff_name),
         (_both("Accessories"), accessories),
         (_both("Condition"), act.condition_note or "—"),
+        # TRANSLATORS: the tablet's state in the key registry (issued, returned ...) when the act was entered
         (_both("Status in the registry when recorded"), registry),
+        # TRANSLATORS: the dashboard account that entered the act, and when
         (_both("Recorded by"), f"{act.created_by}, {when.datetime(act.created_at_ms)}"),
     )
     staff = (_both("Department employee"), act.staff_name)
