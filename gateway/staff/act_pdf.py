@@ -36,6 +36,9 @@ _ACCESSORIES = {
     "cable": N_("USB cable"),
 }
 
+# TRANSLATORS: a tablet's state in the key registry when the act was entered
+_STATUSES = {"issued": N_("issued"), "returned": N_("returned"), "lost": N_("lost"), "revoked": N_("revoked")}
+
 
 @dataclass(frozen=True, slots=True)
 class ActPaper:
@@ -72,7 +75,8 @@ def act_paper(act: Act, config: StaffConfig) -> ActPaper:
         other = _pair_text(_both("other"))
         accessories += f"; {other}: {act.other_accessories}"
     if act.registry_version is not None:
-        registry = f"v{act.registry_version}: {act.registry_status}"
+        status = act.registry_status or ""
+        registry = f"v{act.registry_version}: {_pair_text(_both(_STATUSES[status])) if status in _STATUSES else status}"
     else:
         registry = _pair_text(_both("no registry snapshot"))
     zone = _pair_text(_both("Astana time, %(zone)s", zone=config.zone_text))
