@@ -10,7 +10,8 @@ STAMP := $(VENV)/.installed
 #   systemd, python3-venv  systemd-analyze for the unit tests; the venv `make install` builds
 #   postgresql             initdb/pg_ctl for the throwaway cluster of the PostgreSQL store tests
 #   chromium, chromium-driver  the real-browser test of the staff dashboard
-#   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
+#   fonts-dejavu-core      a TTF with Cyrillic and the Kazakh letters for act PDFs and access-code slips
+#   poppler-utils          pdftotext/pdffonts/pdftoppm: the PDFs' text layer, embedded fonts and rendering (tests)
 #   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
 #   poppler-utils          pdftotext/pdftoppm: the text layer and a raster of participation certificate PDFs
 #   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu

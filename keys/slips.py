@@ -1,7 +1,8 @@
 """Printable access-code slips: A4 pages of eight slips, in Kazakh and Russian (one renderer for every minter).
 
 fpdf2 with DejaVu Sans (the font the acceptance-transfer acts use) for
-Cyrillic. A slip carries the entry id, the respondent's name (so the
+Cyrillic; the words are the ``paper`` catalog's (``l10n``), both languages on
+the same slip. A slip carries the entry id, the respondent's name (so the
 responsible worker hands it to the right person), the code in groups of four
 and where to enter it. The bytes hold live codes: callers write them 0600 or
 send them straight to the one person who minted them, never store them.
@@ -15,15 +16,24 @@ from pathlib import Path
 
 from fpdf import FPDF
 
+from l10n import N_, catalogs
+
 from .access_codes import format_code
 
 __all__ = ["Slip", "render_slips"]
 
-_KK = "Халық санағы онлайн режимде. Санақ парағын {url} сайтында толтырыңыз, қол жеткізу коды:"
-_RU = "Перепись населения онлайн. Заполните переписной лист на сайте {url}, код доступа:"
+_PAPER_LANGUAGES = ("kk", "ru")
 _PER_PAGE = 8
 _HEIGHT = 35.0
 _MAX_HEAD = 110  # characters of "entry   names" that fit one line (a household's slip lists its members)
+
+
+def _invitation(url: str) -> list[str]:
+    paper = catalogs("paper")
+    # TRANSLATORS: printed on the slip above the code. GLOSSARY: population census online = халық санағы онлайн
+    # режимде / перепись населения онлайн; census sheet = санақ парағы / переписной лист
+    message = N_("Population census online. Fill in the census sheet at %(url)s with this access code:")
+    return [paper.gettext(lang, message, url=url) for lang in _PAPER_LANGUAGES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +50,7 @@ def render_slips(institution_code: str, slips: list[Slip], *, url: str, window: 
     pdf.add_font("Slip", "", str(font))
     bold = font.with_name(font.stem + "-Bold" + font.suffix)
     pdf.add_font("Slip", "B", str(bold if bold.is_file() else font))
+    invitation = _invitation(url)
     for i, slip in enumerate(slips):
         if i % _PER_PAGE == 0:
             pdf.add_page()
@@ -57,9 +68,9 @@ def render_slips(institution_code: str, slips: list[Slip], *, url: str, window: 
         pdf.cell(0, 5, head if len(head) <= _MAX_HEAD else head[: _MAX_HEAD - 1] + "…")
         pdf.set_font("Slip", "", 8.5)
         pdf.set_xy(12, top + 8)
-        pdf.multi_cell(186, 4, _KK.format(url=url))
-        pdf.set_x(12)
-        pdf.multi_cell(186, 4, _RU.format(url=url))
+        for line in invitation:
+            pdf.set_x(12)
+            pdf.multi_cell(186, 4, line)
         pdf.set_font("Slip", "B", 16)
         pdf.set_xy(12, top + 23)
         pdf.cell(0, 8, format_code(slip.code))

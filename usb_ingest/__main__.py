@@ -37,6 +37,7 @@ from .errors import IngestError, SpoolError, StateLocked
 from .forwarder import Forwarder
 from .puller import PullReport
 from .station import Station
+from .station_text import StationText
 
 __all__ = ["main"]
 
@@ -119,7 +120,8 @@ async def _pull(config: IngestConfig, args: argparse.Namespace) -> tuple[PullRep
         station.close()
 
 
-def _print_report(report: PullReport, fwd: _Forwarding, as_json: bool) -> None:
+def _print_report(report: PullReport, fwd: _Forwarding, as_json: bool, t: StationText) -> None:
+    """The pull's outcome for the technician, in the station's language (``--json``: the raw report)."""
     if as_json:
         body = dataclasses.asdict(report)
         body["delivered"] = fwd.delivered
@@ -127,27 +129,36 @@ def _print_report(report: PullReport, fwd: _Forwarding, as_json: bool) -> None:
         print(json.dumps(body, sort_keys=True))
         return
     who = report.device_id or report.source
-    print(f"{who}: {report.outcome} - {len(report.spooled)} new batches spooled ({report.bytes_spooled} bytes), "
-          f"{len(report.already_held)} already in the spool, {len(report.already_delivered)} already delivered, "
-          f"{len(report.problems)} problem(s)")
+    # TRANSLATORS: %(outcome)s is a code (done, refused, interrupted) shown as it is
+    print(t.gettext("%(who)s: %(outcome)s - %(new)s new batches spooled (%(bytes)s bytes), %(held)s already in the "
+                    "spool, %(delivered)s already delivered, %(problems)s problem(s)",
+                    who=who, outcome=report.outcome, new=len(report.spooled), bytes=report.bytes_spooled,
+                    held=len(report.already_held), delivered=len(report.already_delivered),
+                    problems=len(report.problems)))
     for pr in report.problems:
         where = f"{pr.file} " if pr.file else ""
         what = f"{pr.code}/{pr.kind}" if pr.kind else pr.code
-        print(f"  refused {where}{f'(seq {pr.seq}) ' if pr.seq else ''}{what}: {pr.message}")
+        where += f"(seq {pr.seq}) " if pr.seq else ""
+        # TRANSLATORS: %(what)s and %(message)s are technical (English, for support)
+        print("  " + t.gettext("refused %(where)s%(what)s: %(message)s", where=where, what=what, message=pr.message))
     if fwd.blocked is not None and not fwd.delivered:
         reason = fwd.blocked.removeprefix("gateway refuses this station: ")
-        print(f"NOT delivered: the gateway refuses this station ({reason}). The batches are stored on this machine "
-              "and stay in its spool until the station is enrolled again: call support. The tablet keeps its own "
-              "copy until a receipt reaches it.")
+        print(t.gettext("NOT delivered: the gateway refuses this station (%(reason)s). The batches are stored on "
+                        "this machine and stay in its spool until the station is enrolled again: call support. "
+                        "The tablet keeps its own copy until a receipt reaches it.", reason=reason))
         return
     if fwd.delivered is True:
-        print(f"forwarded: {fwd.count} batch(es) receipted by the gateway; nothing waits in the spool"
-              if fwd.count else "forwarded: nothing waits in the spool")
+        print(t.ngettext("forwarded: %(n)s batch receipted by the gateway; nothing waits in the spool",
+                         "forwarded: %(n)s batches receipted by the gateway; nothing waits in the spool", fwd.count)
+              if fwd.count else t.gettext("forwarded: nothing waits in the spool"))
     elif fwd.delivered is False:
-        why = f" (last answer: {fwd.last_error})" if fwd.last_error else ""
-        print(f"forwarding not finished{why}: the rest stays in the spool for the service to send")
+        if fwd.last_error:
+            print(t.gettext("forwarding not finished (last answer: %(error)s): the rest stays in the spool for the "
+                            "service to send", error=fwd.last_error))
+        else:
+            print(t.gettext("forwarding not finished: the rest stays in the spool for the service to send"))
     if report.safe_to_unplug:
-        print("You may unplug the tablet.")
+        print(t.gettext("You may unplug the tablet."))
 
 
 def _status(config: IngestConfig, args: argparse.Namespace) -> int:
@@ -157,9 +168,10 @@ def _status(config: IngestConfig, args: argparse.Namespace) -> int:
     from .status_view import daemon_alive, render, watch  # noqa: PLC0415
 
     console = Console()
+    text = StationText(config.language)
     if args.watch:
         try:
-            watch(config.status_path, interval_s=args.interval, console=console)
+            watch(config.status_path, interval_s=args.interval, console=console, text=text)
         except KeyboardInterrupt:
             return 0
     try:
@@ -179,7 +191,7 @@ def _status(config: IngestConfig, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.to_json(), sort_keys=True, indent=1))
     else:
-        console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view)))
+        console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view), text=text))
     return 0
 
 
@@ -202,7 +214,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _status(config, args)
     configure_logging(config.log_level, sys.stderr)
     report, fwd = asyncio.run(_pull(config, args))
-    _print_report(report, fwd, args.json)
+    _print_report(report, fwd, args.json, StationText(config.language))
     if report.outcome == "refused":
         first = report.problems[0] if report.problems else None
         raise _Refused(f"{first.code}: {first.message}" if first else "refused")

@@ -9,6 +9,7 @@ an unknown key is an error. Example::
     snapshot_refresh_s = 900
     spool_min_free_bytes = 67108864         # refuse to spool when the disk gets this full
     refuse_hid_composite = true             # refuse a "tablet" that is also a keyboard/mouse
+    language = "kk"                           # what the technician reads: kk, ru or en
     log_level = "info"
 
     [limits]                                  # caps on what an untrusted volume may make us do
@@ -34,6 +35,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from l10n import LANGUAGES
 from runtime.toml_config import ConfigError, build, load_toml
 
 __all__ = ["DEFAULT_CONFIG_PATH", "ForwardConfig", "IngestConfig", "VolumeLimits", "load_config"]
@@ -86,6 +88,8 @@ class IngestConfig:
     snapshot_refresh_s: float = 900.0
     spool_min_free_bytes: int = 64 * 1024 * 1024
     refuse_hid_composite: bool = True
+    # the language of the status view, the device messages and the pull report (kk, ru or en)
+    language: str = "kk"
     log_level: str = "info"
     limits: VolumeLimits = field(default_factory=VolumeLimits)
     forward: ForwardConfig = field(default_factory=ForwardConfig)
@@ -128,6 +132,8 @@ def _credential(path: Path | None, base: Path) -> Path | None:
 def _check(cfg: IngestConfig) -> None:
     if cfg.log_level not in _LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(_LOG_LEVELS)}")
+    if cfg.language not in LANGUAGES:
+        raise ConfigError(f"language must be one of {', '.join(LANGUAGES)}")
     if cfg.gateway_url and not cfg.gateway_url.startswith(("https://", "http://")):
         raise ConfigError("gateway_url must start with https:// (http:// only for tests)")
     if cfg.snapshot_refresh_s <= 0:

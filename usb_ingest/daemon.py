@@ -148,8 +148,8 @@ class _Daemon:
             if event.has_hid_interface and self.config.refuse_hid_composite:
                 log.warning("usb.security.event", kind="hid-interface", devnode=event.devnode,
                             vendor_id=event.vendor_id, product_id=event.product_id)
-                self.station.board.device_failed(
-                    event.devnode, "Refused: this device also acts as a keyboard or mouse. Unplug it.")
+                self.station.board.device_failed(event.devnode, self.station.board.text.gettext(
+                    "Refused: this device also acts as a keyboard or mouse. Unplug it."))
                 return
             if not self.station.trust.check_alarm():
                 await self.station.trust.refresh(self.client)
@@ -164,7 +164,8 @@ class _Daemon:
             pass  # logged and shown by Station.pull_volume
         except Exception:  # a failing device never takes the daemon down
             log.exception("usb.pull.crashed", devnode=event.devnode)
-            self.station.board.device_failed(event.devnode, "Internal error while reading; see the log.")
+            self.station.board.device_failed(
+                event.devnode, self.station.board.text.gettext("Internal error while reading; see the log."))
         finally:
             if job.removed:  # unplugged while we read: forget it unless the message must stay
                 self.station.board.device_removed(event.devnode)

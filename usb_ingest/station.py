@@ -27,6 +27,7 @@ from .errors import SpoolError, StateLocked, StationSetupError
 from .gateway_client import GatewayClient
 from .puller import PullReport, StationIdentity, pull
 from .spool import Spool
+from .station_text import StationText
 from .status import StatusBoard
 from .trust import StationTrust, wall_clock_ms
 
@@ -78,7 +79,7 @@ class Station:
         except BaseException:
             os.close(lock_fd)
             raise
-        board = StatusBoard(config.status_path, bundle.device_id, clock)
+        board = StatusBoard(config.status_path, bundle.device_id, clock, StationText(config.language))
         station = cls(config, bundle, StationIdentity(bundle.device_id, bundle.signing_key), spool, trust, board,
                       lock_fd)
         station.refresh_status()
@@ -122,8 +123,9 @@ class Station:
                           on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop)
         except SpoolError as e:
             log.error("usb.spool.failed", error=str(e))
-            self.board.device_failed(shown, f"This machine cannot store the data ({e.code}). Call support; "
-                                            "the tablet keeps its data.")
+            self.board.device_failed(shown, self.board.text.gettext(
+                "This machine cannot store the data (%(code)s). Call support; the tablet keeps its data.",
+                code=e.code))
             raise
         finally:
             self.refresh_status()

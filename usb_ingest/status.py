@@ -11,6 +11,8 @@ written at once.
 The plain messages are the contract with the technician: "do not unplug"
 while a pull runs, and "you may unplug" once everything the volume can give
 is durably in the spool (forwarding to the gateway does not need the tablet).
+They are written in the station's language (``StationText``, the
+``language`` option), so ``status.json`` shows what the technician reads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from .puller import Progress, PullReport
 from .spool import SpoolCounts
+from .station_text import StationText
 from .trust import TrustState
 
 __all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message"]
@@ -120,19 +123,35 @@ def read_status(path: Path) -> StatusView:
     return StatusView.from_json(json.loads(path.read_bytes()[: 4 * 1024 * 1024]))
 
 
-def unplug_message(report: PullReport) -> tuple[str, str]:
-    """(state, plain message for the technician) once a pull has ended."""
-    who = report.device_id or "this device"
+def unplug_message(report: PullReport, text: StationText | None = None) -> tuple[str, str]:
+    """(state, plain message for the technician, in ``text``'s language) once a pull has ended."""
+    t = text or StationText("en")
+    # TRANSLATORS: stands for a tablet whose device id could not be read
+    who = report.device_id or t.gettext("this device")
     stored = len(report.spooled) + len(report.already_held) + len(report.already_delivered)
     if report.outcome == "interrupted":
-        return "interrupted", (f"Transfer from {who} interrupted after {len(report.spooled)} new batches. "
-                               "Plug the tablet in again to finish; nothing is lost.")
+        return "interrupted", t.ngettext(
+            "Transfer from %(who)s interrupted after %(n)s new batch. Plug the tablet in again to finish; "
+            "nothing is lost.",
+            "Transfer from %(who)s interrupted after %(n)s new batches. Plug the tablet in again to finish; "
+            "nothing is lost.",
+            len(report.spooled), who=who)
     if report.outcome == "refused":
-        why = report.problems[0].message if report.problems else "refused"
-        return "refused", f"Nothing taken from {who}: {why}. You may unplug it; see the log."
-    refused = f"; {len(report.problems)} problem(s), see the log" if report.problems else ""
-    return "done", (f"All {stored} batches from {who} are stored on this machine{refused}. "
-                    "You may unplug the tablet.")
+        # TRANSLATORS: %(why)s is the technical reason in English (for support), e.g. "manifest signature invalid"
+        why = report.problems[0].message if report.problems else t.gettext("refused")
+        return "refused", t.gettext("Nothing taken from %(who)s: %(why)s. You may unplug it; see the log.",
+                                    who=who, why=why)
+    if report.problems:
+        return "done", t.ngettext(
+            "%(n)s batch from %(who)s is stored on this machine; problems: %(problems)s, see the log. "
+            "You may unplug the tablet.",
+            "All %(n)s batches from %(who)s are stored on this machine; problems: %(problems)s, see the log. "
+            "You may unplug the tablet.",
+            stored, who=who, problems=len(report.problems))
+    return "done", t.ngettext(
+        "%(n)s batch from %(who)s is stored on this machine. You may unplug the tablet.",
+        "All %(n)s batches from %(who)s are stored on this machine. You may unplug the tablet.",
+        stored, who=who)
 
 
 @dataclass
@@ -142,6 +161,7 @@ class StatusBoard:
     path: Path
     station_id: str
     clock: Callable[[], int]
+    text: StationText = field(default_factory=StationText)
     _view: StatusView = field(init=False)
     _lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _last_write: float = field(init=False, default=0.0)
@@ -191,7 +211,7 @@ class StatusBoard:
 
     def device_started(self, devnode: str, serial: str | None) -> None:
         self._set_device(devnode, state="reading", serial=serial, batches_total=0, batches_done=0, bytes_total=0,
-                         bytes_done=0, message="Reading the tablet. Do not unplug it.")
+                         bytes_done=0, message=self.text.gettext("Reading the tablet. Do not unplug it."))
 
     def device_progress(self, devnode: str, progress: Progress) -> None:
         self._set_device(devnode, throttle=progress.batches_done not in (0, progress.batches_total),
@@ -200,7 +220,7 @@ class StatusBoard:
                          bytes_done=progress.bytes_done)
 
     def device_finished(self, devnode: str, report: PullReport) -> None:
-        state, message = unplug_message(report)
+        state, message = unplug_message(report, self.text)
         self._set_device(devnode, state=state, message=message, device_id=report.device_id,
                          verified=len(report.spooled), refused=len(report.problems),
                          skipped=len(report.already_held) + len(report.already_delivered))
@@ -224,8 +244,10 @@ class StatusBoard:
     def set_trust(self, state: TrustState) -> None:
         alarm = None
         if state.state != "ok":
-            alarm = ("Registry snapshot expired: USB ingestion is stopped until the gateway is reached."
-                     if state.state == "expired" else "No registry snapshot: reach the gateway once to start.")
+            alarm = (self.text.gettext("Registry snapshot expired: USB ingestion is stopped until the gateway is "
+                                       "reached.")
+                     if state.state == "expired"
+                     else self.text.gettext("No registry snapshot: reach the gateway once to start."))
         self._update(trust_state=state.state, trust_version=state.version,
                      trust_expires_at_ms=state.expires_at_ms, alarm=alarm)
 

@@ -1,4 +1,9 @@
-"""The technician's view of ``status.json``: one screen with rich, refreshed by ``--watch``."""
+"""The technician's view of ``status.json``: one screen with rich, refreshed by ``--watch``.
+
+Everything on it is in the station's language (``StationText``); state
+codes from the file (``reading``, ``waiting``, ``expired`` ...) are shown as
+their labels, numbers and sizes in the language's own format.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +17,61 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from l10n import N_
+
+from .station_text import StationText
 from .status import StatusView, read_status
 
-__all__ = ["daemon_alive", "render", "watch"]
+__all__ = ["STATES", "daemon_alive", "render", "watch"]
+
+# The codes status.json carries, as the technician reads them.
+STATES = {
+    # TRANSLATORS: a tablet's transfer state on the station screen
+    "reading": N_("reading"),
+    "done": N_("done"),
+    "refused": N_("refused"),
+    "interrupted": N_("interrupted"),
+    # TRANSLATORS: the registry snapshot the station trusts: valid
+    "ok": N_("valid"),
+    "expired": N_("expired"),
+    "missing": N_("missing"),
+    # TRANSLATORS: forwarding to the gateway: nothing to send
+    "idle": N_("idle"),
+    "sending": N_("sending"),
+    # TRANSLATORS: forwarding to the gateway: waiting to try again
+    "waiting": N_("waiting"),
+    # TRANSLATORS: forwarding to the gateway: the gateway refuses this station
+    "blocked": N_("blocked"),
+    "stopped": N_("stopped"),
+}
 
 
-def _bytes(n: int) -> str:
+def _bytes(n: int, t: StationText) -> str:
     size = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
+    for unit in (N_("B"), N_("kB"), N_("MB"), N_("GB")):
         if size < 1000 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+            amount = t.format.number(size) if unit == "B" else t.format.number(size, digits=1)
+            return t.gettext("%(amount)s %(unit)s", amount=amount, unit=t.gettext(unit))
         size /= 1000
     return f"{n} B"  # pragma: no cover
 
 
-def _when(ms: int | None, now_ms: int) -> str:
+def _when(ms: int | None, now_ms: int, t: StationText) -> str:
     if ms is None:
         return "-"
     delta = (ms - now_ms) / 1000
     if abs(delta) < 1:
-        return "now"
+        return t.gettext("now")
     span = abs(delta)
-    unit, size = next((u, s) for u, s in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)) if span >= s)
-    amount = f"{span / size:.0f} {unit}" if unit in ("s", "min") else f"{span / size:.1f} {unit}"
-    return f"in {amount}" if delta > 0 else f"{amount} ago"
+    unit, size = next((u, s) for u, s in ((N_("d"), 86400), (N_("h"), 3600), (N_("min"), 60), (N_("s"), 1))
+                      if span >= s)
+    digits = 0 if unit in ("s", "min") else 1
+    amount = f"{t.format.number(span / size, digits=digits)} {t.gettext(unit)}"
+    return t.gettext("in %(amount)s", amount=amount) if delta > 0 else t.gettext("%(amount)s ago", amount=amount)
+
+
+def _state(code: str, t: StationText) -> str:
+    return t.gettext(STATES[code]) if code in STATES else code
 
 
 def daemon_alive(view: StatusView) -> bool:
@@ -48,62 +84,78 @@ def daemon_alive(view: StatusView) -> bool:
     return True
 
 
-def render(view: StatusView, *, now_ms: int, alive: bool = True) -> RenderableType:
+def render(view: StatusView, *, now_ms: int, alive: bool = True, text: StationText | None = None) -> RenderableType:
+    t = text or StationText("en")
     parts: list[RenderableType] = []
     if not alive:
-        parts.append(Panel(Text("The ingest service is not running; this is its last known state.",
+        parts.append(Panel(Text(t.gettext("The ingest service is not running; this is its last known state."),
                                 style="bold yellow")))
     if view.alarm:
-        parts.append(Panel(Text(view.alarm, style="bold red"), title="ALARM", border_style="red"))
-    devices = Table(title="Connected tablets", expand=True)
-    devices.add_column("Device", overflow="fold", min_width=12)
-    for col in ("Tablet", "State", "Batches", "Bytes", "Verified", "Refused"):
+        parts.append(Panel(Text(view.alarm, style="bold red"), title=t.gettext("ALARM"), border_style="red"))
+    # TRANSLATORS: GLOSSARY: tablet = планшет / планшет
+    devices = Table(title=t.gettext("Connected tablets"), expand=True)
+    # TRANSLATORS: column of the station screen: the USB device node (e.g. /dev/sdb)
+    devices.add_column(t.gettext("Device"), overflow="fold", min_width=12)
+    for col in (t.gettext("Tablet"), t.gettext("State"), t.gettext("Batches"), t.gettext("Bytes"),
+                t.gettext("Verified"), t.gettext("Refused")):
         devices.add_column(col, no_wrap=True)
     messages: list[RenderableType] = []
     for d in view.devices:
         style = {"reading": "yellow", "done": "green", "refused": "red", "interrupted": "red"}.get(d.state, "")
         devices.add_row(
-            d.devnode, d.device_id or "-", Text(d.state, style=style), f"{d.batches_done}/{d.batches_total}",
-            f"{_bytes(d.bytes_done)}/{_bytes(d.bytes_total)}", str(d.verified), str(d.refused),
+            d.devnode, d.device_id or "-", Text(_state(d.state, t), style=style),
+            f"{t.format.number(d.batches_done)}/{t.format.number(d.batches_total)}",
+            f"{_bytes(d.bytes_done, t)}/{_bytes(d.bytes_total, t)}", str(d.verified), str(d.refused),
         )
         messages.append(Text(f"{d.devnode}: {d.message}", style=f"bold {style}"))
     if not view.devices:
-        messages.append(Text("No tablet connected."))
+        messages.append(Text(t.gettext("No tablet connected.")))
     parts.append(devices)
     parts.extend(messages)
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
-    trust = view.trust_state
+    trust = _state(view.trust_state, t)
     if view.trust_version is not None:
-        trust += f" (registry v{view.trust_version}, expires {_when(view.trust_expires_at_ms, now_ms)})"
+        trust = t.gettext("%(state)s (registry v%(version)s, expires %(when)s)", state=trust,
+                          version=view.trust_version, when=_when(view.trust_expires_at_ms, now_ms, t))
+    forwarding = _state(view.forward_state, t)
+    if view.forward_next_retry_ms:
+        forwarding = t.gettext("%(state)s, next try %(when)s", state=forwarding,
+                               when=_when(view.forward_next_retry_ms, now_ms, t))
     rows = [
-        ("Station", view.station_id),
-        ("Trust", trust),
-        ("Verified / refused since start", f"{view.verified_total} / {view.refused_total}"),
-        ("Spool (waiting for the gateway)", f"{view.spool_pending} batches, {_bytes(view.spool_pending_bytes)}; "
-                                            f"{view.custody_pending} custody records"),
-        ("Delivered (receipted)", str(view.delivered)),
-        ("Rejected by the gateway", str(view.rejected)),
-        ("Forwarding", f"{view.forward_state}" + (f", next try {_when(view.forward_next_retry_ms, now_ms)}"
-                                                  if view.forward_next_retry_ms else "")),
-        ("Last delivery", _when(view.last_delivery_ms, now_ms)),
-        ("Last error", view.last_error or "-"),
-        ("Updated", _when(view.updated_at_ms, now_ms)),
+        (t.gettext("Station"), view.station_id),
+        # TRANSLATORS: whether the station holds a valid registry snapshot (the list of trusted tablets)
+        (t.gettext("Trust"), trust),
+        (t.gettext("Verified / refused since start"), f"{view.verified_total} / {view.refused_total}"),
+        # TRANSLATORS: the spool: batches stored on this computer that the gateway has not yet receipted
+        (t.gettext("Spool (waiting for the gateway)"),
+         t.gettext("%(batches)s batches, %(size)s; %(custody)s custody records",
+                   batches=t.format.number(view.spool_pending), size=_bytes(view.spool_pending_bytes, t),
+                   custody=t.format.number(view.custody_pending))),
+        # TRANSLATORS: batches the gateway has confirmed with a signed receipt
+        (t.gettext("Delivered (receipted)"), t.format.number(view.delivered)),
+        (t.gettext("Rejected by the gateway"), t.format.number(view.rejected)),
+        (t.gettext("Forwarding"), forwarding),
+        (t.gettext("Last delivery"), _when(view.last_delivery_ms, now_ms, t)),
+        # TRANSLATORS: the error itself is shown in English, for support
+        (t.gettext("Last error"), view.last_error or "-"),
+        (t.gettext("Updated"), _when(view.updated_at_ms, now_ms, t)),
     ]
     for name, value in rows:
         summary.add_row(name, value)
-    parts.append(Panel(summary, title="Station"))
+    parts.append(Panel(summary, title=t.gettext("Station")))
     return Group(*parts)
 
 
-def watch(path: Path, *, interval_s: float, console: Console) -> None:
+def watch(path: Path, *, interval_s: float, console: Console, text: StationText | None = None) -> None:
     """Redraw from ``path`` every ``interval_s`` until interrupted (Ctrl-C)."""
+    t = text or StationText("en")
     with Live(console=console, refresh_per_second=4, screen=False) as live:
         while True:
             try:
                 view = read_status(path)
-                live.update(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view)))
+                live.update(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view), text=t))
             except (OSError, ValueError) as e:
-                live.update(Text(f"no status available yet ({e})", style="yellow"))
+                live.update(Text(t.gettext("no status available yet (%(reason)s)", reason=str(e)), style="yellow"))
             time.sleep(interval_s)

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             conn.close()
     except StaffInputError as e:
-        print(f"gateway.staff: error: {e}", file=sys.stderr)
+        where = f"{e.field}: " if e.field else ""
+        print(f"gateway.staff: error: {where}{e}", file=sys.stderr)
         return 2
     except StaffStoreError as e:
         print(f"gateway.staff: error: {e}", file=sys.stderr)

@@ -33,6 +33,8 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from l10n import N_
+
 from .config import StaffConfig
 from .db import StaffDb, transaction
 from .errors import AuthRefused, LoginBusy, StaffInputError
@@ -69,6 +71,7 @@ class StaffUser:
     username: str
     role: str
     disabled: bool = False
+    language: str | None = None  # the pages' language the user chose (None: the configured default)
 
     @property
     def is_admin(self) -> bool:
@@ -95,7 +98,7 @@ def _token_hash(token: str) -> bytes:
 def normalise_username(username: str) -> str:
     name = username.strip().lower()
     if not _USERNAME.match(name):
-        raise StaffInputError("username: 2-64 of a-z 0-9 . _ - starting with a letter or digit", field="username")
+        raise StaffInputError(N_("2-64 of a-z 0-9 . _ - starting with a letter or digit"), field="username")
     return name
 
 
@@ -297,7 +300,7 @@ class Accounts:
 
         def look(conn: sqlite3.Connection) -> StaffSession | None:
             row = conn.execute(
-                "SELECT s.csrf_token, s.expires_at_ms, s.last_seen_ms, u.id, u.username, u.role, u.disabled"
+                "SELECT s.csrf_token, s.expires_at_ms, s.last_seen_ms, u.id, u.username, u.role, u.disabled, u.language"
                 " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
                 (digest,),
             ).fetchone()
@@ -309,9 +312,18 @@ class Accounts:
                 return None
             if touch and now - row[2] >= 15_000:
                 conn.execute("UPDATE sessions SET last_seen_ms = ? WHERE token_hash = ?", (now, digest))
-            return StaffSession(StaffUser(row[3], row[4], row[5]), row[0], row[1])
+            return StaffSession(StaffUser(row[3], row[4], row[5], language=row[7]), row[0], row[1])
 
         return await self._db.run(look)
+
+    async def set_language(self, user_id: int, language: str) -> None:
+        """Remember the pages' language of one user (one of ``l10n.LANGUAGES``, checked by the caller)."""
+
+        def store(conn: sqlite3.Connection) -> None:
+            with transaction(conn):
+                conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
+
+        await self._db.run(store)
 
     async def logout(self, token: str, user_id: int) -> None:
         now = self._clock()

@@ -19,9 +19,10 @@ import json
 import re
 import sqlite3
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from l10n import N_
 from wire import RegistrySnapshot
 
 from .accounts import write_audit
@@ -86,11 +87,18 @@ class Act:
 
 @dataclass(frozen=True, slots=True)
 class CustodyCheck:
+    """``msgid`` with ``params`` is what the pages translate; ``message`` is the English text."""
+
     device_id: str
     act: Act | None
     registry_status: str | None
     ok: bool
-    message: str
+    msgid: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def message(self) -> str:
+        return self.msgid % dict(self.params) if self.params else self.msgid
 
 
 def _acted_at(when: str, *, now_ms: int, config: StaffConfig) -> int:
@@ -107,21 +115,25 @@ def _acted_at(when: str, *, now_ms: int, config: StaffConfig) -> int:
 
     if when:
         if not _LOCAL_DT.match(when):
-            raise StaffInputError("date and time as YYYY-MM-DDTHH:MM", field="acted_at")
+            raise StaffInputError(N_("date and time as YYYY-MM-DDTHH:MM"), field="acted_at")
         try:
             at = datetime.fromisoformat(when)
         except ValueError as e:
-            raise StaffInputError("not a valid date and time", field="acted_at") from e
+            raise StaffInputError(N_("not a valid date and time"), field="acted_at") from e
     else:
         at = local(now_ms)
     if at > local(now_ms + _FUTURE_SLACK_MS):
-        raise StaffInputError("the act cannot be dated in the future", field="acted_at")
+        raise StaffInputError(N_("the act cannot be dated in the future"), field="acted_at")
     first, last = local(first_ms), local(last_ms)
     if not first <= at <= last:
         raise StaffInputError(
-            f"{at:%Y-%m-%d %H:%M} is outside the period acts may carry, {first:%Y-%m-%d %H:%M} to"
-            f" {last:%Y-%m-%d %H:%M} ({config.zone_text}), set by the census dates of the [staff] configuration",
+            N_("%(at)s is outside the period acts may carry, %(first)s to %(last)s (%(zone)s), set by the census "
+               "dates of the [staff] configuration"),
             field="acted_at",
+            at=f"{at:%Y-%m-%d %H:%M}",
+            first=f"{first:%Y-%m-%d %H:%M}",
+            last=f"{last:%Y-%m-%d %H:%M}",
+            zone=config.zone_text,
         )
     return int(at.replace(tzinfo=tz).timestamp() * 1000)
 
@@ -134,10 +146,10 @@ def parse_act_form(form: Mapping[str, str], *, now_ms: int, config: StaffConfig)
     """
     kind = form.get("kind", "")
     if kind not in ACT_KINDS:
-        raise StaffInputError("choose issue or return", field="kind")
+        raise StaffInputError(N_("choose issue or return"), field="kind")
     device_id = form.get("device_id", "").strip()
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", device_id):
-        raise StaffInputError("choose a tablet", field="device_id")
+        raise StaffInputError(N_("choose a tablet"), field="device_id")
     accessories = tuple(a for a in ACCESSORIES if form.get(f"acc_{a}") == "on")
     acted_at_ms = _acted_at(form.get("acted_at", "").strip(), now_ms=now_ms, config=config)
     note = " ".join(form.get("condition_note", "").split())
@@ -225,19 +237,30 @@ def record_act(
 ) -> str:
     """Check the act against history and registry, store it, and return its number."""
     if snapshot is None:
-        raise ActRefused("no registry snapshot is loaded; acts need the registry", field="device_id")
+        raise ActRefused(N_("no registry snapshot is loaded; acts need the registry"), field="device_id")
     tablet = next((t for t in snapshot.tablets if t.device_id == form.device_id), None)
     if tablet is None:
-        raise ActRefused(f"{form.device_id} is not in registry snapshot v{snapshot.version}", field="device_id")
+        raise ActRefused(
+            N_("%(device)s is not in registry snapshot v%(version)s"),
+            field="device_id",
+            device=form.device_id,
+            version=snapshot.version,
+        )
     if form.worker_id and form.worker_id != tablet.worker_id:
         raise ActRefused(
-            f"the registry binds {tablet.device_id} to worker {tablet.worker_id}, not {form.worker_id}",
+            N_("the registry binds %(device)s to worker %(worker)s, not %(given)s"),
             field="worker_id",
+            device=tablet.device_id,
+            worker=tablet.worker_id,
+            given=form.worker_id,
         )
     if form.institution and form.institution != tablet.institution:
         raise ActRefused(
-            f"the registry binds {tablet.device_id} to institution {tablet.institution}, not {form.institution}",
+            N_("the registry binds %(device)s to institution %(institution)s, not %(given)s"),
             field="institution",
+            device=tablet.device_id,
+            institution=tablet.institution,
+            given=form.institution,
         )
     year = datetime.fromtimestamp(form.acted_at_ms / 1000, timezone(timedelta(minutes=utc_offset_minutes))).year
     with transaction(conn):
@@ -245,18 +268,25 @@ def record_act(
         if form.kind == "issue":
             if tablet.status != "issued":
                 raise ActRefused(
-                    f"the registry has {tablet.device_id} as {tablet.status}; only an issued tablet can be handed out",
+                    N_("the registry has %(device)s as %(status)s; only an issued tablet can be handed out"),
                     field="kind",
+                    device=tablet.device_id,
+                    status=tablet.status,
                 )
             if last is not None and last[0] == "issue":
                 raise ActRefused(
-                    f"{tablet.device_id} is out under act {last[1]}; record its return first", field="kind"
+                    N_("%(device)s is out under act %(act)s; record its return first"),
+                    field="kind",
+                    device=tablet.device_id,
+                    act=last[1],
                 )
         else:
             if last is None or last[0] != "issue":
-                raise ActRefused(f"{tablet.device_id} has no open issue act to close", field="kind")
+                raise ActRefused(
+                    N_("%(device)s has no open issue act to close"), field="kind", device=tablet.device_id
+                )
             if form.acted_at_ms <= last[2]:
-                raise ActRefused(f"the return must be dated after act {last[1]}", field="acted_at")
+                raise ActRefused(N_("the return must be dated after act %(act)s"), field="acted_at", act=last[1])
         count = conn.execute("SELECT count(*) FROM acts WHERE act_no LIKE ?", (f"{prefix}-{year}-%",)).fetchone()[0]
         act_no = f"{prefix}-{year}-{count + 1:05d}"
         conn.execute(
@@ -301,30 +331,47 @@ def reconcile(acts: Mapping[str, Act], snapshot: RegistrySnapshot | None) -> lis
         act = acts.get(device_id)
         tablet = tablets.get(device_id)
         status = tablet.status if tablet else None
-        ok, message = _judge(device_id, act, tablet.worker_id if tablet else None, status)
-        out.append(CustodyCheck(device_id, act, status, ok, message))
+        ok, msgid, params = _judge(device_id, act, tablet.worker_id if tablet else None, status)
+        out.append(CustodyCheck(device_id, act, status, ok, msgid, params))
     out.sort(key=lambda c: (c.ok, c.device_id))
     return out
 
 
-def _judge(device_id: str, act: Act | None, worker_id: str | None, status: str | None) -> tuple[bool, str]:
+def _judge(
+    device_id: str, act: Act | None, worker_id: str | None, status: str | None
+) -> tuple[bool, str, dict[str, object]]:
     if status is None:
-        return False, "not in the current registry snapshot"
+        return False, N_("not in the current registry snapshot"), {}
     if act is None:
         if status == "issued":
-            return False, "issued in the registry but no acceptance-transfer act is recorded"
-        return True, f"{status} in the registry; no act recorded"
+            return False, N_("issued in the registry but no acceptance-transfer act is recorded"), {}
+        return True, N_("%(status)s in the registry; no act recorded"), {"status": status}
     if act.kind == "issue":
         if status == "issued":
             if worker_id != act.worker_id:
-                return False, f"act {act.act_no} names worker {act.worker_id}, the registry {worker_id}"
-            return True, f"out under act {act.act_no}"
+                return (
+                    False,
+                    N_("act %(act)s names worker %(worker)s, the registry %(registry_worker)s"),
+                    {"act": act.act_no, "worker": act.worker_id, "registry_worker": worker_id},
+                )
+            return True, N_("out under act %(act)s"), {"act": act.act_no}
         if status == "lost":
-            return False, f"reported lost while out under act {act.act_no}; record a return act if it is found"
-        return False, f"the registry has it {status} but act {act.act_no} still has it out: record the return act"
+            return (
+                False,
+                N_("reported lost while out under act %(act)s; record a return act if it is found"),
+                {"act": act.act_no},
+            )
+        return (
+            False,
+            N_("the registry has it %(status)s but act %(act)s still has it out: record the return act"),
+            {"status": status, "act": act.act_no},
+        )
     if status in ("returned", "revoked"):
-        return True, f"returned under act {act.act_no}"
-    return False, (
-        f"act {act.act_no} records the return but the registry has it {status}: "
-        f"publish a snapshot with `sanaq-keys mark-returned {device_id}`"
+        return True, N_("returned under act %(act)s"), {"act": act.act_no}
+    return (
+        False,
+        # TRANSLATORS: the command in backquotes is typed by an operator: keep it as it is
+        N_("act %(act)s records the return but the registry has it %(status)s: "
+           "publish a snapshot with `sanaq-keys mark-returned %(device)s`"),
+        {"act": act.act_no, "status": status, "device": device_id},
     )

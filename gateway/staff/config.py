@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from l10n import LANGUAGES
+
 from .errors import StaffConfigError
 
 __all__ = ["DEJAVU_SANS", "StaffConfig"]
@@ -79,6 +81,10 @@ class StaffConfig:
     certificate_verify_at: str = "sanaq-keys verify-certificate"
     certificates_per_pdf: int = 500
 
+
+    # the pages' language for a user who has not chosen one (kk, ru or en); each user's choice is kept
+    language: str = "kk"
+
     def __post_init__(self) -> None:
         if not 1 <= self.certificates_per_pdf <= 5000:
             raise StaffConfigError("staff.certificates_per_pdf must be 1..5000")
@@ -99,6 +105,8 @@ class StaffConfig:
         if self.hsts_max_age_s < 0:
             raise StaffConfigError("staff.hsts_max_age_s must be >= 0")
         self._check_census_dates()
+        if self.language not in LANGUAGES:
+            raise StaffConfigError(f"staff.language must be one of {', '.join(LANGUAGES)}")
         if not self.act_prefix.isalnum():
             raise StaffConfigError("staff.act_prefix must be letters and digits")
         if not self.selfenum_url.startswith(("https://", "http://")) or len(self.selfenum_url) > 200:

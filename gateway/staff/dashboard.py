@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
+from l10n import N_
 from wire import RegistrySnapshot
 
 from .acts import CustodyCheck
@@ -23,7 +24,7 @@ from .tally import CensusTally, DeviceTally
 __all__ = ["Alert", "ChartBar", "DashboardModel", "FleetRow", "build_model"]
 
 HOUR_MS = 3_600_000
-_RED_EVENTS = {"seq-conflict": "batch conflicts (same device and seq, different bytes)"}
+_RED_EVENTS = {"seq-conflict": N_("%(n)s batch conflicts (same device and seq, different bytes)")}
 _REVOKED_EVENTS = ("revoked-device-batch", "revoked-signer")
 
 
@@ -41,6 +42,8 @@ class FleetRow:
     gaps: int
     sheets: int
     colour: str  # green | amber | red | grey
+    last_sync_ms: int | None = None
+    age_min: int | None = None  # minutes since the last sync (None: never)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,10 +60,18 @@ class ChartBar:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
+    """``message`` is an English message id; ``params`` fill its placeholders (see ``Views``' ``said``)."""
+
     level: str  # red | amber
     kind: str
     subject: str
     message: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The alert in English with the raw values (logs, JSON)."""
+        return self.message % dict(self.params) if self.params else self.message
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +92,8 @@ class DashboardModel:
     quarantine: tuple[ReasonCount, ...]
     custody: tuple[CustodyPull, ...]
     checks: tuple[CustodyCheck, ...] = field(default=())
+    generated_at_ms: int = 0
+    registry_expires_ms: int | None = None
 
     def summary(self) -> dict[str, object]:
         """Small JSON view for the polling endpoint and scripts."""
@@ -102,10 +115,14 @@ class DashboardModel:
         }
 
 
+def _minutes(now_ms: int, at_ms: int | None) -> int | None:
+    return None if at_ms is None else max(0, now_ms - at_ms) // 60_000
+
+
 def _age(now_ms: int, at_ms: int | None) -> str:
-    if at_ms is None:
+    minutes = _minutes(now_ms, at_ms)
+    if minutes is None:
         return "never"
-    minutes = max(0, now_ms - at_ms) // 60_000
     if minutes < 60:
         return f"{minutes} min"
     if minutes < 48 * 60:
@@ -145,6 +162,8 @@ def _fleet(config: StaffConfig, now_ms: int, tally: CensusTally, snapshot: Regis
                 gaps=len(d.gaps()),
                 sheets=d.sheets,
                 colour=_colour(config, now_ms, status, d.last_sync_ms),
+                last_sync_ms=d.last_sync_ms,
+                age_min=_minutes(now_ms, d.last_sync_ms),
             )
         )
     order = {"red": 0, "amber": 1, "green": 2, "grey": 3}
@@ -183,12 +202,22 @@ def _station_alerts(
         last = max(seen, default=None)
         sid = station.station_id
         if last is None:
-            out.append(Alert("amber", "station", sid, "never heard from: cannot tell which registry snapshot it holds"))
+            out.append(
+                Alert("amber", "station", sid, N_("never heard from: cannot tell which registry snapshot it holds"))
+            )
         elif now_ms - last > validity:
-            out.append(Alert("red", "station", sid, "silent longer than a snapshot's validity: its trust has expired"))
+            out.append(
+                Alert("red", "station", sid, N_("silent longer than a snapshot's validity: its trust has expired"))
+            )
         elif last < snapshot.issued_at_ms:
             out.append(
-                Alert("amber", "station", sid, f"last heard before snapshot v{snapshot.version}: may hold an older one")
+                Alert(
+                    "amber",
+                    "station",
+                    sid,
+                    N_("last heard before snapshot v%(version)s: may hold an older one"),
+                    {"version": snapshot.version},
+                )
             )
     return out
 
@@ -209,7 +238,7 @@ def build_model(
     fleet = _fleet(config, now_ms, tally, snapshot)
     alerts: list[Alert] = []
     if snapshot is None:
-        alerts.append(Alert("red", "registry", "registry", "no registry snapshot loaded: nothing can sync"))
+        alerts.append(Alert("red", "registry", "registry", N_("no registry snapshot loaded: nothing can sync")))
     elif snapshot.expires_at_ms - now_ms < 24 * HOUR_MS:
         level = "red" if snapshot.expires_at_ms <= now_ms else "amber"
         alerts.append(
@@ -217,19 +246,25 @@ def build_model(
                 level,
                 "registry",
                 f"v{snapshot.version}",
-                f"expires {config.local_text(snapshot.expires_at_ms)}: publish a new snapshot",
+                N_("expires %(expires_at_ms)s: publish a new snapshot"),
+                {"expires_at_ms": snapshot.expires_at_ms},
             )
         )
     counts, recent = security
     for kind, label in _RED_EVENTS.items():
         if counts.get(kind):
-            alerts.append(Alert("red", kind, "security", f"{counts[kind]} {label}"))
+            alerts.append(Alert("red", kind, "security", label, {"n": counts[kind]}))
     revoked = sum(counts.get(k, 0) for k in _REVOKED_EVENTS)
     if revoked:
-        alerts.append(Alert("red", "revoked", "security", f"{revoked} attempts by revoked or out-of-service devices"))
+        alerts.append(
+            Alert(
+                "red", "revoked", "security", N_("%(n)s attempts by revoked or out-of-service devices"), {"n": revoked}
+            )
+        )
     for kind, n in sorted(counts.items()):
         if kind not in _RED_EVENTS and kind not in _REVOKED_EVENTS:
-            alerts.append(Alert("amber", kind, "security", f"{n} {kind} events"))
+            # TRANSLATORS: %(event)s is a security event's code name (e.g. bad-signature), shown as it is
+            alerts.append(Alert("amber", kind, "security", N_("%(n)s %(event)s events"), {"n": n, "event": kind}))
     tablets = {t.device_id: t for t in snapshot.tablets} if snapshot else {}
     for row in fleet:
         t = tablets.get(row.device_id)
@@ -240,20 +275,26 @@ def build_model(
         if now_ms - reference > config.silent_h * HOUR_MS:
             alerts.append(
                 Alert(
-                    "red", "silent", row.device_id, f"silent for {_age(now_ms, reference)} (last sync {row.last_sync})"
+                    "red",
+                    "silent",
+                    row.device_id,
+                    N_("silent for %(silent_min)s (last sync %(last_sync_ms)s)"),
+                    {"silent_min": _minutes(now_ms, reference), "last_sync_ms": last},
                 )
             )
     for row in fleet:
         if row.gaps:
             gaps = tally.devices[row.device_id].gaps()
             text = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in gaps[:5])
-            alerts.append(Alert("amber", "gaps", row.device_id, f"missing batch seq {text}"))
+            alerts.append(Alert("amber", "gaps", row.device_id, N_("missing batch seq %(seqs)s"), {"seqs": text}))
     if snapshot is not None:
         alerts.extend(_station_alerts(now_ms, snapshot, custody_seen, tally))
     quarantined = sum(r.count for r in quarantine)
     if quarantined:
-        alerts.append(Alert("amber", "quarantine", "sheets", f"{quarantined} sheets quarantined (reasons below)"))
-    alerts.extend(Alert("amber", "custody", c.device_id, c.message) for c in checks if not c.ok)
+        alerts.append(
+            Alert("amber", "quarantine", "sheets", N_("%(n)s sheets quarantined (reasons below)"), {"n": quarantined})
+        )
+    alerts.extend(Alert("amber", "custody", c.device_id, c.msgid, c.params) for c in checks if not c.ok)
     alerts.sort(key=lambda a: (a.level != "red",))
     colours = dict.fromkeys(("green", "amber", "red", "grey"), 0)
     for row in fleet:
@@ -276,4 +317,6 @@ def build_model(
         quarantine=tuple(quarantine),
         custody=tuple(custody),
         checks=tuple(checks),
+        generated_at_ms=now_ms,
+        registry_expires_ms=snapshot.expires_at_ms if snapshot else None,
     )

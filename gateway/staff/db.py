@@ -141,6 +141,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         """,
     ),
     (
+        4,
+        """
+        ALTER TABLE users ADD COLUMN language TEXT CHECK (language IN ('kk', 'ru', 'en'))
+        """,
+    ),
+    (
         5,
         """
         CREATE TABLE review_decisions (

@@ -49,11 +49,18 @@ class StaffStoreError(StaffError):
 
 
 class StaffInputError(StaffError):
-    """Invalid input from a staff member; ``field`` names the form field or CSV column."""
+    """Invalid input from a staff member; ``field`` names the form field or CSV column.
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
+    ``message`` is an English message id with ``%(name)s`` placeholders filled
+    from ``params``: ``str(e)`` is the English text, ``e.msgid``/``e.params``
+    let a page show it in the reader's language (``Views.error_text``).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **params: object) -> None:
+        super().__init__(message % params if params else message)
         self.field = field
+        self.msgid = message
+        self.params = params
 
 
 class ActRefused(StaffInputError):
@@ -68,8 +75,10 @@ class ListFileRejected(StaffInputError):
     code) and ``line`` are what may be logged.
     """
 
-    def __init__(self, message: str, *, reason: str, field: str | None = None, line: int | None = None) -> None:
-        super().__init__(message, field=field)
+    def __init__(
+        self, message: str, *, reason: str, field: str | None = None, line: int | None = None, **params: object
+    ) -> None:
+        super().__init__(message, field=field, **params)
         self.reason = reason
         self.line = line
 

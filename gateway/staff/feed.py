@@ -4,10 +4,10 @@ A single task (owned by the app's ``cleanup_ctx``) polls the census
 store's change marker every ``refresh_interval_s``; when something changed
 (or ``full_refresh_s`` passed, so ages and colours move on with the clock, or
 staff data changed and ``poke`` was called) it folds the new batches into the
-tally, rebuilds the model, renders the HTML fragments once, bumps
-``version`` and wakes every server-sent-events stream. Pages and the JSON
+tally, rebuilds the model, bumps ``version`` and wakes every server-sent-events stream. Pages and the JSON
 endpoint call ``current()``, which refreshes first, so they are never older
-than the request.
+than the request. The HTML fragments of a version are rendered once per
+language, when a reader of that language first asks for them.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class DashboardFeed:
         db: StaffDb,
         ctx: GatewayContext,
         config: StaffConfig,
-        render: Callable[[DashboardModel], dict[str, str]],
+        render: Callable[[DashboardModel, str], dict[str, str]],
     ) -> None:
         self._queries = queries
         self._db = db
@@ -84,7 +84,7 @@ class DashboardFeed:
         self.list_matches: list[ListMatch] = []
         self.match_decisions: dict[tuple[int, int], MatchDecision] = {}
         self.model: DashboardModel | None = None
-        self.fragments: dict[str, str] = {}
+        self._fragments: dict[str, dict[str, str]] = {}
         self.version = 0
         self.closed = False
 
@@ -118,12 +118,20 @@ class DashboardFeed:
             self._marker = marker
             await self._fold_new_batches()
             model = await self._build(now)
-            self.model, self.fragments = model, self._render(model)
+            self.model, self._fragments = model, {}
             self._built_at_ms = now
             self.version += 1
         async with self._changed:
             self._changed.notify_all()
         return True
+
+    def fragments(self, lang: str) -> dict[str, str]:
+        """The current version's live sections in ``lang`` (rendered on first use)."""
+        if self.model is None:
+            return {}
+        if lang not in self._fragments:
+            self._fragments[lang] = self._render(self.model, lang)
+        return self._fragments[lang]
 
     async def _fold_new_batches(self) -> None:
         while True:

@@ -29,8 +29,11 @@ import json
 import re
 import sqlite3
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
+
+from l10n import N_
 
 from .accounts import write_audit
 from .db import transaction
@@ -88,9 +91,16 @@ class ListRow:
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
+    """``reason`` is an English message id, ``params`` its values (the report page translates them)."""
+
     line: int
     column: str | None
     reason: str
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        return self.reason % dict(self.params) if self.params else self.reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,49 +178,49 @@ def clean_text(value: str, column: str, *, required: bool, name: bool, max_len: 
     value = unicodedata.normalize("NFC", value.strip())
     if not value:
         if required:
-            raise StaffInputError("empty", field=column)
+            raise StaffInputError(N_("empty"), field=column)
         return ""
     if len(value) > max_len:
-        raise StaffInputError(f"longer than {max_len} characters", field=column)
+        raise StaffInputError(N_("longer than %(max)s characters"), field=column, max=max_len)
     for ch in value:
         cat = unicodedata.category(ch)
         if cat[0] == "C":
-            raise StaffInputError("control or invisible character", field=column)
+            raise StaffInputError(N_("control or invisible character"), field=column)
         if name and not (cat[0] in "LM" or ch in _NAME_PUNCT):
-            raise StaffInputError(f"unexpected character {ch!r} in a name", field=column)
+            raise StaffInputError(N_("unexpected character %(char)s in a name"), field=column, char=repr(ch))
     return value
 
 
 def _iso_date(value: str, column: str) -> date:
     value = value.strip()
     if not _ISO_DATE.match(value):
-        raise StaffInputError("not a YYYY-MM-DD date", field=column)
+        raise StaffInputError(N_("not a YYYY-MM-DD date"), field=column)
     try:
         return date.fromisoformat(value)
     except ValueError as e:
-        raise StaffInputError("not a calendar date", field=column) from e
+        raise StaffInputError(N_("not a calendar date"), field=column) from e
 
 
 def _row(fields: dict[str, str], line: int) -> ListRow:
     code = fields["institution_code"].strip()
     if not _CODE.match(code):
-        raise StaffInputError("institution code must look like AB-123456", field="institution_code")
+        raise StaffInputError(N_("institution code must look like AB-123456"), field="institution_code")
     raw_entry = fields["entry_id"].strip()
     full = _ENTRY_FULL.match(raw_entry)
     if full:
         if full.group(1) != code:
-            raise StaffInputError("entry id names another institution", field="entry_id")
+            raise StaffInputError(N_("entry id names another institution"), field="entry_id")
         number = int(full.group(2))
     elif _ENTRY_NUMBER.match(raw_entry):
         number = int(raw_entry)
     else:
-        raise StaffInputError("entry id must be CODE/NNNNN or a number", field="entry_id")
+        raise StaffInputError(N_("entry id must be CODE/NNNNN or a number"), field="entry_id")
     if number < 1:
-        raise StaffInputError("entry number must be >= 1", field="entry_id")
+        raise StaffInputError(N_("entry number must be >= 1"), field="entry_id")
     list_date = _iso_date(fields["list_date"], "list_date")
     birth = _iso_date(fields["birth_date"], "birth_date")
     if not _EARLIEST_BIRTH <= birth <= list_date:
-        raise StaffInputError("birth date after the list date or before 1880", field="birth_date")
+        raise StaffInputError(N_("birth date after the list date or before 1880"), field="birth_date")
     return ListRow(
         line=line,
         institution_code=code,
@@ -236,7 +246,7 @@ def _district(value: str) -> str:
     district = clean_text(value, "district", required=False, name=False)
     if formula_start(district):
         raise StaffInputError(
-            "a field of this text would start with = + - or @ (a spreadsheet formula)", field="district"
+            N_("a field of this text would start with = + - or @ (a spreadsheet formula)"), field="district"
         )
     return district
 
@@ -248,27 +258,37 @@ def _header(first_line: str) -> tuple[str, list[str]]:
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if unknown:
         raise ListFileRejected(
-            f"unknown column(s): {', '.join(unknown)}", reason="unknown-column", field="header", line=1
+            N_("unknown column(s): %(columns)s"),
+            reason="unknown-column",
+            field="header",
+            line=1,
+            columns=", ".join(unknown),
         )
     if missing:
         raise ListFileRejected(
-            f"missing column(s): {', '.join(missing)}", reason="missing-column", field="header", line=1
+            N_("missing column(s): %(columns)s"),
+            reason="missing-column",
+            field="header",
+            line=1,
+            columns=", ".join(missing),
         )
     if len(set(columns)) != len(columns):
-        raise ListFileRejected("a column appears twice", reason="repeated-column", field="header", line=1)
+        raise ListFileRejected(N_("a column appears twice"), reason="repeated-column", field="header", line=1)
     return delimiter, columns
 
 
 def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
     """Validate a list file; raises ``ListFileRejected`` when the file as a whole is unusable."""
     if len(data) > max_bytes:
-        raise ListFileRejected(f"file larger than {max_bytes} bytes", reason="too-large", field="file")
+        raise ListFileRejected(
+            N_("file larger than %(max)s bytes"), reason="too-large", field="file", max=max_bytes
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ListFileRejected(f"not UTF-8 (byte {e.start})", reason="not-utf8", field="file") from e
+        raise ListFileRejected(N_("not UTF-8 (byte %(at)s)"), reason="not-utf8", field="file", at=e.start) from e
     if not text.strip():
-        raise ListFileRejected("empty file", reason="empty", field="file")
+        raise ListFileRejected(N_("empty file"), reason="empty", field="file")
     first_line = text.splitlines()[0]
     delimiter, columns = _header(first_line)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
@@ -287,24 +307,44 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
                 continue
             total += 1
             if total > max_rows:
-                raise ListFileRejected(f"more than {max_rows} rows", reason="too-many-rows", field="file")
+                raise ListFileRejected(
+                    N_("more than %(max)s rows"), reason="too-many-rows", field="file", max=max_rows
+                )
             if len(record) != len(columns):
-                rejected.append(RejectedRow(start, None, f"{len(record)} fields, header has {len(columns)}"))
+                rejected.append(
+                    RejectedRow(
+                        start,
+                        None,
+                        N_("%(fields)s fields, header has %(columns)s"),
+                        {"fields": len(record), "columns": len(columns)},
+                    )
+                )
                 continue
             try:
                 row = _row(dict(zip(columns, record, strict=True)), start)
             except StaffInputError as e:
-                rejected.append(RejectedRow(start, e.field, str(e)))
+                rejected.append(RejectedRow(start, e.field, e.msgid, e.params))
                 continue
             if row.entry_id in seen_entries:
-                rejected.append(RejectedRow(start, "entry_id", f"{row.entry_id} appears earlier in the file"))
+                rejected.append(
+                    RejectedRow(start, "entry_id", N_("%(entry)s appears earlier in the file"), {"entry": row.entry_id})
+                )
                 continue
             held = per_institution.setdefault(row.institution_code, (row.list_date, row.district))
             if held[0] != row.list_date:
-                rejected.append(RejectedRow(start, "list_date", f"{row.institution_code} is listed as of {held[0]}"))
+                rejected.append(
+                    RejectedRow(
+                        start,
+                        "list_date",
+                        N_("%(code)s is listed as of %(date)s"),
+                        {"code": row.institution_code, "date": held[0]},
+                    )
+                )
                 continue
             if held[1] != row.district:
-                rejected.append(RejectedRow(start, "district", f"{row.institution_code} has another district"))
+                rejected.append(
+                    RejectedRow(start, "district", N_("%(code)s has another district"), {"code": row.institution_code})
+                )
                 continue
             if row.household:
                 members = household_sizes.get((row.institution_code, row.household), 0) + 1
@@ -316,7 +356,12 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
             rows.append(row)
     except csv.Error as e:
         raise ListFileRejected(
-            f"line {reader.line_num}: malformed CSV ({e})", reason="malformed-csv", field="file", line=reader.line_num
+            N_("line %(at_line)s: malformed CSV (%(error)s)"),
+            reason="malformed-csv",
+            field="file",
+            line=reader.line_num,
+            at_line=reader.line_num,
+            error=str(e),
         ) from e
     return ParsedList(tuple(rows), tuple(rejected), total)
 
@@ -335,8 +380,9 @@ def import_list(
             held = conn.execute("SELECT list_date FROM respondent_lists WHERE institution_code = ?", (code,)).fetchone()
             list_date = rows[0].list_date
             if held is not None and held[0] > list_date:
-                reason = f"{code}: the held list is as of {held[0]}, newer than {list_date}"
-                rejected.extend(RejectedRow(r.line, "list_date", reason) for r in rows)
+                reason = N_("%(code)s: the held list is as of %(held)s, newer than %(date)s")
+                params = {"code": code, "held": held[0], "date": list_date}
+                rejected.extend(RejectedRow(r.line, "list_date", reason, params) for r in rows)
                 continue
             # residents registered on the dashboard (additions) stay unless the file lists their entry id
             conn.execute(

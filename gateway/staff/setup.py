@@ -37,6 +37,9 @@ from .web_certificates import (
     get_certificates_pdf,
 )
 from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
+
+
+from .web_auth import get_login, post_language, post_login, post_logout
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 from .web_review import get_review, get_review_case, post_list_match, post_review_case
 
@@ -82,6 +85,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         ("GET", "/staff/login", get_login),
         ("POST", "/staff/login", post_login),
         ("POST", "/staff/logout", post_logout),
+        ("POST", "/staff/language", post_language),
         ("GET", "/staff/api/summary", get_summary),
         ("GET", "/staff/events", get_events),
         ("GET", "/staff/acts", get_acts),

@@ -5,10 +5,13 @@ from __future__ import annotations
 import structlog
 from aiohttp import web
 
+from l10n import N_
+
 from .accounts import list_users, unlock_user
 from .errors import StaffInputError
 from .state import STAFF
 from .throttle import throttled_users
+from .views import language_of
 from .web_auth import Staffed, staff_handler
 
 __all__ = ["get_accounts", "post_unlock"]
@@ -43,6 +46,15 @@ async def post_unlock(request: web.Request, staffed: Staffed) -> web.StreamRespo
             lambda c: unlock_user(c, username=username, now_ms=now, by_user_id=staffed.session.user.id)
         )
     except StaffInputError as e:
-        return await _page(request, staffed, notice=f"Not unlocked: {e}", status=400)
+        lang = language_of(request, staffed.session, state.config)
+        notice = state.views.gettext(lang, N_("Not unlocked: %(reason)s"), reason=state.views.error_text(lang, e))
+        return await _page(request, staffed, notice=notice, status=400)
     log.info("staff.user.unlocked", by_user_id=staffed.session.user.id, failures=held)
-    return await _page(request, staffed, notice=f"Unlocked {username.strip().lower()}: {held} failed logins forgotten.")
+    lang = language_of(request, staffed.session, state.config)
+    notice = state.views.gettext(
+        lang,
+        N_("Unlocked %(username)s: %(failures)s failed logins forgotten."),
+        username=username.strip().lower(),
+        failures=held,
+    )
+    return await _page(request, staffed, notice=notice)

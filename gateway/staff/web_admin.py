@@ -16,6 +16,8 @@ import re
 import structlog
 from aiohttp import BodyPartReader, web
 
+from l10n import N_
+
 from .coverage import coverage_csv_rows
 from .errors import ListFileRejected
 from .lists import (
@@ -28,7 +30,7 @@ from .lists import (
     spreadsheet_safe,
 )
 from .state import STAFF
-from .views import with_security_headers
+from .views import language_of, with_security_headers
 from .web_auth import Staffed, staff_handler, unreadable_form
 
 __all__ = ["get_coverage_csv", "get_lists", "get_missing", "get_sheets_jsonl", "post_lists"]
@@ -60,14 +62,21 @@ async def post_lists(request: web.Request, staffed: Staffed) -> web.StreamRespon
     try:
         part = await staffed.parts.next() if staffed.parts is not None else None
         if not isinstance(part, BodyPartReader) or part.name != "file":
-            return views.message("No file", "Choose a CSV file to import.", status=400, session=staffed.session)
+            return views.message(
+                N_("No file"), N_("Choose a CSV file to import."), status=400, session=staffed.session
+            )
         source = _file_name(part.filename)
         data = bytearray()
         while chunk := await part.read_chunk(64 * 1024):
             data += chunk
             if len(data) > limit:
                 return views.message(
-                    "File too large", f"{source} is larger than {limit} bytes.", status=413, session=staffed.session
+                    N_("File too large"),
+                    N_("%(file)s is larger than %(limit)s bytes."),
+                    status=413,
+                    session=staffed.session,
+                    file=source,
+                    limit=limit,
                 )
     except ValueError:  # aiohttp's multipart reader: a malformed or truncated part
         return unreadable_form(state, staffed.session)
@@ -77,7 +86,15 @@ async def post_lists(request: web.Request, staffed: Staffed) -> web.StreamRespon
     except ListFileRejected as e:
         # the message may quote the file (a data row read as the header): log the reason code only
         log.info("staff.lists.file_rejected", reason=e.reason, line=e.line, user_id=staffed.session.user.id)
-        return views.message("File rejected", f"{source}: {e}", status=400, session=staffed.session)
+        lang = language_of(request, staffed.session, state.config)
+        return views.message(
+            N_("File rejected"),
+            N_("%(file)s: %(reason)s"),
+            status=400,
+            session=staffed.session,
+            file=source,
+            reason=views.error_text(lang, e),
+        )
     report = await state.db.run(
         lambda c: import_list(c, parsed, source_name=source, user_id=staffed.session.user.id, now_ms=now)
     )

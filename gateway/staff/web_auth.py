@@ -24,18 +24,22 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import BodyPartReader, MultipartReader, web
 from multidict import MultiDict, MultiDictProxy
+from yarl import URL
+
+from l10n import LANGUAGES, N_
 
 from .accounts import StaffSession
 from .errors import AuthRefused, LoginBusy, RateLimited, StaffStoreError
 from .state import STAFF, StaffState
 from .throttle import address_key
-from .views import with_security_headers
+from .views import LANG_COOKIE, language_of, with_security_headers
 
 __all__ = [
     "COOKIE",
     "LOGIN_COOKIE",
     "Staffed",
     "get_login",
+    "post_language",
     "post_login",
     "post_logout",
     "staff_handler",
@@ -51,9 +55,10 @@ _MAX_TOKEN = 128
 
 
 _THROTTLED = {
-    False: "Too many failed logins. Try again later.",
-    True: "Too many failed logins for this account. Try again later, or ask an administrator to unlock it.",
+    False: N_("Too many failed logins. Try again later."),
+    True: N_("Too many failed logins for this account. Try again later, or ask an administrator to unlock it."),
 }
+_WRONG = N_("Wrong username or password.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +115,8 @@ async def _csrf_form(request: web.Request, session: StaffSession) -> tuple[bool,
 def unreadable_form(state: StaffState, session: StaffSession | None) -> web.Response:
     log.info("staff.form.unreadable")
     return state.views.message(
-        "Form not understood",
-        "The form could not be read (malformed body). Reload the page and try again.",
+        N_("Form not understood"),
+        N_("The form could not be read (malformed body). Reload the page and try again."),
         status=400,
         session=session,
     )
@@ -133,7 +138,7 @@ def staff_handler(
             if role == "admin" and not session.user.is_admin:
                 log.info("staff.forbidden", user_id=session.user.id, path=request.path)
                 return state.views.message(
-                    "Not allowed", "This page is for administrators.", status=403, session=session
+                    N_("Not allowed"), N_("This page is for administrators."), status=403, session=session
                 )
             staffed = Staffed(session)
             if request.method == "POST":
@@ -144,8 +149,8 @@ def staff_handler(
                 if not ok:
                     log.warning("staff.csrf_refused", user_id=session.user.id, path=request.path)
                     return state.views.message(
-                        "Form refused",
-                        "The form was stale or came from another site. Reload the page and try again.",
+                        N_("Form refused"),
+                        N_("The form was stale or came from another site. Reload the page and try again."),
                         status=403,
                         session=session,
                     )
@@ -154,8 +159,8 @@ def staff_handler(
             except StaffStoreError as e:
                 log.error("staff.store_failed", error=str(e), path=request.path)
                 return state.views.message(
-                    "Temporarily unavailable",
-                    "The dashboard cannot read its data right now. Try again in a moment.",
+                    N_("Temporarily unavailable"),
+                    N_("The dashboard cannot read its data right now. Try again in a moment."),
                     status=503,
                     session=session,
                     headers={"Retry-After": "10"},
@@ -173,7 +178,9 @@ def _login_page(
     request: web.Request, state: StaffState, *, error: str | None, status: int, headers: dict[str, str] | None = None
 ) -> web.Response:
     token = secrets.token_urlsafe(32)
-    response = state.views.page("login.html", status=status, headers=headers, csrf=token, error=error)
+    lang = language_of(request, None, state.config)
+    text = state.views.gettext(lang, error) if error else None
+    response = state.views.page("login.html", status=status, headers=headers, lang=lang, csrf=token, error=text)
     response.set_cookie(
         LOGIN_COOKIE, token, path="/staff/login", httponly=True, samesite="Strict", secure=request.secure, max_age=3600
     )
@@ -198,12 +205,14 @@ async def post_login(request: web.Request) -> web.StreamResponse:
     try:
         form = await request.post()
     except ValueError:  # malformed urlencoded or multipart body
-        return _login_page(request, state, error="The login form could not be read. Please try again.", status=400)
+        return _login_page(
+            request, state, error=N_("The login form could not be read. Please try again."), status=400
+        )
     if not _same_origin(request) or not _token_ok(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf")):
-        return _login_page(request, state, error="The login form expired. Please try again.", status=403)
+        return _login_page(request, state, error=N_("The login form expired. Please try again."), status=403)
     username, password = form.get("username"), form.get("password")
     if not isinstance(username, str) or not isinstance(password, str) or len(password) > 1024:
-        return _login_page(request, state, error="Wrong username or password.", status=401)
+        return _login_page(request, state, error=_WRONG, status=401)
     address = address_key(request.remote)
     try:
         new = await state.accounts.login(username, password, address)
@@ -221,14 +230,17 @@ async def post_login(request: web.Request) -> web.StreamResponse:
         return _login_page(
             request,
             state,
-            error="Too many logins at once. Try again in a moment.",
+            error=N_("Too many logins at once. Try again in a moment."),
             status=503,
             headers={"Retry-After": str(e.retry_after_s)},
         )
     except AuthRefused:
         log.info("staff.login.refused")
-        return _login_page(request, state, error="Wrong username or password.", status=401)
+        return _login_page(request, state, error=_WRONG, status=401)
     log.info("staff.login.ok", user_id=new.session.user.id, role=new.session.user.role)
+    chosen = request.cookies.get(LANG_COOKIE, "")
+    if chosen in LANGUAGES and new.session.user.language is None:  # chosen on the login page: keep it
+        await state.accounts.set_language(new.session.user.id, chosen)
     response = _redirect("/staff/")
     _set_session_cookie(request, response, new.token, state.config.session_ttl_s)
     response.del_cookie(LOGIN_COOKIE, path="/staff/login")
@@ -243,3 +255,63 @@ async def post_logout(request: web.Request, staffed: Staffed) -> web.StreamRespo
     response = _redirect("/staff/login")
     response.del_cookie(COOKIE, path="/staff")
     return response
+
+
+def _back_to(request: web.Request, form_next: object) -> str:
+    """Where the language switch returns: a same-site /staff/ page (GET-able), else the dashboard."""
+    for candidate in (form_next, request.headers.get("Referer", "")):
+        if not isinstance(candidate, str) or not candidate:
+            continue
+        url = URL(candidate)
+        if url.is_absolute():
+            if f"{url.scheme}://{url.raw_authority}" != f"{request.scheme}://{request.host}":
+                continue
+            url = url.relative()
+        path = url.path
+        if path.startswith("/staff/") and not path.startswith("//") and path not in _POST_ONLY:
+            return str(url)[:2048]
+    return "/staff/"
+
+
+_POST_ONLY = frozenset({"/staff/logout", "/staff/language", "/staff/accounts/unlock"})
+
+
+async def post_language(request: web.Request) -> web.StreamResponse:
+    """The language switch: remembered for the user (``users.language``) and in the ``staff_lang`` cookie.
+
+    Logged in, the form must carry the session's CSRF token; logged out (the
+    login page) only the cookie is set and the request must be same-origin.
+    An unknown language is a 400 page; nothing is changed.
+    """
+    state = request.app[STAFF]
+    session = await state.accounts.session(request.cookies.get(COOKIE))
+    try:
+        form = await request.post()
+    except ValueError:
+        return unreadable_form(state, session)
+    if not _same_origin(request) or (session is not None and not _token_ok(session.csrf_token, form.get("csrf"))):
+        log.warning("staff.csrf_refused", user_id=session.user.id if session else None, path=request.path)
+        return state.views.message(
+            N_("Form refused"),
+            N_("The form was stale or came from another site. Reload the page and try again."),
+            status=403,
+            session=session,
+            lang=language_of(request, session, state.config),
+        )
+    lang = form.get("lang")
+    if not isinstance(lang, str) or lang not in LANGUAGES:
+        return state.views.message(
+            N_("Language not available"),
+            N_("Choose Kazakh, Russian or English."),
+            status=400,
+            session=session,
+            lang=language_of(request, session, state.config),
+        )
+    if session is not None:
+        await state.accounts.set_language(session.user.id, lang)
+        log.info("staff.language.set", user_id=session.user.id, language=lang)
+    response = web.Response(status=303, headers={"Location": _back_to(request, form.get("next"))})
+    response.set_cookie(
+        LANG_COOKIE, lang, path="/staff", httponly=True, samesite="Strict", secure=request.secure, max_age=31_536_000
+    )
+    return with_security_headers(response)

@@ -9,11 +9,13 @@ from datetime import datetime, timedelta, timezone
 import structlog
 from aiohttp import web
 
-from .act_pdf import ACT_TITLES, act_fields, render_act_pdf, signatories
+from l10n import N_
+
+from .act_pdf import act_paper, render_act_pdf
 from .acts import ACCESSORIES, get_act, last_acts, list_acts, parse_act_form, reconcile, record_act
 from .errors import PdfUnavailable, StaffInputError, StaffStoreError
 from .state import STAFF, StaffState
-from .views import with_security_headers
+from .views import language_of, with_security_headers
 from .web_auth import COOKIE, Staffed, staff_handler
 
 __all__ = ["get_act_page", "get_act_pdf", "get_acts", "get_dashboard", "get_events", "get_summary", "post_act"]
@@ -45,6 +47,7 @@ async def get_events(request: web.Request, staffed: Staffed) -> web.StreamRespon
     state = request.app[STAFF]
     feed = state.feed
     token = request.cookies.get(COOKIE)
+    lang = language_of(request, staffed.session, state.config)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     )
@@ -59,7 +62,7 @@ async def get_events(request: web.Request, staffed: Staffed) -> web.StreamRespon
                 break
             if feed.version > sent:
                 sent = feed.version
-                payload = json.dumps({"version": sent, "fragments": feed.fragments}, separators=(",", ":"))
+                payload = json.dumps({"version": sent, "fragments": feed.fragments(lang)}, separators=(",", ":"))
                 await response.write(f"id: {sent}\nevent: update\ndata: {payload}\n\n".encode())
             elif not await feed.wait_newer(sent, state.config.heartbeat_s):
                 await response.write(b": keep-alive\n\n")
@@ -76,12 +79,17 @@ def _now_local(state: StaffState) -> str:
 
 
 async def _acts_page(
-    request: web.Request, staffed: Staffed, *, error: str | None = None, form: dict[str, str] | None = None
+    request: web.Request,
+    staffed: Staffed,
+    *,
+    error: StaffInputError | None = None,
+    form: dict[str, str] | None = None,
 ) -> web.Response:
     state = request.app[STAFF]
     trust = state.ctx.trust.current
     snapshot = trust.snapshot if trust else None
     acts, last = await state.db.run(lambda c: (list_acts(c, 500), last_acts(c)))
+    lang = language_of(request, staffed.session, state.config)
     return state.views.page(
         "acts.html",
         status=400 if error else 200,
@@ -92,8 +100,9 @@ async def _acts_page(
         registry_version=snapshot.version if snapshot else None,
         accessories=ACCESSORIES,
         form=form or {},
-        error=error,
+        error=state.views.error_text(lang, error) if error else None,
         now_local=_now_local(state),
+        lang=lang,
     )
 
 
@@ -107,8 +116,8 @@ async def post_act(request: web.Request, staffed: Staffed) -> web.StreamResponse
     state = request.app[STAFF]
     if staffed.form is None:  # a multipart body: the act form is a plain urlencoded form
         return state.views.message(
-            "Form not understood",
-            "Send the act form as application/x-www-form-urlencoded (the page's own form does).",
+            N_("Form not understood"),
+            N_("Send the act form as application/x-www-form-urlencoded (the page's own form does)."),
             status=400,
             session=staffed.session,
         )
@@ -129,8 +138,7 @@ async def post_act(request: web.Request, staffed: Staffed) -> web.StreamResponse
             )
         )
     except StaffInputError as e:
-        where = f"{e.field}: " if e.field else ""
-        return await _acts_page(request, staffed, error=f"{where}{e}", form=fields)
+        return await _acts_page(request, staffed, error=e, form=fields)
     log.info(
         "staff.act.recorded", act_no=act_no, kind=form.kind, device_id=form.device_id, user_id=staffed.session.user.id
     )
@@ -144,7 +152,9 @@ async def get_act_page(request: web.Request, staffed: Staffed) -> web.StreamResp
     act_no = request.match_info["act_no"]
     act = await state.db.run(lambda c: get_act(c, act_no))
     if act is None:
-        return state.views.message("No such act", f"There is no act {act_no}.", status=404, session=staffed.session)
+        return state.views.message(
+            N_("No such act"), N_("There is no act %(act)s."), status=404, session=staffed.session, act=act_no
+        )
     trust = state.ctx.trust.current
     snapshot = trust.snapshot if trust else None
     last = await state.db.run(last_acts)
@@ -153,9 +163,7 @@ async def get_act_page(request: web.Request, staffed: Staffed) -> web.StreamResp
         "act.html",
         session=staffed.session,
         act=act,
-        fields=act_fields(act, state.config),
-        titles=ACT_TITLES[act.kind],
-        signatures=list(zip(("Handed over by / Передал", "Accepted by / Принял"), signatories(act), strict=True)),
+        paper=act_paper(act, state.config),
         check=check,
         registry_version=snapshot.version if snapshot else None,
     )
@@ -167,12 +175,20 @@ async def get_act_pdf(request: web.Request, staffed: Staffed) -> web.StreamRespo
     act_no = request.match_info["act_no"]
     act = await state.db.run(lambda c: get_act(c, act_no))
     if act is None:
-        return state.views.message("No such act", f"There is no act {act_no}.", status=404, session=staffed.session)
+        return state.views.message(
+            N_("No such act"), N_("There is no act %(act)s."), status=404, session=staffed.session, act=act_no
+        )
     try:
         pdf = await asyncio.to_thread(render_act_pdf, act, state.config)
     except PdfUnavailable as e:
         log.error("staff.act.pdf_unavailable", error=str(e))
-        return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
+        return state.views.message(
+            N_("PDF unavailable"),
+            N_("This host cannot write PDF files: %(reason)s"),
+            status=503,
+            session=staffed.session,
+            reason=str(e),
+        )
     return web.Response(
         body=pdf,
         content_type="application/pdf",

@@ -79,6 +79,7 @@ def write_config(env: Env, path: Path, gateway_url: str, *, concurrency: int = 2
         f'state_dir = "{env.state_dir}"\n'
         f"spool_min_free_bytes = {min_free}\n"
         f'log_level = "{log_level}"\n'
+        'language = "en"\n'  # the technician's messages are read in English here
         "[forward]\ninitial_backoff_s = 0.02\nmax_backoff_s = 0.2\nrequest_timeout_s = 5.0\n"
         f"concurrency = {concurrency}\n",
         encoding="utf-8",

@@ -64,7 +64,8 @@ def census_around(at_ms: int) -> dict[str, str]:
 
 def staff_config(**options: Any) -> StaffConfig:
     """A StaffConfig for tests: fast refresh, census dates around today, then ``options``."""
-    base: dict[str, Any] = {"refresh_interval_s": 0.1, "full_refresh_s": 5.0, "heartbeat_s": 1.0}
+    # English pages: the tests read the English message ids; tests/gateway/test_l10n_staff.py reads kk and ru
+    base: dict[str, Any] = {"refresh_interval_s": 0.1, "full_refresh_s": 5.0, "heartbeat_s": 1.0, "language": "en"}
     return StaffConfig(**(base | census_around(now_ms()) | options))
 
 

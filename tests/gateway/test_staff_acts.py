@@ -107,8 +107,11 @@ async def test_issue_act_is_numbered_printable_and_has_a_pdf(gw: StaffGateway, a
     assert re.fullmatch(r"AT-20\d\d-00001", act_no)
     status, html, _ = await admin.get(location)
     assert status == 200
-    for text in (act_no, WORKER, STAFF, "AB-000001", "W0001", "SERTAB-0001", "charger: yes", "case: no", "стилус"):
+    # the act is official paper: Kazakh and Russian whatever the page language; charger and cable, no case
+    accessories = "зарядтау құрылғысы, USB шнуры / зарядное устройство, USB-кабель"
+    for text in (act_no, WORKER, STAFF, "AB-000001", "W0001", "SERTAB-0001", accessories, "стилус"):
         assert text in html
+    assert "чехол" not in html
     assert 'id="print-act"' in html and "@media print" not in html  # the print rules live in the stylesheet
     assert "out under act" in html
     status, css, _ = await admin.get("/staff/static/staff.css")
@@ -119,8 +122,8 @@ async def test_issue_act_is_numbered_printable_and_has_a_pdf(gw: StaffGateway, a
         pdf = await resp.read()
     assert pdf.startswith(b"%PDF-")
     text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
-    assert f"Acceptance-transfer act No. {act_no}" in text
-    assert "Акт приёма-передачи" in text and WORKER in text and STAFF in text
+    assert f"№ {act_no} қабылдау-беру актісі" in text and f"Акт приёма-передачи № {act_no}" in text  # noqa: RUF001
+    assert WORKER in text and STAFF in text
     (Path("/tmp") / "staff-act.pdf").write_bytes(pdf)
 
 

@@ -21,7 +21,7 @@ from .harness import World
 from .staff_browser import PASSWORD, ManualClock, StaffClient, StaffGateway, csrf_of, start_staff_gateway
 
 # Options that exist in every version of StaffConfig: with the defaults, 5 failures per user.
-DEFAULTS = StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0)
+DEFAULTS = StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0, language="en")
 FREE = 5
 
 
@@ -108,6 +108,7 @@ async def test_one_guesser_behind_a_nat_does_not_lock_out_the_others(gw) -> None
 
 def delays_config() -> StaffConfig:
     return StaffConfig(
+        language="en",
         refresh_interval_s=0.1,
         full_refresh_s=5.0,
         heartbeat_s=1.0,
@@ -150,6 +151,7 @@ async def test_delays_double_per_user_and_address_and_a_success_resets_them(worl
 
 def ceiling_config() -> StaffConfig:
     return StaffConfig(
+        language="en",
         refresh_interval_s=0.1,
         full_refresh_s=5.0,
         heartbeat_s=1.0,
@@ -214,6 +216,7 @@ async def test_unlocking_needs_an_admin_and_the_form_token(gw) -> None:
 async def test_a_login_flood_beyond_the_pending_limit_is_503_and_counts_nothing(world, tmp_path, clock) -> None:
     """Attempts beyond ``max_pending_logins`` are refused before they are reserved or stored."""
     config = StaffConfig(
+        language="en",
         refresh_interval_s=0.1,
         full_refresh_s=5.0,
         heartbeat_s=1.0,

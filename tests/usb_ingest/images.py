@@ -103,6 +103,7 @@ class Env:
             state_dir=self.state_dir,
             snapshot_refresh_s=3600.0,
             spool_min_free_bytes=0,
+            language="en",  # the tests read the technician's messages in English; test_l10n_station reads kk
             limits=VolumeLimits(**limits),
             forward=ForwardConfig(initial_backoff_s=0.02, max_backoff_s=0.2, request_timeout_s=5.0,
                                   concurrency=2, idle_poll_s=5.0),
@@ -114,6 +115,7 @@ class Env:
             f'gateway_url = "{gateway_url}"\n'
             f'state_dir = "{self.state_dir}"\n'
             "spool_min_free_bytes = 0\n"
+            'language = "en"\n'
             "[forward]\ninitial_backoff_s = 0.02\nmax_backoff_s = 0.2\nrequest_timeout_s = 5.0\n",
             encoding="utf-8",
         )

@@ -11,6 +11,10 @@
     return;
   }
   var source = null;
+  // The words come translated from the page (data-live, data-reconnecting, data-unsupported).
+  function word(name, fallback) {
+    return state.getAttribute("data-" + name) || fallback;
+  }
 
   function show(text, cls) {
     state.textContent = text;
@@ -31,7 +35,7 @@
 
   function connect() {
     if (!window.EventSource) {
-      show("no live updates in this browser", "warn");
+      show(word("unsupported", "no live updates in this browser"), "warn");
       return;
     }
     source = new EventSource("/staff/events");
@@ -44,14 +48,14 @@
         }
       });
       document.body.setAttribute("data-version", String(data.version));
-      show("live", "ok");
+      show(word("live", "live"), "ok");
     });
     source.addEventListener("expired", function () {
       source.close();
       window.location.assign("/staff/login");
     });
     source.onerror = function () {
-      show("reconnecting…", "warn");
+      show(word("reconnecting", "reconnecting…"), "warn");
       if (source.readyState === EventSource.CLOSED) {
         window.setTimeout(recheck, 3000);
       }
