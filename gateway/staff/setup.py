@@ -28,7 +28,7 @@ from .state import STAFF, StaffState
 from .views import STATIC_DIR, STATIC_HEADERS, Views
 from .web_accounts import get_accounts, post_unlock
 from .web_admin import get_coverage_csv, get_lists, get_missing, get_sheets_jsonl, post_lists
-from .web_auth import get_login, post_login, post_logout
+from .web_auth import get_login, post_language, post_login, post_logout
 from .web_certificates import (
     CERTIFICATES,
     StaffCertificates,
@@ -37,9 +37,6 @@ from .web_certificates import (
     get_certificates_pdf,
 )
 from .web_codes import get_codes, get_institution_codes, post_mint, post_reissue, post_resident, post_revoke
-
-
-from .web_auth import get_login, post_language, post_login, post_logout
 from .web_pages import get_act_page, get_act_pdf, get_acts, get_dashboard, get_events, get_summary, post_act
 from .web_review import get_review, get_review_case, post_list_match, post_review_case
 
