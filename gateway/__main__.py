@@ -1,5 +1,9 @@
 """``sanaq-gateway``: the census sync gateway service.
 
+Commands: ``serve``, ``check-config``, ``conformance`` and ``staff`` (staff
+dashboard accounts: ``add-user``, ``set-password``, ``disable-user``,
+``enable-user``, ``unlock-user``, ``list-users``; see ``gateway.staff.admin_cli``).
+
 ``serve`` runs until SIGTERM/SIGINT: it stops accepting, lets in-flight
 requests finish and commit (up to ``server.shutdown_timeout_s``), closes the
 store and exits 0. Under systemd it reports READY=1 once the listener is
@@ -29,6 +33,7 @@ from .app import read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
 from .server import build_server
+from .staff import admin_cli as staff_admin
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
 
@@ -135,6 +140,13 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="check a configuration, its key files and keys as the unit sees them")
     c.add_argument("--config", type=Path, required=True)
     conformance.add_arguments(sub.add_parser("conformance", help="throwaway gateway that tests a client (app teams)"))
+    staff_admin.add_commands(
+        sub.add_parser(
+            "staff",
+            help="manage staff dashboard accounts (add-user, set-password, unlock-user, list-users, ...)",
+            description=staff_admin.DESCRIPTION,
+        )
+    )
     return p
 
 
@@ -142,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "conformance":
         return conformance.main(args)
+    if args.command == "staff":
+        return staff_admin.run(args, prog="sanaq-gateway staff")
     if args.command == "check-config":
         from .config_check import main as check_config  # noqa: PLC0415 - only this command needs it
 
