@@ -1,9 +1,13 @@
-"""Render ``docs/benchmarks.md`` from ``bench/results/*.json``: ``python -m bench.report``.
+"""Render ``docs/benchmarks.md`` from ``bench/results/*.json``: ``python -m bench.report [--allow-mixed]``.
 
-The page is regenerated whole by every run (history stays in git): the
-machine, the targets of issue #8 with what was measured, one section per
-benchmark, and what bounds each result now, written from the run's own
-numbers and profiles.
+The page is regenerated whole by every run (history stays in git): where the
+results come from (each file's provenance: commit and diff, machine, load,
+command; see ``bench.provenance``), the targets with what was measured, one
+section per benchmark, and what bounds each result now, written from the
+run's own numbers and profiles. Every figure on the page comes from a result
+file. Results of different commits, trees, machines or modes, results
+measured while the tree changed, and results without provenance are refused
+(exit 2, nothing written) unless ``--allow-mixed``.
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from .fleet import REPO
-from .machine import machine
+from .provenance import command_line, identity
 
-__all__ = ["render", "write_report"]
+__all__ = ["ReportRefused", "check_results", "load_results", "render", "write_report"]
 
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
+# Other programs using more cores than this on average during a run make the page say "loaded machine".
+LOADED_OTHER_CORES = 0.25
 
 
 def _f(x: float | None, digits: int = 0) -> str:
@@ -72,6 +78,11 @@ def _targets(gw: dict[str, Any] | None, usb: dict[str, Any] | None, scale: dict[
                     f"CPU {_f(_other(first_g), 2)} -> {_f(_other(last_g), 2)} cores) | store {_yes(s >= 0.9)} / "
                     f"gateway {_yes(t >= 0.9)} |")
     return rows
+
+
+def _nproc(result: dict[str, Any]) -> str:
+    """CPUs the benchmark could use, from its provenance ("?" when it has none)."""
+    return str(result.get("provenance", {}).get("machine", {}).get("nproc", "?"))
 
 
 def _other(r: dict[str, Any]) -> float | None:
@@ -193,33 +204,20 @@ def _bounds_gateway(gw: dict[str, Any], prof: dict[str, Any] | None) -> list[str
     ]
     if prof:
         out += _profile_table(prof, f"py-spy profile of the gateway process at {at['concurrency']} connections")
-    if us["schema_validate"] > 1000:
-        out += [
-            "**Cause and fix.** The JSON Schema validation of every sheet with the pure-Python `jsonschema` "
-            "(`Draft202012Validator.iter_errors`, about 0.6 ms per sheet) is the largest single cost, several "
-            "times the cryptography. Measured in a scratch copy of the gateway (2026-11-26, this machine): "
-            "validating with `jsonschema_rs.Draft202012Validator(schema).is_valid(sheet)` first (4.6 us per "
-            "sheet) and running the Python validator only for a sheet that fails (to keep the exact "
-            "value-free reason), plus encoding each sheet once instead of twice in `SheetValidator.sort`, took "
-            "`sort` from 7.2 ms to 0.30 ms per batch. This bench run against that copy "
-            "(`SANAQ_BENCH_GATEWAY_SRC`, quick mode) gave 558/531/555 batches/s at 64/256/1024 connections "
-            "(about 4x), zero errors, every acknowledged batch stored, RSS 197 MB at 1024 connections, and in "
-            "the open loop at 265 batches/s over 256 connections p50 6.2 ms, p99 11.7 ms. Its profile is then "
-            "spread over canonical JSON decode/encode in `open_envelope` and `SheetValidator.sort` (~33%), the "
-            "SQLite writer thread (~19%), Ed25519 receipt signing (~8%) and request verification (~7%).",
-            "",
-        ]
     ceiling = at["http_ceiling"]
     per_core = ceiling["batches_per_s"] / ceiling["server_cpu_share"] if ceiling.get("server_cpu_share") else None
+    crypto_only = cc["crypto_batches_per_s_per_core"]
     out += [
-        "**Why 0.5 x the HTTP ceiling is out of reach on this machine.** The HTTP ceiling measured "
+        "**The HTTP ceiling against the cryptography.** The HTTP ceiling measured "
         f"{_f(ceiling['batches_per_s'])} requests/s with the bare server using {_f(ceiling['server_cpu_share'], 2)} "
-        f"cores (about {_f(per_core)} per core: the load generator, on the same 2 CPUs, is what limits it), "
-        f"while the cryptography alone allows {_f(cc['crypto_batches_per_s_per_core'])} batches/s per core. "
-        "A single gateway process, bound to one core by its event loop, cannot reach half the ceiling even "
-        "with no other work than the cryptography. Reaching it needs the per-batch CPU work spread over cores "
-        "(several gateway processes behind `SO_REUSEPORT`, each with its own store writer: SQLite serialises "
-        "writers across processes, PostgreSQL does not) on a machine with cores to spare.",
+        f"cores (about {_f(per_core)} per core; the load generator shares the machine's {_nproc(gw)} CPUs), "
+        f"while the cryptography alone allows {_f(crypto_only)} batches/s per core"
+        + (
+            ": a gateway process bound to one core by its event loop cannot reach half the ceiling even with no "
+            "other work than the cryptography; only spreading the per-batch work over cores can."
+            if crypto_only < 0.5 * ceiling["batches_per_s"]
+            else "."
+        ),
         "",
         "**Memory.** Peak RSS grows with the number of requests in flight (each holds its body, the decoded "
         "sheets and its store job until the group commit).",
@@ -259,20 +257,19 @@ def _usb(usb: dict[str, Any]) -> list[str]:
     ]
     if usb.get("profile"):
         out += _profile_table(usb["profile"], "py-spy profile of one warm pull (stacks under `pull_volume`)")
-    out += [
-        "The parser is not the limit (the user-space FAT read runs at hundreds of MB/s); the spool's "
-        "per-batch durability is the limit: `Spool._write_verified` does an fsync of the file and an fsync of the "
-        "directory for every batch, two synchronous disk flushes per 10 sheets, and the lines of `os.fsync` "
-        "and `_fsync_dir` dominate the profile. Proposed fix (usb_ingest owner): group the pull's batches "
-        "(e.g. 64 at a time): write each to its temp name, make the group durable with one flush "
-        "(`syncfs(2)` on the spool directory's file descriptor via `ctypes`, or fsync each temp file back to "
-        "back), then read back, rename all and fsync the directory once; only then count the group as "
-        "spooled. The invariant stays (nothing looks complete before its bytes are durable); a scratch test on "
-        "this disk wrote 500 files of 19 KB in 0.09-0.19 s that way instead of 0.31-0.61 s one by one. Even "
-        "then a durable pull cannot reach half of a page-cache read of a local file (about 1 GB/s); on a real "
-        "tablet the USB 2.0 bus (~35 MB/s) is the slower side.",
-        "",
-    ]
+    prof = usb.get("profile")
+    if prof and prof.get("self"):
+        frame, pct = prof["self"][0]
+        spool = sum(p for f, p in prof["self"] if f.startswith(("Spool.", "_fsync_dir")))
+        out += [
+            f"In this run's profile the busiest line is `{frame}` ({_f(pct, 1)}% of samples), and lines of the "
+            f"spool (`Spool.*`, `_fsync_dir`: write, flush, read back and rename each batch) take {_f(spool, 1)}% "
+            f"of the samples, against {_f(usb['fat_read_warm']['mb_per_s'])} MB/s for the user-space FAT read "
+            "alone: the spool's durability, not the parser, bounds the pull.",
+            "",
+        ]
+    else:
+        out += ["No profile in this run (py-spy missing), so nothing here says what bounds the pull.", ""]
     return out
 
 
@@ -310,13 +307,13 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     out += [
         "",
         f"Gateway CPU per batch: {_f(cost(g0), 1)} ms empty, {_f(cost(g1), 1)} ms at the last step, with other "
-        f"programs using {_f(_other(g0), 2)} and {_f(_other(g1), 2)} cores of the 2 at those times"
+        f"programs using {_f(_other(g0), 2)} and {_f(_other(g1), 2)} cores of the {_nproc(scale)} at those times"
         + (
             ": the machine was quiet, so a difference here is the store's own growth (index pages that no "
             "longer fit the caches), not outside load."
             if max(_other(g0) or 0, _other(g1) or 0) < 0.1
             else ": on this shared machine a difference of that size is not separated from the outside load "
-            "(the 2 CPUs may be SMT siblings, so a busy neighbour also slows the gateway's own core); a run on "
+            "(the CPUs may be SMT siblings, so a busy neighbour also slows the gateway's own core); a run on "
             "a quiet machine settles it."
         ),
         "",
@@ -335,16 +332,11 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         "",
     ]
     last = scale["steps"][-1]
-    if last["stored_sheets"] and last["db_bytes"] / last["stored_sheets"] > 3500:
+    if last["stored_sheets"]:
         out += [
-            f"**Store size.** {last['stored_sheets']:,} sheets take {last['db_bytes'] / 1e9:.1f} GB, "
-            f"{last['db_bytes'] / last['stored_sheets']:,.0f} bytes per sheet for about 1.4 KB of sheet JSON and "
-            "1.6 KB of envelope. The `sheets` table is `WITHOUT ROWID`, which suits rows under about 1/20 of a "
-            "page: a 1.4 KB row overflows the index-style page and takes an overflow page of its own. Measured "
-            "on this machine with 200,000 such rows: 4,190 bytes per sheet `WITHOUT ROWID`, 2,108 bytes as an "
-            "ordinary rowid table with the same `PRIMARY KEY (batch_id, idx)`. Dropping `WITHOUT ROWID` from "
-            "`sheets` (gateway/_schema_sqlite.py) halves that table. At 5 M sheets the store also outgrows this "
-            "machine's RAM, so that step reads index pages from disk after the pre-fill pushed them out.",
+            f"**Store size.** {last['stored_sheets']:,} sheets take {last['db_bytes'] / 1e9:.2f} GB: "
+            f"{last['db_bytes'] / last['stored_sheets']:,.0f} bytes per stored sheet (whole database file, "
+            "envelopes, indexes and all).",
             "",
         ]
     if last["stored_sheets"] < 5_000_000:
@@ -376,27 +368,130 @@ def _web_road(w: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(results: dict[str, dict[str, Any]], mode: str) -> str:
-    m = machine()
+class ReportRefused(Exception):
+    """The results cannot share one page (mixed provenance, or none); ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def check_results(results: dict[str, dict[str, Any]], *, allow_mixed: bool = False) -> list[str]:
+    """Why these results must not share a page: missing provenance, code changed mid-run, mixed runs.
+
+    Raises ``ReportRefused`` unless ``allow_mixed``; with it, returns the same
+    lines so the page can say what was mixed.
+    """
+    problems = []
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name, r in sorted(results.items()):
+        prov = r.get("provenance")
+        if not prov:
+            problems.append(f"{name}: no provenance recorded (written before bench/provenance.py); "
+                            f"re-run `python -m bench.{name}`")
+            continue
+        if prov.get("changed_during_run"):
+            problems.append(f"{name}: the source tree changed while it ran")
+        groups.setdefault((*identity(prov), r.get("mode")), []).append(name)
+    if len(groups) > 1:
+        kinds = "; ".join(f"{', '.join(names)}: {_describe_source(results[names[0]])}, {results[names[0]].get('mode')}"
+                          f" mode, {_describe_machine(results[names[0]]['provenance'])}"
+                          for names in groups.values())
+        problems.append(f"results of different runs (commit, tree, machine or mode): {kinds}")
+    if problems and not allow_mixed:
+        raise ReportRefused(problems)
+    return problems
+
+
+def _short(commit: str | None) -> str:
+    return commit[:12] if commit else "unknown"
+
+
+def _describe_source(r: dict[str, Any]) -> str:
+    prov = r.get("provenance")
+    if not prov:
+        return "no provenance"
+    src = prov["source"]
+    text = f"commit {_short(src['commit'])}"
+    if src.get("dirty"):
+        text += f" with uncommitted changes (diff sha256 {src['diff_sha256'][:16]})"
+    gw = prov.get("gateway_source")
+    if gw:
+        text += f"; gateway from {gw['tree']} at {_short(gw['commit'])}" + (
+            f" with uncommitted changes (diff sha256 {gw['diff_sha256'][:16]})" if gw.get("dirty") else ""
+        )
+    return text
+
+
+def _describe_machine(prov: dict[str, Any]) -> str:
+    m = prov["machine"]
+    return (f"{m['nproc']} CPUs usable ({m['cpus_online']} online), {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
+            f"kernel {m['kernel']}, {m['implementation']} {m['python']}")
+
+
+def _provenance(results: dict[str, dict[str, Any]], problems: list[str]) -> list[str]:
+    """The page's header: where the figures come from, one row per result file."""
+    with_prov = {n: r for n, r in sorted(results.items()) if r.get("provenance")}
+    out: list[str] = []
+    if problems:
+        out += ["**Mixed results (`--allow-mixed`).** These results do not come from one run; compare them with "
+                "care:", "", *[f"- {p}" for p in problems], ""]
+    if with_prov:
+        first = next(iter(with_prov.values()))
+        out += [
+            "| provenance | |",
+            "| --- | --- |",
+            f"| source | {_describe_source(first)} |",
+            f"| machine | {_describe_machine(first['provenance'])} |",
+            "",
+        ]
+    out += [
+        "| result | mode | source | command | started (UTC) | s | load before: 1-min avg, busy cores "
+        "| during: busy / this bench / other cores, max 1-min avg |",
+        "| --- | --- | --- | --- | --- | ---: | --- | --- |",
+    ]
+    for name, r in sorted(results.items()):
+        prov = r.get("provenance")
+        if not prov:
+            out.append(f"| `{name}.json` | {r.get('mode', '?')} | no provenance recorded | - | - | - | - | - |")
+            continue
+        before, during = prov["load"]["before"], prov["load"]["during"]
+        cmd = command_line(prov["command"]["argv"][1:]) if prov["command"]["argv"] else "?"
+        if prov["command"].get("parent"):
+            cmd += f" (from `{prov['command']['parent']}`)"
+        out.append(
+            f"| `{name}.json` | {r.get('mode', '?')} | {_describe_source(r)} | `{cmd}` | {prov['started_at']} | "
+            f"{_f(prov['elapsed_s'])} | {before['loadavg_1_5_15'][0]:.2f}, {_f(before['busy_cores'], 2)} | "
+            f"{_f(during['busy_cores_mean'], 2)} / {_f(during['own_cores_mean'], 2)} / "
+            f"{_f(during['other_cores_mean'], 2)}, {during['loadavg_1_max']:.2f} |"
+        )
+    out.append("")
+    modes = {r.get("mode") for r in results.values()}
+    if "quick" in modes:
+        out += ["**Quick run** (`--quick`): smaller workloads and shorter windows than the full run "
+                "(`make bench`); its figures are not comparable with a full run's.", ""]
+    others = [p["load"]["during"]["other_cores_mean"] for p in (r["provenance"] for r in with_prov.values())
+              if p["load"]["during"]["other_cores_mean"] is not None]
+    if others and max(others) > LOADED_OTHER_CORES:
+        nproc = next(iter(with_prov.values()))["provenance"]["machine"]["nproc"]
+        out += [f"**Loaded machine**: other programs used up to {max(others):.2f} of the {nproc} CPUs on average "
+                "during a benchmark (column 'other' above), so throughput here is lower, and latency higher, than "
+                "on a quiet machine.", ""]
+    return out
+
+
+def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None) -> str:
+    """The page for ``results`` (``check_results`` first: this does not refuse anything)."""
     gw, usb, scale = results.get("gateway_ingest"), results.get("usb_pull"), results.get("scale_curve")
     out = [
         "# Benchmarks",
         "",
-        f"Generated by `python -m bench.run_all{' --quick' if mode == 'quick' else ''}` ({mode} mode) on "
-        f"{m['date']}. Every run overwrites this page; its history is in git. Raw results: "
-        "`bench/results/*.json`. Everything runs on 127.0.0.1 in throwaway directories.",
+        "Generated by `python -m bench.report` from `bench/results/*.json` (`python -m bench.run_all` runs the "
+        "benchmarks, then the report). Every run overwrites this page; its history is in git. Everything runs on "
+        "127.0.0.1 in throwaway directories; load generator and servers share the machine's CPUs. Every figure "
+        "below comes from the result files named here.",
         "",
-        "| machine | |",
-        "| --- | --- |",
-        f"| CPUs (nproc) | {m['nproc']} |",
-        f"| CPU model | {m['cpu_model']} |",
-        f"| RAM | {m['ram_gib']} GiB |",
-        f"| Python | {m['python']} |",
-        f"| kernel | {m['kernel']} |",
-        f"| commit | {m['commit']} |",
-        "",
-        "Load generator and servers share these CPUs.",
-        "",
+        *_provenance(results, problems or []),
         "## Targets",
         "",
         *_targets(gw, usb, scale),
@@ -410,30 +505,56 @@ def render(results: dict[str, dict[str, Any]], mode: str) -> str:
         out += _scale(scale)
     if results.get("web_road"):
         out += _web_road(results["web_road"])
+    took = sum(r.get("elapsed_s", 0.0) for r in results.values())
     out += [
         "## Running",
         "",
-        "`make bench` (full, about 6-8 min on 2 cores) or `.venv/bin/python -m bench.run_all --quick` (about "
-        "2.5 min), from the repository root. "
+        "`make bench` (full) or `make bench QUICK=1` (`python -m bench.run_all --quick`), from the repository "
+        f"root; the benchmarks on this page took {took:,.0f} s together. "
         "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road [--quick]`, then "
-        "`python -m bench.report` to rebuild this page. py-spy (optional) adds the profiles. "
-        "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change).",
+        "`python -m bench.report` to rebuild this page; it refuses results of different commits, trees or "
+        "machines, or without provenance, unless given `--allow-mixed`. py-spy (optional) adds the profiles. "
+        "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change; recorded in "
+        "the provenance).",
         "",
     ]
     return "\n".join(out)
 
 
-def write_report(mode: str, doc: Path = DOC, results_dir: Path = RESULTS) -> Path:
-    results = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
-    doc.write_text(render(results, mode))
+def load_results(results_dir: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+
+
+def write_report(doc: Path = DOC, results_dir: Path = RESULTS, *, allow_mixed: bool = False) -> Path:
+    """Render ``results_dir`` into ``doc``; raises ``ReportRefused`` (and writes nothing) for mixed results."""
+    results = load_results(results_dir)
+    problems = check_results(results, allow_mixed=allow_mixed)
+    doc.write_text(render(results, problems))
     return doc
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.report")
-    p.add_argument("--mode", default="full", choices=("full", "quick"))
+    p = argparse.ArgumentParser(
+        prog="bench.report",
+        description="Render docs/benchmarks.md from bench/results/*.json. Exit 0 written, 2 refused (the reasons "
+        "on stderr, the page untouched).",
+    )
+    p.add_argument("--results", type=Path, default=RESULTS, help="directory of result files (bench/results)")
+    p.add_argument("--doc", type=Path, default=DOC, help="page to write (docs/benchmarks.md)")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="render results of different commits, trees, machines or modes, or without provenance, on one "
+        "page (the page then lists what is mixed)",
+    )
     args = p.parse_args(argv)
-    print(write_report(args.mode))
+    try:
+        print(write_report(args.doc, args.results, allow_mixed=args.allow_mixed))
+    except ReportRefused as e:
+        for line in e.problems:
+            print(f"bench.report: refused: {line}", file=sys.stderr)
+        print("bench.report: nothing written; re-run the benchmarks or pass --allow-mixed", file=sys.stderr)
+        return 2
     return 0
 
 
