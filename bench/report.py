@@ -39,7 +39,12 @@ def _yes(ok: bool | None) -> str:
     return "-" if ok is None else ("**met**" if ok else "**missed**")
 
 
-def _targets(gw: dict[str, Any] | None, usb: dict[str, Any] | None, scale: dict[str, Any] | None) -> list[str]:
+def _targets(
+    gw: dict[str, Any] | None,
+    usb: dict[str, Any] | None,
+    scale: dict[str, Any] | None,
+    store_bytes: dict[str, Any] | None = None,
+) -> list[str]:
     rows = ["| target (issue #8) | measured | |", "| --- | --- | --- |"]
     if gw:
         lv = {lv["concurrency"]: lv for lv in gw["levels"]}
@@ -77,6 +82,12 @@ def _targets(gw: dict[str, Any] | None, usb: dict[str, Any] | None, scale: dict[
                     f"throughput x{t:.2f}, p99 x{scale['gateway_p99_ratio_last_to_empty']:.2f} (other programs' "
                     f"CPU {_f(_other(first_g), 2)} -> {_f(_other(last_g), 2)} cores) | store {_yes(s >= 0.9)} / "
                     f"gateway {_yes(t >= 0.9)} |")
+    if store_bytes:
+        r = store_bytes["ratio_sheets_rowid_to_without_rowid"]
+        rows.append(f"| `sheets` as a rowid table about halves it (issue 19, item 8) | x{r:.2f} "
+                    f"({_f(store_bytes['layouts']['without_rowid']['sheets_bytes_per_sheet'])} -> "
+                    f"{_f(store_bytes['layouts']['rowid']['sheets_bytes_per_sheet'])} bytes per sheet) | "
+                    f"{_yes(r <= 0.6)} |")
     return rows
 
 
@@ -344,6 +355,38 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     return out
 
 
+def _store_bytes(sb: dict[str, Any]) -> list[str]:
+    rowid, worow, mig = sb["layouts"]["rowid"], sb["layouts"]["without_rowid"], sb["migration"]
+    n = sb["plan"]["sheets"]
+    out = [
+        "## 4. Store layout: bytes per sheet",
+        "",
+        f"`bench.store_bytes`: two SQLite census stores made by the gateway's schema and pre-filled with the same "
+        f"{n:,} sheets (real envelopes and sheet bodies, {_f(sb['workload']['mean_envelope_bytes'])} bytes per "
+        "envelope of 10): `sheets` as an ordinary rowid table (census store migration 4, ADR 0009) and as "
+        "`WITHOUT ROWID` (stores made before 2026-11-26). Sizes from SQLite's `dbstat` "
+        f"(SQLite {sb['sqlite_version']}).",
+        "",
+        "| layout | `sheets` + its indexes, bytes per sheet | of which | whole file, bytes per sheet |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for name, lay in (("ordinary rowid table (now)", rowid), ("`WITHOUT ROWID` (before)", worow)):
+        parts = ", ".join(f"`{k}` {_f(v / n)}" for k, v in lay["objects"].items())
+        out.append(f"| {name} | {_f(lay['sheets_bytes_per_sheet'])} | {parts} | {_f(lay['db_bytes_per_sheet'])} |")
+    out += [
+        "",
+        f"Rowid / `WITHOUT ROWID`: **{sb['ratio_sheets_rowid_to_without_rowid']:.2f}** for `sheets` and its "
+        f"indexes, {sb['ratio_db_rowid_to_without_rowid']:.2f} for the whole file.",
+        "",
+        "Migration 4 on the `WITHOUT ROWID` store (what the first start after the update does): "
+        f"{mig['seconds']:.1f} s for {n:,} sheets ({_f(mig['sheets_per_s'])} sheets/s); the file stays "
+        f"{mig['db_bytes_after'] / 1e6:,.0f} MB (freed pages are reused by new rows) until a `VACUUM` makes it "
+        f"{mig['db_bytes_after_vacuum'] / 1e6:,.0f} MB.",
+        "",
+    ]
+    return out
+
+
 def _web_road(w: dict[str, Any]) -> list[str]:
     web, base, store = w["web_road"], w["gateway_ingest_same_batches"], w["store"]
     return [
@@ -494,7 +537,7 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         *_provenance(results, problems or []),
         "## Targets",
         "",
-        *_targets(gw, usb, scale),
+        *_targets(gw, usb, scale, results.get("store_bytes")),
         "",
     ]
     if gw:
@@ -503,6 +546,8 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         out += _usb(usb)
     if scale:
         out += _scale(scale)
+    if results.get("store_bytes"):
+        out += _store_bytes(results["store_bytes"])
     if results.get("web_road"):
         out += _web_road(results["web_road"])
     took = sum(r.get("elapsed_s", 0.0) for r in results.values())
@@ -511,7 +556,7 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         "",
         "`make bench` (full) or `make bench QUICK=1` (`python -m bench.run_all --quick`), from the repository "
         f"root; the benchmarks on this page took {took:,.0f} s together. "
-        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road [--quick]`, then "
+        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road|store_bytes [--quick]`, then "
         "`python -m bench.report` to rebuild this page; it refuses results of different commits, trees or "
         "machines, or without provenance, unless given `--allow-mixed`. py-spy (optional) adds the profiles. "
         "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change; recorded in "

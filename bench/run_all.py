@@ -26,7 +26,7 @@ from .report import RESULTS, ReportRefused, write_report
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road")
+BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_bytes")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from runtime.private_files import prepare_private_sqlite
 from wire.errors import RollbackError
 
@@ -66,6 +68,8 @@ class _RuleError(Exception):
 # positions (tablets interleave), so its pages must stay cached as the store grows.
 _WRITER_CACHE_KIB = 256 * 1024
 _READER_CACHE_KIB = 64 * 1024
+
+log = structlog.get_logger("sanaq.gateway")
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -116,15 +120,24 @@ class SqliteStore:
                 " (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)"
             )
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in MIGRATIONS:
+            for version, step in MIGRATIONS:
                 if version in done:
                     continue
+                started = time.monotonic()
                 conn.execute("BEGIN IMMEDIATE")
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+                try:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for stmt in step.split(";"):
+                            if stmt.strip():
+                                conn.execute(stmt)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
                 conn.execute("COMMIT")
+                log.info("store.sqlite.migrated", version=version, seconds=round(time.monotonic() - started, 3))
         except (sqlite3.Error, OSError) as e:
             raise StoreUnavailable(f"cannot open SQLite store: {e}") from e
         self._conn = conn
