@@ -20,6 +20,8 @@ from typing import Any
 
 from .fleet import REPO
 from .provenance import command_line, identity
+from .report_format import fmt, met, nproc, other_cores, profile_table
+from .report_gateway import gateway_section, gateway_targets
 
 __all__ = ["ReportRefused", "check_results", "load_results", "render", "write_report"]
 
@@ -29,50 +31,19 @@ DOC = REPO / "docs" / "benchmarks.md"
 LOADED_OTHER_CORES = 0.25
 
 
-def _f(x: float | None, digits: int = 0) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.{digits}f}"
-
-
-def _yes(ok: bool | None) -> str:
-    return "-" if ok is None else ("**met**" if ok else "**missed**")
-
-
 def _targets(
     gw: dict[str, Any] | None,
     usb: dict[str, Any] | None,
     scale: dict[str, Any] | None,
     store_bytes: dict[str, Any] | None = None,
 ) -> list[str]:
-    rows = ["| target (issue #8) | measured | |", "| --- | --- | --- |"]
+    rows = ["| target | measured (and what bounds it) | |", "| --- | --- | --- |"]
     if gw:
-        lv = {lv["concurrency"]: lv for lv in gw["levels"]}
-        at = lv.get(256) or gw["levels"][0]
-        g, c = at["gateway"], at["http_ceiling"]
-        ratio = at["ratio_gateway_to_http_ceiling"] or 0.0
-        rows.append(f"| gateway >= 0.5 x HTTP ceiling at {at['concurrency']} connections | {ratio:.3f} x "
-                    f"({_f(g['batches_per_s'])} vs {_f(c['batches_per_s'])} batches/s) | {_yes(ratio >= 0.5)} |")
-        rows.append(f"| zero errors there | {g['errors']} errors in {g['requests']:,} requests | "
-                    f"{_yes(g['errors'] == 0)} |")
-        durable = all(x["gateway"]["store"]["db_equals_acknowledged"]
-                      and x["gateway"]["store"]["receipts_valid"] == x["gateway"]["store"]["receipts_checked"]
-                      for x in gw["levels"])
-        rows.append(f"| receipts only after durable commit | after SIGKILL, stored rows == 200 answers in every run; "
-                    f"{sum(x['gateway']['store']['receipts_valid'] for x in gw['levels'])} sampled receipts valid "
-                    f"| {_yes(durable)} |")
-        paced = gw["paced"]
-        rows.append(f"| p99 <= 50 ms at 256 connections | closed loop (saturated): {_f(g['latency_ms']['p99'])} ms; "
-                    f"open loop at {_f(paced['offered_rate'])}/s: {_f(paced['latency_ms']['p99'], 1)} ms | "
-                    f"{_yes(g['latency_ms']['p99'] <= 50)} / {_yes(paced['latency_ms']['p99'] <= 50)} |")
-        top = lv.get(1024) or gw["levels"][-1]
-        rss = top["gateway"]["server_peak_rss_mb"]
-        rows.append(f"| gateway RSS <= 250 MB at {top['concurrency']} connections | {_f(rss)} MB (VmHWM) | "
-                    f"{_yes(rss <= 250)} |")
+        rows += gateway_targets(gw)
     if usb:
         r = usb["cold"]["ratio_pull_to_hash"]
-        rows.append(f"| USB pull >= 0.5 x read+hash of the image | {r:.3f} x ({_f(usb['cold']['pull_mb_per_s'], 1)} "
-                    f"vs {_f(usb['cold']['hash_mb_per_s'])} MB/s, cold cache) | {_yes(r >= 0.5)} |")
+        rows.append(f"| USB pull >= 0.5 x read+hash of the image | {r:.3f} x ({fmt(usb['cold']['pull_mb_per_s'], 1)} "
+                    f"vs {fmt(usb['cold']['hash_mb_per_s'])} MB/s, cold cache) | {met(r >= 0.5)} |")
     if scale:
         t = scale["gateway_throughput_ratio_last_to_empty"]
         s = scale["store_throughput_ratio_last_to_empty"]
@@ -80,161 +51,16 @@ def _targets(
         first_g, last_g = scale["steps"][0]["gateway"], scale["steps"][-1]["gateway"]
         rows.append(f"| no measurable slow-down, empty vs {last:,} sheets | store alone x{s:.2f}; gateway "
                     f"throughput x{t:.2f}, p99 x{scale['gateway_p99_ratio_last_to_empty']:.2f} (other programs' "
-                    f"CPU {_f(_other(first_g), 2)} -> {_f(_other(last_g), 2)} cores) | store {_yes(s >= 0.9)} / "
-                    f"gateway {_yes(t >= 0.9)} |")
+                    f"CPU {fmt(other_cores(first_g), 2)} -> {fmt(other_cores(last_g), 2)} cores) | "
+                    f"store {met(s >= 0.9)} / "
+                    f"gateway {met(t >= 0.9)} |")
     if store_bytes:
         r = store_bytes["ratio_sheets_rowid_to_without_rowid"]
         rows.append(f"| `sheets` as a rowid table about halves it (issue 19, item 8) | x{r:.2f} "
-                    f"({_f(store_bytes['layouts']['without_rowid']['sheets_bytes_per_sheet'])} -> "
-                    f"{_f(store_bytes['layouts']['rowid']['sheets_bytes_per_sheet'])} bytes per sheet) | "
-                    f"{_yes(r <= 0.6)} |")
+                    f"({fmt(store_bytes['layouts']['without_rowid']['sheets_bytes_per_sheet'])} -> "
+                    f"{fmt(store_bytes['layouts']['rowid']['sheets_bytes_per_sheet'])} bytes per sheet) | "
+                    f"{met(r <= 0.6)} |")
     return rows
-
-
-def _nproc(result: dict[str, Any]) -> str:
-    """CPUs the benchmark could use, from its provenance ("?" when it has none)."""
-    return str(result.get("provenance", {}).get("machine", {}).get("nproc", "?"))
-
-
-def _other(r: dict[str, Any]) -> float | None:
-    """Cores used by other programs during the window (the machine's busy time less server and generator)."""
-    parts = (r.get("machine_cpu_share"), r.get("server_cpu_share"), r.get("generator_cpu_share"))
-    if any(x is None for x in parts):
-        return None
-    return max(0.0, parts[0] - parts[1] - parts[2])  # type: ignore[operator]
-
-
-def _gateway(gw: dict[str, Any]) -> list[str]:
-    cc = gw["crypto_ceiling"]
-    us = cc["us_per_batch"]
-    wl = gw["workload"]
-    out = [
-        "## 1. Gateway ingest",
-        "",
-        f"Workload: {wl['batches']:,} envelopes of 10 household sheets from `tablet.generator` "
-        f"(mean envelope {_f(wl['mean_envelope_bytes'])} bytes) for {gw['plan']['devices']:,} enrolled tablets, "
-        "sent seq-major so no tablet has two batches in flight. Load generator: `bench.loadgen` in its own "
-        "process, aiohttp keep-alive connections (connector limit = concurrency), every request signed "
-        "(RFC 9421, own nonce) before the timed window. Server: the real `python -m gateway serve` process, "
-        f"{gw['transport']}, {gw['store']}, a fresh store per run, log level info (to /dev/null). "
-        f"Closed loop for {gw['plan']['duration_s']:.0f} s after {gw['plan']['warmup_s']:.0f} s of warm-up. "
-        "HTTP ceiling: the same generator against `bench.http_ceiling` (reads the body, answers a small JSON). "
-        "CPU columns are cores used (1.0 = one core busy) by the server, by the generator and by other "
-        "programs on the machine during the window (the machine is shared; a high 'other' means a disturbed "
-        "result). The gateway's warm-up grows with the connections (the first wave of requests must drain).",
-        "",
-        "| connections | server | batches/s | sheets/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB "
-        "| server CPU | generator CPU | other CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for lv in gw["levels"]:
-        for name, r in (("HTTP ceiling", lv["http_ceiling"]), ("sanaq-gateway", lv["gateway"])):
-            lat = r["latency_ms"]
-            out.append(
-                f"| {lv['concurrency']} | {name} | {_f(r['batches_per_s'])} | {_f(r['sheets_per_s'])} | "
-                f"{_f(lat['p50'], 1)} | {_f(lat['p95'], 1)} | {_f(lat['p99'], 1)} | {r['errors']} | "
-                f"{_f(r['server_peak_rss_mb'])} | {_f(r['server_cpu_share'], 2)} | {_f(r['generator_cpu_share'], 2)} | "
-                f"{_f(_other(r), 2)} |"
-            )
-    p = gw["paced"]
-    lat = p["latency_ms"]
-    out.append(f"| {p['concurrency']} | sanaq-gateway, open loop at {_f(p['offered_rate'])}/s | "
-               f"{_f(p['batches_per_s'])} | {_f(p['sheets_per_s'])} | {_f(lat['p50'], 1)} | {_f(lat['p95'], 1)} | "
-               f"{_f(lat['p99'], 1)} | {p['errors']} | {_f(p['server_peak_rss_mb'])} | "
-               f"{_f(p['server_cpu_share'], 2)} | {_f(p['generator_cpu_share'], 2)} | {_f(_other(p), 2)} |")
-    out += [
-        "",
-        "| connections | gateway / HTTP ceiling | gateway / crypto ceiling (one core) |",
-        "| ---: | ---: | ---: |",
-    ]
-    for lv in gw["levels"]:
-        out.append(f"| {lv['concurrency']} | {_f(lv['ratio_gateway_to_http_ceiling'], 3)} | "
-                   f"{_f(lv['ratio_gateway_to_crypto_ceiling'], 3)} |")
-    out += [
-        "",
-        "Closed-loop latency is queueing: with every connection busy, latency ~ connections / throughput "
-        "(Little's law), so its p99 says how saturated the server is. The open-loop row (requests scheduled at "
-        "half the closed-loop throughput at 256 connections, latency from the scheduled time) is the latency "
-        "of a busy but unsaturated gateway.",
-        "",
-        "Crypto ceiling per core (in-process, same envelopes, microseconds per batch of 10 sheets):",
-        "",
-        "| step | us/batch |",
-        "| --- | ---: |",
-        f"| request signature verify (RFC 9421 parse, Content-Digest, Ed25519) | {_f(us['request_verify'])} |",
-        f"| envelope decode + verify (SHA-256, Ed25519) | {_f(us['envelope_verify'])} |",
-        f"| open (X25519 sealed box + canonical JSON decode) | {_f(us['open'])} |",
-        f"| **crypto ceiling** = the three above: **{_f(cc['crypto_batches_per_s_per_core'])} batches/s per core** "
-        f"| {_f(cc['crypto_us_per_batch'])} |",
-        f"| receipt signing (not in the ceiling) | {_f(us['receipt_sign'])} |",
-        f"| sheet schema validation + canonical re-encoding (`SheetValidator.sort`, not in the ceiling) "
-        f"| {_f(us['schema_validate'])} |",
-        "",
-        "Durability check after each run (gateway killed with SIGKILL once every answer was in):",
-        "",
-        "| run | 200 answers | stored batches | stored sheets | set equal | receipts valid/checked | exit |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
-    ]
-    for name, r in [(f"{lv['concurrency']} conns", lv["gateway"]) for lv in gw["levels"]] + [("open loop", p)]:
-        s = r["store"]
-        out.append(f"| {name} | {s['acknowledged']:,} | {s['db_batches']:,} | {s['db_sheets']:,} | "
-                   f"{s['db_equals_acknowledged']} | {s['receipts_valid']}/{s['receipts_checked']} | "
-                   f"{r['exit_code']} |")
-    prof = next((lv["gateway"].get("profile") for lv in gw["levels"] if lv["gateway"].get("profile")), None)
-    out += ["", *_bounds_gateway(gw, prof)]
-    return out
-
-
-def _profile_table(prof: dict[str, Any], title: str) -> list[str]:
-    out = [f"{title} ({prof['samples']:,} samples; self = innermost frame with its line, inclusive = anywhere "
-           "on the stack):", "", "| self | % | | inclusive | % |", "| --- | ---: | --- | --- | ---: |"]
-    own, inc = prof["self"][:10], prof["inclusive"][:10]
-    for i in range(max(len(own), len(inc))):
-        a = own[i] if i < len(own) else ("", None)
-        b = inc[i] if i < len(inc) else ("", None)
-        out.append(f"| `{a[0]}` | {_f(a[1], 1)} | | `{b[0]}` | {_f(b[1], 1)} |")
-    return [*out, ""]
-
-
-def _bounds_gateway(gw: dict[str, Any], prof: dict[str, Any] | None) -> list[str]:
-    cc = gw["crypto_ceiling"]
-    us = cc["us_per_batch"]
-    lv = {x["concurrency"]: x for x in gw["levels"]}
-    at = lv.get(256) or gw["levels"][0]
-    g = at["gateway"]
-    per_batch_ms = 1000 / g["batches_per_s"] if g["batches_per_s"] else 0.0
-    out = [
-        "### What bounds the gateway now",
-        "",
-        f"At {at['concurrency']} connections the gateway process uses {_f(g['server_cpu_share'], 2)} cores "
-        f"for {_f(g['batches_per_s'])} batches/s, i.e. about {per_batch_ms:.1f} ms of CPU per batch: it is one "
-        "Python process with one event loop, so it is bound by one core. Of that, the cryptography costs "
-        f"{cc['crypto_us_per_batch'] / 1000:.2f} ms and `SheetValidator.sort` {us['schema_validate'] / 1000:.2f} ms "
-        "(measured in-process above).",
-        "",
-    ]
-    if prof:
-        out += _profile_table(prof, f"py-spy profile of the gateway process at {at['concurrency']} connections")
-    ceiling = at["http_ceiling"]
-    per_core = ceiling["batches_per_s"] / ceiling["server_cpu_share"] if ceiling.get("server_cpu_share") else None
-    crypto_only = cc["crypto_batches_per_s_per_core"]
-    out += [
-        "**The HTTP ceiling against the cryptography.** The HTTP ceiling measured "
-        f"{_f(ceiling['batches_per_s'])} requests/s with the bare server using {_f(ceiling['server_cpu_share'], 2)} "
-        f"cores (about {_f(per_core)} per core; the load generator shares the machine's {_nproc(gw)} CPUs), "
-        f"while the cryptography alone allows {_f(crypto_only)} batches/s per core"
-        + (
-            ": a gateway process bound to one core by its event loop cannot reach half the ceiling even with no "
-            "other work than the cryptography; only spreading the per-batch work over cores can."
-            if crypto_only < 0.5 * ceiling["batches_per_s"]
-            else "."
-        ),
-        "",
-        "**Memory.** Peak RSS grows with the number of requests in flight (each holds its body, the decoded "
-        "sheets and its store job until the group commit).",
-        "",
-    ]
-    return out
 
 
 def _usb(usb: dict[str, Any]) -> list[str]:
@@ -252,14 +78,14 @@ def _usb(usb: dict[str, Any]) -> list[str]:
         "",
         "| | seconds | MB/s | sheets/s |",
         "| --- | ---: | ---: | ---: |",
-        f"| pull, cold | {cold['pull_s']:.3f} | {_f(cold['pull_mb_per_s'], 1)} | {_f(cold['pull_sheets_per_s'])} |",
-        f"| read + SHA-256, cold | {cold['hash_s']:.4f} | {_f(cold['hash_mb_per_s'])} | "
-        f"{_f(cold['hash_sheets_per_s'])} |",
-        f"| pull, warm | {warm['pull_s']:.3f} | {_f(warm['pull_mb_per_s'], 1)} | {_f(warm['pull_sheets_per_s'])} |",
-        f"| read + SHA-256, warm | {warm['hash_s']:.4f} | {_f(warm['hash_mb_per_s'])} | "
-        f"{_f(warm['hash_sheets_per_s'])} |",
+        f"| pull, cold | {cold['pull_s']:.3f} | {fmt(cold['pull_mb_per_s'], 1)} | {fmt(cold['pull_sheets_per_s'])} |",
+        f"| read + SHA-256, cold | {cold['hash_s']:.4f} | {fmt(cold['hash_mb_per_s'])} | "
+        f"{fmt(cold['hash_sheets_per_s'])} |",
+        f"| pull, warm | {warm['pull_s']:.3f} | {fmt(warm['pull_mb_per_s'], 1)} | {fmt(warm['pull_sheets_per_s'])} |",
+        f"| read + SHA-256, warm | {warm['hash_s']:.4f} | {fmt(warm['hash_mb_per_s'])} | "
+        f"{fmt(warm['hash_sheets_per_s'])} |",
         f"| user-space FAT read + SHA-256 of every file (no verify, no spool), warm | "
-        f"{usb['fat_read_warm']['seconds']:.4f} | {_f(usb['fat_read_warm']['mb_per_s'])} | - |",
+        f"{usb['fat_read_warm']['seconds']:.4f} | {fmt(usb['fat_read_warm']['mb_per_s'])} | - |",
         "",
         f"Ratio pull / read+hash: **{cold['ratio_pull_to_hash']:.3f}** cold, {warm['ratio_pull_to_hash']:.3f} warm.",
         "",
@@ -267,15 +93,15 @@ def _usb(usb: dict[str, Any]) -> list[str]:
         "",
     ]
     if usb.get("profile"):
-        out += _profile_table(usb["profile"], "py-spy profile of one warm pull (stacks under `pull_volume`)")
+        out += profile_table(usb["profile"], "py-spy profile of one warm pull (stacks under `pull_volume`)")
     prof = usb.get("profile")
     if prof and prof.get("self"):
         frame, pct = prof["self"][0]
         spool = sum(p for f, p in prof["self"] if f.startswith(("Spool.", "_fsync_dir")))
         out += [
-            f"In this run's profile the busiest line is `{frame}` ({_f(pct, 1)}% of samples), and lines of the "
-            f"spool (`Spool.*`, `_fsync_dir`: write, flush, read back and rename each batch) take {_f(spool, 1)}% "
-            f"of the samples, against {_f(usb['fat_read_warm']['mb_per_s'])} MB/s for the user-space FAT read "
+            f"In this run's profile the busiest line is `{frame}` ({fmt(pct, 1)}% of samples), and lines of the "
+            f"spool (`Spool.*`, `_fsync_dir`: write, flush, read back and rename each batch) take {fmt(spool, 1)}% "
+            f"of the samples, against {fmt(usb['fat_read_warm']['mb_per_s'])} MB/s for the user-space FAT read "
             "alone: the spool's durability, not the parser, bounds the pull.",
             "",
         ]
@@ -304,12 +130,12 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     for st in scale["steps"]:
         g, s = st["gateway"], st["store_only"]
         cost = 1000 * g["server_cpu_share"] / g["batches_per_s"] if g.get("server_cpu_share") else None
-        runs = ", ".join(_f(x) for x in s.get("repeats_batches_per_s", []))
+        runs = ", ".join(fmt(x) for x in s.get("repeats_batches_per_s", []))
         out.append(
-            f"| {st['stored_sheets']:,} | {st['db_bytes'] / 1e9:.2f} | {_f(st['prefill']['seconds'])} | "
-            f"{_f(g['batches_per_s'])} | {_f(g['latency_ms']['p50'])} | {_f(g['latency_ms']['p99'])} | "
-            f"{g['errors']} | {_f(cost, 1)} | {_f(_other(g), 2)} | {_f(s['batches_per_s'])} ({runs}) | "
-            f"{_f(s['latency_ms']['p99'])} | {_f(s['mean_group'])} |"
+            f"| {st['stored_sheets']:,} | {st['db_bytes'] / 1e9:.2f} | {fmt(st['prefill']['seconds'])} | "
+            f"{fmt(g['batches_per_s'])} | {fmt(g['latency_ms']['p50'])} | {fmt(g['latency_ms']['p99'])} | "
+            f"{g['errors']} | {fmt(cost, 1)} | {fmt(other_cores(g), 2)} | {fmt(s['batches_per_s'])} ({runs}) | "
+            f"{fmt(s['latency_ms']['p99'])} | {fmt(s['mean_group'])} |"
         )
     def cost(g: dict[str, Any]) -> float | None:
         return 1000 * g["server_cpu_share"] / g["batches_per_s"] if g.get("server_cpu_share") else None
@@ -317,12 +143,13 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     g0, g1 = scale["steps"][0]["gateway"], scale["steps"][-1]["gateway"]
     out += [
         "",
-        f"Gateway CPU per batch: {_f(cost(g0), 1)} ms empty, {_f(cost(g1), 1)} ms at the last step, with other "
-        f"programs using {_f(_other(g0), 2)} and {_f(_other(g1), 2)} cores of the {_nproc(scale)} at those times"
+        f"Gateway CPU per batch: {fmt(cost(g0), 1)} ms empty, {fmt(cost(g1), 1)} ms at the last step, with other "
+        f"programs using {fmt(other_cores(g0), 2)} and {fmt(other_cores(g1), 2)} cores of the "
+        f"{nproc(scale) or '?'} at those times"
         + (
             ": the machine was quiet, so a difference here is the store's own growth (index pages that no "
             "longer fit the caches), not outside load."
-            if max(_other(g0) or 0, _other(g1) or 0) < 0.1
+            if max(other_cores(g0) or 0, other_cores(g1) or 0) < 0.1
             else ": on this shared machine a difference of that size is not separated from the outside load "
             "(the CPUs may be SMT siblings, so a busy neighbour also slows the gateway's own core); a run on "
             "a quiet machine settles it."
@@ -362,7 +189,7 @@ def _store_bytes(sb: dict[str, Any]) -> list[str]:
         "## 4. Store layout: bytes per sheet",
         "",
         f"`bench.store_bytes`: two SQLite census stores made by the gateway's schema and pre-filled with the same "
-        f"{n:,} sheets (real envelopes and sheet bodies, {_f(sb['workload']['mean_envelope_bytes'])} bytes per "
+        f"{n:,} sheets (real envelopes and sheet bodies, {fmt(sb['workload']['mean_envelope_bytes'])} bytes per "
         "envelope of 10): `sheets` as an ordinary rowid table (census store migration 4, ADR 0009) and as "
         "`WITHOUT ROWID` (stores made before 2026-11-26). Sizes from SQLite's `dbstat` "
         f"(SQLite {sb['sqlite_version']}).",
@@ -371,15 +198,15 @@ def _store_bytes(sb: dict[str, Any]) -> list[str]:
         "| --- | ---: | --- | ---: |",
     ]
     for name, lay in (("ordinary rowid table (now)", rowid), ("`WITHOUT ROWID` (before)", worow)):
-        parts = ", ".join(f"`{k}` {_f(v / n)}" for k, v in lay["objects"].items())
-        out.append(f"| {name} | {_f(lay['sheets_bytes_per_sheet'])} | {parts} | {_f(lay['db_bytes_per_sheet'])} |")
+        parts = ", ".join(f"`{k}` {fmt(v / n)}" for k, v in lay["objects"].items())
+        out.append(f"| {name} | {fmt(lay['sheets_bytes_per_sheet'])} | {parts} | {fmt(lay['db_bytes_per_sheet'])} |")
     out += [
         "",
         f"Rowid / `WITHOUT ROWID`: **{sb['ratio_sheets_rowid_to_without_rowid']:.2f}** for `sheets` and its "
         f"indexes, {sb['ratio_db_rowid_to_without_rowid']:.2f} for the whole file.",
         "",
         "Migration 4 on the `WITHOUT ROWID` store (what the first start after the update does): "
-        f"{mig['seconds']:.1f} s for {n:,} sheets ({_f(mig['sheets_per_s'])} sheets/s); the file stays "
+        f"{mig['seconds']:.1f} s for {n:,} sheets ({fmt(mig['sheets_per_s'])} sheets/s); the file stays "
         f"{mig['db_bytes_after'] / 1e6:,.0f} MB (freed pages are reused by new rows) until a `VACUUM` makes it "
         f"{mig['db_bytes_after_vacuum'] / 1e6:,.0f} MB.",
         "",
@@ -399,10 +226,10 @@ def _web_road(w: dict[str, Any]) -> list[str]:
         "",
         "| | per second | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: |",
-        f"| finished questionnaires, end to end (latency: the submit request) | {_f(web['per_s'], 1)} | "
-        f"{_f(web['submit_latency_ms']['p50'])} | {_f(web['submit_latency_ms']['p99'])} |",
-        f"| gateway batch ingest, same batches | {_f(base['per_s'], 1)} | {_f(base['latency_ms']['p50'])} | "
-        f"{_f(base['latency_ms']['p99'])} |",
+        f"| finished questionnaires, end to end (latency: the submit request) | {fmt(web['per_s'], 1)} | "
+        f"{fmt(web['submit_latency_ms']['p50'])} | {fmt(web['submit_latency_ms']['p99'])} |",
+        f"| gateway batch ingest, same batches | {fmt(base['per_s'], 1)} | {fmt(base['latency_ms']['p50'])} | "
+        f"{fmt(base['latency_ms']['p99'])} |",
         "",
         f"Store check: {store['web_batches']} web batches, {store['distinct_seqs']} distinct, "
         f"{store['quarantined']} quarantined ({'ok' if store['ok'] else 'FAILED'}). One web id is one device "
@@ -504,9 +331,9 @@ def _provenance(results: dict[str, dict[str, Any]], problems: list[str]) -> list
             cmd += f" (from `{prov['command']['parent']}`)"
         out.append(
             f"| `{name}.json` | {r.get('mode', '?')} | {_describe_source(r)} | `{cmd}` | {prov['started_at']} | "
-            f"{_f(prov['elapsed_s'])} | {before['loadavg_1_5_15'][0]:.2f}, {_f(before['busy_cores'], 2)} | "
-            f"{_f(during['busy_cores_mean'], 2)} / {_f(during['own_cores_mean'], 2)} / "
-            f"{_f(during['other_cores_mean'], 2)}, {during['loadavg_1_max']:.2f} |"
+            f"{fmt(prov['elapsed_s'])} | {before['loadavg_1_5_15'][0]:.2f}, {fmt(before['busy_cores'], 2)} | "
+            f"{fmt(during['busy_cores_mean'], 2)} / {fmt(during['own_cores_mean'], 2)} / "
+            f"{fmt(during['other_cores_mean'], 2)}, {during['loadavg_1_max']:.2f} |"
         )
     out.append("")
     modes = {r.get("mode") for r in results.values()}
@@ -541,7 +368,7 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         "",
     ]
     if gw:
-        out += _gateway(gw)
+        out += gateway_section(gw)
     if usb:
         out += _usb(usb)
     if scale:

@@ -6,9 +6,10 @@ next; each writes ``bench/results/<name>.json`` with its provenance
 (``bench.provenance``; the result names this command as its parent). The old
 result of a benchmark is removed before it runs, so a failed benchmark leaves
 no stale figures; results of benchmarks not run (``--only``) stay, and the
-report refuses them when they come from another commit unless ``--allow-mixed``. Full mode takes about 6-8
-minutes on 2 cores (the 5 M-sheet pre-fill writes ~30 GB to the temp
-directory, removed at the end), ``--quick`` about 2.5.
+report refuses them when they come from another commit unless
+``--allow-mixed``. The full run's 5 M-sheet pre-fill writes ~30 GB to the
+temp directory (removed at the end); ``--quick`` runs smaller workloads for
+shorter windows.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_by
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.run_all", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller and shorter runs (~2.5 min)")
+    p.add_argument("--quick", action="store_true", help="smaller and shorter runs")
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
     p.add_argument("--allow-mixed", action="store_true",
                    help="let the report combine these results with older ones of another commit (bench.report)")
