@@ -117,7 +117,8 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         "",
         "One SQLite store grown step by step by direct bulk INSERTs shaped like real rows (real envelopes "
         "and sheet bodies, 10 sheets per batch, 30,000 devices interleaved; `synchronous=OFF` only for the "
-        "pre-fill, the gateway reopens it durably). At each step: the real gateway process, closed loop at "
+        "pre-fill, the gateway reopens it durably). At each step: the real gateway process over plain HTTP, closed "
+        "loop at "
         f"{plan['concurrency']} connections ({plan['duration_s']:.0f} s), and the store alone in-process "
         f"(`find_batch` + `ingest` of {plan['store_items']:,} batches by {plan['concurrency']} concurrent callers: "
         "the store's own cost, which the CPU-bound gateway would otherwise hide). The bench's rows are removed "

@@ -31,8 +31,9 @@ def rebuild_as_rowid_table(conn: sqlite3.Connection, table: str) -> bool:
 
     The table's own stored definition is reused (columns, keys, checks and
     references, including any added by later steps) with only ``WITHOUT
-    ROWID`` dropped; rows are copied in primary-key order, then its indexes are
-    recreated from their stored definitions. Runs inside the caller's
+    ROWID`` dropped; rows are copied in primary-key order, then its indexes and
+    triggers are made again from their stored definitions (views that name it
+    keep working: they refer to it by name). Runs inside the caller's
     transaction (SQLite DDL is transactional): on any error nothing changed.
     Raises ``sqlite3.IntegrityError`` (before copying anything) if a row breaks a reference.
     """
@@ -46,8 +47,9 @@ def rebuild_as_rowid_table(conn: sqlite3.Connection, table: str) -> bool:
         raise sqlite3.OperationalError(f"unexpected definition of table {table}: {row[0][:80]!r}")
     scratch = f"{table}_rowid_rebuild"
     body = _WITHOUT_ROWID.sub(")", row[0][head.end() :])
-    indexes = [r[0] for r in conn.execute(
-        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL ORDER BY name",
+    dependents = [r[0] for r in conn.execute(  # indexes and triggers: dropped with the table, made again after
+        "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = ? AND sql IS NOT NULL"
+        " ORDER BY type, name",
         (table,),
     )]
     broken = conn.execute(f'PRAGMA foreign_key_check("{table}")').fetchall()
@@ -57,8 +59,14 @@ def rebuild_as_rowid_table(conn: sqlite3.Connection, table: str) -> bool:
     conn.execute(f'CREATE TABLE "{scratch}" ({body}')
     conn.execute(f'INSERT INTO "{scratch}" SELECT * FROM "{table}"')  # noqa: S608 - a name of ROWID_TABLES
     conn.execute(f'DROP TABLE "{table}"')
-    conn.execute(f'ALTER TABLE "{scratch}" RENAME TO "{table}"')
-    for sql in indexes:
+    # Legacy rename: renames only the table, without re-checking views that name the (now dropped) old one.
+    legacy = conn.execute("PRAGMA legacy_alter_table").fetchone()[0]
+    conn.execute("PRAGMA legacy_alter_table = ON")
+    try:
+        conn.execute(f'ALTER TABLE "{scratch}" RENAME TO "{table}"')
+    finally:
+        conn.execute(f"PRAGMA legacy_alter_table = {'ON' if legacy else 'OFF'}")
+    for sql in dependents:
         conn.execute(sql)
     return True
 

@@ -287,3 +287,19 @@ def test_migrate_store_applies_the_migration_offline(old_store: Path, tmp_path: 
     failed = subprocess.run([str(gateway), "migrate-store", "--config", str(bad)], capture_output=True, text=True,
                             timeout=120, check=False)
     assert failed.returncode == 1 and "cannot migrate the store" in failed.stderr
+
+
+async def test_views_and_triggers_on_the_tables_survive_the_rebuild(old_store: Path) -> None:
+    """Steps of other features may add a view or a trigger on sheets; the rebuild keeps both working."""
+    with contextlib.closing(sqlite3.connect(old_store, isolation_level=None)) as conn:
+        conn.execute("CREATE VIEW sheets_per_batch AS SELECT batch_id, count(*) AS n FROM sheets GROUP BY batch_id")
+        conn.execute("CREATE TRIGGER sheets_keep BEFORE DELETE ON sheets BEGIN SELECT RAISE(ABORT, 'kept'); END")
+    counted = rows(old_store, "SELECT * FROM sheets_per_batch ORDER BY batch_id")
+    store = SqliteStore(old_store)
+    await store.open()
+    await store.close()
+    assert not without_rowid(old_store, "sheets")
+    assert rows(old_store, "SELECT * FROM sheets_per_batch ORDER BY batch_id") == counted
+    with contextlib.closing(sqlite3.connect(old_store)) as conn, pytest.raises(sqlite3.IntegrityError, match="kept"):
+        conn.execute("DELETE FROM sheets")
+    assert rows(old_store, "PRAGMA legacy_alter_table") == [(0,)]
