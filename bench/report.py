@@ -159,7 +159,7 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         f"Last step / empty: gateway throughput x{scale['gateway_throughput_ratio_last_to_empty']:.2f}, "
         f"gateway p99 x{scale['gateway_p99_ratio_last_to_empty']:.2f}, store alone "
         f"x{scale['store_throughput_ratio_last_to_empty']:.2f} (target: no measurable slow-down, read here as "
-        "within 10%, about the run-to-run noise of this shared machine).",
+        "within 10%).",
         "",
         "What the ingest path does to the store is size-independent by construction: per batch, one lookup "
         "in the (device_id, seq) unique index, then appends to `batches`, `sheets` (primary keys grow "

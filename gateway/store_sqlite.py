@@ -110,6 +110,7 @@ class SqliteStore:
         self._writer.start()
 
     def _open_sync(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             prepare_private_sqlite(self._path)  # census.db, -wal, -shm: 0600 whatever the umask
             conn = _connect(self._path)
@@ -139,6 +140,8 @@ class SqliteStore:
                 conn.execute("COMMIT")
                 log.info("store.sqlite.migrated", version=version, seconds=round(time.monotonic() - started, 3))
         except (sqlite3.Error, OSError) as e:
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable(f"cannot open SQLite store: {e}") from e
         self._conn = conn
 
