@@ -327,11 +327,11 @@ def _provenance(results: dict[str, dict[str, Any]], problems: list[str]) -> list
             out.append(f"| `{name}.json` | {r.get('mode', '?')} | no provenance recorded | - | - | - | - | - |")
             continue
         before, during = prov["load"]["before"], prov["load"]["during"]
-        cmd = command_line(prov["command"]["argv"][1:]) if prov["command"]["argv"] else "?"
+        cmd = f"`{command_line(prov['command']['argv'][1:])}`" if prov["command"]["argv"] else "?"
         if prov["command"].get("parent"):
             cmd += f" (from `{prov['command']['parent']}`)"
         out.append(
-            f"| `{name}.json` | {r.get('mode', '?')} | {_describe_source(r)} | `{cmd}` | {prov['started_at']} | "
+            f"| `{name}.json` | {r.get('mode', '?')} | {_describe_source(r)} | {cmd} | {prov['started_at']} | "
             f"{fmt(prov['elapsed_s'])} | {before['loadavg_1_5_15'][0]:.2f}, {fmt(before['busy_cores'], 2)} | "
             f"{fmt(during['busy_cores_mean'], 2)} / {fmt(during['own_cores_mean'], 2)} / "
             f"{fmt(during['other_cores_mean'], 2)}, {during['loadavg_1_max']:.2f} |"

@@ -90,7 +90,14 @@ def gateway_targets(gw: dict[str, Any]) -> list[str]:
                 f"{procs} process (issue 19, item 1, is not built) | - |")
     errors = sum(x["gateway"]["errors"] for t in ("tls", "plain") for x in _levels(gw, t)) + paced["errors"]
     requests = sum(x["gateway"]["requests"] for t in ("tls", "plain") for x in _levels(gw, t)) + paced["requests"]
-    rows.append(f"| zero errors | {errors} errors in {requests:,} gateway requests (every run) | {met(errors == 0)} |")
+    statuses: dict[str, int] = {}
+    for r in [x["gateway"] for t in ("tls", "plain") for x in _levels(gw, t)] + [paced]:
+        for code, count in r["statuses"].items():
+            if code != "200":
+                statuses[code] = statuses.get(code, 0) + count
+    what = ", ".join(f"{count:,} x {code}" for code, count in sorted(statuses.items()))
+    rows.append(f"| zero errors | {errors:,} errors in {requests:,} gateway requests (every run)"
+                f"{f': {what}' if what else ''} | {met(errors == 0)} |")
     runs = [x["gateway"] for t in ("tls", "plain") for x in _levels(gw, t)] + [paced]
     durable = all(r["store"]["db_equals_acknowledged"] and r["store"]["receipts_valid"] == r["store"]
                   ["receipts_checked"] for r in runs)

@@ -194,7 +194,7 @@ def test_one_run_renders_with_its_provenance_and_no_scratch_figures(provenance, 
     assert done.returncode == 0, done.stderr
     text = page.read_text()
     assert f"commit {provenance['source']['commit'][:12]}" in text
-    assert "`-m bench.example --quick`" in text and provenance["started_at"] in text
+    assert "| `-m bench.example --quick` |" in text and provenance["started_at"] in text
     assert provenance["machine"]["cpu_model"] in text
     assert "**Quick run**" in text and "**Loaded machine**: other programs used up to 0.80" in text
     assert "Mixed results" not in text
