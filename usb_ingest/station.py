@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +30,7 @@ from .spool import Spool
 from .status import StatusBoard
 from .trust import StationTrust, wall_clock_ms
 
-__all__ = ["Station"]
+__all__ = ["Station", "locked_spool"]
 
 log = structlog.get_logger("usb_ingest.station")
 
@@ -49,6 +49,16 @@ def _lock_state_dir(config: IngestConfig) -> int:
         raise StateLocked("another sanaq-usb-ingest process uses this state directory",
                           path=str(config.state_dir)) from e
     return fd
+
+
+@contextlib.contextmanager
+def locked_spool(config: IngestConfig) -> Iterator[Spool]:
+    """The spool alone, under the state directory's lock (technician commands: ``requeue``, ``compact``)."""
+    lock_fd = _lock_state_dir(config)
+    try:
+        yield Spool.open(config.spool_dir, config.receipt_log_path, min_free_bytes=config.spool_min_free_bytes)
+    finally:
+        os.close(lock_fd)
 
 
 @dataclass
@@ -74,6 +84,7 @@ class Station:
         lock_fd = _lock_state_dir(config)
         try:
             spool = Spool.open(config.spool_dir, config.receipt_log_path, min_free_bytes=config.spool_min_free_bytes)
+            spool.compact_receipts(now_ms=clock(), keep_receipts_ms=config.receipt_keep_ms, force=False)
             trust = StationTrust.open(config.snapshot_path, bundle, clock=clock)
         except BaseException:
             os.close(lock_fd)
@@ -107,7 +118,7 @@ class Station:
     def refresh_status(self) -> None:
         self.board.set_trust(self.trust.state())
         try:
-            self.board.set_spool(self.spool.counts())
+            self.board.set_spool(self.spool.counts(), self.spool.summary())
         except OSError as e:
             log.error("usb.spool.unreadable", error=e.strerror)
 

@@ -27,9 +27,10 @@ from typing import Any
 
 from .puller import Progress, PullReport
 from .spool import SpoolCounts
+from .spool_state import SpoolSnapshot, TabletSpool
 from .trust import TrustState
 
-__all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message"]
+__all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message", "with_spool"]
 
 _PROGRESS_INTERVAL_S = 0.2
 STATUS_MODE = 0o640
@@ -69,6 +70,7 @@ class StatusView:
     custody_pending: int = 0
     rejected: int = 0
     delivered: int = 0
+    tablets: tuple[TabletSpool, ...] = ()  # the spool per tablet, read from disk at the last update
     forward_state: str = "idle"  # idle | sending | waiting | blocked
     forward_next_retry_ms: int | None = None
     last_delivery_ms: int | None = None
@@ -82,11 +84,12 @@ class StatusView:
         """Strict: unknown or mistyped members raise ``ValueError``."""
         if not isinstance(data, dict):
             raise ValueError("status is not a JSON object")
-        devices = data.get("devices", [])
-        if not isinstance(devices, list):
-            raise ValueError("status devices is not a list")
-        view: StatusView = _build(cls, {**data, "devices": ()})
-        return replace(view, devices=tuple(_build(DeviceView, d) for d in devices))
+        devices, tablets = data.get("devices", []), data.get("tablets", [])
+        if not isinstance(devices, list) or not isinstance(tablets, list):
+            raise ValueError("status devices or tablets is not a list")
+        view: StatusView = _build(cls, {**data, "devices": (), "tablets": ()})
+        return replace(view, devices=tuple(_build(DeviceView, d) for d in devices),
+                       tablets=tuple(_build(TabletSpool, t) for t in tablets))
 
 
 def _build(cls: Any, data: object) -> Any:
@@ -101,7 +104,7 @@ def _build(cls: Any, data: object) -> Any:
     if missing:
         raise ValueError(f"missing status members: {missing}")
     for name, value in data.items():
-        if name == "devices":
+        if name in ("devices", "tablets"):
             continue
         kind = str(names[name].type)
         ok = (
@@ -118,6 +121,13 @@ def _build(cls: Any, data: object) -> Any:
 def read_status(path: Path) -> StatusView:
     """``OSError`` if absent/unreadable, ``ValueError`` if not a status file."""
     return StatusView.from_json(json.loads(path.read_bytes()[: 4 * 1024 * 1024]))
+
+
+def with_spool(view: StatusView, spool: SpoolSnapshot) -> StatusView:
+    """``view`` with its spool part replaced by ``spool`` (read from disk just now by ``status``)."""
+    return replace(view, tablets=spool.tablets, spool_pending=spool.pending, spool_pending_bytes=spool.pending_bytes,
+                   custody_pending=spool.custody_pending, delivered=spool.forwarded,
+                   rejected=spool.rejected)
 
 
 def unplug_message(report: PullReport) -> tuple[str, str]:
@@ -229,9 +239,11 @@ class StatusBoard:
         self._update(trust_state=state.state, trust_version=state.version,
                      trust_expires_at_ms=state.expires_at_ms, alarm=alarm)
 
-    def set_spool(self, counts: SpoolCounts) -> None:
+    def set_spool(self, counts: SpoolCounts, tablets: SpoolSnapshot | None = None) -> None:
+        changes: dict[str, Any] = {"tablets": tablets.tablets} if tablets is not None else {}
         self._update(spool_pending=counts.pending, spool_pending_bytes=counts.pending_bytes,
-                     custody_pending=counts.custody, rejected=counts.rejected, delivered=counts.delivered)
+                     custody_pending=counts.custody, rejected=counts.rejected, delivered=counts.delivered,
+                     **changes)
 
     def set_forward(self, state: str, *, next_retry_ms: int | None = None, error: str | None = None,
                     delivered_at_ms: int | None = None) -> None:
