@@ -216,6 +216,16 @@ class Spool:
             self._pending[(device_id, seq)] = batch_hash
         return SpoolEntry(device_id, seq, batch_hash, path, len(envelope))
 
+    @property
+    def min_free_bytes(self) -> int:
+        return self._min_free
+
+    def index_pending(self, device_id: str, seq: int, batch_hash: bytes, path: Path, size: int) -> SpoolEntry:
+        """Record a batch made durable under its final name (by ``SpoolGroup``) as pending."""
+        with self._lock:
+            self._pending[(device_id, seq)] = batch_hash
+        return SpoolEntry(device_id, seq, batch_hash, path, size)
+
     def store_custody(self, record: bytes, *, device_id: str, pulled_at_ms: int) -> CustodyEntry:
         digest = hashlib.sha256(record).digest()
         name = f"{device_id}.{pulled_at_ms:016d}.{digest.hex()}.{_CUSTODY_SUFFIX}"

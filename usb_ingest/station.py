@@ -25,7 +25,7 @@ from wire import UsbHints
 from .config import IngestConfig
 from .errors import SpoolError, StateLocked, StationSetupError
 from .gateway_client import GatewayClient
-from .puller import PullReport, StationIdentity, pull
+from .puller import Grouping, PullReport, StationIdentity, pull
 from .spool import Spool
 from .status import StatusBoard
 from .trust import StationTrust, wall_clock_ms
@@ -130,7 +130,8 @@ class Station:
         try:
             report = pull(source, trust=self.trust, spool=self.spool, station=self.identity,
                           limits=self.config.limits, hints=hints,
-                          on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop)
+                          on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop,
+                          grouping=Grouping(self.config.spool_group_batches, self.config.spool_group_bytes))
         except SpoolError as e:
             log.error("usb.spool.failed", error=str(e))
             self.board.device_failed(shown, f"This machine cannot store the data ({e.code}). Call support; "
