@@ -15,7 +15,9 @@ Rules:
 
 * A file gets its final name only after temp write -> fsync -> re-read and
   hash check -> rename -> fsync of the directory. A crash at any point leaves
-  either nothing or a ``.tmp-*`` file, which ``open`` removes.
+  either nothing or a ``.tmp-*`` file, which ``open`` removes. The batches of
+  a pull go through ``spool_group.SpoolGroup`` instead: the same steps for a
+  group at a time, with one filesystem flush and one directory fsync (ADR 0007).
 * The directory is the index: a final name is a pending entry, and the name
   carries device, seq and hash (checked again against the bytes when read).
 * A batch leaves ``batches/`` only through ``complete``, which verifies the
