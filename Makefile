@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed
 #   fonts-dejavu-core      a TTF with Cyrillic for acceptance-transfer act PDFs
 #   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
-	chromium chromium-driver fonts-dejavu-core fiu-utils strace
+	chromium chromium-driver fonts-dejavu-core fiu-utils strace tmux
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 

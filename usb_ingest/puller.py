@@ -113,6 +113,7 @@ class Progress:
     batches_done: int
     bytes_total: int
     bytes_done: int
+    institution: str | None = None  # of the worker the tablet is issued to (registry snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,7 @@ class PullReport:
     problems: tuple[Problem, ...] = ()
     extra: tuple[str, ...] = ()
     custody_spooled: bool = False
+    institution: str | None = None
 
     @property
     def safe_to_unplug(self) -> bool:
@@ -168,6 +170,7 @@ class _Pull:
         self.manifest: Manifest | None = None
         self.grouping = grouping
         self.group: SpoolGroup | None = None
+        self.institution: str | None = None
 
     def refuse(self, err: IngestError, *, seq: int | None = None) -> None:
         problem = _problem(err, seq=seq)
@@ -187,6 +190,7 @@ class _Pull:
             manifest_batches=len(m.batches) if m else 0, spooled=tuple(self.spooled), already_held=tuple(self.held),
             already_delivered=tuple(self.delivered), already_rejected=tuple(self.rejected),
             bytes_spooled=self.bytes_spooled, problems=tuple(self.problems), extra=extra, custody_spooled=custody,
+            institution=self.institution,
         )
 
     def verify_manifest(self, volume: FatExportVolume) -> tuple[Manifest, bytes]:
@@ -198,6 +202,7 @@ class _Pull:
             raise ManifestInvalid(f"manifest does not decode ({e.code})", file="MANIFEST.SQM") from e
         snapshot = self.trust.current()
         tablet = self.trust.tablet_for(snapshot, device_id, signer)
+        self.institution = tablet.institution
         try:
             manifest = parse_manifest(raw, tablet.public_key, wire_limits)
         except WireError as e:
@@ -291,7 +296,8 @@ class _Pull:
                 self.refuse(BatchConflict("another batch with this seq was taken before", file=e.file), seq=e.seq)
             else:
                 todo.append(e)
-        self.on_progress(Progress(self.manifest.device_id, len(todo), 0, sum(e.size for e in todo), 0))
+        self.on_progress(Progress(self.manifest.device_id, len(todo), 0, sum(e.size for e in todo), 0,
+                                  self.institution))
         with SpoolGroup(self.spool, max_batches=self.grouping.max_batches,
                         max_bytes=self.grouping.max_bytes) as group:
             self.group = group
@@ -322,7 +328,8 @@ class _Pull:
             except (VolumeError, ContentRefused) as err:
                 self.refuse(err, seq=e.seq)
             done_bytes += e.size
-            self.on_progress(Progress(self.manifest.device_id, len(todo), n, total_bytes, done_bytes))
+            self.on_progress(Progress(self.manifest.device_id, len(todo), n, total_bytes, done_bytes,
+                                      self.institution))
         return "complete"
 
     def write_custody(self) -> bool:

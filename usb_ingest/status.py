@@ -42,6 +42,7 @@ class DeviceView:
     state: str  # reading | done | refused | interrupted
     message: str
     device_id: str | None = None
+    institution: str | None = None
     serial: str | None = None
     batches_total: int = 0
     batches_done: int = 0
@@ -130,9 +131,16 @@ def with_spool(view: StatusView, spool: SpoolSnapshot) -> StatusView:
                    rejected=spool.rejected)
 
 
+def _who(device_id: str | None, institution: str | None) -> str:
+    """The tablet as the technician should name it: device id and the worker's institution."""
+    if device_id is None:
+        return "this device"
+    return f"{device_id} (institution {institution})" if institution else device_id
+
+
 def unplug_message(report: PullReport) -> tuple[str, str]:
     """(state, plain message for the technician) once a pull has ended."""
-    who = report.device_id or "this device"
+    who = _who(report.device_id, report.institution)
     stored = len(report.spooled) + len(report.already_held) + len(report.already_delivered)
     if report.outcome == "interrupted":
         return "interrupted", (f"Transfer from {who} interrupted after {len(report.spooled)} new batches. "
@@ -204,15 +212,17 @@ class StatusBoard:
                          bytes_done=0, message="Reading the tablet. Do not unplug it.")
 
     def device_progress(self, devnode: str, progress: Progress) -> None:
+        who = _who(progress.device_id, progress.institution)
         self._set_device(devnode, throttle=progress.batches_done not in (0, progress.batches_total),
-                         device_id=progress.device_id, batches_total=progress.batches_total,
-                         batches_done=progress.batches_done, bytes_total=progress.bytes_total,
-                         bytes_done=progress.bytes_done)
+                         device_id=progress.device_id, institution=progress.institution,
+                         batches_total=progress.batches_total, batches_done=progress.batches_done,
+                         bytes_total=progress.bytes_total, bytes_done=progress.bytes_done,
+                         message=f"Reading {who}. Do not unplug it.")
 
     def device_finished(self, devnode: str, report: PullReport) -> None:
         state, message = unplug_message(report)
         self._set_device(devnode, state=state, message=message, device_id=report.device_id,
-                         verified=len(report.spooled), refused=len(report.problems),
+                         institution=report.institution, verified=len(report.spooled), refused=len(report.problems),
                          skipped=len(report.already_held) + len(report.already_delivered))
         last_error = f"{report.problems[0].code}: {report.problems[0].message}" if report.problems else None
         self._mutate(lambda v: replace(

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.panel import Panel
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -88,15 +89,20 @@ def render(view: StatusView, *, now_ms: int, alive: bool = True, fresh: bool = F
     if view.alarm:
         parts.append(Panel(Text(view.alarm, style="bold red"), title="ALARM", border_style="red"))
     devices = Table(title="Connected tablets", expand=True)
-    devices.add_column("Device", overflow="fold", min_width=12)
-    for col in ("Tablet", "State", "Batches", "Bytes", "Verified", "Refused"):
-        devices.add_column(col, no_wrap=True)
+    devices.add_column("Device", overflow="fold", min_width=10)
+    devices.add_column("Tablet", no_wrap=True, min_width=9)
+    devices.add_column("State", no_wrap=True)
+    devices.add_column("Progress", no_wrap=True, min_width=10)
+    for col in ("Batches", "Bytes", "Verified / refused"):
+        devices.add_column(col)
     messages: list[RenderableType] = []
     for d in view.devices:
         style = {"reading": "yellow", "done": "green", "refused": "red", "interrupted": "red"}.get(d.state, "")
         devices.add_row(
-            d.devnode, d.device_id or "-", Text(d.state, style=style), f"{d.batches_done}/{d.batches_total}",
-            f"{_bytes(d.bytes_done)}/{_bytes(d.bytes_total)}", str(d.verified), str(d.refused),
+            d.devnode, "\n".join(x for x in (d.device_id or "-", d.institution) if x), Text(d.state, style=style),
+            ProgressBar(total=max(d.bytes_total, 1), completed=d.bytes_done if d.bytes_total else 0, width=10),
+            f"{d.batches_done}/{d.batches_total}", f"{_bytes(d.bytes_done)}/{_bytes(d.bytes_total)}",
+            f"{d.verified} / {d.refused}",
         )
         messages.append(Text(f"{d.devnode}: {d.message}", style=f"bold {style}"))
     if not view.devices:
