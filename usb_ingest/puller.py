@@ -152,7 +152,8 @@ class _Pull:
 
     def __init__(self, source: str, *, trust: StationTrust, spool: Spool, station: StationIdentity,
                  hints: UsbHints, limits: VolumeLimits, on_progress: Callable[[Progress], None] | None,
-                 should_stop: Callable[[], bool] | None, grouping: Grouping) -> None:
+                 should_stop: Callable[[], bool] | None, grouping: Grouping,
+                 on_sealed: Callable[[int], None] | None = None) -> None:
         self.source = source
         self.trust = trust
         self.spool = spool
@@ -171,6 +172,7 @@ class _Pull:
         self.grouping = grouping
         self.group: SpoolGroup | None = None
         self.institution: str | None = None
+        self.on_sealed = on_sealed or (lambda _n: None)
 
     def refuse(self, err: IngestError, *, seq: int | None = None) -> None:
         problem = _problem(err, seq=seq)
@@ -250,12 +252,15 @@ class _Pull:
         self.sealed(self.group.add(device_id, entry.seq, data))
 
     def sealed(self, entries: list[SpoolEntry]) -> None:
-        """Report batches whose group is durable (never earlier)."""
+        """Report batches whose group is durable (never earlier); ``on_sealed`` lets the forwarder start on them
+        while the pull goes on."""
         for e in entries:
             self.spooled.append(e.seq)
             self.bytes_spooled += e.size
             log.info("usb.batch.spooled", device_id=e.device_id, seq=e.seq, batch_hash=e.batch_hash.hex(),
                      bytes=e.size)
+        if entries:
+            self.on_sealed(len(entries))
 
     def run(self, source: str | os.PathLike[str] | BinaryIO) -> PullReport:
         try:
@@ -336,9 +341,11 @@ class _Pull:
         m = self.manifest
         if m is None:
             return False
-        held = sorted(set(self.spooled) | set(self.held))
         by_seq = {e.seq: e.sha256 for e in m.batches}
-        batches = [(s, by_seq[s]) for s in held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"]
+        # taken by this pull (pending, or forwarded already while the pull went on), and held from before
+        taken = {s for s in self.spooled if self.spool.state_of(m.device_id, s, by_seq[s]) in ("pending", "delivered")}
+        held = {s for s in self.held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"}
+        batches = [(s, by_seq[s]) for s in sorted(taken | held)]
         if not batches:
             return False
         now = self.trust.clock()
@@ -363,13 +370,15 @@ def pull(
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     grouping: Grouping | None = None,
+    on_sealed: Callable[[int], None] | None = None,
 ) -> PullReport:
     """Pull one volume (a block device or image file, by path or open binary file). Raises only
     ``SpoolError`` (this machine's fault, e.g. disk full); every fault of the medium or its content is
     in the report."""
     shown = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<file>")
     job = _Pull(str(shown), trust=trust, spool=spool, station=station, hints=hints or UsbHints("", "", ""),
-                limits=limits, on_progress=on_progress, should_stop=should_stop, grouping=grouping or Grouping())
+                limits=limits, on_progress=on_progress, should_stop=should_stop, grouping=grouping or Grouping(),
+                on_sealed=on_sealed)
     log.info("usb.pull.started", source=job.source)
     try:
         report = job.run(source)

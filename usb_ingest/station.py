@@ -123,7 +123,8 @@ class Station:
             log.error("usb.spool.unreadable", error=e.strerror)
 
     def pull_volume(self, source: str, *, devnode: str | None = None, hints: UsbHints | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> PullReport:
+                    should_stop: Callable[[], bool] | None = None,
+                    on_sealed: Callable[[int], None] | None = None) -> PullReport:
         """One pull with the status board kept up to date (blocking: run it in a worker thread)."""
         shown = devnode or str(source)
         self.board.device_started(shown, hints.serial if hints else None)
@@ -131,7 +132,8 @@ class Station:
             report = pull(source, trust=self.trust, spool=self.spool, station=self.identity,
                           limits=self.config.limits, hints=hints,
                           on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop,
-                          grouping=Grouping(self.config.spool_group_batches, self.config.spool_group_bytes))
+                          grouping=Grouping(self.config.spool_group_batches, self.config.spool_group_bytes),
+                          on_sealed=on_sealed)
         except SpoolError as e:
             log.error("usb.spool.failed", error=str(e))
             self.board.device_failed(shown, f"This machine cannot store the data ({e.code}). Call support; "
