@@ -3,22 +3,28 @@
 The real daemon in the umockdev bed and a real gateway (``test_usb_udev_e2e``'s
 road), groups of 20 batches: every sealed group wakes the forwarder, so the
 first receipt is logged before the pull has finished; unplugged in the middle
-and plugged again, every batch reaches the gateway exactly once.
+and plugged again, every batch reaches the gateway exactly once. In process:
+the memory a pull holds grows with the number of files by a small index
+entry each, never with the bytes taken.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
+from usb_ingest.station import Station
+
 from . import test_usb_udev_e2e as e2e
+from .images import Env, export, seal
 from .test_usb_udev_e2e import Road, expected_rows, export_image
 
 enrolled = e2e.enrolled  # fixtures of the e2e road, used here as they are
 road = e2e.road
 
-pytestmark = pytest.mark.umockdev
 
 N = 300
 GROUP = 20
@@ -29,6 +35,7 @@ def index_of(lines: list[dict[str, object]], event: str, **match: object) -> int
                 if line.get("event") == event and all(line.get(k) == v for k, v in match.items()))
 
 
+@pytest.mark.umockdev
 async def test_the_first_batches_are_forwarded_while_the_pull_still_reads(road: Road, tmp_path: Path) -> None:
     road.config.write_text(f"spool_group_batches = {GROUP}\n" + road.config.read_text())
     batches = road.enrolled.batches("TAB-0001", range(1, N + 1))
@@ -46,6 +53,7 @@ async def test_the_first_batches_are_forwarded_while_the_pull_still_reads(road: 
     assert road.custody_rows() == [("ST-01", "TAB-0001", N)]  # batches forwarded meanwhile are still named
 
 
+@pytest.mark.umockdev
 async def test_a_big_tablet_unplugged_mid_pull_resumes_without_duplicates(road: Road, tmp_path: Path) -> None:
     road.config.write_text(f"spool_group_batches = {GROUP}\n" + road.config.read_text())
     batches = road.enrolled.batches("TAB-0001", range(1, N + 1))
@@ -63,3 +71,54 @@ async def test_a_big_tablet_unplugged_mid_pull_resumes_without_duplicates(road: 
     await daemon.wait_for("usb.forward.delivered", n=N)
     assert road.gateway_rows() == expected_rows(batches, "TAB-0001")  # each batch once
     assert not any(line["duplicate"] for line in daemon.find("usb.forward.delivered"))
+
+
+# ---- bounded memory -----------------------------------------------------------------------------------------
+#
+# The bound (ADR 0007, docs/operations.md): a pull holds one batch file at a time (at most
+# limits.max_file_bytes), the FAT (max_fat_bytes) and the manifest (max_manifest_bytes) while it runs, plus
+# ~3 KB per batch file of index (its directory entry, manifest entry, report and spool index entries). It never
+# holds the batches it took: a 50,000-sheet tablet (5,000 batches) peaks at ~14 MiB of Python heap
+# (bench/results/usb_big.json has the process's peak RSS).
+
+PER_BATCH_INDEX = 4096
+
+
+def pull_heap_peak(env: Env, image: Path, state: str) -> tuple[int, int]:
+    """(peak traced Python heap during one in-process pull, batches spooled)."""
+    station = Station.open(dataclasses.replace(env.config(), state_dir=env.state_dir.parent / state))
+    try:
+        tracemalloc.start()
+        try:
+            report = station.pull_volume(str(image))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        station.close()
+    assert report.outcome == "complete"
+    return peak, len(report.spooled)
+
+
+def image_of(env: Env, path: Path, batches: int, sheets: int) -> int:
+    """An export of ``batches`` batches of ``sheets`` sheets; returns the largest batch's size."""
+    envelopes = {s: seal(env, "TAB-0001", s, sheets=sheets) for s in range(1, batches + 1)}
+    export(env, path, "TAB-0001", range(1, batches + 1), envelopes=envelopes)
+    return max(len(e) for e in envelopes.values())
+
+
+def test_a_pull_holds_one_batch_at_a_time_and_a_small_index_per_file(env: Env, tmp_path: Path) -> None:
+    few, many = 100, 600
+    small = image_of(env, tmp_path / "few.img", few, 2)
+    image_of(env, tmp_path / "many.img", many, 2)
+    fat = image_of(env, tmp_path / "fat.img", few, 40)  # as many files, each ~20x the bytes
+    peak_few, n_few = pull_heap_peak(env, tmp_path / "few.img", "s1")
+    peak_many, n_many = pull_heap_peak(env, tmp_path / "many.img", "s2")
+    peak_fat, n_fat = pull_heap_peak(env, tmp_path / "fat.img", "s3")
+    assert (n_few, n_many, n_fat) == (few, many, few)
+    # more files: the peak grows by at most the per-file index, not by the bytes taken (600 x ~3 KB taken)
+    assert peak_many - peak_few <= (many - few) * PER_BATCH_INDEX, (peak_few, peak_many)
+    # bigger files, same count: the peak grows by about one batch (read, hashed, written, read back), never by
+    # the volume's bytes (100 x ~40 KB)
+    assert peak_fat - peak_few <= 4 * (fat - small) + 256 * 1024, (peak_few, peak_fat, fat)
+    assert peak_fat < few * fat / 4, (peak_fat, few * fat)
