@@ -14,7 +14,8 @@ from the spawn:
   (``daemon.py``: each sealed group wakes the forwarder), so the earliest a
   batch can leave for the gateway (no gateway is involved here: the time to
   the first receipt adds one HTTP round trip and the gateway's commit);
-* ``peak_rss_mib``: the process's peak resident memory (``wait4`` rusage).
+* ``peak_rss_mib``: the process's peak resident memory (``VmHWM`` of
+  ``/proc/PID/status``, polled every 5 ms until its output ends).
 
 The memory a pull holds is bounded by the limits of ``VolumeLimits`` (FAT,
 manifest, one batch file) plus a small per-file index; the two sizes show
@@ -25,9 +26,9 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,17 +61,36 @@ def _pull(image: Path, config: Path) -> dict[str, Any]:
         raise RuntimeError("no pipes")
     first_sealed = None
     spooled = 0
+    peak_kib = 0
+    done = threading.Event()
+
+    def watch_hwm() -> None:  # VmHWM: the high-water mark of this exec'd image only (rusage's maxrss would
+        nonlocal peak_kib      # include the pages of this big parent process before the child's exec)
+        status = Path(f"/proc/{proc.pid}/status")
+        while not done.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+            done.wait(0.005)
+
+    watcher = threading.Thread(target=watch_hwm)
+    watcher.start()
     for raw in proc.stderr:
         if raw.startswith(b"{") and b'"usb.batch.spooled"' in raw:
             spooled += 1
             if first_sealed is None:
                 first_sealed = time.perf_counter() - started
     out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    done.set()
+    watcher.join()
+    _, status, _usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
     proc.returncode = os.waitstatus_to_exitcode(status)
     report = json.loads(out.decode().splitlines()[-1])
-    return {"seconds": elapsed, "first_sealed_s": first_sealed, "peak_rss_mib": usage.ru_maxrss / 1024,
+    return {"seconds": elapsed, "first_sealed_s": first_sealed, "peak_rss_mib": peak_kib / 1024,
             "exit": proc.returncode, "outcome": report["outcome"], "spooled": len(report["spooled"]),
             "logged_spooled": spooled}
 
@@ -101,7 +121,6 @@ def run_usb_big(plan: BigPlan, work: Path, log: Any = print) -> dict[str, Any]:
         result["sizes"].append(run)
     result["all_complete"] = all(r["outcome"] == "complete" and r["spooled"] == r["batches"] == r["logged_spooled"]
                                  for r in result["sizes"])
-    result["self_rusage_maxrss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
