@@ -80,6 +80,7 @@ class _Daemon:
                                    on_state=self._forward_state)
         self._counts_at = 0.0
         self._delivered_seen = 0
+        self._stopping = False
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class _Daemon:
             self._notify_status()
             if self.jobs.get(event.devnode) is job:
                 del self.jobs[event.devnode]
-                if job.again is not None and not job.stop.is_set():
+                # an add after the last remove (a re-plug while this pull ended) is pulled; a stop is not
+                if job.again is not None and not self._stopping:
                     self.start_job(job.again, tg)
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -205,6 +207,7 @@ class _Daemon:
                 log.info("usb.daemon.stopping", running_pulls=len(self.jobs))
                 self.notifier.stopping()
                 source.stop()
+                self._stopping = True
                 for job in self.jobs.values():
                     job.stop.set()
                     job.again = None
