@@ -23,6 +23,7 @@ from usb_ingest.errors import RequeueRefused
 from usb_ingest.receipt_log import ReceiptLog
 from usb_ingest.spool import Spool
 from usb_ingest.spool_state import TabletSpool
+from usb_ingest.station import Station
 from usb_ingest.status import StatusView
 from usb_ingest.status_view import load_view
 
@@ -290,3 +291,33 @@ def test_requeue_sigkilled_at_every_step_never_loses_the_entry(env: Env, tmp_pat
         spool_of(env).reject(spool_of(env).pending_batches()[0], {"code": "revoked"})
     # note fsync, 3 directory fsyncs, the rename back, the reason's unlink: each one a crash point
     assert {"fsync", "rename", "unlink"} <= {s for s, _ in kills} and len(kills) >= 6, kills
+
+
+def test_the_station_compacts_a_big_receipt_log_when_it_starts(env: Env) -> None:
+    log = env.state_dir / "receipts.jsonl"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    now = now_ms()
+    write_log(log, [receipt_row("TAB-0001", s, now - 100 * DAY_MS) for s in range(1, 5001)])
+    size = log.stat().st_size
+    index = ReceiptLog.load(log, repair=False).index
+    station = Station.open(env.config())
+    try:
+        assert log.stat().st_size < size / 2
+        assert station.spool.state_of("TAB-0001", 7, index[("TAB-0001", 7)]) == "delivered"
+        assert station.spool.summary().forwarded == 5000
+    finally:
+        station.close()
+    assert ReceiptLog.load(log).index == index
+
+
+async def test_requeue_while_the_service_runs_says_to_stop_it_first(env: Env, tmp_path: Path) -> None:
+    config = env.write_config(tmp_path / "usb-ingest.toml", "http://127.0.0.1:9")
+    station = Station.open(env.config())  # holds the state directory's lock, as the service does
+    try:
+        code, _, err = await cli("requeue", "--all", "--config", str(config))
+    finally:
+        station.close()
+    lines = [line for line in err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(lines) == 1, err
+    assert "state-locked" in lines[0] and "systemctl stop sanaq-usb-ingest" in lines[0]
+    assert "then `sanaq-usb-ingest requeue ...`, then systemctl start sanaq-usb-ingest" in lines[0]
