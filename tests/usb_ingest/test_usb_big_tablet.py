@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from usb_ingest.config import VolumeLimits
 from usb_ingest.station import Station
+from usb_ingest.volume_fat import FatExportVolume
 
 from . import test_usb_udev_e2e as e2e
 from .images import Env, export, seal
+from .test_usb_core_pull import _DyingDevice
 from .test_usb_udev_e2e import Road, expected_rows, export_image
 
 enrolled = e2e.enrolled  # fixtures of the e2e road, used here as they are
@@ -122,3 +125,32 @@ def test_a_pull_holds_one_batch_at_a_time_and_a_small_index_per_file(env: Env, t
     # the volume's bytes (100 x ~40 KB)
     assert peak_fat - peak_few <= 4 * (fat - small) + 256 * 1024, (peak_few, peak_fat, fat)
     assert peak_fat < few * fat / 4, (peak_fat, few * fat)
+
+
+def test_an_unplug_inside_any_batch_keeps_every_whole_batch_and_the_next_pull_takes_the_rest_once(
+    env: Env, tmp_path: Path
+) -> None:
+    """Groups of 3, 12 batches: the read fails (EIO, the plug pulled) inside each batch in turn."""
+    n = 12
+    image = tmp_path / "tab.img"
+    envs = export(env, image, "TAB-0001", range(1, n + 1))
+    with _DyingDevice(image, "r") as probe:  # the bytes read before the first batch (FAT, directory, manifest)
+        probe.budget = 1 << 40
+        with FatExportVolume.open(probe, VolumeLimits()) as vol:
+            vol.read_manifest()
+        structure = (1 << 40) - probe.budget
+    config = dataclasses.replace(env.config(), spool_group_batches=3)
+    for k in range(1, n + 1):
+        station = Station.open(dataclasses.replace(config, state_dir=tmp_path / f"state-{k}"))
+        try:
+            with _DyingDevice(image, "r") as dev:
+                dev.budget = structure + sum(len(envs[s]) for s in range(1, k)) + len(envs[k]) // 2
+                cut = station.pull_volume(dev, devnode="/dev/sdz1")  # type: ignore[arg-type]
+            assert (cut.outcome, cut.spooled) == ("interrupted", tuple(range(1, k))), k  # staged ones sealed
+            assert all(station.spool.read(e) == envs[e.seq] for e in station.spool.pending_batches())
+            rest = station.pull_volume(str(image))
+            assert (rest.outcome, rest.spooled, rest.already_held) == (
+                "complete", tuple(range(k, n + 1)), tuple(range(1, k))), k
+            assert [e.seq for e in station.spool.pending_batches()] == list(range(1, n + 1))  # each once
+        finally:
+            station.close()
