@@ -15,7 +15,8 @@ STAMP := $(VENV)/.installed
 #   poppler-utils          pdftotext/pdftoppm: the text layer and a raster of participation certificate PDFs
 #   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
-	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz tesseract-ocr-rus
+	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz \
+	tesseract-ocr-rus strace tmux
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 
