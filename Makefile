@@ -14,6 +14,8 @@ STAMP := $(VENV)/.installed
 #   fiu-utils              libfiu I/O fault injection into the real gateway process (tests/faults)
 #   poppler-utils          pdftotext/pdftoppm: the text layer and a raster of participation certificate PDFs
 #   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu
+#   strace                 SIGKILL of the real USB pull at every syncfs/rename/fsync (tests/faults)
+#   tmux                   the technician's `status --watch` screen tested in a real terminal
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
 	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz \
 	tesseract-ocr-rus strace tmux
