@@ -3,8 +3,9 @@
 Keys come from fixed labels (``bench_key("tablet", i)``), so the load
 generator process re-derives a tablet's signing key from its index and no
 private key crosses a process boundary in a file. The gateway runs as the
-real ``python -m gateway serve --config FILE`` on 127.0.0.1 with plain HTTP
-and its default store settings (SQLite WAL, synchronous=FULL, group commit).
+real ``python -m gateway serve --config FILE`` on 127.0.0.1, over TLS with a
+throwaway census CA (``TlsFiles``) as deployed or over plain HTTP, with its
+default store settings (SQLite WAL, synchronous=FULL, group commit).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from nacl.public import PrivateKey
 from nacl.signing import SigningKey
 
+from keys import tls
 from keys.files import save_data_key, save_signing_key
 from wire import TabletEntry, key_id, make_snapshot
 
@@ -30,6 +32,7 @@ __all__ = [
     "BenchFleet",
     "ProcessProbe",
     "Server",
+    "TlsFiles",
     "bench_key",
     "device_name",
     "start_gateway",
@@ -101,21 +104,49 @@ class BenchFleet:
             root_key=self.root,
         )
 
-    def write_gateway_config(self, directory: Path, db_path: Path) -> Path:
-        """Key files, bootstrap snapshot and ``gateway.toml`` (plain HTTP, port 0) in ``directory``."""
+    def write_gateway_config(self, directory: Path, db_path: Path, tls_files: TlsFiles | None = None) -> Path:
+        """Key files, bootstrap snapshot and ``gateway.toml`` (port 0) in ``directory``.
+
+        Plain HTTP, or with ``tls_files`` HTTPS with that certificate, as deployed.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "data.key").exists():
             save_data_key(directory / "data.key", self.data)
             save_signing_key(directory / "gateway.key", self.receipt)
             (directory / "registry.snapshot").write_bytes(self.snapshot())
+        transport = (
+            "plain_http = true\n" if tls_files is None
+            else f'plain_http = false\ntls_cert = "{tls_files.cert}"\ntls_key = "{tls_files.key}"\n'
+        )
         config = directory / "gateway.toml"
         config.write_text(
             f'database = "sqlite:///{db_path}"\n'
-            '[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\nshutdown_timeout_s = 30\n'
+            f'[server]\nhost = "127.0.0.1"\nport = 0\n{transport}shutdown_timeout_s = 30\n'
             f'[keys]\nroot_public_key = "{bytes(self.root.verify_key).hex()}"\n'
             'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         )
         return config
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway census CA and a gateway certificate for 127.0.0.1, made by ``keys.tls`` as the ceremony does."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TlsFiles:
+        directory.mkdir(parents=True, exist_ok=True)
+        now = time.time_ns() // 1_000_000
+        ca_key, ca_cert = tls.make_ca(now_ms=now)
+        key, cert = tls.make_server_cert(ca_key, ca_cert, now_ms=now)
+        files = cls(directory / "census-ca.crt", directory / "gateway-tls.crt", directory / "gateway-tls.key")
+        tls.save_cert(files.ca, ca_cert)
+        tls.save_cert(files.cert, cert)
+        tls.save_tls_key(files.key, key)
+        return files
 
 
 class ProcessProbe:
@@ -213,7 +244,8 @@ def start_server(
             raise RuntimeError(f"{argv[2:4]} exited before listening: {''.join(tail)[-2000:]}")
         tail.append(line)
         if marker in line and " on " in line:
-            url = "http://" + line.rsplit(" on ", 1)[1].strip().split(",")[0].strip()
+            scheme = "https" if f"{marker} https" in line else "http"
+            url = f"{scheme}://" + line.rsplit(" on ", 1)[1].strip().split(",")[0].strip()
             break
     if not url:
         proc.kill()

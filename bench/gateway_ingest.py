@@ -1,17 +1,23 @@
-"""Gateway ingest against its same-run ceilings: ``python -m bench.gateway_ingest [--quick]``.
+"""Gateway ingest over the deployed path against its same-run baselines: ``python -m bench.gateway_ingest [--quick]``.
 
-For each concurrency (64, 256, 1024 keep-alive connections) the same load
-generator process (``bench.loadgen``) drives, one after the other:
+Over TLS as deployed (a census CA and gateway certificate made by ``keys.tls``;
+the load generator trusts only that CA, as a tablet does) and then over plain
+HTTP as a second row, for each concurrency (64, 256, 1024 keep-alive
+connections) the same load generator process (``bench.loadgen``) with the same
+pre-signed requests drives, one after the other:
 
-1. the bare aiohttp endpoint (``bench.http_ceiling``, the HTTP-stack ceiling),
-   cycling over the workload;
-2. the real ``sanaq-gateway`` process on a fresh SQLite store in its durable
-   default (WAL, synchronous=FULL, group commit), each envelope sent once.
+1. the bare aiohttp server (``bench.http_ceiling``) started on the very
+   ``gateway.toml`` the gateway gets: the same certificate and TLS context,
+   the same ``AppRunner``/``TCPSite`` settings and body cap, a handler that only
+   reads the body and answers; cycling over the workload;
+2. the real ``sanaq-gateway serve`` process on a fresh SQLite store in its
+   durable default (WAL, synchronous=FULL, group commit), each envelope sent once.
 
-Then one open-loop run at 256 connections, paced at half the closed-loop
-gateway throughput, gives the latency of a gateway that is busy but not
-saturated. The in-process crypto ceiling (``bench.crypto_ceiling``) runs on
-the same envelopes.
+Then one open-loop run over TLS at the first concurrency, paced at half the
+closed-loop gateway throughput there, gives the latency of a gateway that is
+busy but not saturated. The in-process crypto ceiling
+(``bench.crypto_ceiling``) runs on the same envelopes; the report compares
+the gateway with it times the cores the gateway used.
 
 After every gateway run (all answers in) the gateway is killed with SIGKILL,
 as a crash would, and its database is checked: the stored (device, seq) set must equal the set of 200 answers
@@ -36,7 +42,7 @@ from wire import parse_receipt
 
 from .crypto_ceiling import measure_crypto_ceiling
 from .entry import bench_main
-from .fleet import REPO, BenchFleet, Server, device_name, start_gateway, start_server
+from .fleet import REPO, BenchFleet, Server, TlsFiles, device_name, start_gateway, start_server
 from .profiling import start_profile, summarise_profile
 from .workload import WorkItem, build_workload, read_workload
 
@@ -45,18 +51,19 @@ __all__ = ["IngestPlan", "check_store", "gateway_run", "run_gateway_ingest", "ru
 
 @dataclass(frozen=True)
 class IngestPlan:
-    levels: tuple[int, ...] = (64, 256, 1024)
+    levels: tuple[int, ...] = (64, 256, 1024)  # over TLS; the first is where the targets are read
+    plain_levels: tuple[int, ...] = (64, 256, 1024)
     devices: int = 2000
     batches: int = 12000
     duration_s: float = 12.0
     ceiling_duration_s: float = 6.0
     warmup_s: float = 2.0
-    paced_concurrency: int = 256
     crypto_min_s: float = 1.0
 
     @classmethod
     def quick(cls) -> IngestPlan:
-        return cls(batches=6000, duration_s=5.0, ceiling_duration_s=3.0, warmup_s=1.0, crypto_min_s=0.3)
+        return cls(levels=(64, 1024), plain_levels=(64,), batches=6000, duration_s=5.0, ceiling_duration_s=3.0,
+                   warmup_s=1.0, crypto_min_s=0.3)
 
 
 def run_loadgen(
@@ -69,6 +76,7 @@ def run_loadgen(
     warmup: float,
     rate: float = 0.0,
     cycle: bool = False,
+    ca: Path | None = None,
 ) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -91,6 +99,8 @@ def run_loadgen(
         argv += ["--rate", f"{rate:.1f}"]
     if cycle:
         argv.append("--cycle")
+    if ca is not None:
+        argv += ["--ca", str(ca)]
     subprocess.run(argv, check=True, timeout=duration + warmup + 300, cwd=REPO)
     result: dict[str, Any] = json.loads(out.read_text())
     return result
@@ -192,9 +202,10 @@ def gateway_run(
     warmup: float,
     rate: float = 0.0,
     profile: bool = False,
+    tls_files: TlsFiles | None = None,
 ) -> dict[str, Any]:
     """One load-generator run against a fresh gateway process on ``db``; the gateway is then killed."""
-    server = start_gateway(fleet.write_gateway_config(run_dir, db))
+    server = start_gateway(fleet.write_gateway_config(run_dir, db, tls_files))
     spy = start_profile(server.proc.pid, duration, run_dir / "py-spy.txt") if profile else None
     try:
         result = run_loadgen(
@@ -205,6 +216,7 @@ def gateway_run(
             duration=duration,
             warmup=warmup,
             rate=rate,
+            ca=tls_files.ca if tls_files else None,
         )
         summary = _summary(result, server, 10.0)
     finally:
@@ -227,6 +239,7 @@ def _gateway_run(
     plan: IngestPlan,
     concurrency: int,
     *,
+    tls_files: TlsFiles | None,
     rate: float = 0.0,
     profile: bool = False,
     warmup: float | None = None,
@@ -244,27 +257,88 @@ def _gateway_run(
         warmup=warmup or plan.warmup_s,
         rate=rate,
         profile=profile,
+        tls_files=tls_files,
     )
     for leftover in db.parent.glob("census.db*"):
         leftover.unlink()
     return summary
 
 
-def _ceiling_run(work: Path, workload: Path, plan: IngestPlan, concurrency: int) -> dict[str, Any]:
-    server = start_server([sys.executable, "-m", "bench.http_ceiling"])
+def _ceiling_run(
+    fleet: BenchFleet, work: Path, workload: Path, plan: IngestPlan, concurrency: int, tls_files: TlsFiles | None
+) -> dict[str, Any]:
+    """The bare aiohttp server on the gateway's own configuration (same TLS, runner, listener), same generator."""
+    run_dir = work / f"ceiling-{'tls' if tls_files else 'plain'}-{concurrency}"
+    config = fleet.write_gateway_config(run_dir, run_dir / "unused.db", tls_files)
+    server = start_server([sys.executable, "-m", "bench.http_ceiling", "--config", str(config)])
     try:
         result = run_loadgen(
             server.url,
             workload,
-            work / f"ceiling-{concurrency}.json",
+            run_dir / "loadgen.json",
             concurrency=concurrency,
             duration=plan.ceiling_duration_s,
             warmup=plan.warmup_s,
             cycle=True,
+            ca=tls_files.ca if tls_files else None,
         )
         return _summary(result, server, 10.0)
     finally:
         server.stop()
+
+
+def _levels(
+    fleet: BenchFleet,
+    work: Path,
+    workload: Path,
+    items: list[WorkItem],
+    plan: IngestPlan,
+    crypto: dict[str, Any],
+    transport: str,
+    levels_wanted: tuple[int, ...],
+    tls_files: TlsFiles | None,
+    log: Any,
+) -> list[dict[str, Any]]:
+    levels: list[dict[str, Any]] = []
+    for concurrency in levels_wanted:
+        log(f"gateway_ingest: {transport}, {concurrency} connections: bare aiohttp")
+        ceiling = _ceiling_run(fleet, work, workload, plan, concurrency, tls_files)
+        log(f"gateway_ingest: {transport}, {concurrency} connections: gateway")
+        gateway = _gateway_run(
+            fleet,
+            work,
+            f"gw-{transport}-{concurrency}",
+            workload,
+            items,
+            plan,
+            concurrency,
+            tls_files=tls_files,
+            profile=tls_files is not None and concurrency == plan.levels[0],
+            warmup=settle_s(concurrency, levels[-1]["gateway"]["batches_per_s"] if levels else 0, plan.warmup_s),
+        )
+        cores = gateway["server_cpu_share"]
+        levels.append(
+            {
+                "concurrency": concurrency,
+                "http_ceiling": ceiling,
+                "gateway": gateway,
+                "ratio_gateway_to_http_ceiling": gateway["batches_per_s"] / ceiling["batches_per_s"]
+                if ceiling["batches_per_s"]
+                else None,
+                "ratio_gateway_to_crypto_ceiling": gateway["batches_per_s"] / crypto["crypto_batches_per_s_per_core"],
+                "cores_used": cores,
+                "ratio_gateway_to_crypto_ceiling_x_cores": gateway["batches_per_s"]
+                / (crypto["crypto_batches_per_s_per_core"] * cores)
+                if cores
+                else None,
+            }
+        )
+        log(
+            f"  bare {ceiling['batches_per_s']:.0f}/s  gateway {gateway['batches_per_s']:.0f}/s "
+            f"p99 {gateway['latency_ms']['p99']:.0f} ms  errors {gateway['errors']}  "
+            f"rss {gateway['server_peak_rss_mb']:.0f} MB  cores {cores or 0:.2f}"
+        )
+    return levels
 
 
 def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[str, Any]:
@@ -275,49 +349,29 @@ def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[s
     items = read_workload(workload)
     log(f"gateway_ingest: built in {build['build_s']:.1f} s; crypto ceiling")
     crypto = measure_crypto_ceiling(items[:200], min_s=plan.crypto_min_s)
-    levels = []
-    for concurrency in plan.levels:
-        log(f"gateway_ingest: {concurrency} connections: HTTP ceiling")
-        ceiling = _ceiling_run(work, workload, plan, concurrency)
-        log(f"gateway_ingest: {concurrency} connections: gateway")
-        gateway = _gateway_run(
-            fleet,
-            work,
-            f"gw-{concurrency}",
-            workload,
-            items,
-            plan,
-            concurrency,
-            profile=concurrency == plan.paced_concurrency,
-            warmup=settle_s(concurrency, levels[-1]["gateway"]["batches_per_s"] if levels else 0, plan.warmup_s),
-        )
-        levels.append(
-            {
-                "concurrency": concurrency,
-                "http_ceiling": ceiling,
-                "gateway": gateway,
-                "ratio_gateway_to_http_ceiling": gateway["batches_per_s"] / ceiling["batches_per_s"]
-                if ceiling["batches_per_s"]
-                else None,
-                "ratio_gateway_to_crypto_ceiling": gateway["batches_per_s"] / crypto["crypto_batches_per_s_per_core"],
-            }
-        )
-        log(
-            f"  ceiling {ceiling['batches_per_s']:.0f}/s  gateway {gateway['batches_per_s']:.0f}/s "
-            f"p99 {gateway['latency_ms']['p99']:.0f} ms  errors {gateway['errors']}  "
-            f"rss {gateway['server_peak_rss_mb']:.0f} MB"
-        )
-    base = next((lv for lv in levels if lv["concurrency"] == plan.paced_concurrency), levels[-1])
+    tls_files = TlsFiles.make(work / "tls")
+    tls_levels = _levels(fleet, work, workload, items, plan, crypto, "tls", plan.levels, tls_files, log)
+    plain_levels = _levels(fleet, work, workload, items, plan, crypto, "plain", plan.plain_levels, None, log)
+    base = tls_levels[0]
     rate = max(1.0, 0.5 * base["gateway"]["batches_per_s"])
-    log(f"gateway_ingest: open loop at {rate:.0f}/s over {plan.paced_concurrency} connections")
-    paced = _gateway_run(fleet, work, "gw-paced", workload, items, plan, plan.paced_concurrency, rate=rate)
+    log(f"gateway_ingest: TLS, open loop at {rate:.0f}/s over {base['concurrency']} connections")
+    paced = _gateway_run(fleet, work, "gw-tls-paced", workload, items, plan, base["concurrency"], rate=rate,
+                         tls_files=tls_files)
     return {
-        "plan": plan.__dict__ | {"levels": list(plan.levels)},
+        "plan": plan.__dict__ | {"levels": list(plan.levels), "plain_levels": list(plan.plain_levels)},
         "workload": build,
         "crypto_ceiling": crypto,
-        "levels": levels,
+        "transports": {
+            "tls": {
+                "levels": tls_levels,
+                "description": "HTTPS on 127.0.0.1 as deployed: a census CA and gateway certificate made by "
+                "keys.tls (ECDSA P-256), the server context of keys.tls.server_ssl_context, a client trusting "
+                "only the CA (keys.tls.client_ssl_context)",
+            },
+            "plain": {"levels": plain_levels, "description": "plain HTTP on 127.0.0.1 (server.plain_http = true)"},
+        },
         "paced": paced,
-        "transport": "plain HTTP on 127.0.0.1 (TLS not measured)",
+        "gateway_processes": 1,
         "store": "SQLite WAL, synchronous=FULL, group commit (gateway defaults)",
     }
 

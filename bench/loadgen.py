@@ -1,7 +1,8 @@
 """The load generator, run in its own process: ``python -m bench.loadgen --url URL --workload FILE ...``.
 
 It posts the workload's envelopes to ``URL/v1/batches`` over keep-alive
-connections (an aiohttp connector whose limit is the concurrency), each
+connections (an aiohttp connector whose limit is the concurrency; for an
+``https`` URL a TLS context that trusts only ``--ca``, as a tablet's), each
 request with its own RFC 9421 signature and nonce. Signatures are made before
 the timed window (``--sign-live`` makes them inside it, as client cost), so
 the generator's own CPU is spent on HTTP only; its CPU share in the window is
@@ -44,6 +45,7 @@ import aiohttp
 from nacl.signing import SigningKey
 from yarl import URL
 
+from keys import tls
 from wire import httpsig
 
 from .fleet import BenchFleet
@@ -79,6 +81,7 @@ class _Signer:
         self.target = str(target)
         self.authority = target.host if target.is_default_port() else f"{target.host}:{target.port}"
         self.path = target.raw_path
+        self.scheme = target.scheme
         self._keys: dict[int, SigningKey] = {}
 
     def headers(self, item: WorkItem) -> dict[str, str]:
@@ -94,7 +97,7 @@ class _Signer:
             signing_key=key,
             created=int(time.time()),
             nonce=base64.urlsafe_b64encode(os.urandom(18)).decode("ascii"),
-            scheme="http",
+            scheme=self.scheme,
         )
         headers["Content-Type"] = BATCH_TYPE
         return headers
@@ -198,8 +201,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     signed = None if args.sign_live else [signer.headers(i) for i in items]
     presign_s = time.perf_counter() - presign_started
     run = _Run(items=items, signed=signed, signer=signer, cycle=args.cycle)
+    ssl_context = tls.client_ssl_context(args.ca) if args.ca is not None else None
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=0, keepalive_timeout=300,
-                                     enable_cleanup_closed=False)
+                                     enable_cleanup_closed=False, ssl=ssl_context if ssl_context else True)
     timeout = aiohttp.ClientTimeout(total=args.request_timeout)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, auto_decompress=False) as session:
         started = time.perf_counter()
@@ -231,6 +235,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         cpu_share = (cpu_after[0] - cpu_before[0]) / (cpu_after[1] - cpu_before[1])
     return {
         "url": args.url,
+        "tls": ssl_context is not None,
         "mode": "open" if args.rate > 0 else "closed",
         "offered_rate": args.rate or None,
         "concurrency": args.concurrency,
@@ -267,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cycle", action="store_true", help="reuse the workload from the start when it runs out")
     p.add_argument("--sign-live", action="store_true", help="sign inside the timed window")
     p.add_argument("--request-timeout", type=float, default=120.0)
+    p.add_argument("--ca", type=Path, default=None,
+                   help="census CA certificate for an https URL: trusted alone, host names checked (as a tablet)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     result = asyncio.run(_main(args))

@@ -1,9 +1,13 @@
-"""Render ``docs/benchmarks.md`` from ``bench/results/*.json``: ``python -m bench.report``.
+"""Render ``docs/benchmarks.md`` from ``bench/results/*.json``: ``python -m bench.report [--allow-mixed]``.
 
-The page is regenerated whole by every run (history stays in git): the
-machine, the targets of issue #8 with what was measured, one section per
-benchmark, and what bounds each result now, written from the run's own
-numbers and profiles.
+The page is regenerated whole by every run (history stays in git): where the
+results come from (each file's provenance: commit and diff, machine, load,
+command; see ``bench.provenance``), the targets with what was measured, one
+section per benchmark, and what bounds each result now, written from the
+run's own numbers and profiles. Every figure on the page comes from a result
+file. Results of different commits, trees, machines or modes, results
+measured while the tree changed, and results without provenance are refused
+(exit 2, nothing written) unless ``--allow-mixed``.
 """
 
 from __future__ import annotations
@@ -15,53 +19,31 @@ from pathlib import Path
 from typing import Any
 
 from .fleet import REPO
-from .machine import machine
+from .provenance import command_line, identity
+from .report_format import fmt, met, nproc, other_cores, profile_table
+from .report_gateway import gateway_section, gateway_targets
 
-__all__ = ["render", "write_report"]
+__all__ = ["ReportRefused", "check_results", "load_results", "render", "write_report"]
 
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "benchmarks.md"
+# Other programs using more cores than this on average during a run make the page say "loaded machine".
+LOADED_OTHER_CORES = 0.25
 
 
-def _f(x: float | None, digits: int = 0) -> str:
-    if x is None:
-        return "-"
-    return f"{x:,.{digits}f}"
-
-
-def _yes(ok: bool | None) -> str:
-    return "-" if ok is None else ("**met**" if ok else "**missed**")
-
-
-def _targets(gw: dict[str, Any] | None, usb: dict[str, Any] | None, scale: dict[str, Any] | None) -> list[str]:
-    rows = ["| target (issue #8) | measured | |", "| --- | --- | --- |"]
+def _targets(
+    gw: dict[str, Any] | None,
+    usb: dict[str, Any] | None,
+    scale: dict[str, Any] | None,
+    store_bytes: dict[str, Any] | None = None,
+) -> list[str]:
+    rows = ["| target | measured (and what bounds it) | |", "| --- | --- | --- |"]
     if gw:
-        lv = {lv["concurrency"]: lv for lv in gw["levels"]}
-        at = lv.get(256) or gw["levels"][0]
-        g, c = at["gateway"], at["http_ceiling"]
-        ratio = at["ratio_gateway_to_http_ceiling"] or 0.0
-        rows.append(f"| gateway >= 0.5 x HTTP ceiling at {at['concurrency']} connections | {ratio:.3f} x "
-                    f"({_f(g['batches_per_s'])} vs {_f(c['batches_per_s'])} batches/s) | {_yes(ratio >= 0.5)} |")
-        rows.append(f"| zero errors there | {g['errors']} errors in {g['requests']:,} requests | "
-                    f"{_yes(g['errors'] == 0)} |")
-        durable = all(x["gateway"]["store"]["db_equals_acknowledged"]
-                      and x["gateway"]["store"]["receipts_valid"] == x["gateway"]["store"]["receipts_checked"]
-                      for x in gw["levels"])
-        rows.append(f"| receipts only after durable commit | after SIGKILL, stored rows == 200 answers in every run; "
-                    f"{sum(x['gateway']['store']['receipts_valid'] for x in gw['levels'])} sampled receipts valid "
-                    f"| {_yes(durable)} |")
-        paced = gw["paced"]
-        rows.append(f"| p99 <= 50 ms at 256 connections | closed loop (saturated): {_f(g['latency_ms']['p99'])} ms; "
-                    f"open loop at {_f(paced['offered_rate'])}/s: {_f(paced['latency_ms']['p99'], 1)} ms | "
-                    f"{_yes(g['latency_ms']['p99'] <= 50)} / {_yes(paced['latency_ms']['p99'] <= 50)} |")
-        top = lv.get(1024) or gw["levels"][-1]
-        rss = top["gateway"]["server_peak_rss_mb"]
-        rows.append(f"| gateway RSS <= 250 MB at {top['concurrency']} connections | {_f(rss)} MB (VmHWM) | "
-                    f"{_yes(rss <= 250)} |")
+        rows += gateway_targets(gw)
     if usb:
         r = usb["cold"]["ratio_pull_to_hash"]
-        rows.append(f"| USB pull >= 0.5 x read+hash of the image | {r:.3f} x ({_f(usb['cold']['pull_mb_per_s'], 1)} "
-                    f"vs {_f(usb['cold']['hash_mb_per_s'])} MB/s, cold cache) | {_yes(r >= 0.5)} |")
+        rows.append(f"| USB pull >= 0.5 x read+hash of the image | {r:.3f} x ({fmt(usb['cold']['pull_mb_per_s'], 1)} "
+                    f"vs {fmt(usb['cold']['hash_mb_per_s'])} MB/s, cold cache) | {met(r >= 0.5)} |")
     if scale:
         t = scale["gateway_throughput_ratio_last_to_empty"]
         s = scale["store_throughput_ratio_last_to_empty"]
@@ -69,163 +51,16 @@ def _targets(gw: dict[str, Any] | None, usb: dict[str, Any] | None, scale: dict[
         first_g, last_g = scale["steps"][0]["gateway"], scale["steps"][-1]["gateway"]
         rows.append(f"| no measurable slow-down, empty vs {last:,} sheets | store alone x{s:.2f}; gateway "
                     f"throughput x{t:.2f}, p99 x{scale['gateway_p99_ratio_last_to_empty']:.2f} (other programs' "
-                    f"CPU {_f(_other(first_g), 2)} -> {_f(_other(last_g), 2)} cores) | store {_yes(s >= 0.9)} / "
-                    f"gateway {_yes(t >= 0.9)} |")
+                    f"CPU {fmt(other_cores(first_g), 2)} -> {fmt(other_cores(last_g), 2)} cores) | "
+                    f"store {met(s >= 0.9)} / "
+                    f"gateway {met(t >= 0.9)} |")
+    if store_bytes:
+        r = store_bytes["ratio_sheets_rowid_to_without_rowid"]
+        rows.append(f"| `sheets` as a rowid table about halves it (issue 19, item 8) | x{r:.2f} "
+                    f"({fmt(store_bytes['layouts']['without_rowid']['sheets_bytes_per_sheet'])} -> "
+                    f"{fmt(store_bytes['layouts']['rowid']['sheets_bytes_per_sheet'])} bytes per sheet) | "
+                    f"{met(r <= 0.6)} |")
     return rows
-
-
-def _other(r: dict[str, Any]) -> float | None:
-    """Cores used by other programs during the window (the machine's busy time less server and generator)."""
-    parts = (r.get("machine_cpu_share"), r.get("server_cpu_share"), r.get("generator_cpu_share"))
-    if any(x is None for x in parts):
-        return None
-    return max(0.0, parts[0] - parts[1] - parts[2])  # type: ignore[operator]
-
-
-def _gateway(gw: dict[str, Any]) -> list[str]:
-    cc = gw["crypto_ceiling"]
-    us = cc["us_per_batch"]
-    wl = gw["workload"]
-    out = [
-        "## 1. Gateway ingest",
-        "",
-        f"Workload: {wl['batches']:,} envelopes of 10 household sheets from `tablet.generator` "
-        f"(mean envelope {_f(wl['mean_envelope_bytes'])} bytes) for {gw['plan']['devices']:,} enrolled tablets, "
-        "sent seq-major so no tablet has two batches in flight. Load generator: `bench.loadgen` in its own "
-        "process, aiohttp keep-alive connections (connector limit = concurrency), every request signed "
-        "(RFC 9421, own nonce) before the timed window. Server: the real `python -m gateway serve` process, "
-        f"{gw['transport']}, {gw['store']}, a fresh store per run, log level info (to /dev/null). "
-        f"Closed loop for {gw['plan']['duration_s']:.0f} s after {gw['plan']['warmup_s']:.0f} s of warm-up. "
-        "HTTP ceiling: the same generator against `bench.http_ceiling` (reads the body, answers a small JSON). "
-        "CPU columns are cores used (1.0 = one core busy) by the server, by the generator and by other "
-        "programs on the machine during the window (the machine is shared; a high 'other' means a disturbed "
-        "result). The gateway's warm-up grows with the connections (the first wave of requests must drain).",
-        "",
-        "| connections | server | batches/s | sheets/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB "
-        "| server CPU | generator CPU | other CPU |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for lv in gw["levels"]:
-        for name, r in (("HTTP ceiling", lv["http_ceiling"]), ("sanaq-gateway", lv["gateway"])):
-            lat = r["latency_ms"]
-            out.append(
-                f"| {lv['concurrency']} | {name} | {_f(r['batches_per_s'])} | {_f(r['sheets_per_s'])} | "
-                f"{_f(lat['p50'], 1)} | {_f(lat['p95'], 1)} | {_f(lat['p99'], 1)} | {r['errors']} | "
-                f"{_f(r['server_peak_rss_mb'])} | {_f(r['server_cpu_share'], 2)} | {_f(r['generator_cpu_share'], 2)} | "
-                f"{_f(_other(r), 2)} |"
-            )
-    p = gw["paced"]
-    lat = p["latency_ms"]
-    out.append(f"| {p['concurrency']} | sanaq-gateway, open loop at {_f(p['offered_rate'])}/s | "
-               f"{_f(p['batches_per_s'])} | {_f(p['sheets_per_s'])} | {_f(lat['p50'], 1)} | {_f(lat['p95'], 1)} | "
-               f"{_f(lat['p99'], 1)} | {p['errors']} | {_f(p['server_peak_rss_mb'])} | "
-               f"{_f(p['server_cpu_share'], 2)} | {_f(p['generator_cpu_share'], 2)} | {_f(_other(p), 2)} |")
-    out += [
-        "",
-        "| connections | gateway / HTTP ceiling | gateway / crypto ceiling (one core) |",
-        "| ---: | ---: | ---: |",
-    ]
-    for lv in gw["levels"]:
-        out.append(f"| {lv['concurrency']} | {_f(lv['ratio_gateway_to_http_ceiling'], 3)} | "
-                   f"{_f(lv['ratio_gateway_to_crypto_ceiling'], 3)} |")
-    out += [
-        "",
-        "Closed-loop latency is queueing: with every connection busy, latency ~ connections / throughput "
-        "(Little's law), so its p99 says how saturated the server is. The open-loop row (requests scheduled at "
-        "half the closed-loop throughput at 256 connections, latency from the scheduled time) is the latency "
-        "of a busy but unsaturated gateway.",
-        "",
-        "Crypto ceiling per core (in-process, same envelopes, microseconds per batch of 10 sheets):",
-        "",
-        "| step | us/batch |",
-        "| --- | ---: |",
-        f"| request signature verify (RFC 9421 parse, Content-Digest, Ed25519) | {_f(us['request_verify'])} |",
-        f"| envelope decode + verify (SHA-256, Ed25519) | {_f(us['envelope_verify'])} |",
-        f"| open (X25519 sealed box + canonical JSON decode) | {_f(us['open'])} |",
-        f"| **crypto ceiling** = the three above: **{_f(cc['crypto_batches_per_s_per_core'])} batches/s per core** "
-        f"| {_f(cc['crypto_us_per_batch'])} |",
-        f"| receipt signing (not in the ceiling) | {_f(us['receipt_sign'])} |",
-        f"| sheet schema validation + canonical re-encoding (`SheetValidator.sort`, not in the ceiling) "
-        f"| {_f(us['schema_validate'])} |",
-        "",
-        "Durability check after each run (gateway killed with SIGKILL once every answer was in):",
-        "",
-        "| run | 200 answers | stored batches | stored sheets | set equal | receipts valid/checked | exit |",
-        "| --- | ---: | ---: | ---: | --- | ---: | ---: |",
-    ]
-    for name, r in [(f"{lv['concurrency']} conns", lv["gateway"]) for lv in gw["levels"]] + [("open loop", p)]:
-        s = r["store"]
-        out.append(f"| {name} | {s['acknowledged']:,} | {s['db_batches']:,} | {s['db_sheets']:,} | "
-                   f"{s['db_equals_acknowledged']} | {s['receipts_valid']}/{s['receipts_checked']} | "
-                   f"{r['exit_code']} |")
-    prof = next((lv["gateway"].get("profile") for lv in gw["levels"] if lv["gateway"].get("profile")), None)
-    out += ["", *_bounds_gateway(gw, prof)]
-    return out
-
-
-def _profile_table(prof: dict[str, Any], title: str) -> list[str]:
-    out = [f"{title} ({prof['samples']:,} samples; self = innermost frame with its line, inclusive = anywhere "
-           "on the stack):", "", "| self | % | | inclusive | % |", "| --- | ---: | --- | --- | ---: |"]
-    own, inc = prof["self"][:10], prof["inclusive"][:10]
-    for i in range(max(len(own), len(inc))):
-        a = own[i] if i < len(own) else ("", None)
-        b = inc[i] if i < len(inc) else ("", None)
-        out.append(f"| `{a[0]}` | {_f(a[1], 1)} | | `{b[0]}` | {_f(b[1], 1)} |")
-    return [*out, ""]
-
-
-def _bounds_gateway(gw: dict[str, Any], prof: dict[str, Any] | None) -> list[str]:
-    cc = gw["crypto_ceiling"]
-    us = cc["us_per_batch"]
-    lv = {x["concurrency"]: x for x in gw["levels"]}
-    at = lv.get(256) or gw["levels"][0]
-    g = at["gateway"]
-    per_batch_ms = 1000 / g["batches_per_s"] if g["batches_per_s"] else 0.0
-    out = [
-        "### What bounds the gateway now",
-        "",
-        f"At {at['concurrency']} connections the gateway process uses {_f(g['server_cpu_share'], 2)} cores "
-        f"for {_f(g['batches_per_s'])} batches/s, i.e. about {per_batch_ms:.1f} ms of CPU per batch: it is one "
-        "Python process with one event loop, so it is bound by one core. Of that, the cryptography costs "
-        f"{cc['crypto_us_per_batch'] / 1000:.2f} ms and `SheetValidator.sort` {us['schema_validate'] / 1000:.2f} ms "
-        "(measured in-process above).",
-        "",
-    ]
-    if prof:
-        out += _profile_table(prof, f"py-spy profile of the gateway process at {at['concurrency']} connections")
-    if us["schema_validate"] > 1000:
-        out += [
-            "**Cause and fix.** The JSON Schema validation of every sheet with the pure-Python `jsonschema` "
-            "(`Draft202012Validator.iter_errors`, about 0.6 ms per sheet) is the largest single cost, several "
-            "times the cryptography. Measured in a scratch copy of the gateway (2026-11-26, this machine): "
-            "validating with `jsonschema_rs.Draft202012Validator(schema).is_valid(sheet)` first (4.6 us per "
-            "sheet) and running the Python validator only for a sheet that fails (to keep the exact "
-            "value-free reason), plus encoding each sheet once instead of twice in `SheetValidator.sort`, took "
-            "`sort` from 7.2 ms to 0.30 ms per batch. This bench run against that copy "
-            "(`SANAQ_BENCH_GATEWAY_SRC`, quick mode) gave 558/531/555 batches/s at 64/256/1024 connections "
-            "(about 4x), zero errors, every acknowledged batch stored, RSS 197 MB at 1024 connections, and in "
-            "the open loop at 265 batches/s over 256 connections p50 6.2 ms, p99 11.7 ms. Its profile is then "
-            "spread over canonical JSON decode/encode in `open_envelope` and `SheetValidator.sort` (~33%), the "
-            "SQLite writer thread (~19%), Ed25519 receipt signing (~8%) and request verification (~7%).",
-            "",
-        ]
-    ceiling = at["http_ceiling"]
-    per_core = ceiling["batches_per_s"] / ceiling["server_cpu_share"] if ceiling.get("server_cpu_share") else None
-    out += [
-        "**Why 0.5 x the HTTP ceiling is out of reach on this machine.** The HTTP ceiling measured "
-        f"{_f(ceiling['batches_per_s'])} requests/s with the bare server using {_f(ceiling['server_cpu_share'], 2)} "
-        f"cores (about {_f(per_core)} per core: the load generator, on the same 2 CPUs, is what limits it), "
-        f"while the cryptography alone allows {_f(cc['crypto_batches_per_s_per_core'])} batches/s per core. "
-        "A single gateway process, bound to one core by its event loop, cannot reach half the ceiling even "
-        "with no other work than the cryptography. Reaching it needs the per-batch CPU work spread over cores "
-        "(several gateway processes behind `SO_REUSEPORT`, each with its own store writer: SQLite serialises "
-        "writers across processes, PostgreSQL does not) on a machine with cores to spare.",
-        "",
-        "**Memory.** Peak RSS grows with the number of requests in flight (each holds its body, the decoded "
-        "sheets and its store job until the group commit).",
-        "",
-    ]
-    return out
 
 
 def _usb(usb: dict[str, Any]) -> list[str]:
@@ -243,14 +78,14 @@ def _usb(usb: dict[str, Any]) -> list[str]:
         "",
         "| | seconds | MB/s | sheets/s |",
         "| --- | ---: | ---: | ---: |",
-        f"| pull, cold | {cold['pull_s']:.3f} | {_f(cold['pull_mb_per_s'], 1)} | {_f(cold['pull_sheets_per_s'])} |",
-        f"| read + SHA-256, cold | {cold['hash_s']:.4f} | {_f(cold['hash_mb_per_s'])} | "
-        f"{_f(cold['hash_sheets_per_s'])} |",
-        f"| pull, warm | {warm['pull_s']:.3f} | {_f(warm['pull_mb_per_s'], 1)} | {_f(warm['pull_sheets_per_s'])} |",
-        f"| read + SHA-256, warm | {warm['hash_s']:.4f} | {_f(warm['hash_mb_per_s'])} | "
-        f"{_f(warm['hash_sheets_per_s'])} |",
+        f"| pull, cold | {cold['pull_s']:.3f} | {fmt(cold['pull_mb_per_s'], 1)} | {fmt(cold['pull_sheets_per_s'])} |",
+        f"| read + SHA-256, cold | {cold['hash_s']:.4f} | {fmt(cold['hash_mb_per_s'])} | "
+        f"{fmt(cold['hash_sheets_per_s'])} |",
+        f"| pull, warm | {warm['pull_s']:.3f} | {fmt(warm['pull_mb_per_s'], 1)} | {fmt(warm['pull_sheets_per_s'])} |",
+        f"| read + SHA-256, warm | {warm['hash_s']:.4f} | {fmt(warm['hash_mb_per_s'])} | "
+        f"{fmt(warm['hash_sheets_per_s'])} |",
         f"| user-space FAT read + SHA-256 of every file (no verify, no spool), warm | "
-        f"{usb['fat_read_warm']['seconds']:.4f} | {_f(usb['fat_read_warm']['mb_per_s'])} | - |",
+        f"{usb['fat_read_warm']['seconds']:.4f} | {fmt(usb['fat_read_warm']['mb_per_s'])} | - |",
         "",
         f"Ratio pull / read+hash: **{cold['ratio_pull_to_hash']:.3f}** cold, {warm['ratio_pull_to_hash']:.3f} warm.",
         "",
@@ -258,21 +93,20 @@ def _usb(usb: dict[str, Any]) -> list[str]:
         "",
     ]
     if usb.get("profile"):
-        out += _profile_table(usb["profile"], "py-spy profile of one warm pull (stacks under `pull_volume`)")
-    out += [
-        "The parser is not the limit (the user-space FAT read runs at hundreds of MB/s); the spool's "
-        "per-batch durability is the limit: `Spool._write_verified` does an fsync of the file and an fsync of the "
-        "directory for every batch, two synchronous disk flushes per 10 sheets, and the lines of `os.fsync` "
-        "and `_fsync_dir` dominate the profile. Proposed fix (usb_ingest owner): group the pull's batches "
-        "(e.g. 64 at a time): write each to its temp name, make the group durable with one flush "
-        "(`syncfs(2)` on the spool directory's file descriptor via `ctypes`, or fsync each temp file back to "
-        "back), then read back, rename all and fsync the directory once; only then count the group as "
-        "spooled. The invariant stays (nothing looks complete before its bytes are durable); a scratch test on "
-        "this disk wrote 500 files of 19 KB in 0.09-0.19 s that way instead of 0.31-0.61 s one by one. Even "
-        "then a durable pull cannot reach half of a page-cache read of a local file (about 1 GB/s); on a real "
-        "tablet the USB 2.0 bus (~35 MB/s) is the slower side.",
-        "",
-    ]
+        out += profile_table(usb["profile"], "py-spy profile of one warm pull (stacks under `pull_volume`)")
+    prof = usb.get("profile")
+    if prof and prof.get("self"):
+        frame, pct = prof["self"][0]
+        spool = sum(p for f, p in prof["self"] if f.startswith(("Spool.", "_fsync_dir")))
+        out += [
+            f"In this run's profile the busiest line is `{frame}` ({fmt(pct, 1)}% of samples), and lines of the "
+            f"spool (`Spool.*`, `_fsync_dir`: write, flush, read back and rename each batch) take {fmt(spool, 1)}% "
+            f"of the samples, against {fmt(usb['fat_read_warm']['mb_per_s'])} MB/s for the user-space FAT read "
+            "alone: the spool's durability, not the parser, bounds the pull.",
+            "",
+        ]
+    else:
+        out += ["No profile in this run (py-spy missing), so nothing here says what bounds the pull.", ""]
     return out
 
 
@@ -283,7 +117,8 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         "",
         "One SQLite store grown step by step by direct bulk INSERTs shaped like real rows (real envelopes "
         "and sheet bodies, 10 sheets per batch, 30,000 devices interleaved; `synchronous=OFF` only for the "
-        "pre-fill, the gateway reopens it durably). At each step: the real gateway process, closed loop at "
+        "pre-fill, the gateway reopens it durably). At each step: the real gateway process over plain HTTP, closed "
+        "loop at "
         f"{plan['concurrency']} connections ({plan['duration_s']:.0f} s), and the store alone in-process "
         f"(`find_batch` + `ingest` of {plan['store_items']:,} batches by {plan['concurrency']} concurrent callers: "
         "the store's own cost, which the CPU-bound gateway would otherwise hide). The bench's rows are removed "
@@ -296,12 +131,12 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     for st in scale["steps"]:
         g, s = st["gateway"], st["store_only"]
         cost = 1000 * g["server_cpu_share"] / g["batches_per_s"] if g.get("server_cpu_share") else None
-        runs = ", ".join(_f(x) for x in s.get("repeats_batches_per_s", []))
+        runs = ", ".join(fmt(x) for x in s.get("repeats_batches_per_s", []))
         out.append(
-            f"| {st['stored_sheets']:,} | {st['db_bytes'] / 1e9:.2f} | {_f(st['prefill']['seconds'])} | "
-            f"{_f(g['batches_per_s'])} | {_f(g['latency_ms']['p50'])} | {_f(g['latency_ms']['p99'])} | "
-            f"{g['errors']} | {_f(cost, 1)} | {_f(_other(g), 2)} | {_f(s['batches_per_s'])} ({runs}) | "
-            f"{_f(s['latency_ms']['p99'])} | {_f(s['mean_group'])} |"
+            f"| {st['stored_sheets']:,} | {st['db_bytes'] / 1e9:.2f} | {fmt(st['prefill']['seconds'])} | "
+            f"{fmt(g['batches_per_s'])} | {fmt(g['latency_ms']['p50'])} | {fmt(g['latency_ms']['p99'])} | "
+            f"{g['errors']} | {fmt(cost, 1)} | {fmt(other_cores(g), 2)} | {fmt(s['batches_per_s'])} ({runs}) | "
+            f"{fmt(s['latency_ms']['p99'])} | {fmt(s['mean_group'])} |"
         )
     def cost(g: dict[str, Any]) -> float | None:
         return 1000 * g["server_cpu_share"] / g["batches_per_s"] if g.get("server_cpu_share") else None
@@ -309,21 +144,22 @@ def _scale(scale: dict[str, Any]) -> list[str]:
     g0, g1 = scale["steps"][0]["gateway"], scale["steps"][-1]["gateway"]
     out += [
         "",
-        f"Gateway CPU per batch: {_f(cost(g0), 1)} ms empty, {_f(cost(g1), 1)} ms at the last step, with other "
-        f"programs using {_f(_other(g0), 2)} and {_f(_other(g1), 2)} cores of the 2 at those times"
+        f"Gateway CPU per batch: {fmt(cost(g0), 1)} ms empty, {fmt(cost(g1), 1)} ms at the last step, with other "
+        f"programs using {fmt(other_cores(g0), 2)} and {fmt(other_cores(g1), 2)} cores of the "
+        f"{nproc(scale) or '?'} at those times"
         + (
             ": the machine was quiet, so a difference here is the store's own growth (index pages that no "
             "longer fit the caches), not outside load."
-            if max(_other(g0) or 0, _other(g1) or 0) < 0.1
+            if max(other_cores(g0) or 0, other_cores(g1) or 0) < 0.1
             else ": on this shared machine a difference of that size is not separated from the outside load "
-            "(the 2 CPUs may be SMT siblings, so a busy neighbour also slows the gateway's own core); a run on "
+            "(the CPUs may be SMT siblings, so a busy neighbour also slows the gateway's own core); a run on "
             "a quiet machine settles it."
         ),
         "",
         f"Last step / empty: gateway throughput x{scale['gateway_throughput_ratio_last_to_empty']:.2f}, "
         f"gateway p99 x{scale['gateway_p99_ratio_last_to_empty']:.2f}, store alone "
         f"x{scale['store_throughput_ratio_last_to_empty']:.2f} (target: no measurable slow-down, read here as "
-        "within 10%, about the run-to-run noise of this shared machine).",
+        "within 10%).",
         "",
         "What the ingest path does to the store is size-independent by construction: per batch, one lookup "
         "in the (device_id, seq) unique index, then appends to `batches`, `sheets` (primary keys grow "
@@ -335,20 +171,47 @@ def _scale(scale: dict[str, Any]) -> list[str]:
         "",
     ]
     last = scale["steps"][-1]
-    if last["stored_sheets"] and last["db_bytes"] / last["stored_sheets"] > 3500:
+    if last["stored_sheets"]:
         out += [
-            f"**Store size.** {last['stored_sheets']:,} sheets take {last['db_bytes'] / 1e9:.1f} GB, "
-            f"{last['db_bytes'] / last['stored_sheets']:,.0f} bytes per sheet for about 1.4 KB of sheet JSON and "
-            "1.6 KB of envelope. The `sheets` table is `WITHOUT ROWID`, which suits rows under about 1/20 of a "
-            "page: a 1.4 KB row overflows the index-style page and takes an overflow page of its own. Measured "
-            "on this machine with 200,000 such rows: 4,190 bytes per sheet `WITHOUT ROWID`, 2,108 bytes as an "
-            "ordinary rowid table with the same `PRIMARY KEY (batch_id, idx)`. Dropping `WITHOUT ROWID` from "
-            "`sheets` (gateway/_schema_sqlite.py) halves that table. At 5 M sheets the store also outgrows this "
-            "machine's RAM, so that step reads index pages from disk after the pre-fill pushed them out.",
+            f"**Store size.** {last['stored_sheets']:,} sheets take {last['db_bytes'] / 1e9:.2f} GB: "
+            f"{last['db_bytes'] / last['stored_sheets']:,.0f} bytes per stored sheet (whole database file, "
+            "envelopes, indexes and all).",
             "",
         ]
     if last["stored_sheets"] < 5_000_000:
         out += [f"Quick mode stops at {scale['steps'][-1]['stored_sheets']:,} sheets; the full run goes to 5 M.", ""]
+    return out
+
+
+def _store_bytes(sb: dict[str, Any]) -> list[str]:
+    rowid, worow, mig = sb["layouts"]["rowid"], sb["layouts"]["without_rowid"], sb["migration"]
+    n = sb["plan"]["sheets"]
+    out = [
+        "## 4. Store layout: bytes per sheet",
+        "",
+        f"`bench.store_bytes`: two SQLite census stores made by the gateway's schema and pre-filled with the same "
+        f"{n:,} sheets (real envelopes and sheet bodies, {fmt(sb['workload']['mean_envelope_bytes'])} bytes per "
+        "envelope of 10): `sheets` as an ordinary rowid table (census store migration 4, ADR 0009) and as "
+        "`WITHOUT ROWID` (stores made before 2026-11-26). Sizes from SQLite's `dbstat` "
+        f"(SQLite {sb['sqlite_version']}).",
+        "",
+        "| layout | `sheets` + its indexes, bytes per sheet | of which | whole file, bytes per sheet |",
+        "| --- | ---: | --- | ---: |",
+    ]
+    for name, lay in (("ordinary rowid table (now)", rowid), ("`WITHOUT ROWID` (before)", worow)):
+        parts = ", ".join(f"`{k}` {fmt(v / n)}" for k, v in lay["objects"].items())
+        out.append(f"| {name} | {fmt(lay['sheets_bytes_per_sheet'])} | {parts} | {fmt(lay['db_bytes_per_sheet'])} |")
+    out += [
+        "",
+        f"Rowid / `WITHOUT ROWID`: **{sb['ratio_sheets_rowid_to_without_rowid']:.2f}** for `sheets` and its "
+        f"indexes, {sb['ratio_db_rowid_to_without_rowid']:.2f} for the whole file.",
+        "",
+        "Migration 4 on the `WITHOUT ROWID` store (what the first start after the update does): "
+        f"{mig['seconds']:.1f} s for {n:,} sheets ({fmt(mig['sheets_per_s'])} sheets/s); the file stays "
+        f"{mig['db_bytes_after'] / 1e6:,.0f} MB (freed pages are reused by new rows) until a `VACUUM` makes it "
+        f"{mig['db_bytes_after_vacuum'] / 1e6:,.0f} MB.",
+        "",
+    ]
     return out
 
 
@@ -364,10 +227,10 @@ def _web_road(w: dict[str, Any]) -> list[str]:
         "",
         "| | per second | p50 ms | p99 ms |",
         "| --- | ---: | ---: | ---: |",
-        f"| finished questionnaires, end to end (latency: the submit request) | {_f(web['per_s'], 1)} | "
-        f"{_f(web['submit_latency_ms']['p50'])} | {_f(web['submit_latency_ms']['p99'])} |",
-        f"| gateway batch ingest, same batches | {_f(base['per_s'], 1)} | {_f(base['latency_ms']['p50'])} | "
-        f"{_f(base['latency_ms']['p99'])} |",
+        f"| finished questionnaires, end to end (latency: the submit request) | {fmt(web['per_s'], 1)} | "
+        f"{fmt(web['submit_latency_ms']['p50'])} | {fmt(web['submit_latency_ms']['p99'])} |",
+        f"| gateway batch ingest, same batches | {fmt(base['per_s'], 1)} | {fmt(base['latency_ms']['p50'])} | "
+        f"{fmt(base['latency_ms']['p99'])} |",
         "",
         f"Store check: {store['web_batches']} web batches, {store['distinct_seqs']} distinct, "
         f"{store['quarantined']} quarantined ({'ok' if store['ok'] else 'FAILED'}). One web id is one device "
@@ -376,64 +239,195 @@ def _web_road(w: dict[str, Any]) -> list[str]:
     ]
 
 
-def render(results: dict[str, dict[str, Any]], mode: str) -> str:
-    m = machine()
+class ReportRefused(Exception):
+    """The results cannot share one page (mixed provenance, or none); ``problems`` says why, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def check_results(results: dict[str, dict[str, Any]], *, allow_mixed: bool = False) -> list[str]:
+    """Why these results must not share a page: missing provenance, code changed mid-run, mixed runs.
+
+    Raises ``ReportRefused`` unless ``allow_mixed``; with it, returns the same
+    lines so the page can say what was mixed.
+    """
+    problems = []
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name, r in sorted(results.items()):
+        prov = r.get("provenance")
+        if not prov:
+            problems.append(f"{name}: no provenance recorded (written before bench/provenance.py); "
+                            f"re-run `python -m bench.{name}`")
+            continue
+        if prov.get("changed_during_run"):
+            problems.append(f"{name}: the source tree changed while it ran")
+        groups.setdefault((*identity(prov), r.get("mode")), []).append(name)
+    if len(groups) > 1:
+        kinds = "; ".join(f"{', '.join(names)}: {_describe_source(results[names[0]])}, {results[names[0]].get('mode')}"
+                          f" mode, {_describe_machine(results[names[0]]['provenance'])}"
+                          for names in groups.values())
+        problems.append(f"results of different runs (commit, tree, machine or mode): {kinds}")
+    if problems and not allow_mixed:
+        raise ReportRefused(problems)
+    return problems
+
+
+def _short(commit: str | None) -> str:
+    return commit[:12] if commit else "unknown"
+
+
+def _describe_source(r: dict[str, Any]) -> str:
+    prov = r.get("provenance")
+    if not prov:
+        return "no provenance"
+    src = prov["source"]
+    text = f"commit {_short(src['commit'])}"
+    if src.get("dirty"):
+        text += f" with uncommitted changes (diff sha256 {src['diff_sha256'][:16]})"
+    gw = prov.get("gateway_source")
+    if gw:
+        text += f"; gateway from {gw['tree']} at {_short(gw['commit'])}" + (
+            f" with uncommitted changes (diff sha256 {gw['diff_sha256'][:16]})" if gw.get("dirty") else ""
+        )
+    return text
+
+
+def _describe_machine(prov: dict[str, Any]) -> str:
+    m = prov["machine"]
+    return (f"{m['nproc']} CPUs usable ({m['cpus_online']} online), {m['cpu_model']}, {m['ram_gib']} GiB RAM, "
+            f"kernel {m['kernel']}, {m['implementation']} {m['python']}")
+
+
+def _provenance(results: dict[str, dict[str, Any]], problems: list[str]) -> list[str]:
+    """The page's header: where the figures come from, one row per result file."""
+    with_prov = {n: r for n, r in sorted(results.items()) if r.get("provenance")}
+    out: list[str] = []
+    if problems:
+        out += ["**Mixed results (`--allow-mixed`).** These results do not come from one run; compare them with "
+                "care:", "", *[f"- {p}" for p in problems], ""]
+    if with_prov:
+        first = next(iter(with_prov.values()))
+        out += [
+            "| provenance | |",
+            "| --- | --- |",
+            f"| source | {_describe_source(first)} |",
+            f"| machine | {_describe_machine(first['provenance'])} |",
+            "",
+        ]
+    out += [
+        "| result | mode | source | command | started (UTC) | s | load before: 1-min avg, busy cores "
+        "| during: busy / this bench / other cores, max 1-min avg |",
+        "| --- | --- | --- | --- | --- | ---: | --- | --- |",
+    ]
+    for name, r in sorted(results.items()):
+        prov = r.get("provenance")
+        if not prov:
+            out.append(f"| `{name}.json` | {r.get('mode', '?')} | no provenance recorded | - | - | - | - | - |")
+            continue
+        before, during = prov["load"]["before"], prov["load"]["during"]
+        cmd = f"`{command_line(prov['command']['argv'][1:])}`" if prov["command"]["argv"] else "?"
+        if prov["command"].get("parent"):
+            cmd += f" (from `{prov['command']['parent']}`)"
+        out.append(
+            f"| `{name}.json` | {r.get('mode', '?')} | {_describe_source(r)} | {cmd} | {prov['started_at']} | "
+            f"{fmt(prov['elapsed_s'])} | {before['loadavg_1_5_15'][0]:.2f}, {fmt(before['busy_cores'], 2)} | "
+            f"{fmt(during['busy_cores_mean'], 2)} / {fmt(during['own_cores_mean'], 2)} / "
+            f"{fmt(during['other_cores_mean'], 2)}, {during['loadavg_1_max']:.2f} |"
+        )
+    out.append("")
+    modes = {r.get("mode") for r in results.values()}
+    if "quick" in modes:
+        out += ["**Quick run** (`--quick`): smaller workloads and shorter windows than the full run "
+                "(`make bench`); its figures are not comparable with a full run's.", ""]
+    others = [p["load"]["during"]["other_cores_mean"] for p in (r["provenance"] for r in with_prov.values())
+              if p["load"]["during"]["other_cores_mean"] is not None]
+    if others and max(others) > LOADED_OTHER_CORES:
+        nproc = next(iter(with_prov.values()))["provenance"]["machine"]["nproc"]
+        out += [f"**Loaded machine**: other programs used up to {max(others):.2f} of the {nproc} CPUs on average "
+                "during a benchmark (column 'other' above), so throughput here is lower, and latency higher, than "
+                "on a quiet machine.", ""]
+    return out
+
+
+def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None) -> str:
+    """The page for ``results`` (``check_results`` first: this does not refuse anything)."""
     gw, usb, scale = results.get("gateway_ingest"), results.get("usb_pull"), results.get("scale_curve")
     out = [
         "# Benchmarks",
         "",
-        f"Generated by `python -m bench.run_all{' --quick' if mode == 'quick' else ''}` ({mode} mode) on "
-        f"{m['date']}. Every run overwrites this page; its history is in git. Raw results: "
-        "`bench/results/*.json`. Everything runs on 127.0.0.1 in throwaway directories.",
+        "Generated by `python -m bench.report` from `bench/results/*.json` (`python -m bench.run_all` runs the "
+        "benchmarks, then the report). Every run overwrites this page; its history is in git. Everything runs on "
+        "127.0.0.1 in throwaway directories; load generator and servers share the machine's CPUs. Every figure "
+        "below comes from the result files named here.",
         "",
-        "| machine | |",
-        "| --- | --- |",
-        f"| CPUs (nproc) | {m['nproc']} |",
-        f"| CPU model | {m['cpu_model']} |",
-        f"| RAM | {m['ram_gib']} GiB |",
-        f"| Python | {m['python']} |",
-        f"| kernel | {m['kernel']} |",
-        f"| commit | {m['commit']} |",
-        "",
-        "Load generator and servers share these CPUs.",
-        "",
+        *_provenance(results, problems or []),
         "## Targets",
         "",
-        *_targets(gw, usb, scale),
+        *_targets(gw, usb, scale, results.get("store_bytes")),
         "",
     ]
     if gw:
-        out += _gateway(gw)
+        out += gateway_section(gw)
     if usb:
         out += _usb(usb)
     if scale:
         out += _scale(scale)
+    if results.get("store_bytes"):
+        out += _store_bytes(results["store_bytes"])
     if results.get("web_road"):
         out += _web_road(results["web_road"])
+    took = sum(r.get("elapsed_s", 0.0) for r in results.values())
     out += [
         "## Running",
         "",
-        "`make bench` (full, about 6-8 min on 2 cores) or `.venv/bin/python -m bench.run_all --quick` (about "
-        "2.5 min), from the repository root. "
-        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road [--quick]`, then "
-        "`python -m bench.report` to rebuild this page. py-spy (optional) adds the profiles. "
-        "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change).",
+        "`make bench` (full) or `make bench QUICK=1` (`python -m bench.run_all --quick`), from the repository "
+        f"root; the benchmarks on this page took {took:,.0f} s together. "
+        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road|store_bytes [--quick]`, then "
+        "`python -m bench.report` to rebuild this page; it refuses results of different commits, trees or "
+        "machines, or without provenance, unless given `--allow-mixed`. py-spy (optional) adds the profiles. "
+        "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change; recorded in "
+        "the provenance).",
         "",
     ]
     return "\n".join(out)
 
 
-def write_report(mode: str, doc: Path = DOC, results_dir: Path = RESULTS) -> Path:
-    results = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
-    doc.write_text(render(results, mode))
+def load_results(results_dir: Path = RESULTS) -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+
+
+def write_report(doc: Path = DOC, results_dir: Path = RESULTS, *, allow_mixed: bool = False) -> Path:
+    """Render ``results_dir`` into ``doc``; raises ``ReportRefused`` (and writes nothing) for mixed results."""
+    results = load_results(results_dir)
+    problems = check_results(results, allow_mixed=allow_mixed)
+    doc.write_text(render(results, problems))
     return doc
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bench.report")
-    p.add_argument("--mode", default="full", choices=("full", "quick"))
+    p = argparse.ArgumentParser(
+        prog="bench.report",
+        description="Render docs/benchmarks.md from bench/results/*.json. Exit 0 written, 2 refused (the reasons "
+        "on stderr, the page untouched).",
+    )
+    p.add_argument("--results", type=Path, default=RESULTS, help="directory of result files (bench/results)")
+    p.add_argument("--doc", type=Path, default=DOC, help="page to write (docs/benchmarks.md)")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="render results of different commits, trees, machines or modes, or without provenance, on one "
+        "page (the page then lists what is mixed)",
+    )
     args = p.parse_args(argv)
-    print(write_report(args.mode))
+    try:
+        print(write_report(args.doc, args.results, allow_mixed=args.allow_mixed))
+    except ReportRefused as e:
+        for line in e.problems:
+            print(f"bench.report: refused: {line}", file=sys.stderr)
+        print("bench.report: nothing written; re-run the benchmarks or pass --allow-mixed", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,5 +1,9 @@
 """``sanaq-gateway``: the census sync gateway service.
 
+Commands: ``serve``, ``check-config``, ``migrate-store``, ``conformance`` and ``staff`` (staff
+dashboard accounts: ``add-user``, ``set-password``, ``disable-user``,
+``enable-user``, ``unlock-user``, ``list-users``; see ``gateway.staff.admin_cli``).
+
 ``serve`` runs until SIGTERM/SIGINT: it stops accepting, lets in-flight
 requests finish and commit (up to ``server.shutdown_timeout_s``), closes the
 store and exits 0. Under systemd it reports READY=1 once the listener is
@@ -29,6 +33,7 @@ from .app import read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
 from .server import build_server
+from .staff import admin_cli as staff_admin
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
 
@@ -93,6 +98,15 @@ async def serve(config: GatewayConfig) -> int:
     return 0
 
 
+async def migrate_store(config: GatewayConfig) -> int:
+    """Open (applying migrations) and close the census store; the store logs each step it applies."""
+    store = make_store(config)
+    await store.open()
+    await store.close()
+    print("sanaq-gateway: the census store's schema is up to date", file=sys.stderr)
+    return 0
+
+
 def _root_public_key(config: GatewayConfig) -> bytes:
     text = config.keys.root_public_key
     if not text and config.keys.root_public_key_file is not None:
@@ -134,7 +148,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     c = sub.add_parser("check-config", help="check a configuration, its key files and keys as the unit sees them")
     c.add_argument("--config", type=Path, required=True)
+    m = sub.add_parser(
+        "migrate-store",
+        help="bring the census store's schema up to date, then exit (run with the service stopped)",
+        description="Open the census store named by the configuration, apply the schema migrations it lacks "
+        "(what `serve` does at start) and exit: for a long migration (a large SQLite store made before "
+        "census store migration 4) that should not run inside the unit's start timeout. "
+        "Exit 0 done, 2 configuration error, 1 store error.",
+    )
+    m.add_argument("--config", type=Path, required=True, help="TOML configuration (e.g. /etc/sanaq/gateway.toml)")
     conformance.add_arguments(sub.add_parser("conformance", help="throwaway gateway that tests a client (app teams)"))
+    staff_admin.add_commands(
+        sub.add_parser(
+            "staff",
+            help="manage staff dashboard accounts (add-user, set-password, unlock-user, list-users, ...)",
+            description=staff_admin.DESCRIPTION,
+        )
+    )
     return p
 
 
@@ -142,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "conformance":
         return conformance.main(args)
+    if args.command == "staff":
+        return staff_admin.run(args, prog="sanaq-gateway staff")
     if args.command == "check-config":
         from .config_check import main as check_config  # noqa: PLC0415 - only this command needs it
 
@@ -152,6 +184,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"sanaq-gateway: {e}", file=sys.stderr)
         return 2
     configure_logging(config.server.log_level)
+    if args.command == "migrate-store":
+        try:
+            return asyncio.run(migrate_store(config))
+        except StoreError as e:
+            print(f"sanaq-gateway: cannot migrate the store: {e}", file=sys.stderr)
+            return 1
     try:
         return asyncio.run(serve(config))
     except (ConfigError, KeysError) as e:

@@ -1,10 +1,82 @@
-"""Versioned schema migrations of the SQLite census store. Append, never edit, a step."""
+"""Versioned schema migrations of the SQLite census store. Append, never edit, a step.
+
+A step is SQL (statements separated by ``;``) or a function of the open
+connection, for a change that depends on what the store holds. Each runs in
+its own ``BEGIN IMMEDIATE`` transaction (``SqliteStore.open``).
+
+Step 1 was edited in place once (2026-11-26: ``sheets`` and ``quarantine``
+lost ``WITHOUT ROWID``), so stores created before that still hold them as
+``WITHOUT ROWID`` tables; step 4 rebuilds those as ordinary rowid tables
+(ADR 0009) and leaves stores that already have the rowid layout alone.
+"""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+import re
+import sqlite3
+from collections.abc import Callable
 
-MIGRATIONS: tuple[tuple[int, str], ...] = (
+__all__ = ["MIGRATIONS", "ROWID_TABLES", "Step", "rebuild_as_rowid_table"]
+
+Step = str | Callable[[sqlite3.Connection], None]
+
+# Tables of large rows (sheet bodies of about 1.4 KB) that must be ordinary rowid tables: in a
+# WITHOUT ROWID table such a row overflows the B-tree's small-row page layout (ADR 0009).
+ROWID_TABLES = ("sheets", "quarantine")
+_WITHOUT_ROWID = re.compile(r"\)\s*WITHOUT\s+ROWID\s*$", re.IGNORECASE)
+
+
+def rebuild_as_rowid_table(conn: sqlite3.Connection, table: str) -> bool:
+    """Rebuild ``table`` as an ordinary rowid table if it is ``WITHOUT ROWID``; returns whether it did.
+
+    The table's own stored definition is reused (columns, keys, checks and
+    references, including any added by later steps) with only ``WITHOUT
+    ROWID`` dropped; rows are copied in primary-key order, then its indexes and
+    triggers are made again from their stored definitions (views that name it
+    keep working: they refer to it by name). Runs inside the caller's
+    transaction (SQLite DDL is transactional): on any error nothing changed.
+    Raises ``sqlite3.IntegrityError`` (before copying anything) if a row breaks a reference.
+    """
+    if table not in ROWID_TABLES:  # names are pasted into SQL below: only the known ones
+        raise ValueError(f"not a table this step rebuilds: {table!r}")
+    row = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    if row is None or not _WITHOUT_ROWID.search(row[0]):
+        return False
+    head = re.match(rf'^\s*CREATE\s+TABLE\s+(?:"{table}"|{table})\s*\(', row[0], re.IGNORECASE)
+    if head is None:
+        raise sqlite3.OperationalError(f"unexpected definition of table {table}: {row[0][:80]!r}")
+    scratch = f"{table}_rowid_rebuild"
+    body = _WITHOUT_ROWID.sub(")", row[0][head.end() :])
+    dependents = [r[0] for r in conn.execute(  # indexes and triggers: dropped with the table, made again after
+        "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = ? AND sql IS NOT NULL"
+        " ORDER BY type, name",
+        (table,),
+    )]
+    broken = conn.execute(f'PRAGMA foreign_key_check("{table}")').fetchall()
+    if broken:
+        raise sqlite3.IntegrityError(f"{len(broken)} rows of {table} reference missing rows, e.g. {broken[0]}")
+    conn.execute(f'DROP TABLE IF EXISTS "{scratch}"')
+    conn.execute(f'CREATE TABLE "{scratch}" ({body}')
+    conn.execute(f'INSERT INTO "{scratch}" SELECT * FROM "{table}"')  # noqa: S608 - a name of ROWID_TABLES
+    conn.execute(f'DROP TABLE "{table}"')
+    # Legacy rename: renames only the table, without re-checking views that name the (now dropped) old one.
+    legacy = conn.execute("PRAGMA legacy_alter_table").fetchone()[0]
+    conn.execute("PRAGMA legacy_alter_table = ON")
+    try:
+        conn.execute(f'ALTER TABLE "{scratch}" RENAME TO "{table}"')
+    finally:
+        conn.execute(f"PRAGMA legacy_alter_table = {'ON' if legacy else 'OFF'}")
+    for sql in dependents:
+        conn.execute(sql)
+    return True
+
+
+def _rowid_sheets(conn: sqlite3.Connection) -> None:
+    for table in ROWID_TABLES:
+        rebuild_as_rowid_table(conn, table)
+
+
+MIGRATIONS: tuple[tuple[int, Step], ...] = (
     (
         1,
         """
@@ -115,4 +187,5 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX review_cases_entry ON review_cases (institution_code, entry_id)
         """,
     ),
+    (4, _rowid_sheets),
 )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from nacl.public import PrivateKey
@@ -33,7 +34,7 @@ from .context import CTX, GatewayContext, wall_clock_ms
 from .staff import setup_staff
 from .store import CensusStore
 
-__all__ = ["GatewayServer", "build_server"]
+__all__ = ["GatewayServer", "build_server", "runner_options", "site_options"]
 
 _BACKLOG = 2048
 _LINGER_S = 2.0  # after refusing a body mid-way, discard what still comes this long so the client sees the answer
@@ -54,12 +55,7 @@ class GatewayServer:
     async def start(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
         await self.runner.setup()
         site = web.TCPSite(
-            self.runner,
-            self.config.server.host,
-            self.config.server.port,
-            ssl_context=ssl_context,
-            backlog=_BACKLOG,
-            reuse_address=True,
+            self.runner, self.config.server.host, self.config.server.port, ssl_context=ssl_context, **site_options()
         )
         await site.start()
 
@@ -94,15 +90,23 @@ def build_server(
         clock=clock,
     )
     setup_staff(app, app[CTX], config.staff)  # no-op when [staff] enabled = false
-    runner = web.AppRunner(
-        app,
-        handle_signals=False,
-        shutdown_timeout=config.server.shutdown_timeout_s,
-        access_log=None,
-        max_line_size=config.limits.max_header_bytes,
-        max_field_size=config.limits.max_header_bytes,
-        keepalive_timeout=config.server.idle_timeout_s,  # also bounds a request head never finished
-        auto_decompress=False,  # a compressed body is refused (415), never inflated
-        lingering_time=_LINGER_S,
-    )
-    return GatewayServer(config, app, runner)
+    return GatewayServer(config, app, web.AppRunner(app, **runner_options(config)))
+
+
+def runner_options(config: GatewayConfig) -> dict[str, Any]:
+    """The gateway's ``web.AppRunner`` settings (``bench.http_ceiling`` runs a bare app with the same)."""
+    return {
+        "handle_signals": False,
+        "shutdown_timeout": config.server.shutdown_timeout_s,
+        "access_log": None,
+        "max_line_size": config.limits.max_header_bytes,
+        "max_field_size": config.limits.max_header_bytes,
+        "keepalive_timeout": config.server.idle_timeout_s,  # also bounds a request head never finished
+        "auto_decompress": False,  # a compressed body is refused (415), never inflated
+        "lingering_time": _LINGER_S,
+    }
+
+
+def site_options() -> dict[str, Any]:
+    """The listener's ``web.TCPSite`` settings besides address and TLS context."""
+    return {"backlog": _BACKLOG, "reuse_address": True}

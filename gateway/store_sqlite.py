@@ -27,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import structlog
+
 from runtime.private_files import prepare_private_sqlite
 from wire.errors import RollbackError
 
@@ -68,6 +70,8 @@ class _RuleError(Exception):
 _WRITER_CACHE_KIB = 256 * 1024
 _READER_CACHE_KIB = 64 * 1024
 
+log = structlog.get_logger("sanaq.gateway")
+
 
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
@@ -107,6 +111,7 @@ class SqliteStore:
         self._writer.start()
 
     def _open_sync(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
             prepare_private_sqlite(self._path)  # census.db, -wal, -shm: 0600 whatever the umask
             conn = _connect(self._path)
@@ -117,16 +122,27 @@ class SqliteStore:
                 " (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)"
             )
             done = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, sql in MIGRATIONS:
+            for version, step in MIGRATIONS:
                 if version in done:
                     continue
+                started = time.monotonic()
                 conn.execute("BEGIN IMMEDIATE")
-                for stmt in sql.split(";"):
-                    if stmt.strip():
-                        conn.execute(stmt)
-                conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+                try:
+                    if callable(step):
+                        step(conn)
+                    else:
+                        for stmt in step.split(";"):
+                            if stmt.strip():
+                                conn.execute(stmt)
+                    conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time() * 1000)))
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
                 conn.execute("COMMIT")
+                log.info("store.sqlite.migrated", version=version, seconds=round(time.monotonic() - started, 3))
         except (sqlite3.Error, OSError) as e:
+            if conn is not None:
+                conn.close()
             raise StoreUnavailable(f"cannot open SQLite store: {e}") from e
         self._conn = conn
 

@@ -67,6 +67,7 @@ def start_gateway(keys: Path) -> tuple[subprocess.Popen[str], str]:
         "[keys]\n"
         f'root_public_key_file = "{keys / "root.pub"}"\ndata_key = "{keys / "data.key"}"\n'
         f'receipt_key = "{keys / "gateway.key"}"\nbootstrap_snapshot = "{keys / "registry.snapshot"}"\n'
+        f'[staff]\ncertificate_key_dir = "{keys / "certificate-key"}"\n'
     )
     log = (RUN / "gateway.log").open("w")
     proc = subprocess.Popen(
@@ -92,6 +93,8 @@ def main() -> int:
     run("sanaq-keys", "init", str(authority), "--server-name", "localhost", "--server-name", "127.0.0.1")
     keys = RUN / "gateway-keys"
     run("sanaq-keys", "export-gateway", "--authority", str(authority), "--out", str(keys))
+    run("sanaq-keys", "certificate-key", "create", "--authority", str(authority), "--issuer", "staff-ALMATY",
+        "--census", "KZ-2020", "--out", str(keys / "certificate-key"), quiet=True)
 
     step("gateway: HTTPS with the census CA certificate, SQLite store, staff dashboard")
     from scripts.demo_count import make_admin  # noqa: PLC0415 - needs the venv
@@ -187,6 +190,17 @@ def demo_with_gateway(authority: Path, url: str, password: str) -> int:
             print(f"  {line}")
     if cases != 1 or summary["coverage"]["persons"] != persons:
         raise SystemExit(f"demo: expected one review case and the dashboard's persons ({persons}) to agree")
+
+    step("participation certificates: each institution's responsible worker prints them from the dashboard")
+    out = RUN / "certificates"
+    make_private_dir(out)
+    for institution in institutions:
+        pdf = dashboard.run(dashboard.certificates_pdf(institution))
+        path = out / f"certificates-{institution}.pdf"
+        path.write_bytes(pdf)
+        print(f"{institution}: {path} ({len(pdf)} bytes, one signed certificate with its QR code per respondent)")
+    print(f"participation certificates written to {out}; check one offline with"
+          " `sanaq-keys verify-certificate QR-TEXT --authority DIR` or on the self-enumeration site's /certificate")
     return 0
 
 

@@ -103,6 +103,15 @@ class Dashboard:
         found = re.search(r"\d+ rows read, \d+ imported, \d+ rejected\.", page)
         return found.group(0) if found else "imported"
 
+    async def certificates_pdf(self, institution: str) -> bytes:
+        """The institution's participation certificates, one PDF, as a responsible worker prints them."""
+        s, _ = await self._session()
+        async with s, s.get(f"{self._url}/staff/certificates/{institution}/pdf") as r:
+            body = await r.read()
+            if r.status != 200 or not body.startswith(b"%PDF"):
+                raise SystemExit(f"demo: certificates of {institution}: HTTP {r.status}")
+            return body
+
     async def coverage(self) -> tuple[dict[str, Any], str]:
         s, _ = await self._session()
         async with s:
@@ -129,8 +138,10 @@ def show_count(db: Path) -> tuple[int, int]:
             "SELECT r.kind, r.entry_id, fb.road, fb.device_id, sb.road, sb.device_id FROM review_cases r"
             " JOIN batches fb ON fb.id = r.first_batch_id JOIN batches sb ON sb.id = r.second_batch_id ORDER BY r.id"
         ).fetchall()
+        counted = dict(conn.execute("SELECT entry_id, count(*) FROM persons GROUP BY entry_id").fetchall())
     print(f"persons counted: {persons} (" + ", ".join(f"{road}: {n}" for road, n in by_road) + ")")
     print(f"review cases: {len(cases)}")
     for kind, entry, road1, dev1, road2, dev2 in cases:
         print(f"  {kind} {entry}: first {road1} ({dev1}), second {road2} ({dev2})")
+        print(f"  {entry}: answered online and interviewed on a tablet, {counted.get(entry, 0)} person counted")
     return persons, len(cases)

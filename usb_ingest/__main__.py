@@ -6,6 +6,15 @@
     sanaq-usb-ingest pull   PATH [--config FILE] [--no-forward] [--wait S] [--json]
                                                    one volume (block device or image file), then forward
     sanaq-usb-ingest status [--config FILE] [--watch] [--json]
+    sanaq-usb-ingest requeue (ID... | --all | --list) [--note TEXT] [--config FILE]
+                                                   rejected entries back to the spool, once the cause is fixed
+    sanaq-usb-ingest compact [--config FILE]       compact receipts.jsonl now (also done on start when worth it)
+
+``status`` reads the spool itself (per tablet: pending, bytes, oldest
+pending, forwarded, rejected) when it may read the state directory (root),
+else shows the spool as the service last read it from disk. ``requeue`` and
+``compact`` need the state directory's lock: stop the service first
+(``systemctl stop sanaq-usb-ingest``) and start it again afterwards.
 
 ``pull`` exits 0 when everything on the volume was taken (and, unless
 ``--no-forward``, receipted by the gateway within ``--wait`` seconds), 1 when
@@ -33,9 +42,10 @@ from runtime.logs import configure_logging
 from runtime.toml_config import ConfigError
 
 from .config import DEFAULT_CONFIG_PATH, IngestConfig, load_config
-from .errors import IngestError, SpoolError, StateLocked
+from .errors import IngestError, RequeueRefused, SpoolError, StateLocked
 from .forwarder import Forwarder
 from .puller import PullReport
+from .spool_state import SpoolSnapshot
 from .station import Station
 from .station_text import StationText
 
@@ -53,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Sanaq Sync USB ingestion station.")
     sub = p.add_subparsers(dest="command", required=True)
     for name, text in (("run", "run the service"), ("pull", "pull one volume, then forward"),
-                       ("status", "show the technician view")):
+                       ("status", "show the technician view"),
+                       ("requeue", "move rejected entries back to be forwarded again (service stopped)"),
+                       ("compact", "compact receipts.jsonl now (service stopped)")):
         c = sub.add_parser(name, help=text)
         c.add_argument("--config", type=Path, default=None,
                        help=f"TOML configuration (default {DEFAULT_CONFIG_PATH} if it exists)")
@@ -66,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
             c.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
             c.add_argument("--interval", type=float, default=1.0, help="refresh interval for --watch")
             c.add_argument("--json", action="store_true", help="print status.json")
+        if name == "requeue":
+            c.add_argument("ids", nargs="*", metavar="ID", help="a rejected entry's id, as `--list` prints it")
+            c.add_argument("--all", action="store_true", help="every rejected entry")
+            c.add_argument("--list", action="store_true", help="list the rejected entries and their reasons")
+            c.add_argument("--note", default="", help="why it may be sent again (kept in the custody note)")
     return p
 
 
@@ -164,18 +181,21 @@ def _print_report(report: PullReport, fwd: _Forwarding, as_json: bool, t: Statio
 def _status(config: IngestConfig, args: argparse.Namespace) -> int:
     from rich.console import Console  # noqa: PLC0415 - rich only for this command
 
-    from .status import read_status  # noqa: PLC0415
-    from .status_view import daemon_alive, render, watch  # noqa: PLC0415
+    from .spool_state import scan_spool  # noqa: PLC0415
+    from .status_view import daemon_alive, load_view, render, watch  # noqa: PLC0415
+
+    def read_spool() -> SpoolSnapshot:
+        return scan_spool(config.spool_dir, config.receipt_log_path)
 
     console = Console()
     text = StationText(config.language)
     if args.watch:
         try:
-            watch(config.status_path, interval_s=args.interval, console=console, text=text)
+            watch(config.status_path, interval_s=args.interval, console=console, text=text, read_spool=read_spool)
         except KeyboardInterrupt:
             return 0
     try:
-        view = read_status(config.status_path)
+        view, fresh = load_view(config.status_path, read_spool)
     except PermissionError as e:
         group = _owning_group(config.status_path.parent)
         raise IngestError(f"cannot read {config.status_path}: permission denied; the status is readable by root "
@@ -191,7 +211,50 @@ def _status(config: IngestConfig, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(view.to_json(), sort_keys=True, indent=1))
     else:
-        console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view), text=text))
+        console.print(render(view, now_ms=time.time_ns() // 1_000_000, alive=daemon_alive(view), text=text,
+                             fresh=fresh))
+    return 0
+
+
+def _requeue(config: IngestConfig, args: argparse.Namespace) -> int:
+    from .station import locked_spool  # noqa: PLC0415
+
+    if args.list == bool(args.ids or args.all) or (args.ids and args.all):
+        raise IngestError("requeue: give entry ids, or --all, or --list")
+    with locked_spool(config) as spool:
+        rejected = spool.rejected_entries()
+        if args.list:
+            for e in rejected:
+                why = f"{e.reason.get('status', '')} {e.reason.get('code', '?')}".strip()
+                print(f"{e.name}  {e.kind} {e.device_id} {'seq' if e.kind == 'batch' else 'pulled_at_ms'} "
+                      f"{e.number}: {why}")
+            print(f"{len(rejected)} rejected entr{'y' if len(rejected) == 1 else 'ies'}")
+            return 0
+        names = [e.name for e in rejected] if args.all else list(args.ids)
+        now = time.time_ns() // 1_000_000
+        refused = 0
+        for name in names:
+            try:
+                spool.requeue(name, note=args.note, now_ms=now)
+                print(f"requeued {name}")
+            except RequeueRefused as e:
+                refused += 1
+                print(f"not requeued {name}: {e}", file=sys.stderr)
+        print(f"{len(names) - refused} requeued; start the service to forward them")
+        return 1 if refused else 0
+
+
+def _compact(config: IngestConfig) -> int:
+    from .station import locked_spool  # noqa: PLC0415
+
+    with locked_spool(config) as spool:
+        result = spool.compact_receipts(now_ms=time.time_ns() // 1_000_000, keep_receipts_ms=config.receipt_keep_ms)
+    if result is None:
+        print("receipts.jsonl: nothing to compact")
+    else:
+        print(f"receipts.jsonl: {result.lines_before} -> {result.lines_after} lines, {result.bytes_before} -> "
+              f"{result.bytes_after} bytes ({result.receipts_dropped} old receipts reduced to their index entry, "
+              f"{result.duplicates_dropped} duplicate lines dropped)")
     return 0
 
 
@@ -212,6 +275,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         configure_logging("warning", sys.stderr)
         return _status(config, args)
+    if args.command in ("requeue", "compact"):
+        configure_logging(config.log_level, sys.stderr)
+        return _requeue(config, args) if args.command == "requeue" else _compact(config)
     configure_logging(config.log_level, sys.stderr)
     report, fwd = asyncio.run(_pull(config, args))
     _print_report(report, fwd, args.json, StationText(config.language))
@@ -230,9 +296,10 @@ def main(argv: list[str] | None = None) -> int:
     except _Refused as e:
         print(f"{PROG}: error: volume refused: {e}", file=sys.stderr)
     except StateLocked as e:
+        then = (f"then `{PROG} {args.command} ...`, then systemctl start {PROG}" if args.command != "pull" else
+                f"or leave the pull to the service: plug the tablet in and watch `{PROG} status --watch`")
         print(f"{PROG}: error: {e.code}: the {PROG} service (or another pull) is using {e.facts.get('path')}: "
-              f"stop {PROG} first (systemctl stop {PROG}), or leave the pull to the service: plug the tablet in "
-              f"and watch `{PROG} status --watch`", file=sys.stderr)
+              f"stop {PROG} first (systemctl stop {PROG}), {then}", file=sys.stderr)
     except IngestError as e:
         print(f"{PROG}: error: {e.code}: {e}", file=sys.stderr)
     except (ConfigError, KeysError) as e:

@@ -8,6 +8,9 @@ an unknown key is an error. Example::
     state_dir = "/var/lib/sanaq-usb-ingest"   # spool, receipt log, snapshot cache, status.json
     snapshot_refresh_s = 900
     spool_min_free_bytes = 67108864         # refuse to spool when the disk gets this full
+    receipt_keep_days = 90.0                # receipts.jsonl keeps whole receipts this long, then the index only
+    spool_group_batches = 128               # a pull's batches become durable in groups of at most this many
+    spool_group_bytes = 16777216            # ... or this many bytes (one flush per group; see ADR 0007)
     refuse_hid_composite = true             # refuse a "tablet" that is also a keyboard/mouse
     language = "kk"                           # what the technician reads: kk, ru or en
     log_level = "info"
@@ -87,6 +90,9 @@ class IngestConfig:
     state_dir: Path = Path("/var/lib/sanaq-usb-ingest")
     snapshot_refresh_s: float = 900.0
     spool_min_free_bytes: int = 64 * 1024 * 1024
+    receipt_keep_days: float = 90.0
+    spool_group_batches: int = 128
+    spool_group_bytes: int = 16 * 1024 * 1024
     refuse_hid_composite: bool = True
     # the language of the status view, the device messages and the pull report (kk, ru or en)
     language: str = "kk"
@@ -109,6 +115,10 @@ class IngestConfig:
     @property
     def receipt_log_path(self) -> Path:
         return self.state_dir / "receipts.jsonl"
+
+    @property
+    def receipt_keep_ms(self) -> int:
+        return int(self.receipt_keep_days * 86_400_000)
 
 
 def _resolve(path: Path | None, base: Path) -> Path | None:
@@ -138,6 +148,10 @@ def _check(cfg: IngestConfig) -> None:
         raise ConfigError("gateway_url must start with https:// (http:// only for tests)")
     if cfg.snapshot_refresh_s <= 0:
         raise ConfigError("snapshot_refresh_s must be positive")
+    if cfg.receipt_keep_days < 0:
+        raise ConfigError("receipt_keep_days must not be negative")
+    if cfg.spool_group_batches < 1 or cfg.spool_group_bytes < 1:
+        raise ConfigError("spool_group_batches and spool_group_bytes must be positive")
     for name in ("max_files", "max_file_bytes", "max_total_bytes", "max_manifest_bytes", "max_fat_bytes"):
         if getattr(cfg.limits, name) < 1:
             raise ConfigError(f"limits.{name} must be positive")

@@ -2,7 +2,9 @@
 
 One ``asyncio.TaskGroup`` owns everything: the forwarder, the snapshot
 refresher, the systemd watchdog, the event dispatcher and one pull job per
-candidate device. Device events come from a ``DeviceSource`` (udev in
+candidate device. Each group of batches a pull seals wakes the forwarder, so
+a big tablet's first batches reach the gateway while the rest is read.
+Device events come from a ``DeviceSource`` (udev in
 production, imported lazily so tests can pass a double): ``existing()`` at
 start, then ``start(callback)``; the callback only queues the event.
 
@@ -78,6 +80,7 @@ class _Daemon:
                                    on_state=self._forward_state)
         self._counts_at = 0.0
         self._delivered_seen = 0
+        self._stopping = False
 
     # ---- status -----------------------------------------------------------------------------
 
@@ -154,9 +157,14 @@ class _Daemon:
             if not self.station.trust.check_alarm():
                 await self.station.trust.refresh(self.client)
                 self._trust_changed()
+            loop = asyncio.get_running_loop()
+
+            def sealed(_count: int) -> None:  # from the pull's thread: forward while the pull goes on
+                loop.call_soon_threadsafe(self.forwarder.wake)
+
             report = await asyncio.to_thread(
                 self.station.pull_volume, event.devnode, devnode=event.devnode, hints=event.hints,
-                should_stop=job.stop.is_set,
+                should_stop=job.stop.is_set, on_sealed=sealed,
             )
             if report.spooled or report.custody_spooled:
                 self.forwarder.wake()
@@ -172,7 +180,8 @@ class _Daemon:
             self._notify_status()
             if self.jobs.get(event.devnode) is job:
                 del self.jobs[event.devnode]
-                if job.again is not None and not job.stop.is_set():
+                # an add after the last remove (a re-plug while this pull ended) is pulled; a stop is not
+                if job.again is not None and not self._stopping:
                     self.start_job(job.again, tg)
 
     # ---- life cycle -------------------------------------------------------------------------
@@ -199,6 +208,7 @@ class _Daemon:
                 log.info("usb.daemon.stopping", running_pulls=len(self.jobs))
                 self.notifier.stopping()
                 source.stop()
+                self._stopping = True
                 for job in self.jobs.values():
                     job.stop.set()
                     job.again = None

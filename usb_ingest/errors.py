@@ -26,6 +26,7 @@ file name, device id, seq), never sheet contents or key material::
     |   +-- SpoolError              the spool cannot be written or read (disk full, I/O error)
     |   +-- StateLocked             another sanaq-usb-ingest process uses the same state directory
     |   +-- StationSetupError       the station bundle or configuration cannot be used
+    |   +-- RequeueRefused          a technician's requeue names no rejected entry, or one delivered/pending since
     +-- GatewayError                the gateway could not be reached or answered unexpectedly
         +-- GatewayUnreachable      network error, timeout, 5xx, 429 (transient; ``retry_after_s``)
         +-- GatewayRefused          a 4xx problem answer (``status``, ``problem_code``, ``server_time_ms``)
@@ -55,6 +56,7 @@ __all__ = [
     "ManifestMismatch",
     "NotAnExportVolume",
     "RegistryStale",
+    "RequeueRefused",
     "SnapshotExpired",
     "SnapshotMissing",
     "SpoolError",
@@ -170,6 +172,10 @@ class StateLocked(StationError):
 
 class StationSetupError(StationError):
     code = "station-setup"
+
+
+class RequeueRefused(StationError):
+    code = "requeue-refused"
 
 
 class GatewayError(IngestError):

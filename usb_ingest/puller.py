@@ -11,11 +11,15 @@ Order (nothing untrusted reaches the spool unverified):
 5. Each listed batch, ascending seq: skipped without reading if the spool
    holds it or the receipt log shows it delivered (re-plug); else read once,
    SHA-256 and size against the manifest, envelope decoded and verified with
-   the tablet key, header device and seq equal to the manifest's, then spooled
-   durably. A failure refuses that batch only: every batch carries its own
-   signature, so the good ones are safe to take.
-6. Custody: a station-signed record of the manifest's batches the spool now
-   holds, spooled too (also after an unplug mid-transfer).
+   the tablet key, header device and seq equal to the manifest's, then staged
+   in the spool. Staged batches become durable a group at a time
+   (``spool_group.SpoolGroup``: one filesystem flush, renames, one directory
+   fsync); only then are they reported spooled (report, log, progress). A
+   failure refuses that batch only: every batch carries its own signature, so
+   the good ones are safe to take.
+6. Custody: after the last group is sealed, a station-signed record of the
+   manifest's batches the spool now holds, spooled too (also after an unplug
+   mid-transfer: the group in progress is sealed first).
 
 USB identifiers are hints: a serial differing from the registered one is
 logged, never decisive. Refusals that point at an attacker (unknown or
@@ -64,11 +68,12 @@ from .errors import (
     TrustError,
     VolumeError,
 )
-from .spool import Spool
+from .spool import Spool, SpoolEntry
+from .spool_group import SpoolGroup
 from .trust import StationTrust
 from .volume_fat import FatExportVolume
 
-__all__ = ["Problem", "Progress", "PullReport", "StationIdentity", "pull"]
+__all__ = ["Grouping", "Problem", "Progress", "PullReport", "StationIdentity", "pull"]
 
 log = structlog.get_logger("usb_ingest.pull")
 
@@ -80,6 +85,14 @@ _SECURITY_CODES = {"unknown-tablet", "tablet-not-in-service", "key-mismatch", "m
 class StationIdentity:
     station_id: str
     signing_key: SigningKey = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    """How many batches / bytes a durability group holds at most (``spool_group_batches``/``_bytes``)."""
+
+    max_batches: int = 128
+    max_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,7 @@ class Progress:
     batches_done: int
     bytes_total: int
     bytes_done: int
+    institution: str | None = None  # of the worker the tablet is issued to (registry snapshot)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +133,7 @@ class PullReport:
     problems: tuple[Problem, ...] = ()
     extra: tuple[str, ...] = ()
     custody_spooled: bool = False
+    institution: str | None = None
 
     @property
     def safe_to_unplug(self) -> bool:
@@ -137,7 +152,8 @@ class _Pull:
 
     def __init__(self, source: str, *, trust: StationTrust, spool: Spool, station: StationIdentity,
                  hints: UsbHints, limits: VolumeLimits, on_progress: Callable[[Progress], None] | None,
-                 should_stop: Callable[[], bool] | None) -> None:
+                 should_stop: Callable[[], bool] | None, grouping: Grouping,
+                 on_sealed: Callable[[int], None] | None = None) -> None:
         self.source = source
         self.trust = trust
         self.spool = spool
@@ -153,6 +169,10 @@ class _Pull:
         self.rejected: list[int] = []
         self.bytes_spooled = 0
         self.manifest: Manifest | None = None
+        self.grouping = grouping
+        self.group: SpoolGroup | None = None
+        self.institution: str | None = None
+        self.on_sealed = on_sealed or (lambda _n: None)
 
     def refuse(self, err: IngestError, *, seq: int | None = None) -> None:
         problem = _problem(err, seq=seq)
@@ -172,6 +192,7 @@ class _Pull:
             manifest_batches=len(m.batches) if m else 0, spooled=tuple(self.spooled), already_held=tuple(self.held),
             already_delivered=tuple(self.delivered), already_rejected=tuple(self.rejected),
             bytes_spooled=self.bytes_spooled, problems=tuple(self.problems), extra=extra, custody_spooled=custody,
+            institution=self.institution,
         )
 
     def verify_manifest(self, volume: FatExportVolume) -> tuple[Manifest, bytes]:
@@ -183,6 +204,7 @@ class _Pull:
             raise ManifestInvalid(f"manifest does not decode ({e.code})", file="MANIFEST.SQM") from e
         snapshot = self.trust.current()
         tablet = self.trust.tablet_for(snapshot, device_id, signer)
+        self.institution = tablet.institution
         try:
             manifest = parse_manifest(raw, tablet.public_key, wire_limits)
         except WireError as e:
@@ -226,11 +248,19 @@ class _Pull:
             raise BatchInvalid(f"batch refused ({e.code})", file=entry.file) from e
         if envelope.header.device_id != device_id or envelope.header.seq != entry.seq:
             raise BatchInvalid("batch header names another device or seq than the manifest", file=entry.file)
-        self.spool.store_batch(device_id, entry.seq, data)
-        self.spooled.append(entry.seq)
-        self.bytes_spooled += len(data)
-        log.info("usb.batch.spooled", device_id=device_id, seq=entry.seq, batch_hash=entry.sha256.hex(),
-                 bytes=len(data))
+        assert self.group is not None
+        self.sealed(self.group.add(device_id, entry.seq, data))
+
+    def sealed(self, entries: list[SpoolEntry]) -> None:
+        """Report batches whose group is durable (never earlier); ``on_sealed`` lets the forwarder start on them
+        while the pull goes on."""
+        for e in entries:
+            self.spooled.append(e.seq)
+            self.bytes_spooled += e.size
+            log.info("usb.batch.spooled", device_id=e.device_id, seq=e.seq, batch_hash=e.batch_hash.hex(),
+                     bytes=e.size)
+        if entries:
+            self.on_sealed(len(entries))
 
     def run(self, source: str | os.PathLike[str] | BinaryIO) -> PullReport:
         try:
@@ -271,9 +301,24 @@ class _Pull:
                 self.refuse(BatchConflict("another batch with this seq was taken before", file=e.file), seq=e.seq)
             else:
                 todo.append(e)
+        self.on_progress(Progress(self.manifest.device_id, len(todo), 0, sum(e.size for e in todo), 0,
+                                  self.institution))
+        with SpoolGroup(self.spool, max_batches=self.grouping.max_batches,
+                        max_bytes=self.grouping.max_bytes) as group:
+            self.group = group
+            try:
+                outcome = self.take_staged(volume, todo, tablet_key)
+            except SpoolError:
+                with contextlib.suppress(SpoolError):  # what was staged before the failure is whole: keep it
+                    self.sealed(group.commit())
+                raise
+            self.sealed(group.commit())  # the last group; also before reporting an unplug
+        return outcome
+
+    def take_staged(self, volume: FatExportVolume, todo: list[ManifestEntry], tablet_key: bytes) -> str:
+        assert self.manifest is not None
         total_bytes = sum(e.size for e in todo)
         done_bytes = 0
-        self.on_progress(Progress(self.manifest.device_id, len(todo), 0, total_bytes, 0))
         for n, e in enumerate(todo, 1):
             if self.should_stop():
                 log.info("usb.pull.stopped", device_id=self.manifest.device_id, remaining=len(todo) - n + 1)
@@ -288,16 +333,19 @@ class _Pull:
             except (VolumeError, ContentRefused) as err:
                 self.refuse(err, seq=e.seq)
             done_bytes += e.size
-            self.on_progress(Progress(self.manifest.device_id, len(todo), n, total_bytes, done_bytes))
+            self.on_progress(Progress(self.manifest.device_id, len(todo), n, total_bytes, done_bytes,
+                                      self.institution))
         return "complete"
 
     def write_custody(self) -> bool:
         m = self.manifest
         if m is None:
             return False
-        held = sorted(set(self.spooled) | set(self.held))
         by_seq = {e.seq: e.sha256 for e in m.batches}
-        batches = [(s, by_seq[s]) for s in held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"]
+        # taken by this pull (pending, or forwarded already while the pull went on), and held from before
+        taken = {s for s in self.spooled if self.spool.state_of(m.device_id, s, by_seq[s]) in ("pending", "delivered")}
+        held = {s for s in self.held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"}
+        batches = [(s, by_seq[s]) for s in sorted(taken | held)]
         if not batches:
             return False
         now = self.trust.clock()
@@ -321,13 +369,16 @@ def pull(
     hints: UsbHints | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    grouping: Grouping | None = None,
+    on_sealed: Callable[[int], None] | None = None,
 ) -> PullReport:
     """Pull one volume (a block device or image file, by path or open binary file). Raises only
     ``SpoolError`` (this machine's fault, e.g. disk full); every fault of the medium or its content is
     in the report."""
     shown = os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "<file>")
     job = _Pull(str(shown), trust=trust, spool=spool, station=station, hints=hints or UsbHints("", "", ""),
-                limits=limits, on_progress=on_progress, should_stop=should_stop)
+                limits=limits, on_progress=on_progress, should_stop=should_stop, grouping=grouping or Grouping(),
+                on_sealed=on_sealed)
     log.info("usb.pull.started", source=job.source)
     try:
         report = job.run(source)

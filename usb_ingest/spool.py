@@ -5,17 +5,19 @@ Layout under ``<state_dir>/spool`` (directories 0700, files 0600)::
     batches/   <device_id>.<seq, 16 digits>.<batch hash, 64 hex>.sqb    one envelope, exactly as verified
     custody/   <device_id>.<pulled_at_ms, 16 digits>.<sha256, 64 hex>.sqc   one station-signed custody record
     rejected/  entries the gateway refused for good, each with <name>.reason.json
+    custody-notes.jsonl   one line per technician action on an entry (``requeue``)
     .tmp-*     in any of them: a write in progress (never a complete-looking name)
 
-and ``<state_dir>/receipts.jsonl``, the append-only receipt log: one JSON line
-per delivered batch (device id, seq, batch hash, receive time, road, the
-receipt in base64).
+and ``<state_dir>/receipts.jsonl``, the receipt log (``receipt_log.py``): one
+JSON line per delivered batch, compacted safely.
 
 Rules:
 
 * A file gets its final name only after temp write -> fsync -> re-read and
   hash check -> rename -> fsync of the directory. A crash at any point leaves
-  either nothing or a ``.tmp-*`` file, which ``open`` removes.
+  either nothing or a ``.tmp-*`` file, which ``open`` removes. The batches of
+  a pull go through ``spool_group.SpoolGroup`` instead: the same steps for a
+  group at a time, with one filesystem flush and one directory fsync (ADR 0007).
 * The directory is the index: a final name is a pending entry, and the name
   carries device, seq and hash (checked again against the bytes when read).
 * A batch leaves ``batches/`` only through ``complete``, which verifies the
@@ -24,6 +26,13 @@ Rules:
   (fsync), then unlinks. A crash between the two is repaired on ``open``.
 * The receipt log lets a re-plugged tablet's already delivered batches be
   recognised without reading them (``state_of``).
+* ``requeue`` moves a rejected entry back to be sent again, once the cause is
+  fixed: the custody note (the entry, its old reason, who, when, why) is
+  appended and fsynced first, then the entry is renamed back and both
+  directories fsynced, then the reason file removed. An entry whose (device,
+  seq) was delivered or is pending meanwhile is not requeued.
+* ``summary`` is what the spool holds per tablet, from the files and the
+  receipt log (``spool_state.py``), never from counters of this process.
 
 Thread-safe: the puller (a worker thread) and the forwarder (the event loop)
 use one ``Spool``.
@@ -32,7 +41,7 @@ use one ``Spool``.
 from __future__ import annotations
 
 import base64
-import contextlib
+import getpass
 import hashlib
 import json
 import os
@@ -49,15 +58,19 @@ from runtime.private_files import make_private_dir, open_private, touch_private
 from wire import parse_receipt
 from wire.errors import WireError
 
-from .errors import BadReceipt, SpoolError
+from .errors import BadReceipt, RequeueRefused, SpoolError
+from .receipt_log import CompactResult, ReceiptLog, fsync_dir
+from .spool_state import BATCH_SUFFIX, CUSTODY_SUFFIX, REASON_SUFFIX, TMP_PREFIX, SpoolSnapshot, snapshot, split_name
 
-__all__ = ["CustodyEntry", "Spool", "SpoolCounts", "SpoolEntry"]
+__all__ = ["CustodyEntry", "RejectedEntry", "Spool", "SpoolCounts", "SpoolEntry"]
 
 log = structlog.get_logger("usb_ingest.spool")
 
-_TMP = ".tmp-"
-_BATCH_SUFFIX = "sqb"
-_CUSTODY_SUFFIX = "sqc"
+_TMP = TMP_PREFIX
+_BATCH_SUFFIX = BATCH_SUFFIX
+_CUSTODY_SUFFIX = CUSTODY_SUFFIX
+_NOTES = "custody-notes.jsonl"
+_MAX_NOTE = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,26 +99,20 @@ class SpoolCounts:
     delivered: int
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+@dataclass(frozen=True, slots=True)
+class RejectedEntry:
+    """An entry in ``rejected/``: ``name`` is its id for ``requeue``; ``reason`` as the refusal recorded it."""
+
+    name: str
+    kind: str  # batch | custody
+    device_id: str
+    number: int  # seq of a batch, pulled_at_ms of a custody record
+    size: int
+    reason: Mapping[str, object]
 
 
-def _split_name(name: str, suffix: str) -> tuple[str, int, bytes] | None:
-    """(device id, number, hash) from ``<device>.<16 digits>.<64 hex>.<suffix>``, else None."""
-    parts = name.rsplit(".", 3)
-    if len(parts) != 4 or parts[3] != suffix or name.startswith("."):
-        return None
-    device_id, number, digest = parts[0], parts[1], parts[2]
-    if len(number) != 16 or not number.isdigit() or len(digest) != 64:
-        return None
-    try:
-        return device_id, int(number), bytes.fromhex(digest)
-    except ValueError:
-        return None
+_fsync_dir = fsync_dir
+_split_name = split_name
 
 
 class Spool:
@@ -119,7 +126,8 @@ class Spool:
         self.receipt_log = receipt_log
         self._min_free = min_free_bytes
         self._lock = threading.Lock()
-        self._delivered: dict[tuple[str, int], bytes] = {}
+        self._receipts = ReceiptLog(receipt_log)
+        self._delivered: dict[tuple[str, int], bytes] = self._receipts.index
         self._pending: dict[tuple[str, int], bytes] = {}
 
     @classmethod
@@ -150,45 +158,19 @@ class Spool:
     # ---- receipt log ------------------------------------------------------------------------
 
     def _load_receipt_log(self) -> None:
-        try:
-            data = self.receipt_log.read_bytes()
-        except FileNotFoundError:
-            return
-        if data and not data.endswith(b"\n"):
-            # A torn last line from a crash during append: that receipt was never acted on
-            # (the entry is still spooled and will be sent again, and answered as a duplicate).
-            keep = data.rfind(b"\n") + 1
-            with self.receipt_log.open("r+b") as fh:
-                fh.truncate(keep)
-                os.fsync(fh.fileno())
-            log.warning("usb.receipts.torn_line_dropped", bytes=len(data) - keep)
-            data = data[:keep]
-        for number, line in enumerate(data.splitlines(), 1):
-            try:
-                row = json.loads(line)
-                key = (str(row["device_id"]), int(row["seq"]))
-                self._delivered[key] = bytes.fromhex(row["batch_hash"])
-            except (ValueError, KeyError, TypeError):
-                log.error("usb.receipts.bad_line", line=number)
+        self._receipts = ReceiptLog.load(self.receipt_log)
+        self._delivered = self._receipts.index
 
     def _append_receipt(self, row: dict[str, object]) -> None:
-        line = json.dumps(row, sort_keys=True, separators=(",", ":")).encode("ascii") + b"\n"
-        fd = open_private(self.receipt_log, os.O_WRONLY | os.O_APPEND)
+        self._receipts.append(row)
+
+    def compact_receipts(self, *, now_ms: int, keep_receipts_ms: int, force: bool = True) -> CompactResult | None:
+        """Compact ``receipts.jsonl`` (``ReceiptLog.compact``) while no receipt is appended."""
         try:
-            end = os.fstat(fd).st_size
-            try:
-                view = memoryview(line)
-                while view:  # a short write (disk full) continues; the next write raises ENOSPC
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            except OSError:
-                # the line may be partial or not durable: take it back; the batch stays pending and is resent
-                with contextlib.suppress(OSError):
-                    os.ftruncate(fd, end)
-                    os.fsync(fd)
-                raise
-        finally:
-            os.close(fd)
+            with self._lock:
+                return self._receipts.compact(now_ms=now_ms, keep_receipts_ms=keep_receipts_ms, force=force)
+        except OSError as e:
+            raise SpoolError("cannot compact the receipt log", path=str(self.receipt_log), error=e.strerror) from e
 
     def _reconcile(self) -> None:
         """Index the pending entries; drop those the log already covers (crash between append and unlink)."""
@@ -235,6 +217,16 @@ class Spool:
         with self._lock:
             self._pending[(device_id, seq)] = batch_hash
         return SpoolEntry(device_id, seq, batch_hash, path, len(envelope))
+
+    @property
+    def min_free_bytes(self) -> int:
+        return self._min_free
+
+    def index_pending(self, device_id: str, seq: int, batch_hash: bytes, path: Path, size: int) -> SpoolEntry:
+        """Record a batch made durable under its final name (by ``SpoolGroup``) as pending."""
+        with self._lock:
+            self._pending[(device_id, seq)] = batch_hash
+        return SpoolEntry(device_id, seq, batch_hash, path, size)
 
     def store_custody(self, record: bytes, *, device_id: str, pulled_at_ms: int) -> CustodyEntry:
         digest = hashlib.sha256(record).digest()
@@ -305,6 +297,12 @@ class Spool:
             delivered=delivered,
         )
 
+    def summary(self) -> SpoolSnapshot:
+        """Per tablet: pending (count, bytes, oldest), forwarded, rejected - from the files and the receipt log."""
+        with self._lock:
+            forwarded = self._receipts.per_device()
+        return snapshot(self.root, forwarded)
+
     # ---- leaving the spool --------------------------------------------------------------------
 
     def complete(self, entry: SpoolEntry, receipt: bytes, gateway_keys: Mapping[bytes, bytes]) -> None:
@@ -326,8 +324,7 @@ class Spool:
         }
         try:
             with self._lock:
-                self._append_receipt(row)
-                self._delivered[(r.device_id, r.seq)] = r.batch_hash
+                self._receipts.append(row)
                 self._pending.pop((r.device_id, r.seq), None)
             entry.path.unlink(missing_ok=True)
             _fsync_dir(self.batches_dir)
@@ -357,3 +354,80 @@ class Spool:
             with self._lock:
                 self._pending.pop((entry.device_id, entry.seq), None)
         return target
+
+    # ---- back from rejected/ ------------------------------------------------------------------
+
+    def rejected_entries(self) -> list[RejectedEntry]:
+        """The entries in ``rejected/``, oldest device/number first, each with its recorded reason."""
+        out = []
+        for p in self.rejected_dir.iterdir():
+            kind = "batch" if p.name.endswith(f".{_BATCH_SUFFIX}") else "custody"
+            parts = _split_name(p.name, _BATCH_SUFFIX if kind == "batch" else _CUSTODY_SUFFIX)
+            if parts is None:
+                continue
+            try:
+                size = p.stat().st_size
+                reason = json.loads((self.rejected_dir / f"{p.name}{REASON_SUFFIX}").read_bytes()[:65536])
+            except FileNotFoundError:
+                reason = {}
+            except ValueError:
+                reason = {"unreadable": True}
+            out.append(RejectedEntry(p.name, kind, parts[0], parts[1], size,
+                                     reason if isinstance(reason, dict) else {"unreadable": True}))
+        return sorted(out, key=lambda e: (e.device_id, e.number, e.name))
+
+    def _append_note(self, row: dict[str, object]) -> None:
+        line = json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
+        fd = open_private(self.root / _NOTES, os.O_WRONLY | os.O_APPEND)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def requeue(self, name: str, *, note: str, now_ms: int, by: str | None = None) -> RejectedEntry:
+        """Move the rejected entry ``name`` back to be forwarded again, after a durable custody note.
+
+        ``RequeueRefused`` if there is no such entry, or its (device, seq) was delivered or is pending
+        meanwhile (nothing is changed then)."""
+        entry = next((e for e in self.rejected_entries() if e.name == name), None)
+        if entry is None:
+            raise RequeueRefused("no rejected entry with this id (see `requeue --list`)", entry=name[:200])
+        if entry.kind == "batch":
+            key = (entry.device_id, entry.number)
+            with self._lock:
+                if key in self._delivered:
+                    raise RequeueRefused("this batch was delivered meanwhile; nothing to send", entry=name)
+                if key in self._pending:
+                    raise RequeueRefused("a batch with this seq is pending already", entry=name)
+        target_dir = self.batches_dir if entry.kind == "batch" else self.custody_dir
+        source = self.rejected_dir / name
+        try:
+            self._append_note({
+                "action": "requeue", "at_ms": now_ms, "entry": name, "kind": entry.kind,
+                "device_id": entry.device_id, "number": entry.number, "reason": dict(entry.reason),
+                "note": note[:_MAX_NOTE], "by": by if by is not None else _user(),
+            })
+            os.rename(source, target_dir / name)
+            _fsync_dir(target_dir)
+            _fsync_dir(self.rejected_dir)
+            (self.rejected_dir / f"{name}{REASON_SUFFIX}").unlink(missing_ok=True)
+            _fsync_dir(self.rejected_dir)
+        except OSError as e:
+            raise SpoolError("cannot requeue a rejected entry", path=str(source), error=e.strerror) from e
+        parts = _split_name(name, _BATCH_SUFFIX)
+        if parts is not None:
+            with self._lock:
+                self._pending[(parts[0], parts[1])] = parts[2]
+        log.info("usb.spool.requeued", entry=name, kind=entry.kind, device_id=entry.device_id,
+                 number=entry.number, reason_code=entry.reason.get("code"))
+        return entry
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"

@@ -12,7 +12,7 @@ import contextlib
 import fcntl
 import os
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import structlog
@@ -25,13 +25,13 @@ from wire import UsbHints
 from .config import IngestConfig
 from .errors import SpoolError, StateLocked, StationSetupError
 from .gateway_client import GatewayClient
-from .puller import PullReport, StationIdentity, pull
+from .puller import Grouping, PullReport, StationIdentity, pull
 from .spool import Spool
 from .station_text import StationText
 from .status import StatusBoard
 from .trust import StationTrust, wall_clock_ms
 
-__all__ = ["Station"]
+__all__ = ["Station", "locked_spool"]
 
 log = structlog.get_logger("usb_ingest.station")
 
@@ -50,6 +50,16 @@ def _lock_state_dir(config: IngestConfig) -> int:
         raise StateLocked("another sanaq-usb-ingest process uses this state directory",
                           path=str(config.state_dir)) from e
     return fd
+
+
+@contextlib.contextmanager
+def locked_spool(config: IngestConfig) -> Iterator[Spool]:
+    """The spool alone, under the state directory's lock (technician commands: ``requeue``, ``compact``)."""
+    lock_fd = _lock_state_dir(config)
+    try:
+        yield Spool.open(config.spool_dir, config.receipt_log_path, min_free_bytes=config.spool_min_free_bytes)
+    finally:
+        os.close(lock_fd)
 
 
 @dataclass
@@ -75,6 +85,7 @@ class Station:
         lock_fd = _lock_state_dir(config)
         try:
             spool = Spool.open(config.spool_dir, config.receipt_log_path, min_free_bytes=config.spool_min_free_bytes)
+            spool.compact_receipts(now_ms=clock(), keep_receipts_ms=config.receipt_keep_ms, force=False)
             trust = StationTrust.open(config.snapshot_path, bundle, clock=clock)
         except BaseException:
             os.close(lock_fd)
@@ -108,19 +119,22 @@ class Station:
     def refresh_status(self) -> None:
         self.board.set_trust(self.trust.state())
         try:
-            self.board.set_spool(self.spool.counts())
+            self.board.set_spool(self.spool.counts(), self.spool.summary())
         except OSError as e:
             log.error("usb.spool.unreadable", error=e.strerror)
 
     def pull_volume(self, source: str, *, devnode: str | None = None, hints: UsbHints | None = None,
-                    should_stop: Callable[[], bool] | None = None) -> PullReport:
+                    should_stop: Callable[[], bool] | None = None,
+                    on_sealed: Callable[[int], None] | None = None) -> PullReport:
         """One pull with the status board kept up to date (blocking: run it in a worker thread)."""
         shown = devnode or str(source)
         self.board.device_started(shown, hints.serial if hints else None)
         try:
             report = pull(source, trust=self.trust, spool=self.spool, station=self.identity,
                           limits=self.config.limits, hints=hints,
-                          on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop)
+                          on_progress=lambda p: self.board.device_progress(shown, p), should_stop=should_stop,
+                          grouping=Grouping(self.config.spool_group_batches, self.config.spool_group_bytes),
+                          on_sealed=on_sealed)
         except SpoolError as e:
             log.error("usb.spool.failed", error=str(e))
             self.board.device_failed(shown, self.board.text.gettext(

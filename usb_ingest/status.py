@@ -29,10 +29,11 @@ from typing import Any
 
 from .puller import Progress, PullReport
 from .spool import SpoolCounts
+from .spool_state import SpoolSnapshot, TabletSpool
 from .station_text import StationText
 from .trust import TrustState
 
-__all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message"]
+__all__ = ["DeviceView", "StatusBoard", "StatusView", "read_status", "unplug_message", "with_spool"]
 
 _PROGRESS_INTERVAL_S = 0.2
 STATUS_MODE = 0o640
@@ -44,6 +45,7 @@ class DeviceView:
     state: str  # reading | done | refused | interrupted
     message: str
     device_id: str | None = None
+    institution: str | None = None
     serial: str | None = None
     batches_total: int = 0
     batches_done: int = 0
@@ -72,6 +74,7 @@ class StatusView:
     custody_pending: int = 0
     rejected: int = 0
     delivered: int = 0
+    tablets: tuple[TabletSpool, ...] = ()  # the spool per tablet, read from disk at the last update
     forward_state: str = "idle"  # idle | sending | waiting | blocked
     forward_next_retry_ms: int | None = None
     last_delivery_ms: int | None = None
@@ -85,11 +88,12 @@ class StatusView:
         """Strict: unknown or mistyped members raise ``ValueError``."""
         if not isinstance(data, dict):
             raise ValueError("status is not a JSON object")
-        devices = data.get("devices", [])
-        if not isinstance(devices, list):
-            raise ValueError("status devices is not a list")
-        view: StatusView = _build(cls, {**data, "devices": ()})
-        return replace(view, devices=tuple(_build(DeviceView, d) for d in devices))
+        devices, tablets = data.get("devices", []), data.get("tablets", [])
+        if not isinstance(devices, list) or not isinstance(tablets, list):
+            raise ValueError("status devices or tablets is not a list")
+        view: StatusView = _build(cls, {**data, "devices": (), "tablets": ()})
+        return replace(view, devices=tuple(_build(DeviceView, d) for d in devices),
+                       tablets=tuple(_build(TabletSpool, t) for t in tablets))
 
 
 def _build(cls: Any, data: object) -> Any:
@@ -104,7 +108,7 @@ def _build(cls: Any, data: object) -> Any:
     if missing:
         raise ValueError(f"missing status members: {missing}")
     for name, value in data.items():
-        if name == "devices":
+        if name in ("devices", "tablets"):
             continue
         kind = str(names[name].type)
         ok = (
@@ -123,11 +127,28 @@ def read_status(path: Path) -> StatusView:
     return StatusView.from_json(json.loads(path.read_bytes()[: 4 * 1024 * 1024]))
 
 
+def with_spool(view: StatusView, spool: SpoolSnapshot) -> StatusView:
+    """``view`` with its spool part replaced by ``spool`` (read from disk just now by ``status``)."""
+    return replace(view, tablets=spool.tablets, spool_pending=spool.pending, spool_pending_bytes=spool.pending_bytes,
+                   custody_pending=spool.custody_pending, delivered=spool.forwarded,
+                   rejected=spool.rejected)
+
+
+def _who(device_id: str | None, institution: str | None, t: StationText) -> str:
+    """The tablet as the technician should name it: device id and the worker's institution."""
+    if device_id is None:
+        # TRANSLATORS: stands for a tablet whose device id could not be read
+        return t.gettext("this device")
+    if not institution:
+        return device_id
+    # TRANSLATORS: a tablet named by its device id and the worker's institution code (GLOSSARY: institution)
+    return t.gettext("%(tablet)s (institution %(code)s)", tablet=device_id, code=institution)
+
+
 def unplug_message(report: PullReport, text: StationText | None = None) -> tuple[str, str]:
     """(state, plain message for the technician, in ``text``'s language) once a pull has ended."""
     t = text or StationText("en")
-    # TRANSLATORS: stands for a tablet whose device id could not be read
-    who = report.device_id or t.gettext("this device")
+    who = _who(report.device_id, report.institution, t)
     stored = len(report.spooled) + len(report.already_held) + len(report.already_delivered)
     if report.outcome == "interrupted":
         return "interrupted", t.ngettext(
@@ -214,15 +235,17 @@ class StatusBoard:
                          bytes_done=0, message=self.text.gettext("Reading the tablet. Do not unplug it."))
 
     def device_progress(self, devnode: str, progress: Progress) -> None:
+        who = _who(progress.device_id, progress.institution, self.text)
         self._set_device(devnode, throttle=progress.batches_done not in (0, progress.batches_total),
-                         device_id=progress.device_id, batches_total=progress.batches_total,
-                         batches_done=progress.batches_done, bytes_total=progress.bytes_total,
-                         bytes_done=progress.bytes_done)
+                         device_id=progress.device_id, institution=progress.institution,
+                         batches_total=progress.batches_total, batches_done=progress.batches_done,
+                         bytes_total=progress.bytes_total, bytes_done=progress.bytes_done,
+                         message=self.text.gettext("Reading %(tablet)s. Do not unplug it.", tablet=who))
 
     def device_finished(self, devnode: str, report: PullReport) -> None:
         state, message = unplug_message(report, self.text)
         self._set_device(devnode, state=state, message=message, device_id=report.device_id,
-                         verified=len(report.spooled), refused=len(report.problems),
+                         institution=report.institution, verified=len(report.spooled), refused=len(report.problems),
                          skipped=len(report.already_held) + len(report.already_delivered))
         last_error = f"{report.problems[0].code}: {report.problems[0].message}" if report.problems else None
         self._mutate(lambda v: replace(
@@ -251,9 +274,11 @@ class StatusBoard:
         self._update(trust_state=state.state, trust_version=state.version,
                      trust_expires_at_ms=state.expires_at_ms, alarm=alarm)
 
-    def set_spool(self, counts: SpoolCounts) -> None:
+    def set_spool(self, counts: SpoolCounts, tablets: SpoolSnapshot | None = None) -> None:
+        changes: dict[str, Any] = {"tablets": tablets.tablets} if tablets is not None else {}
         self._update(spool_pending=counts.pending, spool_pending_bytes=counts.pending_bytes,
-                     custody_pending=counts.custody, rejected=counts.rejected, delivered=counts.delivered)
+                     custody_pending=counts.custody, rejected=counts.rejected, delivered=counts.delivered,
+                     **changes)
 
     def set_forward(self, state: str, *, next_retry_ms: int | None = None, error: str | None = None,
                     delivered_at_ms: int | None = None) -> None:

@@ -31,7 +31,7 @@ class StaffConfig:
     # attempt (login_delay_base_s, 2x, 4x ... at most login_delay_max_s); a pair that stays quiet
     # for login_window_s after its wait starts afresh. Per username from all addresses,
     # login_user_ceiling failures within login_ceiling_window_s lock the account until the window
-    # passes or an admin clears it (`python -m gateway.staff unlock-user`, or the Accounts page).
+    # passes or an admin clears it (`sanaq-gateway staff unlock-user`, or the Accounts page).
     login_window_s: int = 900
     login_free_failures: int = 5
     login_delay_base_s: int = 2

@@ -14,7 +14,7 @@ Two rules, both kept in staff.db:
 2. **Per username, from all addresses**: ``login_user_ceiling`` failures
    within ``login_ceiling_window_s`` lock the username (``RateLimited`` with
    ``locked=True``) until the window passes or an administrator clears it
-   (``python -m gateway.staff unlock-user`` or the Accounts page). This caps
+   (``sanaq-gateway staff unlock-user`` or the Accounts page). This caps
    a guessing campaign spread over many addresses; it is the one rule an
    attacker can use to lock an account, and it takes many addresses and hours.
 

@@ -65,5 +65,5 @@ def test_settle_time(concurrency: int, rate: float, expected: float) -> None:
 
 
 def test_report_renders_without_results() -> None:
-    page = render({}, "quick")
-    assert page.startswith("# Benchmarks") and "| CPUs (nproc) |" in page
+    page = render({})
+    assert page.startswith("# Benchmarks") and "| result | mode | source |" in page

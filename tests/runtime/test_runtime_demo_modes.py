@@ -19,7 +19,7 @@ from pathlib import Path
 from usb_ingest.status import STATUS_MODE
 
 REPO = Path(__file__).resolve().parents[2]
-PUBLIC = (".pub", ".crt", ".snapshot", "provisioning.json", "authority.json", "gateway.json")
+PUBLIC = (".pub", ".crt", ".snapshot", "provisioning.json", "authority.json", "gateway.json", "certificate-key.doc")
 
 
 def test_demo_run_is_private_under_umask_000(tmp_path: Path) -> None:
@@ -29,6 +29,12 @@ def test_demo_run_is_private_under_umask_000(tmp_path: Path) -> None:
                           timeout=300, check=False, preexec_fn=lambda: os.umask(0))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (run / "gateway-state" / "census.db").exists()
+    # the one count and the certificates (issue 17, item 6), as the demo prints them
+    assert "review cases: 1\n" in done.stdout
+    assert "AL-000001/00001: answered online and interviewed on a tablet, 1 person counted" in done.stdout
+    pdfs = sorted((run / "certificates").glob("certificates-*.pdf"))
+    assert [p.name for p in pdfs] == [f"certificates-AL-00000{n}.pdf" for n in (1, 2, 3)]
+    assert all(p.read_bytes().startswith(b"%PDF") for p in pdfs)
     loose = {}
     for path in [run, *run.rglob("*")]:
         mode = stat.S_IMODE(path.lstat().st_mode)

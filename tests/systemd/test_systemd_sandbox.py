@@ -119,6 +119,11 @@ label = fat.bpb_header["BS_VolLab"].decode("ascii")
 fat.parse_root_dir()
 fat.close()
 ssl.create_default_context()
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)  # the spool's group flush (ADR 0007): syncfs(2) must be allowed
+fd = os.open({str(tmp_path)!r}, os.O_RDONLY | os.O_DIRECTORY)
+assert libc.syncfs(fd) == 0, ctypes.get_errno()
+os.close(fd)
 print("ok", label.strip())
 """
     done = run_sandboxed(INGEST_UNIT, syscall_groups, code)

@@ -97,9 +97,16 @@ def test_a_stopped_pull_keeps_what_is_complete_and_the_next_one_finishes(
 ) -> None:
     image = tmp_path / "tab1.img"
     export(env, image, "TAB-0001", SEQS)
-    first = station.pull_volume(str(image), should_stop=lambda: len(station.spool.pending_batches()) >= 2)
+    asked: list[int] = []
+
+    def stop_after_two() -> bool:  # asked before each batch: two are staged, then the pull is stopped
+        asked.append(len(station.spool.pending_batches()))
+        return len(asked) > 2
+
+    first = station.pull_volume(str(image), should_stop=stop_after_two)
     assert first.outcome == "interrupted"
-    assert first.spooled == (1, 2)
+    assert asked == [0, 0, 0]  # staged batches are not spooled before their group is sealed
+    assert first.spooled == (1, 2)  # ... which the stop does before it reports
     assert not first.safe_to_unplug
     assert station.board.view.devices[0].state == "interrupted"
     assert len(station.spool.pending_custody()) == 1  # custody for what was taken
