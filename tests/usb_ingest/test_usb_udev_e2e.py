@@ -221,6 +221,7 @@ async def road(usb_bed: UmockdevBed, enrolled: Enrolled, tmp_path: Path) -> Asyn
     config.write_text(
         f'station_bundle = "{enrolled.station_dir}"\ngateway_url = "{gateway.url}"\n'
         f'state_dir = "{tmp_path / "state"}"\nspool_min_free_bytes = 0\nlog_level = "info"\n'
+        'language = "en"\n'  # the technician's messages are read in English here; test_l10n_station reads kk
         "[forward]\ninitial_backoff_s = 0.05\nmax_backoff_s = 0.5\nidle_poll_s = 1.0\n"
     )
     r = Road(usb_bed, enrolled, gateway, tmp_path / "state", config, tmp_path)
