@@ -214,7 +214,7 @@ async def post_revoke(request: web.Request, staffed: Staffed, institution: str) 
     entry_id = form["entry_id"]
     try:
         if not entry_id.startswith(institution + "/"):
-            raise StaffInputError("not of this institution", field="entry_id")
+            raise StaffInputError(N_("not of this institution"), field="entry_id")
         await state.db.run(lambda c: revoke_code(c, user, entry_id, now_ms=now))
     except StaffInputError as e:
         return await _institution_page(request, staffed, institution, error=f"{e.field}: {e}", form=form)
