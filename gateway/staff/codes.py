@@ -134,6 +134,7 @@ def _check_issue(institution_kind: str, worker_id: str, kinds: tuple[str, ...]) 
     if institution_kind not in kinds:
         raise StaffInputError(N_("choose one of the census sheet's institution kinds"), field="institution_kind")
     if not _WORKER.fullmatch(worker_id):
+        # TRANSLATORS: the responsible worker's id printed on the access-code slip
         raise StaffInputError(N_("worker id: 1-64 letters, digits, dots, hyphens or underscores"), field="worker_id")
 
 

@@ -148,6 +148,7 @@ def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet:
 def decide(conn: sqlite3.Connection, case: ReviewCaseRow, decision: str, *, user_id: int, now_ms: int) -> Decision:
     """Record one staff decision on ``case`` (which must carry both bodies); a case is decided once."""
     if decision not in DECISIONS:
+        # TRANSLATORS: keep-first, keep-second and different are the form's values: keep them in Latin letters
         raise StaffInputError(N_("decision must be keep-first, keep-second or different"), field="decision")
     code = case.institution_code
     with transaction(conn):
@@ -292,6 +293,7 @@ def decide_match(
 ) -> MatchDecision:
     """Record whether an off-list sheet is the listed person (``same-person``) or not (the list gains its entry)."""
     if decision not in MATCH_DECISIONS:
+        # TRANSLATORS: same-person and different are the form's values: keep them in Latin letters
         raise StaffInputError(N_("decision must be same-person or different"), field="decision")
     sheet = (match.counted.batch_id, match.counted.index)
     with transaction(conn):

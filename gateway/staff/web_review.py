@@ -148,4 +148,6 @@ def _not_decided(request: web.Request, staffed: Staffed, error: StaffInputError)
     """The refusal of a review decision in the reader's language."""
     state = request.app[STAFF]
     lang = language_of(request, staffed.session, state.config)
-    return state.views.gettext(lang, N_("Not decided: %(reason)s"), reason=state.views.error_text(lang, error))
+    # TRANSLATORS: a review decision was refused; reason is the refusal, already translated
+    refused = N_("Not decided: %(reason)s")
+    return state.views.gettext(lang, refused, reason=state.views.error_text(lang, error))
