@@ -35,6 +35,7 @@ from pathlib import Path
 from keys.access_codes import code_hash, mint_code
 from keys.files import atomic_write
 from keys.slips import Slip
+from l10n import N_
 from wire import AccessCodeChange
 
 from .accounts import StaffUser, write_audit
@@ -116,11 +117,11 @@ def set_institutions(conn: sqlite3.Connection, username: str, codes: list[str], 
     """Bind an account to institutions (replacing its bindings): it becomes their responsible worker."""
     for code in codes:
         if not _CODE.fullmatch(code):
-            raise StaffInputError("institution code must look like AB-123456", field="institution")
+            raise StaffInputError(N_("institution code must look like AB-123456"), field="institution")
     with transaction(conn):
         row = conn.execute("SELECT id FROM users WHERE username = ?", (username,)).fetchone()
         if row is None:
-            raise StaffInputError("no such user", field="username")
+            raise StaffInputError(N_("no such user"), field="username")
         conn.execute("DELETE FROM user_institutions WHERE user_id = ?", (row[0],))
         conn.executemany("INSERT INTO user_institutions VALUES (?, ?)", [(row[0], c) for c in sorted(set(codes))])
         write_audit(conn, now_ms, None, "user.institutions", username=username, institutions=sorted(set(codes)))
@@ -131,9 +132,10 @@ def set_institutions(conn: sqlite3.Connection, username: str, codes: list[str], 
 
 def _check_issue(institution_kind: str, worker_id: str, kinds: tuple[str, ...]) -> None:
     if institution_kind not in kinds:
-        raise StaffInputError("choose one of the census sheet's institution kinds", field="institution_kind")
+        raise StaffInputError(N_("choose one of the census sheet's institution kinds"), field="institution_kind")
     if not _WORKER.fullmatch(worker_id):
-        raise StaffInputError("worker id: 1-64 letters, digits, dots, hyphens or underscores", field="worker_id")
+        # TRANSLATORS: the responsible worker's id printed on the access-code slip
+        raise StaffInputError(N_("worker id: 1-64 letters, digits, dots, hyphens or underscores"), field="worker_id")
 
 
 def _next_version(conn: sqlite3.Connection) -> int:
@@ -215,10 +217,10 @@ def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institu
     _check_issue(institution_kind, worker_id, kinds)
     with transaction(conn):
         if not can_act_for(conn, user, institution_code):
-            raise StaffInputError("you are not a responsible worker of this institution", field="institution")
+            raise StaffInputError(N_("you are not a responsible worker of this institution"), field="institution")
         entries = _entries(conn, institution_code)
         if not entries:
-            raise StaffInputError("no list is held for this institution", field="institution")
+            raise StaffInputError(N_("no list is held for this institution"), field="institution")
         have = _covered(conn, institution_code)
         slips = []
         for group in _groups(entries):
@@ -227,7 +229,7 @@ def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institu
                 slips.append(_insert_code(conn, pepper, todo, institution_kind=institution_kind, worker_id=worker_id,
                                           user_id=user.id, now_ms=now_ms))
         if not slips:
-            raise StaffInputError("every entry of this list already has an active code", field="institution")
+            raise StaffInputError(N_("every entry of this list already has an active code"), field="institution")
         write_audit(conn, now_ms, user.id, "codes.minted", institution=institution_code, codes=len(slips))
         pdf = render(institution_code, slips)
     return Minted(institution_code, tuple(slips), len(entries) - len(have)), pdf
@@ -235,13 +237,13 @@ def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institu
 
 def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> tuple[ListEntry, str]:
     if not _ENTRY.fullmatch(entry_id):
-        raise StaffInputError("entry id must look like AB-123456/00042", field="entry_id")
+        raise StaffInputError(N_("entry id must look like AB-123456/00042"), field="entry_id")
     institution = entry_id.split("/", 1)[0]
     if not can_act_for(conn, user, institution):
-        raise StaffInputError("you are not a responsible worker of this institution", field="entry_id")
+        raise StaffInputError(N_("you are not a responsible worker of this institution"), field="entry_id")
     found = _entries(conn, institution, entry_id)
     if not found:
-        raise StaffInputError("no such entry on the held list", field="entry_id")
+        raise StaffInputError(N_("no such entry on the held list"), field="entry_id")
     return found[0]
 
 
@@ -261,7 +263,7 @@ def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now
     with transaction(conn):
         _entry_checked(conn, user, entry_id)
         if _revoke_covering(conn, entry_id, now_ms) == 0:
-            raise StaffInputError("this entry has no active code", field="entry_id")
+            raise StaffInputError(N_("this entry has no active code"), field="entry_id")
         write_audit(conn, now_ms, user.id, "codes.revoked", entry_id=entry_id)
 
 
@@ -315,22 +317,22 @@ def register_resident(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, 
     except ValueError:
         birth = None
     if birth is None:
-        raise StaffInputError("not a YYYY-MM-DD date", field="birth_date")
+        raise StaffInputError(N_("not a YYYY-MM-DD date"), field="birth_date")
     with transaction(conn):
         if not can_act_for(conn, user, institution_code):
-            raise StaffInputError("you are not a responsible worker of this institution", field="institution")
+            raise StaffInputError(N_("you are not a responsible worker of this institution"), field="institution")
         held = conn.execute("SELECT list_date FROM respondent_lists WHERE institution_code = ?",
                             (institution_code,)).fetchone()
         if held is None:
-            raise StaffInputError("no list is held for this institution", field="institution")
+            raise StaffInputError(N_("no list is held for this institution"), field="institution")
         if not _EARLIEST_BIRTH <= birth <= date.fromtimestamp(now_ms / 1000):
-            raise StaffInputError("birth date in the future or before 1880", field="birth_date")
+            raise StaffInputError(N_("birth date in the future or before 1880"), field="birth_date")
         top = conn.execute(
             "SELECT MAX(entry_id) FROM respondent_entries WHERE institution_code = ? AND entry_id >= ?",
             (institution_code, f"{institution_code}/{ADDITION_FIRST:05d}")).fetchone()[0]
         number = int(top.rsplit("/", 1)[1]) + 1 if top else ADDITION_FIRST
         if number > _ADDITION_LAST:
-            raise StaffInputError("this institution has no addition numbers left", field="institution")
+            raise StaffInputError(N_("this institution has no addition numbers left"), field="institution")
         entry = ListEntry(institution_code, f"{institution_code}/{number:05d}", surname, given, patronymic,
                           birth.isoformat())
         conn.execute(

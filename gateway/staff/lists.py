@@ -349,7 +349,9 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
             if row.household:
                 members = household_sizes.get((row.institution_code, row.household), 0) + 1
                 if members > MAX_HOUSEHOLD:
-                    rejected.append(RejectedRow(start, "household", f"more than {MAX_HOUSEHOLD} members"))
+                    rejected.append(
+                        RejectedRow(start, "household", N_("more than %(n)s members"), {"n": MAX_HOUSEHOLD})
+                    )
                     continue
                 household_sizes[(row.institution_code, row.household)] = members
             seen_entries.add(row.entry_id)

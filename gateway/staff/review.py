@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
 from gateway.person_key import person_key
+from l10n import N_
 
 from .accounts import write_audit
 from .db import transaction
@@ -114,7 +115,9 @@ def _person(sheet: CaseSheet) -> dict[str, str]:
 def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet: CaseSheet) -> str:
     """Add the second sheet's person to ``code``'s list (as ``entry_id``, or the next free number)."""
     if conn.execute("SELECT 1 FROM respondent_lists WHERE institution_code = ?", (code,)).fetchone() is None:
-        raise StaffInputError(f"no respondent list is held for {code}: import it first", field="decision")
+        raise StaffInputError(
+            N_("no respondent list is held for %(institution)s: import it first"), field="decision", institution=code
+        )
     if entry_id is None:
         numbers = [
             int(e.rsplit("/", 1)[1])
@@ -124,10 +127,11 @@ def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet:
         numbers += [int(str(e).rsplit("/", 1)[1]) for (e,) in held if e]
         entry_id = f"{code}/{max(numbers, default=0) + 1:05d}"
         if int(entry_id.rsplit("/", 1)[1]) > 99_999:
-            raise StaffInputError(f"{code}'s list has no free entry number left", field="decision")
+            raise StaffInputError(N_("the list of %(institution)s has no free entry number left"), field="decision",
+                                  institution=code)
     person = _person(sheet)
     if not {"surname", "given_name", "birth_date"} <= person.keys():
-        raise StaffInputError("the second sheet names no person to add to the list", field="decision")
+        raise StaffInputError(N_("the second sheet names no person to add to the list"), field="decision")
     conn.execute(
         "INSERT INTO respondent_entries (institution_code, entry_id, surname, given_name, patronymic, birth_date)"
         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -144,11 +148,12 @@ def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet:
 def decide(conn: sqlite3.Connection, case: ReviewCaseRow, decision: str, *, user_id: int, now_ms: int) -> Decision:
     """Record one staff decision on ``case`` (which must carry both bodies); a case is decided once."""
     if decision not in DECISIONS:
-        raise StaffInputError("decision must be keep-first, keep-second or different", field="decision")
+        # TRANSLATORS: keep-first, keep-second and different are the form's values: keep them in Latin letters
+        raise StaffInputError(N_("decision must be keep-first, keep-second or different"), field="decision")
     code = case.institution_code
     with transaction(conn):
         if conn.execute("SELECT 1 FROM review_decisions WHERE case_id = ?", (case.id,)).fetchone() is not None:
-            raise StaffInputError(f"case {case.id} is already decided", field="decision")
+            raise StaffInputError(N_("case %(case)s is already decided"), field="decision", case=case.id)
         new_entry: str | None = None
         if decision == "different":
             if case.kind == "same-entry":
@@ -288,12 +293,13 @@ def decide_match(
 ) -> MatchDecision:
     """Record whether an off-list sheet is the listed person (``same-person``) or not (the list gains its entry)."""
     if decision not in MATCH_DECISIONS:
-        raise StaffInputError("decision must be same-person or different", field="decision")
+        # TRANSLATORS: same-person and different are the form's values: keep them in Latin letters
+        raise StaffInputError(N_("decision must be same-person or different"), field="decision")
     sheet = (match.counted.batch_id, match.counted.index)
     with transaction(conn):
         held = conn.execute("SELECT 1 FROM list_match_decisions WHERE batch_id = ? AND idx = ?", sheet).fetchone()
         if held is not None:
-            raise StaffInputError("this sheet is already decided", field="decision")
+            raise StaffInputError(N_("this sheet is already decided"), field="decision")
         if decision == "different":
             stand_in = CaseSheet(
                 sheet[0],

@@ -24,6 +24,7 @@ from aiohttp import web
 from keys.certificate_pdf import PrintedCertificate, render_certificates_pdf
 from keys.certificates import CertificateIssuer, certificate_day, certificate_road, certificate_subject
 from keys.errors import KeysError
+from l10n import N_
 from wire.errors import WireError
 
 from .queries import CertifiableSheet
@@ -83,17 +84,18 @@ async def get_certificates_pdf(request: web.Request, staffed: Staffed) -> web.St
     if certs is None:
         return _unavailable(state, staffed)
     if not _INSTITUTION.fullmatch(institution):
-        return state.views.message("No such institution", "An institution code is 1-64 letters, digits, "
-                                   ". _ or -.", status=400, session=staffed.session)
+        return state.views.message(N_("No such institution"), N_("An institution code is 1-64 letters, digits, "
+                                   ". _ or -."), status=400, session=staffed.session)
     limit = state.config.certificates_per_pdf
     rows = await state.queries.certifiable_sheets(institution, limit + 1)
     if not rows:
-        return state.views.message("No certificates", f"No sheet of institution {institution} is stored yet.",
-                                   status=404, session=staffed.session)
+        return state.views.message(N_("No certificates"), N_("No sheet of institution %(institution)s is stored yet."),
+                                   status=404, session=staffed.session, institution=institution)
     if len(rows) > limit:
-        return state.views.message("Too many certificates", f"Institution {institution} has more than {limit} "
-                                   "respondents with sheets; raise staff.certificates_per_pdf.", status=413,
-                                   session=staffed.session)
+        return state.views.message(N_("Too many certificates"),
+                                   N_("Institution %(institution)s has more than %(limit)s "
+                                   "respondents with sheets; raise staff.certificates_per_pdf."), status=413,
+                                   session=staffed.session, institution=institution, limit=limit)
     return await _pdf_response(request, staffed, certs, rows, what=institution, name=f"certificates-{institution}")
 
 
@@ -105,18 +107,18 @@ async def get_certificate_by_sheet(request: web.Request, staffed: Staffed) -> we
         return _unavailable(state, staffed)
     sheet_id = request.query.get("id", "").strip().lower()
     if not _SHEET_ID.fullmatch(sheet_id):
-        return state.views.message("Not a sheet number", "A sheet number is the sheet's id, a UUID like "
-                                   "0f8fad5b-d9cb-469f-a165-70867728950e.", status=400, session=staffed.session)
+        return state.views.message(N_("Not a sheet number"), N_("A sheet number is the sheet's id, a UUID like "
+                                   "0f8fad5b-d9cb-469f-a165-70867728950e."), status=400, session=staffed.session)
     row = await state.queries.certifiable_sheet(sheet_id)
     if row is None:
-        return state.views.message("No such sheet", f"No stored sheet has the number {sheet_id}.", status=404,
-                                   session=staffed.session)
+        return state.views.message(N_("No such sheet"), N_("No stored sheet has the number %(sheet)s."), status=404,
+                                   session=staffed.session, sheet=sheet_id)
     return await _pdf_response(request, staffed, certs, [row], what=f"sheet:{sheet_id}", name="certificate")
 
 
 def _unavailable(state: StaffState, staffed: Staffed) -> web.Response:
-    return state.views.message("Certificates unavailable", "This gateway has no certificate key "
-                               "(staff.certificate_key_dir); see docs/operations.md.", status=503,
+    return state.views.message(N_("Certificates unavailable"), N_("This gateway has no certificate key "
+                               "(staff.certificate_key_dir); see docs/operations.md."), status=503,
                                session=staffed.session)
 
 
@@ -127,9 +129,9 @@ async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCert
     trust = state.ctx.trust.current
     if trust is not None and certs.issuer.key.key_id in trust.snapshot.revoked_certificate_keys:
         log.warning("staff.certificates.key_revoked", key_id=certs.issuer.key.key_id.hex())
-        return state.views.message("Certificate key revoked", "The census authority has revoked this gateway's "
+        return state.views.message(N_("Certificate key revoked"), N_("The census authority has revoked this gateway's "
                                    "certificate key: every certificate it would print is invalid. Install a new "
-                                   "one (sanaq-keys certificate-key create, docs/operations.md).", status=503,
+                                   "one (sanaq-keys certificate-key create, docs/operations.md)."), status=503,
                                    session=staffed.session)
 
     def build() -> tuple[bytes | None, int, int]:
@@ -145,10 +147,11 @@ async def _pdf_response(request: web.Request, staffed: Staffed, certs: StaffCert
             pdf, count, skipped = await asyncio.to_thread(build)
         except KeysError as e:
             log.error("staff.certificates.pdf_unavailable", error=str(e))
-            return state.views.message("PDF unavailable", str(e), status=503, session=staffed.session)
+            return state.views.message(N_("PDF unavailable"), N_("This host cannot write PDF files: %(reason)s"),
+                                       status=503, session=staffed.session, reason=str(e))
     if pdf is None:
-        return state.views.message("No certificates", "The stored sheets name no list entry or sheet number "
-                                   "a certificate can carry.", status=404, session=staffed.session)
+        return state.views.message(N_("No certificates"), N_("The stored sheets name no list entry or sheet number "
+                                   "a certificate can carry."), status=404, session=staffed.session)
     await state.accounts.audit(staffed.session.user.id, "certificates.printed", scope=what, count=count,
                                skipped=skipped)
     log.info("staff.certificates.printed", count=count, skipped=skipped, user_id=staffed.session.user.id)

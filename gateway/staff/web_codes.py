@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.sheets import load_sheet_schema
 from keys.slips import Slip, render_slips
+from l10n import N_
 
 from .codes import (
     CodeStatus,
@@ -35,6 +36,7 @@ from .codes import (
 from .errors import PdfUnavailable, StaffInputError
 from .lists import RespondentList, load_lists
 from .state import STAFF, StaffState
+from .views import language_of
 from .web_auth import Staffed, staff_handler
 
 __all__ = [
@@ -126,7 +128,7 @@ def _guarded(view: Callable[[web.Request, Staffed, str], Awaitable[web.StreamRes
         user = staffed.session.user
         if not await state.db.run(lambda c: can_act_for(c, user, institution)):
             log.info("staff.codes.forbidden", user_id=user.id, institution=institution)
-            return state.views.message("Not allowed", "You are not a responsible worker of this institution.",
+            return state.views.message(N_("Not allowed"), N_("You are not a responsible worker of this institution."),
                                        status=403, session=staffed.session)
         return await view(request, staffed, institution)
 
@@ -151,19 +153,20 @@ async def _make(request: web.Request, staffed: Staffed, institution: str, form: 
     """Run a minting job (PDF rendered inside its transaction); answer the PDF or the page with the error."""
     state = request.app[STAFF]
     if staffed.form is None:
-        return state.views.message("Form not understood", "Send the page's own form.", status=400,
+        return state.views.message(N_("Form not understood"), N_("Send the page's own form."), status=400,
                                    session=staffed.session)
     if not state.config.pdf_font.is_file():
         log.error("staff.codes.pdf_unavailable", font=str(state.config.pdf_font))
-        return state.views.message("PDF unavailable", str(PdfUnavailable(f"font {state.config.pdf_font} missing")),
-                                   status=503, session=staffed.session)
+        return state.views.message(N_("PDF unavailable"), N_("This host cannot write PDF files: %(reason)s"),
+                                   status=503, session=staffed.session,
+                                   reason=str(PdfUnavailable(f"font {state.config.pdf_font} missing")))
     try:
         pepper = await asyncio.to_thread(_pepper, state)
         render = _renderer(state)
         pdf = await state.db.run(lambda c: job(c, pepper, render))
     except StaffInputError as e:
-        where = f"{e.field}: " if e.field else ""
-        return await _institution_page(request, staffed, institution, error=f"{where}{e}", form=form)
+        error = state.views.error_text(language_of(request, staffed.session, state.config), e)
+        return await _institution_page(request, staffed, institution, error=error, form=form)
     log.info(event, institution=institution, user_id=staffed.session.user.id)
     state.feed.poke(lists_changed=True)
     return _pdf(pdf, file_name)
@@ -211,7 +214,7 @@ async def post_revoke(request: web.Request, staffed: Staffed, institution: str) 
     entry_id = form["entry_id"]
     try:
         if not entry_id.startswith(institution + "/"):
-            raise StaffInputError("not of this institution", field="entry_id")
+            raise StaffInputError(N_("not of this institution"), field="entry_id")
         await state.db.run(lambda c: revoke_code(c, user, entry_id, now_ms=now))
     except StaffInputError as e:
         return await _institution_page(request, staffed, institution, error=f"{e.field}: {e}", form=form)

@@ -13,9 +13,12 @@ import json
 import structlog
 from aiohttp import web
 
+from l10n import N_
+
 from .errors import StaffInputError
 from .review import DECISIONS, decide, decide_match
 from .state import STAFF
+from .views import language_of
 from .web_auth import Staffed, staff_handler
 
 __all__ = ["get_review", "get_review_case", "post_list_match", "post_review_case"]
@@ -69,7 +72,7 @@ async def _case_page(
     case = await state.queries.review_case(_case_id(request))
     if case is None:
         return state.views.message(
-            "No such case", "There is no review case with this number.", status=404, session=staffed.session
+            N_("No such case"), N_("There is no review case with this number."), status=404, session=staffed.session
         )
     await state.feed.current()
     await state.accounts.audit(staffed.session.user.id, "review.viewed", case=case.id)
@@ -98,14 +101,14 @@ async def post_review_case(request: web.Request, staffed: Staffed) -> web.Stream
     case = await state.queries.review_case(_case_id(request))
     if case is None:
         return state.views.message(
-            "No such case", "There is no review case with this number.", status=404, session=staffed.session
+            N_("No such case"), N_("There is no review case with this number."), status=404, session=staffed.session
         )
     choice = staffed.form.get("decision", "") if staffed.form is not None else ""
     now, user_id = state.ctx.clock(), staffed.session.user.id
     try:
         made = await state.db.run(lambda c: decide(c, case, choice, user_id=user_id, now_ms=now))
     except StaffInputError as e:
-        return await _case_page(request, staffed, notice=f"Not decided: {e}", status=400)
+        return await _case_page(request, staffed, notice=_not_decided(request, staffed, e), status=400)
     log.info("staff.review.decided", case=case.id, kind=case.kind, decision=made.decision, user_id=user_id)
     state.feed.poke(lists_changed=made.new_entry_id is not None)
     extra = f" The list gained entry {made.new_entry_id}." if made.new_entry_id else ""
@@ -133,9 +136,18 @@ async def post_list_match(request: web.Request, staffed: Staffed) -> web.StreamR
             lambda c: decide_match(c, match, choice, body_json=body or "{}", user_id=user_id, now_ms=now)
         )
     except StaffInputError as e:
-        return await _queue(request, staffed, notice=f"Not decided: {e}", status=400)
+        return await _queue(request, staffed, notice=_not_decided(request, staffed, e), status=400)
     log.info("staff.review.list_match_decided", decision=made.decision, user_id=user_id)
     state.feed.poke(lists_changed=made.decision == "different")
     text = (f"{match.entry_id} is {match.listed_entry_id}: counted once." if made.decision == "same-person"
             else f"{match.entry_id} is another person: the list gained it.")
     return await _queue(request, staffed, notice=text)
+
+
+def _not_decided(request: web.Request, staffed: Staffed, error: StaffInputError) -> str:
+    """The refusal of a review decision in the reader's language."""
+    state = request.app[STAFF]
+    lang = language_of(request, staffed.session, state.config)
+    # TRANSLATORS: a review decision was refused; reason is the refusal, already translated
+    refused = N_("Not decided: %(reason)s")
+    return state.views.gettext(lang, refused, reason=state.views.error_text(lang, error))

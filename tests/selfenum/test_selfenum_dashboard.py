@@ -40,7 +40,8 @@ KIND = {"institution_kind": "childrens_home", "worker_id": "W-17"}
 
 async def serve_staff_gateway(env: Env, tmp_path: Path, *, staff: bool = True) -> StaffGateway:
     db_path = tmp_path / "census.db"
-    staff_config = StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0, **census_around(now_ms()))
+    staff_config = StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0, language="en",
+                               **census_around(now_ms()))
     staff_db = staff_config.staff_db(db_path)
     if staff:
         add_staff_user(staff_db, "admin", "admin")
