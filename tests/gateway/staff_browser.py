@@ -11,6 +11,7 @@ throttling windows). ``chromium`` drives Debian's /usr/bin/chromium through
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import re
@@ -18,6 +19,7 @@ import shutil
 import sqlite3
 import ssl
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -218,6 +220,24 @@ class StaffClient:
             _, home, _ = await self.get("/staff/")
             self.csrf = csrf_of(home)
         return status
+
+
+@contextlib.asynccontextmanager
+async def signed_in(gw: StaffGateway, username: str) -> AsyncIterator[StaffClient]:
+    """A ``StaffClient`` logged in as ``username`` (asserting it could), closed afterwards."""
+    c = StaffClient(gw)
+    try:
+        assert await c.login(username) == 303
+        yield c
+    finally:
+        await c.close()
+
+
+async def summary(client: StaffClient) -> dict[str, Any]:
+    """The dashboard's ``/staff/api/summary`` as the signed-in client reads it."""
+    async with client.session.get(client.gw.url + "/staff/api/summary") as r:
+        assert r.status == 200
+        return dict(await r.json())
 
 
 def chromium_available() -> bool:

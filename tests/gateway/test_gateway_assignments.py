@@ -20,7 +20,7 @@ from wire import parse_assignments
 from wire.errors import WireError
 
 from .harness import World, now_ms, post_batch, seed, sign
-from .staff_browser import StaffClient, StaffGateway, list_csv, start_staff_gateway, upload
+from .staff_browser import StaffClient, StaffGateway, list_csv, signed_in, start_staff_gateway, upload
 
 WEB_ID = "WEB-AST-01"
 CODE = "AB-000001"
@@ -44,10 +44,8 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def admin(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("admin") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "admin") as c:
+        yield c
 
 
 def sheet_for(code: str, number: int, *, n: int = 0) -> dict[str, Any]:

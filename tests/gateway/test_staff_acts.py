@@ -17,7 +17,7 @@ from gateway.staff.acts import Act, reconcile
 from wire import TabletEntry
 
 from .harness import World
-from .staff_browser import StaffClient, StaffGateway, census_around, staff_config, start_staff_gateway
+from .staff_browser import StaffClient, StaffGateway, census_around, signed_in, staff_config, start_staff_gateway
 
 WORKER = "Әлия Нұрланқызы Оспанова"
 STAFF = "Пётр Иванович Сидоров"
@@ -89,10 +89,8 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def admin(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("admin") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "admin") as c:
+        yield c
 
 
 async def record(client: StaffClient, form: dict[str, str]) -> tuple[int, str, str]:

@@ -26,7 +26,7 @@ from wire.certificate import carrier_from_text, make_certificate_key, verify_cer
 from wire.snapshot import accept_snapshot, make_snapshot
 
 from .harness import World, now_ms, post_batch
-from .staff_browser import StaffClient, StaffGateway, staff_config, start_staff_gateway
+from .staff_browser import StaffClient, StaffGateway, signed_in, staff_config, start_staff_gateway
 
 MIX = KindMix.only(hospital=1)
 
@@ -52,10 +52,8 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def viewer(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("viewer") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "viewer") as c:
+        yield c
 
 
 def _qr_texts(pdf: Path, out: Path) -> list[str]:

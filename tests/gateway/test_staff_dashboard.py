@@ -24,7 +24,7 @@ from tablet.generator import generate_sheets
 from wire import TabletEntry, UsbHints, compute_gaps, make_custody
 
 from .harness import World, post_batch, sign
-from .staff_browser import StaffClient, StaffGateway, start_staff_gateway
+from .staff_browser import StaffClient, StaffGateway, signed_in, start_staff_gateway, summary
 
 HOUR = 3_600_000
 NOW = 1_790_000_000_000
@@ -144,16 +144,9 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def viewer(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("viewer") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "viewer") as c:
+        yield c
 
-
-async def summary(client: StaffClient) -> dict:
-    async with client.session.get(client.gw.url + "/staff/api/summary") as r:
-        assert r.status == 200
-        return await r.json()
 
 
 async def post_custody(session: aiohttp.ClientSession, gw: StaffGateway, world: World, device_id: str) -> None:

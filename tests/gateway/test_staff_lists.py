@@ -17,7 +17,17 @@ from gateway.staff.lists import parse_list_csv
 from tablet.generator import KindMix, generate_sheets, tablet_profile
 
 from .harness import World, now_ms, post_batch
-from .staff_browser import LIST_HEADER, StaffClient, StaffGateway, list_csv, start_staff_gateway, surname, upload
+from .staff_browser import (
+    LIST_HEADER,
+    StaffClient,
+    StaffGateway,
+    list_csv,
+    signed_in,
+    start_staff_gateway,
+    summary,
+    surname,
+    upload,
+)
 
 HEADER = LIST_HEADER
 LIMITS = {"max_bytes": 1 << 20, "max_rows": 1000}
@@ -100,10 +110,8 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def admin(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("admin") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "admin") as c:
+        yield c
 
 
 async def test_import_report_lists_rejected_rows_and_imports_the_rest(gw: StaffGateway, admin) -> None:
@@ -130,11 +138,6 @@ async def test_reimport_replaces_same_or_newer_lists_and_refuses_older(gw: Staff
     assert status == 200 and "<td>2026-09-20</td>" in html  # the replaced list's date is reported
     assert gw.staff_rows("SELECT list_date, entry_count FROM respondent_lists") == [("2026-09-25", 4)]
 
-
-async def summary(client: StaffClient) -> dict:
-    async with client.session.get(client.gw.url + "/staff/api/summary") as r:
-        assert r.status == 200
-        return await r.json()
 
 
 async def test_coverage_counts_sheets_synced_through_the_gateway(world: World, gw: StaffGateway, admin) -> None:

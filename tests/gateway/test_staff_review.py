@@ -20,7 +20,16 @@ from nacl.signing import SigningKey
 from tablet.generator import KindMix, generate_sheets, tablet_profile
 
 from .harness import World, post_batch, seed
-from .staff_browser import PASSWORD, StaffClient, StaffGateway, list_csv, start_staff_gateway, upload
+from .staff_browser import (
+    PASSWORD,
+    StaffClient,
+    StaffGateway,
+    list_csv,
+    signed_in,
+    start_staff_gateway,
+    summary,
+    upload,
+)
 from .test_staff_browser import browser, wait_until  # noqa: F401 - fixture
 
 WEB_ID = "WEB-AST-01"
@@ -43,16 +52,9 @@ async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
 
 @pytest.fixture
 async def admin(gw: StaffGateway) -> AsyncIterator[StaffClient]:
-    c = StaffClient(gw)
-    assert await c.login("admin") == 303
-    yield c
-    await c.close()
+    async with signed_in(gw, "admin") as c:
+        yield c
 
-
-async def summary(client: StaffClient) -> dict:
-    async with client.session.get(client.gw.url + "/staff/api/summary") as r:
-        assert r.status == 200
-        return await r.json()
 
 
 async def online_then_tablet(world: World, gw: StaffGateway) -> tuple[str, list[dict]]:
