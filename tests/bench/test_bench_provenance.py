@@ -80,7 +80,8 @@ def test_the_recorder_records_commit_tree_machine_load_and_command(provenance) -
     assert m["nproc"] >= 1 and m["cpus_online"] >= m["nproc"] and m["cpu_model"] and m["kernel"]
     before, during = provenance["load"]["before"], provenance["load"]["during"]
     assert len(before["loadavg_1_5_15"]) == 3 and before["busy_cores"] >= 0
-    assert during["samples"] >= 5 and during["busy_cores_mean"] >= during["own_cores_mean"] > 0
+    # the machine's busy cores include this benchmark's own, up to sampling noise (two clocks, two reads)
+    assert during["samples"] >= 5 and during["busy_cores_mean"] + 0.05 >= during["own_cores_mean"] > 0
     assert during["own_cores_mean"] * provenance["elapsed_s"] >= 1.0  # the 1.2 s of CPU burnt (1 tick granular)
     assert provenance["started_at"] <= provenance["finished_at"] and provenance["elapsed_s"] >= 1.0
 
