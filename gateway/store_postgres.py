@@ -208,6 +208,8 @@ class PostgresStore(SharedStore):
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
             raise EngineFailure(str(e), e.sqlstate, retry=True) from e  # rolled back by the server
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as e:
+            if sql is COMMIT:  # a deferred check at COMMIT fails the group
+                raise EngineFailure(str(e), e.sqlstate, retry=False) from e
             raise ValueRefused(str(e), e.sqlstate) from e
         except psycopg.OperationalError as e:
             retry = conn.broken and sql is not COMMIT

@@ -89,6 +89,8 @@ def _write_statement(conn: sqlite3.Connection, sql: Sql) -> Rows:
     try:
         return _run(conn, sql)
     except (sqlite3.IntegrityError, sqlite3.DataError) as e:
+        if sql is COMMIT:  # a COMMIT that fails fails its group
+            raise EngineFailure(f"{e}", e.sqlite_errorname, retry=False) from e
         raise ValueRefused(f"SQLite refused the values: {e}", e.sqlite_errorname) from e
     except sqlite3.Error as e:
         code = getattr(e, "sqlite_errorcode", 0) & 0xFF
