@@ -181,12 +181,15 @@ class Job:
 Outcome = tuple[bool, Any]  # (True, value) or (False, the exception for the caller)
 
 
+_SAVEPOINT, _RELEASE, _ROLLBACK_TO = Sql("SAVEPOINT job"), Sql("RELEASE job"), Sql("ROLLBACK TO job")
+
+
 def group_transaction(jobs: Sequence[Job], dialect: Dialect) -> Step[list[Outcome]]:
     """One transaction for the group, one savepoint per job, one COMMIT at the end."""
     yield Sql(dialect.begin)
     outcomes: list[Outcome] = []
-    for n, job in enumerate(jobs):
-        yield Sql(f"SAVEPOINT j{n}")
+    for job in jobs:
+        yield _SAVEPOINT  # one name: a job's savepoint is released before the next one is taken
         try:
             value = yield from job.rule()
         except EngineFailure:
@@ -200,11 +203,11 @@ def group_transaction(jobs: Sequence[Job], dialect: Dialect) -> Step[list[Outcom
             log.error("store.job.refused", error=type(e).__name__)
             failed = (False, StoreError(f"store job failed: {type(e).__name__}"))
         else:
-            yield Sql(f"RELEASE j{n}")
+            yield _RELEASE
             outcomes.append((True, value))
             continue
-        yield Sql(f"ROLLBACK TO j{n}")
-        yield Sql(f"RELEASE j{n}")
+        yield _ROLLBACK_TO
+        yield _RELEASE
         outcomes.append(failed)
     yield COMMIT
     return outcomes
