@@ -1,8 +1,8 @@
 """The census store interface: what the gateway needs from a database, engine-neutral.
 
 Two engines implement it: ``store_sqlite`` (embedded default, WAL) and
-``store_postgres``, both thin adapters over ``store_engine`` (one group
-committer and one definition of every rule below). Guarantees every engine gives:
+``store_postgres``, both thin adapters over ``store_commit`` (one group
+committer) and ``store_rules`` (one definition of every rule below). Guarantees every engine gives:
 
 * ``ingest`` is atomic: the request nonce, the batch (original envelope and
   receipt), its sheets and quarantined sheets are committed together, durably

@@ -8,7 +8,7 @@ of two racing instances one stores and the other then reads the winner's row
 and answers ``Duplicate`` (the stored receipt) or ``Conflict``. Transactions run
 at READ COMMITTED, which is what lets that read see the winner's row.
 
-The rules and the group committer are ``gateway.store_engine`` (shared with
+The group committer and the rules are ``store_commit`` and ``store_rules`` (shared with
 SQLite); this module is the PostgreSQL adapter: its pool, its migrations and
 its transactions. Each group the committer hands it runs on one pooled
 connection (``BEGIN``, a savepoint per job, one COMMIT). A group is run again
@@ -58,21 +58,20 @@ from ._schema_postgres import (
     split_pool_params,
 )
 from .store import StoreUnavailable
-from .store_engine import (
+from .store_commit import (
     ATTEMPTS,
     COMMIT,
-    REGISTRY_CHANNEL,
     Dialect,
     EngineFailure,
     GroupCommitter,
     Job,
     Rows,
-    SharedStore,
     Sql,
     Step,
     ValueRefused,
     drive_async,
 )
+from .store_rules import REGISTRY_CHANNEL, SharedStore
 
 __all__ = ["NotDurableError", "PostgresStore", "main", "migrate"]
 

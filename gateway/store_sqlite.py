@@ -1,6 +1,6 @@
 """SQLite census store (the embedded default): WAL, synchronous=FULL, group commit.
 
-The rules and the group committer are ``gateway.store_engine`` (shared with
+The group committer and the rules are ``store_commit`` and ``store_rules`` (shared with
 PostgreSQL); this module is the SQLite adapter: its connections, its
 migrations and its transactions. One writer thread owns the only write
 connection and runs each group the committer hands it (``BEGIN IMMEDIATE``,
@@ -32,19 +32,19 @@ from runtime.private_files import prepare_private_sqlite
 
 from ._schema_sqlite import MIGRATIONS
 from .store import NotDurableError, StoreUnavailable
-from .store_engine import (
+from .store_commit import (
     COMMIT,
     Dialect,
     EngineFailure,
     GroupCommitter,
     Job,
     Rows,
-    SharedStore,
     Sql,
     Step,
     ValueRefused,
     drive_sync,
 )
+from .store_rules import SharedStore
 
 __all__ = ["NotDurableError", "SqliteStore"]
 

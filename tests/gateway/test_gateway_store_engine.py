@@ -1,7 +1,8 @@
 """The two census-store engines share one group committer and one definition of every rule
-(gateway.store_engine, ADR 0002): the same ingest-rule cases run on SQLite and PostgreSQL and must
-execute the very same statements with the same outcomes; the engine modules define no rule of their
-own; SQLite's write lock held by another process is waited for, retried, and never answered early."""
+(gateway.store_commit and gateway.store_rules, ADR 0002): the same ingest-rule cases run on SQLite
+and PostgreSQL and must execute the very same statements with the same outcomes; the engine modules
+define no rule of their own; SQLite's write lock held by another process is waited for, retried,
+and never answered early."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from structlog.testing import capture_logs
 
 import gateway.store_postgres
 import gateway.store_sqlite
-from gateway import store_engine
+from gateway import store_rules
 from gateway.person_key import person_key
 from gateway.store import (
     CensusStore,
@@ -35,8 +36,9 @@ from gateway.store import (
     StoreError,
     StoreUnavailable,
 )
-from gateway.store_engine import SharedStore, Sql
+from gateway.store_commit import Sql
 from gateway.store_postgres import PostgresStore
+from gateway.store_rules import SharedStore
 from gateway.store_sqlite import SqliteStore
 from wire.errors import RollbackError
 
@@ -322,17 +324,13 @@ def test_engine_modules_define_no_rule_and_no_store_sql(path: Path) -> None:
     }
 
 
-def test_each_rule_is_defined_once_in_the_shared_module() -> None:
-    tree = ast.parse((ROOT / "gateway" / "store_engine.py").read_text(encoding="utf-8"))
-    names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)]
-    for rule in (
-        "ingest",
-        "count_persons",
-        "open_case",
-        "insert_nonce",
-        "save_snapshot",
-        "RuleError",
-        "GroupCommitter",
-    ):
-        assert names.count(rule) == 1, rule
-    assert store_engine.ingest.__module__ == "gateway.store_engine"
+def test_each_rule_and_the_committer_are_defined_once_in_the_shared_modules() -> None:
+    defined: list[str] = []
+    for module in ("store_commit", "store_rules"):
+        tree = ast.parse((ROOT / "gateway" / f"{module}.py").read_text(encoding="utf-8"))
+        defined += [node.name for node in tree.body if isinstance(node, ast.FunctionDef | ast.ClassDef)]
+    for name in ("ingest", "count_persons", "open_case", "insert_nonce", "save_snapshot", "add_custody"):
+        assert defined.count(name) == 1, name
+    for name in ("RuleError", "GroupCommitter", "group_transaction", "SharedStore"):
+        assert defined.count(name) == 1, name
+    assert store_rules.ingest.__module__ == "gateway.store_rules"
