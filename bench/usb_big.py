@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .entry import bench_main
-from .machine import machine
+from .provenance import machine
 from .usb_pull import UsbPlan, _setup
 
 __all__ = ["BigPlan", "run_usb_big"]
