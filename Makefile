@@ -42,11 +42,11 @@ lint: setup
 	@$(VENV)/bin/mypy
 
 # The suite (pytest's addopts deselect `slow`), then the slow `make install` test, which builds the real
-# virtualenv with pip (~1-2 min): together well under 15 min on 2 cores. The other slow tests (soaks) are
-# in `make faults`.
+# virtualenv with pip (~1-2 min), and the 50,000-sheet tablet on the USB road (~3-4 min): together well under
+# 20 min on 2 cores. The other slow tests (soaks) are in `make faults`.
 test: setup lint
 	@$(VENV)/bin/pytest -q
-	@$(VENV)/bin/pytest -q -m slow tests/systemd
+	@$(VENV)/bin/pytest -q -m slow tests/systemd tests/usb_ingest/test_usb_fifty_thousand.py
 
 # Benchmarks against same-run baselines (the gateway over TLS as deployed and over plain HTTP, each against a
 # bare aiohttp server on the same configuration); every result records its provenance and the report refuses

@@ -22,6 +22,7 @@ from .fleet import REPO
 from .provenance import command_line, identity
 from .report_format import fmt, met, nproc, other_cores, profile_table
 from .report_gateway import gateway_section, gateway_targets
+from .report_usb import usb_big_section, usb_durable_section, usb_targets
 
 __all__ = ["ReportRefused", "check_results", "load_results", "render", "write_report"]
 
@@ -366,12 +367,17 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         "## Targets",
         "",
         *_targets(gw, usb, scale, results.get("store_bytes")),
+        *usb_targets(results.get("usb_durable"), results.get("usb_big")),
         "",
     ]
     if gw:
         out += gateway_section(gw)
     if usb:
         out += _usb(usb)
+    if results.get("usb_durable"):
+        out += usb_durable_section(results["usb_durable"])
+    if results.get("usb_big"):
+        out += usb_big_section(results["usb_big"])
     if scale:
         out += _scale(scale)
     if results.get("store_bytes"):
@@ -384,7 +390,8 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         "",
         "`make bench` (full) or `make bench QUICK=1` (`python -m bench.run_all --quick`), from the repository "
         f"root; the benchmarks on this page took {took:,.0f} s together. "
-        "One benchmark: `python -m bench.gateway_ingest|usb_pull|scale_curve|web_road|store_bytes [--quick]`, then "
+        "One benchmark: `python -m "
+        "bench.gateway_ingest|usb_pull|usb_durable|usb_big|scale_curve|web_road|store_bytes [--quick]`, then "
         "`python -m bench.report` to rebuild this page; it refuses results of different commits, trees or "
         "machines, or without provenance, unless given `--allow-mixed`. py-spy (optional) adds the profiles. "
         "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change; recorded in "

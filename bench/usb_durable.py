@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .entry import bench_main
-from .machine import machine
+from .provenance import machine
 from .usb_pull import UsbPlan, _drop_cache, _pull_once, _setup
 
 __all__ = ["DurablePlan", "run_usb_durable"]

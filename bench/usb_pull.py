@@ -89,16 +89,35 @@ def _fat_read(image: Path) -> float:
     return time.perf_counter() - started
 
 
-def _setup(work: Path, plan: UsbPlan) -> tuple[Any, Path, Any]:
-    """Authority, tablet and station bundles, and the export image; returns (authority, image, config)."""
-    from keys import Authority, enroll_station, enroll_tablet  # noqa: PLC0415 - heavy, only for this bench
-    from tablet.generator import generate_sheets  # noqa: PLC0415
+def seal_batches(device_id: str, device_key: Any, data_public_key: bytes, sheets: int, per: int,
+                 now_ms: int) -> list[Any]:
+    """``sheets`` household sheets of one generated stream, sealed ``per`` to a batch (seqs from 1).
+
+    The stream is generated once and cut: ``generate_sheets(start=...)`` walks
+    the stream from its beginning, so one call per batch would be quadratic
+    (minutes for 50,000 sheets).
+    """
+    from tablet.generator import generate_sheets  # noqa: PLC0415 - heavy, only for the USB benches and tests
     from tablet.outbox_schema import StoredBatch  # noqa: PLC0415
-    from tablet.usb_export import write_export_volume  # noqa: PLC0415
-    from usb_ingest.config import IngestConfig  # noqa: PLC0415
     from wire import seal_batch  # noqa: PLC0415
 
     from .workload import HOUSEHOLDS  # noqa: PLC0415
+
+    stream = generate_sheets(1, sheets, device_id=device_id, mix=HOUSEHOLDS)
+    batches = []
+    for seq in range(1, sheets // per + 1):
+        envelope = seal_batch(device_id=device_id, seq=seq, sheets=stream[(seq - 1) * per : seq * per],
+                              sealed_at_ms=now_ms, device_key=device_key, data_public_key=data_public_key,
+                              ephemeral_secret=os.urandom(32))
+        batches.append(StoredBatch(seq, envelope, hashlib.sha256(envelope).digest(), per, now_ms))
+    return batches
+
+
+def _setup(work: Path, plan: UsbPlan) -> tuple[Any, Path, Any]:
+    """Authority, tablet and station bundles, and the export image; returns (authority, image, config)."""
+    from keys import Authority, enroll_station, enroll_tablet  # noqa: PLC0415 - heavy, only for this bench
+    from tablet.usb_export import write_export_volume  # noqa: PLC0415
+    from usb_ingest.config import IngestConfig  # noqa: PLC0415
 
     now = time.time_ns() // 1_000_000
     authority = Authority.create(work / "authority", now_ms=now)
@@ -115,19 +134,8 @@ def _setup(work: Path, plan: UsbPlan) -> tuple[Any, Path, Any]:
     enroll_station(
         authority, work / "bundle-station", station_id=STATION_ID, gateway_url="https://127.0.0.1:8443", now_ms=now
     )
-    batches = []
-    per = plan.sheets_per_batch
-    for seq in range(1, plan.sheets // per + 1):
-        envelope = seal_batch(
-            device_id=DEVICE_ID,
-            seq=seq,
-            sheets=generate_sheets(1, per, device_id=DEVICE_ID, start=(seq - 1) * per, mix=HOUSEHOLDS),
-            sealed_at_ms=now,
-            device_key=tablet.signing_key,
-            data_public_key=authority.data_public_key,
-            ephemeral_secret=os.urandom(32),
-        )
-        batches.append(StoredBatch(seq, envelope, hashlib.sha256(envelope).digest(), per, now))
+    batches = seal_batches(DEVICE_ID, tablet.signing_key, authority.data_public_key, plan.sheets,
+                           plan.sheets_per_batch, now)
     image = work / "export.img"
     write_export_volume(
         image, batches, device_id=DEVICE_ID, usb_serial="SER-BENCH-1", device_key=tablet.signing_key, now_ms=now

@@ -63,6 +63,26 @@ class VolumeLimits:
     max_manifest_bytes: int = 8 * 1024 * 1024
     max_fat_bytes: int = 8 * 1024 * 1024
 
+    def pull_memory_bound(self, files: int, *, fat_bytes: int | None = None, manifest_bytes: int | None = None) -> int:
+        """The most one pull of a volume adds to the service's resident memory, in bytes (ADR 0007).
+
+        ``24 x fat_bytes + 2 x manifest_bytes + 4 x max_file_bytes + 4 KiB x files``:
+        pyfatfs parses one FAT copy (``fat_bytes``, the size of one FAT; at most
+        ``max_fat_bytes``) into a Python list, ~22 bytes of memory per byte of a
+        FAT16 while both copies are read; the manifest is held raw and as it is
+        read; one batch file at a time is read, verified, written and read back
+        (at most ``max_file_bytes`` each); and each batch file costs a small
+        index (directory entry, manifest entry, the report's and the spool's
+        entries). Nothing grows with the bytes already taken. Without the
+        volume's own sizes, the limits: with the shipped ones 224 MiB plus
+        4 KiB per file; a 50,000-sheet tablet (5,000 files of 10 sheets, FAT
+        ~90 KiB, manifest ~0.6 MiB) at most ~39 MiB over the resting service
+        (``tests/usb_ingest/test_usb_fifty_thousand.py`` measures it).
+        """
+        fat = self.max_fat_bytes if fat_bytes is None else fat_bytes
+        manifest = self.max_manifest_bytes if manifest_bytes is None else manifest_bytes
+        return 24 * fat + 2 * manifest + 4 * self.max_file_bytes + 4096 * files
+
 
 @dataclass(frozen=True, slots=True)
 class ForwardConfig:

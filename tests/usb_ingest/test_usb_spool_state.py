@@ -321,3 +321,20 @@ async def test_requeue_while_the_service_runs_says_to_stop_it_first(env: Env, tm
     assert code == 2 and len(lines) == 1, err
     assert "state-locked" in lines[0] and "systemctl stop sanaq-usb-ingest" in lines[0]
     assert "then `sanaq-usb-ingest requeue ...`, then systemctl start sanaq-usb-ingest" in lines[0]
+
+
+async def test_compact_while_the_service_runs_refuses_and_leaves_the_log_alone(env: Env, tmp_path: Path) -> None:
+    config = env.write_config(tmp_path / "usb-ingest.toml", "http://127.0.0.1:9")
+    station = Station.open(env.config())  # the service's lock on the state directory
+    try:
+        log = env.state_dir / "receipts.jsonl"
+        write_log(log, [receipt_row("TAB-0001", s, now_ms() - 100 * DAY_MS) for s in (1, 1, 2)])
+        before = log.read_bytes()
+        code, out, err = await cli("compact", "--config", str(config))
+        assert log.read_bytes() == before  # not compacted under the service
+    finally:
+        station.close()
+    lines = [line for line in err.splitlines() if not line.startswith("{")]
+    assert code == 2 and len(lines) == 1 and "receipts.jsonl" not in out, (out, err)
+    assert "state-locked" in lines[0] and "systemctl stop sanaq-usb-ingest" in lines[0]
+    assert "then `sanaq-usb-ingest compact ...`, then systemctl start sanaq-usb-ingest" in lines[0]
