@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from .context import CTX, GatewayContext
 from .openapi import openapi_document
@@ -41,7 +41,7 @@ async def get_readyz(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     ctx: GatewayContext = request.app[CTX]
-    data = generate_latest(ctx.metrics.registry)
+    data = ctx.metrics.exposition()  # the whole gateway, also with several workers
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
