@@ -298,9 +298,15 @@ class _Supervisor:
         if not usec or not self.notifier.address:
             return
         interval = usec / 1_000_000
+        last_tick = time.monotonic()
         while True:
+            self._read_reports()  # what came while this loop was busy
             now = time.monotonic()
-            for worker in list(self.workers.values()):
+            # no judgement while stopping (draining workers stop pinging) or after this process itself was
+            # not running for an interval (frozen, starved): their pings may be waiting unread
+            judge = not self.stopping and now - last_tick <= interval
+            last_tick = now
+            for worker in list(self.workers.values()) if judge else []:
                 if worker.ready.is_set() and now - worker.last_ping > interval and worker.proc.returncode is None:
                     log.error("gateway.worker.hung", worker=worker.index, pid=worker.proc.pid, silent_s=interval)
                     with contextlib.suppress(ProcessLookupError):
