@@ -407,6 +407,9 @@ def _workers_run(
     """``server.workers`` = the usable CPUs, over TLS at the first concurrency, beside the one-process run there."""
     n = usable_cpus()
     one = base["gateway"]
+    if n < 2:
+        log("gateway_ingest: one usable CPU: no run with several workers")
+        return {"n": n, "concurrency": base["concurrency"]}
     log(f"gateway_ingest: TLS, {base['concurrency']} connections: gateway with workers = {n}")
     many = _gateway_run(
         fleet, work, f"gw-tls-{base['concurrency']}-workers-{n}", workload, items, plan, base["concurrency"],

@@ -118,11 +118,12 @@ def workers_target(gw: dict[str, Any]) -> str:
     w = gw.get("workers")
     if not w:
         return f"{target} | not measured: this result has no run with server.workers > 1 | - |"
-    one, many, n = w["one"], w["many"], w["n"]
-    per_one, per_many = w["batches_per_s_per_core_one"], w["batches_per_s_per_core_many"]
-    ratio = w["per_core_ratio"]
+    n = w["n"]
     if n < 2:
         return f"{target} | not measured: the machine gives this process {n} CPU | - |"
+    one, many = w["one"], w["many"]
+    per_one, per_many = w["batches_per_s_per_core_one"], w["batches_per_s_per_core_many"]
+    ratio = w["per_core_ratio"]
     return (
         f"{target} (TLS, {w['concurrency']} connections, workers = {n} vs 1) | {fmt(per_many)} vs {fmt(per_one)} "
         f"batches/s per core used ({fmt(ratio, 3)} x): {fmt(many['batches_per_s'])} batches/s on "
@@ -173,7 +174,7 @@ def gateway_section(gw: dict[str, Any]) -> list[str]:
             out.append(_run_row(transport, lv["concurrency"], "bare aiohttp", lv["http_ceiling"]))
             out.append(_run_row(transport, lv["concurrency"], "sanaq-gateway", lv["gateway"]))
     w = gw.get("workers")
-    if w:
+    if w and "many" in w:
         out.append(_run_row("tls", w["concurrency"], f"sanaq-gateway, workers = {w['n']}", w["many"]))
     p = gw["paced"]
     out.append(_run_row("tls", p["concurrency"], f"sanaq-gateway, open loop at {fmt(p['offered_rate'])}/s", p))
