@@ -243,7 +243,8 @@ class _Supervisor:
         try:
             while self.workers or restarts:
                 exited = asyncio.create_task(self.exits.get())
-                done, _ = await asyncio.wait({exited, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                waiting = {exited} if self.stopping else {exited, stop_wait}
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if stop_wait in done and not self.stopping:
                     self.stopping = True
                     log.info("gateway.stopping", workers=len(self.workers))
@@ -261,7 +262,7 @@ class _Supervisor:
                 code = worker.proc.returncode
                 if self.stopping:
                     log.info("gateway.worker.stopped", worker=worker.index, exit_status=code)
-                    if code != 0:
+                    if code not in (0, -signal.SIGTERM):  # SIGTERM before its handler: a worker still starting
                         self.failed = True
                     continue
                 delay = self.backoff(worker)
