@@ -29,8 +29,10 @@ from tests.faults.bed import GatewayBed, GatewayProcess, stored_batches
 from wire import parse_receipt
 
 from .harness import World, sign, until
+from .staff_browser import StaffClient
 
 BATCH = "application/vnd.sanaq.batch"
+STAFF_PASSWORD = "seven workers queue at one kiosk"
 
 
 @dataclass
@@ -310,3 +312,33 @@ async def test_workers_out_of_range_is_a_config_error(toml: str, line: str, tmp_
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert err.decode().strip().splitlines() == [f"sanaq-gateway: {line}"]
+
+
+async def test_a_staff_session_made_on_one_worker_is_valid_on_the_other(tmp_path: Path) -> None:
+    world = World.make(n_tablets=1)
+    async with two_workers(world, tmp_path / "bed") as b:
+        pids = b.log.worker_pids()
+        password = tmp_path / "pw.txt"
+        password.write_text(STAFF_PASSWORD + "\n")
+        staff_db = b.bed.db_path.parent / "staff.db"
+        added = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.staff", "add-user", "--db", str(staff_db), "--username", "alice",
+            "--role", "viewer", "--password-file", str(password),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(added.communicate(), 60)
+        assert added.returncode == 0, err
+        client = StaffClient(b)  # type: ignore[arg-type]  # it needs only .url
+        try:
+            with stopped(pids[1]):
+                assert await client.login("alice", STAFF_PASSWORD) == 303
+            with stopped(pids[0]):  # a new connection, the same cookies: only worker 1 accepts it
+                async with (
+                    aiohttp.ClientSession(cookie_jar=client.session.cookie_jar) as other,
+                    other.get(f"{b.url}/staff/api/summary") as r,
+                ):
+                    assert r.status == 200
+                    assert "version" in await r.json()
+        finally:
+            await client.close()
+        assert await b.gp.terminate() == 0
