@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import socket
 import sys
@@ -74,6 +75,8 @@ async def serve(config: GatewayConfig, worker: WorkerArgs | None = None) -> int:
         die_with_parent(worker.supervisor_pid)
         structlog.contextvars.bind_contextvars(worker=worker.index)
     notifier = Notifier.from_env()
+    if worker is not None:  # its supervisor reads it; a stalled supervisor must not stall the worker's loop
+        notifier = dataclasses.replace(notifier, nonblocking=True)
     passphrase = keyfiles.read_passphrase_file(config.keys.passphrase_file) if config.keys.passphrase_file else None
     data_key = keyfiles.load_data_key(config.keys.data_key, passphrase)
     previous = [keyfiles.load_data_key(p, passphrase) for p in config.keys.previous_data_keys]
@@ -106,7 +109,10 @@ async def serve(config: GatewayConfig, worker: WorkerArgs | None = None) -> int:
     scheme = "http" if ssl_context is None else "https"
     version = ctx.trust.current.snapshot.version if ctx.trust.current else None
     log.info("gateway.listening", scheme=scheme, sockets=bound, registry_version=version)
-    notifier.ready(f"listening {scheme} on {bound}; registry v{version}")
+    if worker is None:
+        notifier.ready(f"listening {scheme} on {bound}; registry v{version}")
+    else:
+        await _tell_supervisor_ready(notifier, f"listening {scheme} on {bound}; registry v{version}")
     if worker is None:  # a supervised worker's readiness is told by the supervisor, once all are ready
         print(f"sanaq-gateway: listening {scheme} on {bound}", file=sys.stderr, flush=True)
     async with asyncio.TaskGroup() as tg:
@@ -149,6 +155,14 @@ def _root_public_key(config: GatewayConfig) -> bytes:
     if len(key) != 32:
         raise ConfigError("keys.root_public_key must be the 64 hex digits of root.pub (see check-config)")
     return key
+
+
+async def _tell_supervisor_ready(notifier: Notifier, status: str) -> None:
+    """READY=1 to the supervisor, retried while its queue is full (it starts nothing else until then)."""
+    for _ in range(600):
+        if notifier.send(f"READY=1\nSTATUS={status}") or not notifier.address:
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _status_loop(notifier: Notifier, app: web.Application) -> None:

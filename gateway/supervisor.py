@@ -170,7 +170,7 @@ class _Supervisor:
         lived = time.monotonic() - worker.started
         quick = self.quick_deaths.get(worker.index, 0) + 1 if lived < _STABLE_S else 0
         self.quick_deaths[worker.index] = quick
-        return float(min(_MAX_BACKOFF_S, _FIRST_BACKOFF_S * 2.0**quick))
+        return float(min(_MAX_BACKOFF_S, _FIRST_BACKOFF_S * 2.0 ** max(0, quick - 1)))
 
     def signal_all(self, sig: int) -> None:
         for worker in self.workers.values():
