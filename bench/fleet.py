@@ -104,10 +104,13 @@ class BenchFleet:
             root_key=self.root,
         )
 
-    def write_gateway_config(self, directory: Path, db_path: Path, tls_files: TlsFiles | None = None) -> Path:
+    def write_gateway_config(
+        self, directory: Path, db_path: Path, tls_files: TlsFiles | None = None, *, workers: int = 1
+    ) -> Path:
         """Key files, bootstrap snapshot and ``gateway.toml`` (port 0) in ``directory``.
 
-        Plain HTTP, or with ``tls_files`` HTTPS with that certificate, as deployed.
+        Plain HTTP, or with ``tls_files`` HTTPS with that certificate, as deployed. ``workers``:
+        ``server.workers`` (1: one process, the bench's baseline; the gateway's default is the CPUs).
         """
         directory.mkdir(parents=True, exist_ok=True)
         if not (directory / "data.key").exists():
@@ -121,7 +124,7 @@ class BenchFleet:
         config = directory / "gateway.toml"
         config.write_text(
             f'database = "sqlite:///{db_path}"\n'
-            f'[server]\nhost = "127.0.0.1"\nport = 0\n{transport}shutdown_timeout_s = 30\n'
+            f'[server]\nhost = "127.0.0.1"\nport = 0\n{transport}shutdown_timeout_s = 30\nworkers = {workers}\n'
             f'[keys]\nroot_public_key = "{bytes(self.root.verify_key).hex()}"\n'
             'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         )
@@ -159,6 +162,7 @@ class ProcessProbe:
     def __init__(self, pid: int, period_s: float = 0.25) -> None:
         self.pid = pid
         self.samples: list[tuple[float, float, int, float]] = []  # (wall time, cpu s, rss kB, machine busy s)
+        self.children_peak_kb = 0
         self._period = period_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"probe-{pid}", daemon=True)
@@ -172,7 +176,8 @@ class ProcessProbe:
         except OSError:
             return None
         fields = stat.rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        # utime + stime, and cutime + cstime: the CPU of children already reaped (a replaced gateway worker)
+        cpu = sum(int(f) for f in fields[11:15]) / _CLK_TCK + self._children_cpu()
         rss = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
         ticks = [int(x) for x in machine]
         busy = (sum(ticks[:8]) - ticks[3] - ticks[4]) / _CLK_TCK  # all but idle and iowait
@@ -184,11 +189,32 @@ class ProcessProbe:
             if sample is not None:
                 self.samples.append(sample)
 
+    def _children_cpu(self) -> float:
+        """CPU seconds of the live child processes (a gateway supervisor's workers; 0 for one process).
+
+        Also notes each child's VmHWM, so ``peak_rss_mb`` is the largest of any one process.
+        """
+        total = 0.0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.pid:
+                    continue
+                total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
+                status = (entry / "status").read_text()
+            except (OSError, IndexError, ValueError):
+                continue
+            hwm = next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+            self.children_peak_kb = max(self.children_peak_kb, hwm)
+        return total
+
     def peak_rss_mb(self) -> float:
-        """VmHWM (the kernel's high-water mark of resident memory), in MiB."""
+        """VmHWM (the kernel's high-water mark of resident memory), in MiB: of the largest process (workers too)."""
         status = Path(f"/proc/{self.pid}/status").read_text()
         kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
-        return kb / 1024
+        return max(kb, self.children_peak_kb) / 1024
 
     def cpu_share(self, start: float, end: float, *, machine: bool = False) -> float | None:
         """Cores used on average between two wall times (1.0 = one core busy), by the process or the machine."""

@@ -13,7 +13,10 @@ pre-signed requests drives, one after the other:
 2. the real ``sanaq-gateway serve`` process on a fresh SQLite store in its
    durable default (WAL, synchronous=FULL, group commit), each envelope sent once.
 
-Then one open-loop run over TLS at the first concurrency, paced at half the
+Then the gateway with ``server.workers`` = the usable CPUs (a supervisor and
+its worker processes, docs/adr/0010-all-cores.md) over TLS at the first
+concurrency, beside the one-process run there: throughput per core used with N
+processes against one. Then one open-loop run over TLS at the first concurrency, paced at half the
 closed-loop gateway throughput there, gives the latency of a gateway that is
 busy but not saturated. The in-process crypto ceiling
 (``bench.crypto_ceiling``) runs on the same envelopes; the report compares
@@ -38,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config import usable_cpus
 from wire import parse_receipt
 
 from .crypto_ceiling import measure_crypto_ceiling
@@ -203,9 +207,13 @@ def gateway_run(
     rate: float = 0.0,
     profile: bool = False,
     tls_files: TlsFiles | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """One load-generator run against a fresh gateway process on ``db``; the gateway is then killed."""
-    server = start_gateway(fleet.write_gateway_config(run_dir, db, tls_files))
+    """One load-generator run against a fresh gateway process on ``db``; the gateway is then killed.
+
+    ``workers`` > 1: a supervisor and its worker processes; CPU is summed over them, RSS is the largest one.
+    """
+    server = start_gateway(fleet.write_gateway_config(run_dir, db, tls_files, workers=workers))
     spy = start_profile(server.proc.pid, duration, run_dir / "py-spy.txt") if profile else None
     try:
         result = run_loadgen(
@@ -243,6 +251,7 @@ def _gateway_run(
     rate: float = 0.0,
     profile: bool = False,
     warmup: float | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     run_dir = work / name
     db = run_dir / "state" / "census.db"
@@ -258,7 +267,9 @@ def _gateway_run(
         rate=rate,
         profile=profile,
         tls_files=tls_files,
+        workers=workers,
     )
+    summary["workers"] = workers
     for leftover in db.parent.glob("census.db*"):
         leftover.unlink()
     return summary
@@ -357,8 +368,10 @@ def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[s
     log(f"gateway_ingest: TLS, open loop at {rate:.0f}/s over {base['concurrency']} connections")
     paced = _gateway_run(fleet, work, "gw-tls-paced", workload, items, plan, base["concurrency"], rate=rate,
                          tls_files=tls_files)
+    workers = _workers_run(fleet, work, workload, items, plan, base, tls_files, log)
     return {
         "plan": plan.__dict__ | {"levels": list(plan.levels), "plain_levels": list(plan.plain_levels)},
+        "workers": workers,
         "workload": build,
         "crypto_ceiling": crypto,
         "transports": {
@@ -373,6 +386,49 @@ def run_gateway_ingest(plan: IngestPlan, work: Path, log: Any = print) -> dict[s
         "paced": paced,
         "gateway_processes": 1,
         "store": "SQLite WAL, synchronous=FULL, group commit (gateway defaults)",
+    }
+
+
+def _per_core(r: dict[str, Any]) -> float | None:
+    share = r.get("server_cpu_share")
+    return r["batches_per_s"] / share if share else None
+
+
+def _workers_run(
+    fleet: BenchFleet,
+    work: Path,
+    workload: Path,
+    items: list[WorkItem],
+    plan: IngestPlan,
+    base: dict[str, Any],
+    tls_files: TlsFiles,
+    log: Any,
+) -> dict[str, Any]:
+    """``server.workers`` = the usable CPUs, over TLS at the first concurrency, beside the one-process run there."""
+    n = usable_cpus()
+    one = base["gateway"]
+    if n < 2:
+        log("gateway_ingest: one usable CPU: no run with several workers")
+        return {"n": n, "concurrency": base["concurrency"]}
+    log(f"gateway_ingest: TLS, {base['concurrency']} connections: gateway with workers = {n}")
+    many = _gateway_run(
+        fleet, work, f"gw-tls-{base['concurrency']}-workers-{n}", workload, items, plan, base["concurrency"],
+        tls_files=tls_files, workers=n,
+        warmup=settle_s(base["concurrency"], one["batches_per_s"], plan.warmup_s),
+    )
+    per_one, per_many = _per_core(one), _per_core(many)
+    log(
+        f"  workers=1 {one['batches_per_s']:.0f}/s on {one['server_cpu_share'] or 0:.2f} cores; "
+        f"workers={n} {many['batches_per_s']:.0f}/s on {many['server_cpu_share'] or 0:.2f} cores"
+    )
+    return {
+        "n": n,
+        "concurrency": base["concurrency"],
+        "one": one,
+        "many": many,
+        "batches_per_s_per_core_one": per_one,
+        "batches_per_s_per_core_many": per_many,
+        "per_core_ratio": per_many / per_one if per_one and per_many else None,
     }
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from .report_format import fmt, met, nproc, other_cores, profile_table
 
-__all__ = ["gateway_section", "gateway_targets"]
+__all__ = ["gateway_section", "gateway_targets", "workers_target"]
 
 # A process using at least this share of a core is taken as bound by its CPU.
 _CPU_BOUND = 0.85
@@ -86,8 +86,7 @@ def gateway_targets(gw: dict[str, Any]) -> list[str]:
     rows.append(f"| peak RSS <= 250 MB per process at 1,024 connections, TLS | {fmt(rss)} MB (VmHWM) at "
                 f"{top['concurrency']:,} connections{'' if reached else ' (1,024 not measured)'} "
                 f"| {met(rss <= 250 if reached else None)} |")
-    rows.append(f"| throughput per core no lower with N processes than with one | not measured: the gateway runs "
-                f"{procs} process (issue 19, item 1, is not built) | - |")
+    rows.append(workers_target(gw))
     errors = sum(x["gateway"]["errors"] for t in ("tls", "plain") for x in _levels(gw, t)) + paced["errors"]
     requests = sum(x["gateway"]["requests"] for t in ("tls", "plain") for x in _levels(gw, t)) + paced["requests"]
     statuses: dict[str, int] = {}
@@ -111,6 +110,27 @@ def gateway_targets(gw: dict[str, Any]) -> list[str]:
                     f"({fmt(p['gateway']['batches_per_s'])} vs {fmt(p['http_ceiling']['batches_per_s'])} "
                     f"batches/s) | - |")
     return rows
+
+
+def workers_target(gw: dict[str, Any]) -> str:
+    """The row "throughput per core no lower with N processes than with one" from the ``workers`` run."""
+    target = "| throughput per core no lower with N processes than with one"
+    w = gw.get("workers")
+    if not w:
+        return f"{target} | not measured: this result has no run with server.workers > 1 | - |"
+    n = w["n"]
+    if n < 2:
+        return f"{target} | not measured: the machine gives this process {n} CPU | - |"
+    one, many = w["one"], w["many"]
+    per_one, per_many = w["batches_per_s_per_core_one"], w["batches_per_s_per_core_many"]
+    ratio = w["per_core_ratio"]
+    return (
+        f"{target} (TLS, {w['concurrency']} connections, workers = {n} vs 1) | {fmt(per_many)} vs {fmt(per_one)} "
+        f"batches/s per core used ({fmt(ratio, 3)} x): {fmt(many['batches_per_s'])} batches/s on "
+        f"{fmt(many['server_cpu_share'], 2)} cores vs {fmt(one['batches_per_s'])} on "
+        f"{fmt(one['server_cpu_share'], 2)}; {many['errors']} errors. With N workers bound by "
+        f"{bound_by(many, nproc(gw), n)} | {met(None if ratio is None else ratio >= 1.0)} |"
+    )
 
 
 def _run_row(transport: str, n: int, name: str, r: dict[str, Any]) -> str:
@@ -153,6 +173,9 @@ def gateway_section(gw: dict[str, Any]) -> list[str]:
         for lv in _levels(gw, transport):
             out.append(_run_row(transport, lv["concurrency"], "bare aiohttp", lv["http_ceiling"]))
             out.append(_run_row(transport, lv["concurrency"], "sanaq-gateway", lv["gateway"]))
+    w = gw.get("workers")
+    if w and "many" in w:
+        out.append(_run_row("tls", w["concurrency"], f"sanaq-gateway, workers = {w['n']}", w["many"]))
     p = gw["paced"]
     out.append(_run_row("tls", p["concurrency"], f"sanaq-gateway, open loop at {fmt(p['offered_rate'])}/s", p))
     out += [

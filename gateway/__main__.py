@@ -8,14 +8,22 @@ dashboard accounts: ``add-user``, ``set-password``, ``disable-user``,
 requests finish and commit (up to ``server.shutdown_timeout_s``), closes the
 store and exits 0. Under systemd it reports READY=1 once the listener is
 bound, STATUS= lines, WATCHDOG=1 from the event loop, and STOPPING=1.
+
+With ``[server] workers = N`` > 1 (the default on a machine with several
+CPUs) ``serve`` is a supervisor of N worker processes that share the listener
+(``gateway.supervisor``, docs/adr/0010-all-cores.md); READY=1 then means every
+worker is ready, and SIGTERM drains them all.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
+import socket
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -36,6 +44,7 @@ from .server import build_server
 from .staff import admin_cli as staff_admin
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
+from .supervisor import die_with_parent, supervise
 
 __all__ = ["main"]
 
@@ -51,8 +60,23 @@ def make_store(config: GatewayConfig) -> CensusStore:
     return PostgresStore(config.database, max_group=config.commit.max_group, max_wait_ms=config.commit.max_wait_ms)
 
 
-async def serve(config: GatewayConfig) -> int:
+@dataclass(frozen=True, slots=True)
+class WorkerArgs:
+    """What a supervisor hands one worker process (hidden ``serve`` options; ``gateway.supervisor``)."""
+
+    index: int
+    supervisor_pid: int
+    listen_fds: tuple[int, ...]
+    device_lock_fd: int
+
+
+async def serve(config: GatewayConfig, worker: WorkerArgs | None = None) -> int:
+    if worker is not None:
+        die_with_parent(worker.supervisor_pid)
+        structlog.contextvars.bind_contextvars(worker=worker.index)
     notifier = Notifier.from_env()
+    if worker is not None:  # its supervisor reads it; a stalled supervisor must not stall the worker's loop
+        notifier = dataclasses.replace(notifier, nonblocking=True)
     passphrase = keyfiles.read_passphrase_file(config.keys.passphrase_file) if config.keys.passphrase_file else None
     data_key = keyfiles.load_data_key(config.keys.data_key, passphrase)
     previous = [keyfiles.load_data_key(p, passphrase) for p in config.keys.previous_data_keys]
@@ -66,13 +90,15 @@ async def serve(config: GatewayConfig) -> int:
         receipt_key=receipt_key,
         root_public_key=root_public_key,
         bootstrap_snapshot=read_optional(config.keys.bootstrap_snapshot),
+        device_lock_fd=worker.device_lock_fd if worker is not None else None,
     )
     ssl_context = None
     if not config.server.plain_http:
         if config.server.tls_cert is None or config.server.tls_key is None:
             raise ConfigError("server.tls_cert and server.tls_key are required unless plain_http = true")
         ssl_context = tls.server_ssl_context(config.server.tls_cert, config.server.tls_key, passphrase)
-    await server.start(ssl_context=ssl_context)
+    sockets = [socket.socket(fileno=fd) for fd in worker.listen_fds] if worker is not None else []
+    await server.start(ssl_context=ssl_context, sockets=sockets)
     app = server.app
     ctx = app[CTX]
     stop = asyncio.Event()
@@ -83,16 +109,22 @@ async def serve(config: GatewayConfig) -> int:
     scheme = "http" if ssl_context is None else "https"
     version = ctx.trust.current.snapshot.version if ctx.trust.current else None
     log.info("gateway.listening", scheme=scheme, sockets=bound, registry_version=version)
-    notifier.ready(f"listening {scheme} on {bound}; registry v{version}")
-    print(f"sanaq-gateway: listening {scheme} on {bound}", file=sys.stderr, flush=True)
+    if worker is None:
+        notifier.ready(f"listening {scheme} on {bound}; registry v{version}")
+    else:
+        await _tell_supervisor_ready(notifier, f"listening {scheme} on {bound}; registry v{version}")
+    if worker is None:  # a supervised worker's readiness is told by the supervisor, once all are ready
+        print(f"sanaq-gateway: listening {scheme} on {bound}", file=sys.stderr, flush=True)
     async with asyncio.TaskGroup() as tg:
         watchdog = tg.create_task(notifier.watchdog_loop())
         status = tg.create_task(_status_loop(notifier, app))
+        sampler = tg.create_task(ctx.metrics.sample_loop())
         await stop.wait()
         log.info("gateway.stopping")
         notifier.stopping()
         watchdog.cancel()
         status.cancel()
+        sampler.cancel()
     await server.stop()
     log.info("gateway.stopped")
     return 0
@@ -125,6 +157,14 @@ def _root_public_key(config: GatewayConfig) -> bytes:
     return key
 
 
+async def _tell_supervisor_ready(notifier: Notifier, status: str) -> None:
+    """READY=1 to the supervisor, retried while its queue is full (it starts nothing else until then)."""
+    for _ in range(600):
+        if notifier.send(f"READY=1\nSTATUS={status}") or not notifier.address:
+            return
+        await asyncio.sleep(0.1)
+
+
 async def _status_loop(notifier: Notifier, app: web.Application) -> None:
     ctx = app[CTX]
     while True:
@@ -144,8 +184,15 @@ def _parser() -> argparse.ArgumentParser:
         "--config",
         type=Path,
         default=None,
-        help="TOML configuration file (e.g. /etc/sanaq/gateway.toml); defaults apply without one",
+        help="TOML configuration file (e.g. /etc/sanaq/gateway.toml); defaults apply without one. "
+        "With [server] workers = N > 1 (default: the CPUs this process may use) this process supervises "
+        "N worker processes sharing the listener",
     )
+    # set by the supervisor (gateway.supervisor) for each worker it starts; not for people
+    s.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--supervisor-pid", type=int, default=0, help=argparse.SUPPRESS)
+    s.add_argument("--listen-fd", type=int, action="append", default=[], help=argparse.SUPPRESS)
+    s.add_argument("--device-lock-fd", type=int, default=-1, help=argparse.SUPPRESS)
     c = sub.add_parser("check-config", help="check a configuration, its key files and keys as the unit sees them")
     c.add_argument("--config", type=Path, required=True)
     m = sub.add_parser(
@@ -191,6 +238,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"sanaq-gateway: cannot migrate the store: {e}", file=sys.stderr)
             return 1
     try:
+        if args.worker is not None:
+            worker = WorkerArgs(args.worker, args.supervisor_pid, tuple(args.listen_fd), args.device_lock_fd)
+            return asyncio.run(serve(config, worker))
+        if config.server.workers > 1:
+            return asyncio.run(supervise(config, args.config))
         return asyncio.run(serve(config))
     except (ConfigError, KeysError) as e:
         print(f"sanaq-gateway: {e}", file=sys.stderr)

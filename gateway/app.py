@@ -14,6 +14,7 @@ from nacl.signing import SigningKey
 
 from .config import GatewayConfig
 from .context import CTX, BodyBudget, GatewayContext, TrustHolder, wall_clock_ms
+from .device_slots import DeviceSlots
 from .metrics import GatewayMetrics
 from .problems import error_middleware
 from .registry import follow_registry, load_registry
@@ -69,6 +70,7 @@ def create_app(
         body_buffer=BodyBudget(config.limits.max_buffered_body_bytes),
         trust=TrustHolder(),
         clock=clock,
+        device_slots=DeviceSlots(config.limits.max_inflight_per_device),
     )
     app = web.Application(
         client_max_size=config.limits.max_body_bytes,

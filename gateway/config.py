@@ -18,11 +18,18 @@ from wire.census_sheet import CensusMoment
 from .staff.config import StaffConfig
 
 __all__ = [
-    "LOG_LEVELS", "CensusConfig", "CommitConfig", "GatewayConfig", "KeysConfig", "LimitsConfig", "ServerConfig",
-    "load_config",
+    "LOG_LEVELS", "MAX_INFLIGHT_PER_DEVICE", "MAX_WORKERS", "CensusConfig", "CommitConfig", "GatewayConfig",
+    "KeysConfig", "LimitsConfig", "ServerConfig", "load_config", "usable_cpus",
 ]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+MAX_WORKERS = 128  # server.workers above this is a typo, not a machine (docs/adr/0010-all-cores.md)
+MAX_INFLIGHT_PER_DEVICE = 1024  # gateway.device_slots: every lock offset must fit in off_t
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. systemd ``CPUAffinity=``): the default workers."""
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,8 @@ class ServerConfig:
     log_level: str = "info"
     instance_id: str = "gw-1"
     registry_staleness_s: float = 5.0
+    # worker processes sharing the listener (gateway.supervisor); 1: one process, no supervisor
+    workers: int = field(default_factory=usable_cpus)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,5 +186,9 @@ def _check(cfg: GatewayConfig) -> None:
             raise ConfigError(f"limits.{name} must be positive")
     if cfg.limits.body_rate_grace_s < 0 or cfg.limits.max_inflight_per_device < 0:
         raise ConfigError("limits.body_rate_grace_s and limits.max_inflight_per_device must not be negative")
+    if not 1 <= server.workers <= MAX_WORKERS:
+        raise ConfigError(f"server.workers must be between 1 and {MAX_WORKERS} (got {server.workers})")
+    if cfg.limits.max_inflight_per_device > MAX_INFLIGHT_PER_DEVICE:
+        raise ConfigError(f"limits.max_inflight_per_device must be at most {MAX_INFLIGHT_PER_DEVICE}")
     if cfg.limits.max_buffered_body_bytes < cfg.limits.max_body_bytes:
         raise ConfigError("limits.max_buffered_body_bytes must be at least limits.max_body_bytes")

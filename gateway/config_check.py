@@ -396,6 +396,8 @@ def check_gateway_config(
         ("server.plain_http", str(config.server.plain_http).lower()),
         ("server.instance_id", config.server.instance_id),
         ("server.log_level", config.server.log_level),
+        ("server.workers", f"{config.server.workers}" + ("" if config.server.workers == 1 else
+                           " (a supervisor and that many worker processes on one listener)")),
         ("keys.root_public_key", root.hex() if root is not None else "(not usable)"),
         ("staff.enabled", str(config.staff.enabled).lower()),
     ]

@@ -15,8 +15,9 @@ from nacl.signing import SigningKey
 
 from wire import RegistrySnapshot, key_id
 
-from .config import GatewayConfig
-from .errors import Unavailable
+from .config import GatewayConfig, LimitsConfig
+from .device_slots import DeviceSlots
+from .errors import ClientProblem, Unavailable
 from .metrics import GatewayMetrics
 from .sheets import SheetValidator
 from .store import CensusStore
@@ -77,7 +78,8 @@ class GatewayContext:
     metrics: GatewayMetrics
     trust: TrustHolder
     clock: Callable[[], int] = wall_clock_ms
-    inflight_by_device: Counter[str] = field(default_factory=Counter)
+    # the per-device in-flight cap; shared by all workers when ``server.workers`` > 1 (``gateway.device_slots``)
+    device_slots: DeviceSlots = field(default_factory=lambda: DeviceSlots(LimitsConfig().max_inflight_per_device))
     ingest_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(512))
     body_buffer: BodyBudget = field(default_factory=lambda: BodyBudget(256 * 1024 * 1024))
     ready: bool = False
@@ -86,6 +88,21 @@ class GatewayContext:
     assignments: Any = None
 
     previous_data_keys: tuple[PrivateKey, ...] = ()
+
+    @property
+    def inflight_by_device(self) -> Counter[str]:
+        """This process's batch requests being processed, by device."""
+        return self.device_slots.local
+
+    def take_device_slot(self, device_id: str) -> int:
+        """One in-flight slot of ``device_id``, or ``ClientProblem`` 429 at ``limits.max_inflight_per_device``."""
+        slot = self.device_slots.take(device_id)
+        if slot is None:
+            raise ClientProblem("too many concurrent requests for this device", code="too-many-requests")
+        return slot
+
+    def give_back_device_slot(self, device_id: str, slot: int) -> None:
+        self.device_slots.give_back(device_id, slot)
 
     @property
     def data_public_key(self) -> bytes:

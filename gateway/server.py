@@ -19,6 +19,7 @@ them.
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from nacl.signing import SigningKey
 from .app import create_app
 from .config import GatewayConfig
 from .context import CTX, GatewayContext, wall_clock_ms
+from .device_slots import DeviceSlots
 from .staff import setup_staff
 from .store import CensusStore
 
@@ -52,12 +54,23 @@ class GatewayServer:
     def ctx(self) -> GatewayContext:
         return self.app[CTX]
 
-    async def start(self, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    async def start(
+        self, *, ssl_context: ssl.SSLContext | None = None, sockets: Sequence[socket.socket] = ()
+    ) -> None:
+        """Bind ``server.host``:``server.port``, or serve on ``sockets`` a supervisor bound (``gateway.supervisor``)."""
         await self.runner.setup()
-        site = web.TCPSite(
-            self.runner, self.config.server.host, self.config.server.port, ssl_context=ssl_context, **site_options()
-        )
-        await site.start()
+        sites: list[web.BaseSite] = [
+            web.SockSite(self.runner, sock, ssl_context=ssl_context, backlog=_BACKLOG) for sock in sockets
+        ]
+        if not sockets:
+            sites.append(
+                web.TCPSite(
+                    self.runner, self.config.server.host, self.config.server.port, ssl_context=ssl_context,
+                    **site_options(),
+                )
+            )
+        for site in sites:
+            await site.start()
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -77,8 +90,12 @@ def build_server(
     root_public_key: bytes,
     bootstrap_snapshot: bytes | None = None,
     clock: Callable[[], int] = wall_clock_ms,
+    device_lock_fd: int | None = None,
 ) -> GatewayServer:
-    """The gateway app (with the staff dashboard when ``config.staff.enabled``) and its configured runner."""
+    """The gateway app (with the staff dashboard when ``config.staff.enabled``) and its configured runner.
+
+    ``device_lock_fd``: the supervisor's lock file, so the per-device in-flight cap holds across workers.
+    """
     app = create_app(
         config,
         store,
@@ -89,6 +106,8 @@ def build_server(
         bootstrap_snapshot=bootstrap_snapshot,
         clock=clock,
     )
+    if device_lock_fd is not None:
+        app[CTX].device_slots = DeviceSlots(config.limits.max_inflight_per_device, device_lock_fd)
     setup_staff(app, app[CTX], config.staff)  # no-op when [staff] enabled = false
     return GatewayServer(config, app, web.AppRunner(app, **runner_options(config)))
 

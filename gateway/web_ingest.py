@@ -114,10 +114,7 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
             )
         return await _conflict(ctx, header.device_id, header.seq, signer.road)
 
-    device_load = ctx.inflight_by_device
-    if device_load[header.device_id] >= ctx.config.limits.max_inflight_per_device:
-        raise ClientProblem("too many concurrent requests for this device", code="too-many-requests")
-    device_load[header.device_id] += 1
+    device_slot = ctx.take_device_slot(header.device_id)  # 429 at the cap, across all workers
     ctx.metrics.inflight.inc()
     try:
         data_key = ctx.data_key_for(header.recipient_key_id) or ctx.data_key  # unknown id: WrongRecipientError
@@ -157,9 +154,7 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
             raise ClientProblem("request nonce already used", code="replay") from e
         ctx.metrics.commit_latency.observe(time.perf_counter() - started)
     finally:
-        device_load[header.device_id] -= 1
-        if device_load[header.device_id] <= 0:
-            del device_load[header.device_id]
+        ctx.give_back_device_slot(header.device_id, device_slot)
         ctx.metrics.inflight.dec()
 
     match outcome:

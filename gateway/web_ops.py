@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from wire.errors import WireError
 
 from .context import CTX, GatewayContext
 from .openapi import openapi_document
+from .registry import refresh_from_store
+from .store import StoreError
 
 __all__ = ["get_healthz", "get_metrics", "get_openapi", "get_readyz"]
 
@@ -20,6 +25,9 @@ async def get_healthz(request: web.Request) -> web.Response:
 
 async def get_readyz(request: web.Request) -> web.Response:
     ctx: GatewayContext = request.app[CTX]
+    if ctx.ready:  # the database's version, whichever worker or instance answers (one query for many callers)
+        with contextlib.suppress(StoreError, WireError):  # not confirmed: reported below
+            await refresh_from_store(ctx, asked_at=asyncio.get_running_loop().time())
     trust = ctx.trust.current
     problems = []
     if not ctx.ready:
@@ -41,7 +49,7 @@ async def get_readyz(request: web.Request) -> web.Response:
 
 async def get_metrics(request: web.Request) -> web.Response:
     ctx: GatewayContext = request.app[CTX]
-    data = generate_latest(ctx.metrics.registry)
+    data = ctx.metrics.exposition()  # the whole gateway, also with several workers
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -32,6 +32,10 @@ HINTS: dict[str, str] = {
     "security.event:revoked-device-batch": "a batch of a revoked tablet arrived: find the tablet, check custody",
     "security.event:device-mismatch": "a tablet sent another tablet's batch: treat as cloned or tampered",
     "security.event:unknown-signer-batch": "a batch signed by an unknown key: keep it, find who sent it",
+    # gateway: worker processes (server.workers > 1)
+    "gateway.worker.died": "a worker died and is replaced; clients retry. If it repeats: its last lines, kernel log",
+    "gateway.worker.hung": "a hung worker was killed and is replaced; if it repeats, report its last lines",
+    "gateway.worker.start_failed": "a worker could not start: see its stderr line (config, keys, store), fix, restart",
     # gateway: store
     "store.unavailable": "the census store refused: free disk space or restore the database; clients retry",
     "store.write_failed": "a write failed (disk full, I/O, PostgreSQL down): fix it; nothing acknowledged is lost",

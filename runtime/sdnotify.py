@@ -20,6 +20,8 @@ __all__ = ["Notifier"]
 class Notifier:
     address: str | None
     watchdog_usec: int | None
+    # never wait for a full receiver queue (a gateway worker telling its supervisor): drop, report False
+    nonblocking: bool = False
 
     @classmethod
     def from_env(cls) -> Notifier:
@@ -33,19 +35,22 @@ class Notifier:
             wd = int(usec)
         return cls(addr, wd)
 
-    def send(self, message: str) -> None:
+    def send(self, message: str) -> bool:
+        """Send one notification; False when it could not be delivered (no socket, or nobody there)."""
         if not self.address:
-            return
+            return False
         addr = self.address
         if addr.startswith("@"):
             addr = "\0" + addr[1:]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | (socket.SOCK_NONBLOCK if self.nonblocking else 0)
+        with socket.socket(socket.AF_UNIX, flags) as s:
             try:
                 s.connect(addr)
                 s.sendall(message.encode("utf-8"))
             except OSError:
                 # systemd gone or socket not there: notification is best effort by definition.
-                return
+                return False
+        return True
 
     def ready(self, status: str) -> None:
         self.send(f"READY=1\nSTATUS={status}")

@@ -144,6 +144,7 @@ class GatewayBed:
     server_toml: str = ""
     extra_toml: str = ""
     port: int = 0
+    workers: int = 1  # server.workers: the fault tests kill and fault-inject one process (test_gateway_workers: 2)
     starts: int = 0
     processes: list[GatewayProcess] = field(default_factory=list)
 
@@ -173,6 +174,7 @@ class GatewayBed:
             f'database = "{self.database}"',
             "[server]",
             f'host = "127.0.0.1"\nport = {self.port}\nplain_http = true\nshutdown_timeout_s = 20',
+            f"workers = {self.workers}",
             self.server_toml,
             "[keys]",
             f'root_public_key = "{bytes(self.world.root.verify_key).hex()}"',
@@ -183,8 +185,11 @@ class GatewayBed:
         parts.append(self.extra_toml)
         self.config_path.write_text("\n".join(p for p in parts if p) + "\n")
 
-    async def start(self, *, fiu: bool = False) -> GatewayProcess:
-        """Start ``python -m gateway serve``; return once it listens, else raise ``StartRefused``."""
+    async def start(self, *, fiu: bool = False, on_log: Callable[[bytes], None] | None = None) -> GatewayProcess:
+        """Start ``python -m gateway serve``; return once it listens, else raise ``StartRefused``.
+
+        ``on_log`` sees every log line from the first on (listeners added later miss the start-up lines).
+        """
         argv = [sys.executable, "-m", "gateway", "serve", "--config", str(self.config_path)]
         prefix = None
         if fiu:
@@ -197,6 +202,8 @@ class GatewayBed:
         )
         assert proc.stderr is not None and proc.stdout is not None
         gp = GatewayProcess(proc, "", prefix, self.log_path)
+        if on_log is not None:
+            gp.on_log.append(on_log)
         self.processes.append(gp)
         gp._drains.append(asyncio.create_task(gp._copy_log(proc.stdout), name=f"gateway-log-{proc.pid}"))
         seen: list[str] = []

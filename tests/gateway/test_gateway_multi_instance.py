@@ -52,7 +52,7 @@ async def start_instance(
     (home / "registry.snapshot").write_bytes(snapshot if snapshot is not None else world.snapshot(version=1))
     (home / "gateway.toml").write_text(
         f'database = "{dsn}"\n'
-        f'[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\ninstance_id = "{name}"\n{server_toml}'
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\ninstance_id = "{name}"\nworkers = 1\n{server_toml}'
         f'[keys]\nroot_public_key = "{bytes(world.root.verify_key).hex()}"\n'
         'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         "[commit]\nmax_group = 64\nmax_wait_ms = 2.0\n"

@@ -19,14 +19,14 @@ from .harness import World, sign
 BATCH = "application/vnd.sanaq.batch"
 
 
-async def start_process(world: World, tmp: Path) -> tuple[asyncio.subprocess.Process, str, Path]:
+async def start_process(world: World, tmp: Path, workers: int = 1) -> tuple[asyncio.subprocess.Process, str, Path]:
     save_data_key(tmp / "data.key", world.data)
     save_signing_key(tmp / "gateway.key", world.receipt)
     (tmp / "registry.snapshot").write_bytes(world.snapshot())
     db = tmp / "state" / "census.db"
     (tmp / "gateway.toml").write_text(
         f'database = "sqlite:///{db}"\n'
-        '[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\nshutdown_timeout_s = 20\n'
+        f'[server]\nhost = "127.0.0.1"\nport = 0\nplain_http = true\nshutdown_timeout_s = 20\nworkers = {workers}\n'
         f'[keys]\nroot_public_key = "{bytes(world.root.verify_key).hex()}"\n'
         'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
     )
@@ -48,8 +48,11 @@ async def start_process(world: World, tmp: Path) -> tuple[asyncio.subprocess.Pro
             return proc, "http://" + line.rsplit(" on ", 1)[1].strip(), db
 
 
-async def test_sigterm_finishes_in_flight_and_loses_no_acknowledged_batch(world: World, tmp_path: Path, sheets) -> None:
-    proc, url, db = await start_process(world, tmp_path)
+@pytest.mark.parametrize("workers", [1, 2], ids=["one process", "supervisor and 2 workers"])
+async def test_sigterm_finishes_in_flight_and_loses_no_acknowledged_batch(
+    workers: int, world: World, tmp_path: Path, sheets
+) -> None:
+    proc, url, db = await start_process(world, tmp_path, workers)
     bodies = [world.batch(d, seq, sheets(2, seed=seq, device_id=d)) for d in world.tablets for seq in range(1, 11)]
     first_answer = asyncio.Event()
 
@@ -120,6 +123,11 @@ BAD_OPTIONS = [
         "[server]\nplain_http = true\n[limits]\nbody_timeout_s = 0\n",
         "sanaq-gateway: limits.body_timeout_s must be positive",
         id="no body deadline",
+    ),
+    pytest.param(
+        "[server]\nplain_http = true\nworkers = 0\n",
+        "sanaq-gateway: server.workers must be between 1 and 128 (got 0)",
+        id="no workers",
     ),
     pytest.param(
         "[server]\nplain_http = true\nregistry_staleness_s = -1\n",

@@ -20,7 +20,8 @@ _OPTION = re.compile(r"^#(?=[a-z_]+ = )", re.MULTILINE)
 # Values the example sets on purpose (a site must see them), not defaults.
 SITE_VALUES = {
     "gateway.toml": {"server.host", "server.tls_cert", "server.tls_key", "keys.root_public_key",
-                     "keys.bootstrap_snapshot"},
+                     "keys.bootstrap_snapshot",
+                     "server.workers"},  # default: this machine's CPUs; the example shows a value
     "usb-ingest.toml": {"station_bundle"},
 }
 

@@ -8,6 +8,9 @@ every 0.2 s). Every message must come from the main pid (``NotifyAccess=main``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import os
 import signal
 from pathlib import Path
 
@@ -15,7 +18,7 @@ import aiohttp
 import pytest
 
 from keys.tls import client_ssl_context
-from tests.gateway.harness import World
+from tests.gateway.harness import World, until
 
 from .service_harness import (
     GatewayFiles,
@@ -110,3 +113,72 @@ async def test_bad_config_exits_2_without_ready(files: GatewayFiles, notify: Not
     async with gateway_process(files, notify=notify.path, watchdog_usec=WATCHDOG_USEC) as proc:
         assert await asyncio.wait_for(proc.wait(), 60) == 2
     assert notify.drain() == []
+
+
+def _log_events(files: GatewayFiles, event: str) -> list[dict[str, object]]:
+    found = []
+    for line in (files.logs / "stdout.log").read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            record = json.loads(line)
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+    return found
+
+
+async def test_with_workers_a_frozen_worker_is_killed_and_replaced_and_the_pings_go_on(
+    files: GatewayFiles, notify: NotifySocket
+) -> None:
+    """``workers = 2``: READY=1 and the pings come from the supervisor (the main pid); a worker that stops
+    pinging the supervisor for a whole watchdog interval is killed and replaced, the service stays up."""
+    text = files.config.read_text()
+    files.config.write_text(text.replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    async with gateway_process(files, notify=notify.path, watchdog_usec=WATCHDOG_USEC) as proc:
+        seen = await wait_ready(notify, proc, files, START_TIMEOUT_S)
+        assert {n.pid for n in seen} == {proc.pid}
+        assert "; 2 workers" in (seen[-1].get("STATUS") or "")
+        frozen = {e["worker"]: e["pid"] for e in _log_events(files, "gateway.worker.started")}[1]
+        assert isinstance(frozen, int)
+        os.kill(frozen, signal.SIGSTOP)
+
+        def logged(event: str, key: str, value: object) -> bool:
+            notify.drain()  # the manager reads every message, as systemd does (a datagram queue holds 10)
+            return any(e.get(key) == value for e in _log_events(files, event))
+
+        await until(lambda: logged("gateway.worker.hung", "pid", frozen), timeout_s=10, what="frozen worker found")
+        await until(lambda: logged("gateway.worker.ready", "worker", 1), timeout_s=30, what="worker 1 replaced")
+        notify.drain()
+        n = (await notify.until(lambda n: n.get("WATCHDOG") == "1", PING_S * 10))[-1]
+        assert n.pid == proc.pid
+        port = listening_port(seen[-1])
+        assert await healthz(files, port) == 200
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+
+
+async def test_with_workers_a_frozen_supervisor_does_not_stall_the_workers(
+    files: GatewayFiles, notify: NotifySocket
+) -> None:
+    """The workers' pings fill the frozen supervisor's queue (10 datagrams) within a second; they drop the
+    rest instead of waiting, so requests are still answered; the supervisor judges no one after it thaws."""
+    text = files.config.read_text()
+    files.config.write_text(text.replace("[server]\n", "[server]\nworkers = 2\n", 1))
+    async with gateway_process(files, notify=notify.path, watchdog_usec=WATCHDOG_USEC) as proc:
+        seen = await wait_ready(notify, proc, files, START_TIMEOUT_S)
+        port = listening_port(seen[-1])
+        proc.send_signal(signal.SIGSTOP)
+        await asyncio.get_running_loop().run_in_executor(None, wait_stopped, proc.pid)
+        try:
+            loop = asyncio.get_running_loop()
+            until_full = loop.time() + PING_S * 15  # by then the pings have filled the queue many times over
+            answered = 0
+            while loop.time() < until_full or answered < 4:
+                assert await asyncio.wait_for(healthz(files, port), 10) == 200
+                answered += 1
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        notify.drain()
+        n = (await notify.until(lambda n: n.get("WATCHDOG") == "1", PING_S * 10))[-1]
+        assert n.pid == proc.pid
+        assert _log_events(files, "gateway.worker.hung") == []
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
