@@ -17,9 +17,10 @@ STAMP := $(VENV)/.installed
 #   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu
 #   strace                 SIGKILL of the real USB pull at every syncfs/rename/fsync (tests/faults)
 #   tmux                   the technician's `status --watch` screen tested in a real terminal
+#   haproxy                the TCP load balancer of the national topology test (ops/haproxy.cfg)
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
 	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz \
-	tesseract-ocr-rus strace tmux
+	tesseract-ocr-rus strace tmux haproxy
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 
