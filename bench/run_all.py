@@ -27,7 +27,7 @@ from .report import RESULTS, ReportRefused, write_report
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_bytes")
+BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_bytes", "instances")
 
 
 def main(argv: list[str] | None = None) -> int:
