@@ -6,7 +6,8 @@ check the balancer's name, which the gateways' certificate carries. The gateways
 primary that streams synchronously to a standby made with ``pg_basebackup``; the ``database`` URL names
 both hosts with ``target_session_attrs=read-write``.
 
-One run goes through the whole story: a registry push through the balancer reaches both instances; tablets
+One run goes through the whole story: a registry push through the balancer reaches both instances; the USB
+station's and the web service's gateway clients forward through the balancer; tablets
 sync through the balancer while one gateway is SIGKILLed; the primary is killed (the gateway answers 503
 with ``Retry-After``); the standby is promoted by hand (``pg_ctl promote``) and ingest through the
 balancer carries on. At the end every receipt any client holds is exactly one stored batch on the
@@ -39,14 +40,17 @@ from urllib.parse import quote
 import aiohttp
 import psycopg
 import pytest
+from nacl.signing import SigningKey
 
 from gateway.config import ServerConfig
+from gwclient import SignedGatewayClient
 from keys import tls
 from keys.files import save_data_key, save_signing_key
 from tablet.generator import generate_sheets
+from usb_ingest.gateway_client import GatewayClient as StationClient
 from wire import parse_receipt
 
-from .harness import World, now_ms, sign, until
+from .harness import World, now_ms, seed, sign, until
 from .pg_cluster import SUPERUSER, Cluster, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.postgres
@@ -58,6 +62,7 @@ PUBLIC_NAME = "localhost"  # stands for gateway.census.internal: the name client
 BATCH = "application/vnd.sanaq.batch"
 SNAP = "application/vnd.sanaq.snapshot"
 TABLETS = 8
+WEB_ID = "WEB-AST-01"
 KILL_AFTER = 20  # acknowledged batches before gw1 is SIGKILLed
 
 
@@ -266,7 +271,10 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
     dsn = f"postgresql://{SUPERUSER}@/census?host={hosts}&target_session_attrs=read-write"
     gateway_dsn = f"{dsn}&pool_timeout_s=3"  # the pool option is the gateway's, not libpq's
 
-    world = World.make(n_tablets=TABLETS, n_stations=1)
+    world = World.make(n_tablets=TABLETS + 1, n_stations=1)
+    world.webs[WEB_ID] = SigningKey(seed("web-1"))
+    carried = f"TAB-{TABLETS + 1:04d}"  # its batches reach the gateway on a USB station's road
+    tablets = [d for d in world.tablets if d != carried]
     ca_key, ca_cert = tls.make_ca(now_ms=now_ms())
     key, cert = tls.make_server_cert(ca_key, ca_cert, [PUBLIC_NAME, "127.0.0.1"], now_ms=now_ms())
     tls.save_tls_key(tmp_path / "tls.key", key)
@@ -317,14 +325,29 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             for inst in instances:
                 assert await registry_version(session, world, inst) == "2", inst.name
 
+            # a USB station's and the web service's gateway clients forward through the balancer too
+            async with StationClient(url, world.stations["ST-01"], ssl_context=pinned) as station:
+                for seq in (1, 2):
+                    envelope = world.batch(carried, seq, generate_sheets(900 + seq, 2, device_id=carried))
+                    answer = await station.post_batch(envelope)
+                    assert answer.road == "station:ST-01" and not answer.duplicate
+                    clients.receipts.append((carried, seq, answer.receipt))
+                again = await station.post_batch(envelope)  # a resend after a lost answer
+                assert again.duplicate and again.receipt == answer.receipt
+            async with SignedGatewayClient(url, world.webs[WEB_ID], ssl_context=pinned) as web:
+                answer = await web.post_batch(world.batch(WEB_ID, 1, generate_sheets(950, 1, device_id=WEB_ID)))
+                assert answer.road == f"web:{WEB_ID}"
+                clients.receipts.append((WEB_ID, 1, answer.receipt))
+            roads = len(clients.receipts)
+
             # 1. tablets sync through the balancer; gw1 is SIGKILLed while they do
             async def killer() -> None:
-                await until(lambda: len(clients.receipts) >= KILL_AFTER, timeout_s=60, what="first acks")
+                await until(lambda: len(clients.receipts) >= roads + KILL_AFTER, timeout_s=60, what="first acks")
                 instances[0].proc.send_signal(signal.SIGKILL)
 
             kill = asyncio.create_task(killer())
             await asyncio.wait_for(
-                asyncio.gather(*(clients.tablet(session, i, d, range(1, 9)) for i, d in enumerate(world.tablets))),
+                asyncio.gather(*(clients.tablet(session, i, d, range(1, 9)) for i, d in enumerate(tablets))),
                 120,
             )
             await kill
@@ -349,7 +372,7 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             # directly: the balancer's /readyz check takes it out a few seconds later)
             done = primary.run("pg_ctl", "-D", str(primary.data_dir), "-m", "immediate", "-w", "stop")
             assert done.returncode == 0, done.stderr
-            device = next(iter(world.tablets))
+            device = tablets[0]
             envelope = world.batch(device, 9, generate_sheets(9, 2, device_id=device))
             target = f"https://127.0.0.1:{instances[1].port}/v1/batches"  # straight to the gateway
             async with session.post(
@@ -362,7 +385,7 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             # 3. the operator promotes the standby; ingest through the balancer continues on it
             # (the tablets keep trying meanwhile, and are told 503 until the promotion)
             seen_before = clients.failures.total()
-            phase2 = asyncio.gather(*(clients.tablet(session, i, d, range(9, 13)) for i, d in enumerate(world.tablets)))
+            phase2 = asyncio.gather(*(clients.tablet(session, i, d, range(9, 13)) for i, d in enumerate(tablets)))
             # 503 from the gateway, or a closed connection once the balancer's /readyz check takes it out
             await until(lambda: clients.failures.total() >= seen_before + TABLETS, timeout_s=60, what="the outage")
             acked_in_outage = len(clients.receipts) - phase1
@@ -399,7 +422,7 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
     for device_id, seq, receipt in rows:
         assert (device_id, seq) not in stored, f"({device_id}, {seq}) stored twice"
         stored[(device_id, seq)] = bytes(receipt)
-    assert len(stored) == TABLETS * 12 and sheets == TABLETS * 12 * 2
+    assert len(stored) == TABLETS * 12 + 3 and sheets == TABLETS * 12 * 2 + 2 * 2 + 1
     for device_id, seq, receipt in clients.receipts:  # nothing acknowledged was lost in the failover
         assert stored[(device_id, seq)] == receipt, (device_id, seq)
         parsed = parse_receipt(receipt, world.gateway_keys)
