@@ -414,6 +414,8 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             inst.drain.cancel()
 
     assert interrupted > 0, "the SIGKILL interrupted no client"
+    balancer_log = (tmp_path / "haproxy.log").read_text(errors="replace")
+    assert "Server gateways/gw1 is DOWN" in balancer_log  # its /readyz health check took the killed one out
     assert all(int(v) > 0 for v in clients.retry_after_seen)
     async with await psycopg.AsyncConnection.connect(standby.dsn("census")) as conn:
         rows = await (await conn.execute("SELECT device_id, seq, receipt FROM batches")).fetchall()
