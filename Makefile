@@ -51,7 +51,8 @@ test: setup lint
 
 # Benchmarks against same-run baselines (the gateway over TLS as deployed and over plain HTTP, each against a
 # bare aiohttp server on the same configuration); every result records its provenance and the report refuses
-# to mix runs (bench/report.py). Full: ~30 GB of temporary disk for the 5 M-sheet store; QUICK=1 for a short run.
+# to mix runs (bench/report.py). Full: ~30 GB of temporary disk for the 5 M-sheet store (SQLite,
+# then PostgreSQL: one at a time); QUICK=1 for a short run.
 bench: setup
 	@$(PY) -m pip install -q -e '.[bench]'
 	@$(PY) -m bench.run_all $(if $(QUICK),--quick,)

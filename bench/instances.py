@@ -52,7 +52,7 @@ class InstancesPlan:
     instances: tuple[int, ...] = (1, 2, 4)
     concurrency: int = 64  # total connections, split over the instances
     devices: int = 2000
-    batches: int = 16000
+    batches: int = 24000  # each envelope is sent once: enough for 4 instances for duration_s
     duration_s: float = 12.0
     warmup_s: float = 2.0
 

@@ -35,6 +35,10 @@ def instances_section(r: dict[str, Any]) -> list[str]:
             f"{fmt(run['gateway_cores'], 2)} | {fmt(run['machine_cores'], 2)} | "
             f"{'yes' if st['db_equals_acknowledged'] else '**no**'} | {st['receipts_valid']}/{st['receipts_checked']} |"
         )
+    exhausted = [run["instances"] for run in r["runs"] if any(s["workload_exhausted"] for s in run["per_instance"])]
+    if exhausted:
+        out += ["", f"**Workload exhausted** at {', '.join(map(str, exhausted))} instance(s): a generator ran out of "
+                "envelopes before its window ended, so that row is a lower bound."]
     cpus = nproc(r)
     busy = max((run["machine_cores"] or 0.0) for run in r["runs"]) if r["runs"] else 0.0
     out += [
