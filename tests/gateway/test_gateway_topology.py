@@ -1,6 +1,6 @@
 """The national deployment topology of docs/operations.md, on this machine with real processes on 127.0.0.1.
 
-HAProxy runs ``docs/examples/haproxy.cfg`` (only the addresses and the CA path changed) in front of two
+HAProxy runs ``docs/examples/haproxy.cfg`` (only the addresses, the name and the CA path changed) in front of two
 ``sanaq-gateway serve`` processes over TLS that HAProxy passes through: clients pin the census CA and
 check the balancer's name, which the gateways' certificate carries. The gateways share one PostgreSQL
 primary that streams synchronously to a standby made with ``pg_basebackup``; the ``database`` URL names
@@ -73,7 +73,7 @@ def free_port() -> int:
 
 
 def balancer_config(text: str, *, port: int, servers: dict[str, int], ca_file: Path) -> str:
-    """The documented file with this machine's addresses: the bind, the server lines and the CA path."""
+    """The documented file with this machine's addresses: the bind, the server lines, the name and the CA path."""
     text = re.sub(r"^(\s+bind )\S+", rf"\g<1>127.0.0.1:{port}", text, count=1, flags=re.MULTILINE)
     text = text.replace("/etc/haproxy/census-ca.crt", str(ca_file))
     text = text.replace("gateway.census.internal", PUBLIC_NAME)
