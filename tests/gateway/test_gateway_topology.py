@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import json
 import os
@@ -26,9 +25,7 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import ssl
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -50,13 +47,13 @@ from tablet.generator import generate_sheets
 from usb_ingest.gateway_client import GatewayClient as StationClient
 from wire import parse_receipt
 
+from .balancer import HAPROXY_CFG, Balancer, free_port
 from .harness import World, now_ms, seed, sign, until
 from .pg_cluster import SUPERUSER, Cluster, start_cluster, stop_cluster
 
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
-HAPROXY_CFG = REPO / "docs" / "examples" / "haproxy.cfg"
 OPERATIONS = REPO / "docs" / "operations.md"
 PUBLIC_NAME = "localhost"  # stands for gateway.census.internal: the name clients use and the certificate holds
 BATCH = "application/vnd.sanaq.batch"
@@ -64,22 +61,6 @@ SNAP = "application/vnd.sanaq.snapshot"
 TABLETS = 8
 WEB_ID = "WEB-AST-01"
 KILL_AFTER = 20  # acknowledged batches before gw1 is SIGKILLed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def balancer_config(text: str, *, port: int, servers: dict[str, int], ca_file: Path) -> str:
-    """The documented file with this machine's addresses: the bind, the server lines, the name and the CA path."""
-    text = re.sub(r"^(\s+bind )\S+", rf"\g<1>127.0.0.1:{port}", text, count=1, flags=re.MULTILINE)
-    text = text.replace("/etc/haproxy/census-ca.crt", str(ca_file))
-    text = text.replace("gateway.census.internal", PUBLIC_NAME)
-    kept = [line for line in text.splitlines() if not line.lstrip().startswith("server ")]
-    kept += [f"    server {name} 127.0.0.1:{p}" for name, p in servers.items()]
-    return "\n".join(kept) + "\n"
 
 
 # ---- PostgreSQL: a primary of its own (it gets killed) and a streaming standby -------------------------------
@@ -250,8 +231,6 @@ def test_the_documented_balancer_config_is_the_one_in_the_guide() -> None:
 async def test_national_topology_balancer_gateways_primary_and_standby(
     clusters: tuple[Cluster, Cluster], tmp_path: Path
 ) -> None:
-    haproxy = shutil.which("haproxy")
-    assert haproxy, "HAProxy not installed: `make setup` installs the Debian package haproxy"
     primary, standby = clusters
     async with await psycopg.AsyncConnection.connect(primary.dsn(), autocommit=True) as admin:
         await admin.execute("CREATE DATABASE census")
@@ -285,37 +264,15 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
     shared = world.snapshot(version=1)
     starts = (start_instance(world, tmp_path, n, gateway_dsn, shared) for n in ("gw1", "gw2"))
     instances = list(await asyncio.gather(*starts))
-    lb_port = free_port()
-    cfg = balancer_config(
-        HAPROXY_CFG.read_text("utf-8"), port=lb_port, servers={i.name: i.port for i in instances},
-        ca_file=tmp_path / "ca.crt",
-    )
-    (tmp_path / "haproxy.cfg").write_text(cfg)
-    check = await asyncio.to_thread(
-        subprocess.run, [haproxy, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True, text=True,
-        check=False,
-    )
-    assert check.returncode == 0, check.stdout + check.stderr
-    lb_log = (tmp_path / "haproxy.log").open("wb")
-    lb = await asyncio.create_subprocess_exec(haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg"),
-                                              stdout=lb_log, stderr=lb_log)
-    url = f"https://{PUBLIC_NAME}:{lb_port}"
-    clients = Clients(world, url, pinned)
+    lb: Balancer | None = None
+    clients = Clients(world, "", pinned)
     try:
+        lb = await Balancer.start(
+            tmp_path, servers={i.name: i.port for i in instances}, ca_file=tmp_path / "ca.crt", name=PUBLIC_NAME
+        )
+        url = clients.url = f"https://{PUBLIC_NAME}:{lb.port}"
         async with session_for(pinned) as session:
-
-            async def balancer_up() -> bool:
-                with contextlib.suppress(OSError, aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{url}/readyz") as r:
-                        return r.status == 200
-                return False
-
-            for _ in range(400):
-                assert lb.returncode is None, (tmp_path / "haproxy.log").read_text(errors="replace")
-                if await balancer_up():
-                    break
-                await asyncio.sleep(0.05)
-            assert await balancer_up(), "HAProxy never answered"
+            await lb.until_serving(session, f"{url}/readyz")
 
             # a registry push through the balancer (it reaches one instance) is followed by both
             v2 = world.snapshot(version=2)
@@ -395,14 +352,8 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             assert acked_in_outage == 0
             assert len(clients.receipts) == phase1 + TABLETS * 4
     finally:
-        if lb.returncode is None:
-            lb.send_signal(signal.SIGTERM)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lb.wait(), 10)
-        if lb.returncode is None:
-            lb.kill()
-            await lb.wait()
-        lb_log.close()
+        if lb is not None:
+            await lb.stop()
         for inst in instances:
             if inst.proc.returncode is None:
                 inst.proc.send_signal(signal.SIGTERM)
@@ -414,8 +365,7 @@ async def test_national_topology_balancer_gateways_primary_and_standby(
             inst.drain.cancel()
 
     assert interrupted > 0, "the SIGKILL interrupted no client"
-    balancer_log = (tmp_path / "haproxy.log").read_text(errors="replace")
-    assert "Server gateways/gw1 is DOWN" in balancer_log  # its /readyz health check took the killed one out
+    assert lb is not None and "Server gateways/gw1 is DOWN" in lb.log()  # the health check took it out
     assert all(int(v) > 0 for v in clients.retry_after_seen)
     async with await psycopg.AsyncConnection.connect(standby.dsn("census")) as conn:
         rows = await (await conn.execute("SELECT device_id, seq, receipt FROM batches")).fetchall()
