@@ -17,9 +17,10 @@ STAMP := $(VENV)/.installed
 #   tesseract-ocr, -kaz, -rus  OCR of that raster: the Kazakh letters are drawn, not tofu
 #   strace                 SIGKILL of the real USB pull at every syncfs/rename/fsync (tests/faults)
 #   tmux                   the technician's `status --watch` screen tested in a real terminal
+#   haproxy                the TCP load balancer of the national topology test (ops/haproxy.cfg)
 DEB_PACKAGES := mtools dosfstools umockdev gir1.2-umockdev-1.0 python3-gi libudev1 systemd python3-venv postgresql \
 	chromium chromium-driver fonts-dejavu-core fiu-utils poppler-utils tesseract-ocr tesseract-ocr-kaz \
-	tesseract-ocr-rus strace tmux
+	tesseract-ocr-rus strace tmux haproxy
 
 .PHONY: .debs-ok setup demo test lint vectors bench faults clean install uninstall
 
@@ -50,7 +51,8 @@ test: setup lint
 
 # Benchmarks against same-run baselines (the gateway over TLS as deployed and over plain HTTP, each against a
 # bare aiohttp server on the same configuration); every result records its provenance and the report refuses
-# to mix runs (bench/report.py). Full: ~30 GB of temporary disk for the 5 M-sheet store; QUICK=1 for a short run.
+# to mix runs (bench/report.py). Full: ~30 GB of temporary disk for the 5 M-sheet store (SQLite,
+# then PostgreSQL: one at a time); QUICK=1 for a short run.
 bench: setup
 	@$(PY) -m pip install -q -e '.[bench]'
 	@$(PY) -m bench.run_all $(if $(QUICK),--quick,)

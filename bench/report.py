@@ -22,6 +22,7 @@ from .fleet import REPO
 from .provenance import command_line, identity
 from .report_format import fmt, met, nproc, other_cores, profile_table
 from .report_gateway import gateway_section, gateway_targets
+from .report_instances import instances_section, scale_postgres_section
 from .report_usb import usb_big_section, usb_durable_section, usb_targets
 
 __all__ = ["ReportRefused", "check_results", "load_results", "render", "write_report"]
@@ -380,6 +381,10 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         out += usb_big_section(results["usb_big"])
     if scale:
         out += _scale(scale)
+        if scale.get("postgres"):
+            out += scale_postgres_section(scale)
+    if results.get("instances"):
+        out += instances_section(results["instances"])
     if results.get("store_bytes"):
         out += _store_bytes(results["store_bytes"])
     if results.get("web_road"):
@@ -391,7 +396,8 @@ def render(results: dict[str, dict[str, Any]], problems: list[str] | None = None
         "`make bench` (full) or `make bench QUICK=1` (`python -m bench.run_all --quick`), from the repository "
         f"root; the benchmarks on this page took {took:,.0f} s together. "
         "One benchmark: `python -m "
-        "bench.gateway_ingest|usb_pull|usb_durable|usb_big|scale_curve|web_road|store_bytes [--quick]`, then "
+        "bench.gateway_ingest|usb_pull|usb_durable|usb_big|scale_curve|instances|web_road|store_bytes [--quick]`, "
+        "then "
         "`python -m bench.report` to rebuild this page; it refuses results of different commits, trees or "
         "machines, or without provenance, unless given `--allow-mixed`. py-spy (optional) adds the profiles. "
         "`SANAQ_BENCH_GATEWAY_SRC=DIR` runs the gateway from another source tree (A/B of a change; recorded in "

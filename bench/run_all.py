@@ -27,7 +27,8 @@ from .report import RESULTS, ReportRefused, write_report
 
 __all__ = ["BENCHMARKS", "main"]
 
-BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_bytes", "usb_durable", "usb_big")
+BENCHMARKS = ("gateway_ingest", "usb_pull", "scale_curve", "web_road", "store_bytes", "usb_durable", "usb_big",
+              "instances")
 
 
 def main(argv: list[str] | None = None) -> int:
