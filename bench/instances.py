@@ -4,7 +4,7 @@ The multi-instance shape of a national deployment (docs/operations.md, "National
 one machine: a throwaway PostgreSQL cluster (the test suite's, ``tests/gateway/pg_cluster.py``: initdb on a
 temp directory, Unix socket only, ``fsync`` and ``synchronous_commit`` on) and, for each N in the plan, a
 fresh database with N real ``sanaq-gateway serve`` processes over TLS (one process each: ``[server]
-workers = 1`` where the gateway has that option, so a row measures instances, not workers).
+workers = 1``, so a row measures instances, not workers).
 
 The workload (``bench.workload``, the envelopes ``bench.gateway_ingest`` sends) is split by device into N
 disjoint parts and each instance gets its own ``bench.loadgen`` process, all started together, closed loop,
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import dataclasses
 import hashlib
 import json
 import struct
@@ -32,7 +31,6 @@ from typing import Any
 
 import psycopg
 
-from gateway.config import ServerConfig
 from tests.gateway.pg_cluster import start_cluster, stop_cluster  # the suite's recipe (Debian's postgresql)
 from wire import parse_receipt
 
@@ -94,8 +92,7 @@ def pg_gateway_config(fleet: BenchFleet, directory: Path, dsn: str, name: str, t
     """``bench.fleet``'s gateway.toml with the PostgreSQL database, an instance id and one process."""
     config = fleet.write_gateway_config(directory, directory / "unused.db", tls_files)
     text = config.read_text().replace(f'database = "sqlite:///{directory / "unused.db"}"', f'database = "{dsn}"')
-    one = "workers = 1\n" if "workers" in {f.name for f in dataclasses.fields(ServerConfig)} else ""
-    text = text.replace("[server]\n", f'[server]\ninstance_id = "{name}"\n{one}', 1)
+    text = text.replace("[server]\n", f'[server]\ninstance_id = "{name}"\n', 1)  # fleet's config has workers = 1
     config.write_text(text + "[staff]\nenabled = false\n")
     return config
 

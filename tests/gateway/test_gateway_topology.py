@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import dataclasses
 import json
 import os
 import pwd
@@ -39,7 +38,6 @@ import psycopg
 import pytest
 from nacl.signing import SigningKey
 
-from gateway.config import ServerConfig
 from gwclient import SignedGatewayClient
 from keys import tls
 from keys.files import save_data_key, save_signing_key
@@ -132,7 +130,7 @@ async def start_instance(world: World, tmp: Path, name: str, dsn: str, snapshot:
         shutil.copy(tmp / f, home / f)
     port = free_port()
     # one process per instance where the gateway can run several ([server] workers, ADR 0010)
-    workers = "workers = 1\n" if "workers" in {f.name for f in dataclasses.fields(ServerConfig)} else ""
+    workers = "workers = 1\n"
     (home / "gateway.toml").write_text(
         f'database = "{dsn}"\n'
         f'[server]\nhost = "127.0.0.1"\nport = {port}\ninstance_id = "{name}"\n{workers}'
