@@ -17,7 +17,7 @@ from typing import Any, assert_never
 import structlog
 from aiohttp import web
 
-from wire import decode_envelope, make_receipt, open_envelope, verify_envelope
+from wire import decode_envelope, make_receipt, open_batch, verify_envelope
 from wire.errors import RevokedKeyError
 from wire.limits import Limits
 
@@ -121,8 +121,8 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     ctx.metrics.inflight.inc()
     try:
         data_key = ctx.data_key_for(header.recipient_key_id) or ctx.data_key  # unknown id: WrongRecipientError
-        sheets = open_envelope(verified, bytes(data_key.public_key), bytes(data_key), limits)
-        sorted_sheets = ctx.validator.sort(sheets)
+        opened = open_batch(verified, bytes(data_key.public_key), bytes(data_key), limits)
+        sorted_sheets = ctx.validator.sort(opened.sheets, opened.sheet_bytes)
         received_at_ms = ctx.clock()
         receipt = make_receipt(
             batch_hash=batch_hash,
