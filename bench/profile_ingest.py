@@ -12,7 +12,7 @@ sheets from ``bench.workload``):
   this process over TLS with a throwaway census CA, as deployed, driven by
   ``bench.loadgen`` in its own process until the workload is used up. The
   result is this process's CPU time (every thread: event loop, TLS, store
-  commits) per stored batch; ``--profile`` adds the top functions of the
+  commits) per stored batch, and that of the event-loop thread alone; ``--profile`` adds the top functions of the
   event-loop thread by cumulative and by own time (cProfile, which slows the
   run: the CPU figure of a profiled run is marked as such).
 
@@ -156,7 +156,7 @@ async def _serve_and_load(config_path: Path, workload: Path, ca: Path | None, co
                 "--out", str(out)]
         if ca is not None:
             argv += ["--ca", str(ca)]
-        cpu_before, wall_before = time.process_time(), time.perf_counter()
+        cpu_before, loop_before, wall_before = time.process_time(), time.thread_time(), time.perf_counter()
         if profiler is not None:
             profiler.enable()
         generator = await asyncio.create_subprocess_exec(*argv, cwd=REPO)
@@ -164,6 +164,7 @@ async def _serve_and_load(config_path: Path, workload: Path, ca: Path | None, co
         if profiler is not None:
             profiler.disable()
         cpu_s, wall_s = time.process_time() - cpu_before, time.perf_counter() - wall_before
+        loop_s = time.thread_time() - loop_before
         if code != 0:
             raise RuntimeError(f"bench.loadgen exited with {code}")
         result: dict[str, Any] = json.loads(out.read_text())
@@ -178,6 +179,7 @@ async def _serve_and_load(config_path: Path, workload: Path, ca: Path | None, co
         "wall_s": wall_s,
         "server_cpu_s": cpu_s,
         "server_cpu_us_per_batch": cpu_s / max(ok, 1) * 1e6,
+        "loop_thread_cpu_us_per_batch": loop_s / max(ok, 1) * 1e6,
         "server_cores": cpu_s / wall_s,
         "ok_per_s": ok / wall_s,
     }
@@ -256,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
             report["server"] = server
             print(f"server ({'plain' if args.plain else 'TLS'}, {args.concurrency} connections, {args.loop}"
                   f"{', profiled' if args.profile else ''}): {server['ok']} batches stored, {server['errors']} "
-                  f"errors, {server['server_cpu_us_per_batch']:.0f} us CPU per batch, "
+                  f"errors, {server['server_cpu_us_per_batch']:.0f} us CPU per batch (event-loop thread "
+                  f"{server['loop_thread_cpu_us_per_batch']:.0f}), "
                   f"{server['server_cores']:.2f} cores, {server['ok_per_s']:.0f} batches/s")
             if stats is not None:
                 for sort in ("cumulative", "tottime"):

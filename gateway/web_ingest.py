@@ -94,7 +94,8 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     verified = verify_envelope(envelope, device.public_key)
     if header.schema != SHEET_SCHEMA_NAME:
         raise ClientProblem(f"unknown sheet schema {header.schema!r}", code="unsupported-schema")
-    batch_hash = envelope.batch_hash
+    # The envelope is the body, whose SHA-256 the request check computed for its Content-Digest.
+    batch_hash = auth.body_sha256 if auth.body_sha256 is not None else envelope.batch_hash
     structlog.contextvars.bind_contextvars(batch_hash=batch_hash.hex())
 
     existing = await ctx.store.find_batch(header.device_id, header.seq)

@@ -40,7 +40,6 @@ MAX_SAFE_INT = 2**53 - 1
 _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _SCALARS = frozenset({str, int, bool, type(None)})
 _NESTED = frozenset({dict, list})
-_ALLOWED = _SCALARS | _NESTED
 _NOT_BYTES = object()
 
 
@@ -58,6 +57,7 @@ def _plain(value: Any, max_depth: int) -> bool:
     depth = 0
     while level:
         below: list[Any] = []
+        push = below.append
         for node in level:
             if not node:
                 continue
@@ -72,12 +72,12 @@ def _plain(value: Any, max_depth: int) -> bool:
                 items: Any = node.values()
             else:
                 items = node
-            kinds = set(map(type, items))
-            if kinds <= _SCALARS:
-                continue
-            if not kinds <= _ALLOWED:
-                return False
-            below.extend(item for item in items if type(item) in _NESTED)
+            for item in items:
+                kind = type(item)
+                if kind in _NESTED:
+                    push(item)
+                elif kind not in _SCALARS:
+                    return False
         level = below
         depth += 1
     return True
