@@ -41,6 +41,9 @@ _ORJSON = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
 _SCALARS = frozenset({str, int, bool, type(None)})
 _NESTED = frozenset({dict, list})
 _NOT_BYTES = object()
+# Containers one level of the walk may hold: beyond it (a huge value, or one list shared many times or
+# holding itself, whose paths multiply level by level) the reference path's depth-first check decides.
+_MAX_LEVEL = 1 << 20
 
 
 def _plain(value: Any, max_depth: int) -> bool:
@@ -78,6 +81,8 @@ def _plain(value: Any, max_depth: int) -> bool:
                     push(item)
                 elif kind not in _SCALARS:
                     return False
+            if len(below) > _MAX_LEVEL:
+                return False
         level = below
         depth += 1
     return True

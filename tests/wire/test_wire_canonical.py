@@ -223,3 +223,12 @@ def test_encode_decoded_gives_the_parts_as_encoded() -> None:
     data = canonical.encode(whole)
     parts = canonical.encode_decoded(canonical.decode(data, max_bytes=BIG)["a"])
     assert b'{"a":[' + b",".join(parts) + b"]}" == data
+
+
+def test_a_value_holding_itself_is_too_deep_on_both_paths() -> None:
+    loop: list[Any] = []
+    loop.extend([loop] * 1000)  # its paths multiply by 1000 at every level
+    with pytest.raises(OversizeError):
+        canonical.encode(loop)
+    with pytest.raises(OversizeError):
+        canonical._encode_reference(loop, 32)
