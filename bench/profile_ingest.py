@@ -16,7 +16,8 @@ sheets from ``bench.workload``):
   event-loop thread by cumulative and by own time (cProfile, which slows the
   run: the CPU figure of a profiled run is marked as such).
 
-``--loop uvloop`` runs the server on uvloop instead of asyncio's loop.
+``--loop uvloop`` runs the server on uvloop instead of asyncio's loop (uvloop
+is not a dependency: ``pip install uvloop`` first).
 Nothing is written under ``bench/results`` unless ``--out`` says so.
 """
 
@@ -26,6 +27,7 @@ import argparse
 import asyncio
 import cProfile
 import hashlib
+import importlib
 import io
 import json
 import pstats
@@ -195,10 +197,8 @@ def measure_server(work: Path, workload: Path, *, plain: bool = False, concurren
     log_file = (work / "gateway.log").open("w")
     configure_logging("info", stream=log_file, cache=False)
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
-    if loop == "uvloop":
-        import uvloop  # noqa: PLC0415 - optional, measured only when asked for
-
-        loop_factory = uvloop.new_event_loop
+    if loop == "uvloop":  # not a dependency: installed by hand to measure it (ADR 0011)
+        loop_factory = importlib.import_module("uvloop").new_event_loop
     try:
         with asyncio.Runner(loop_factory=loop_factory) as runner:
             result = runner.run(_serve_and_load(config, workload, None if tls_files is None else tls_files.ca,
