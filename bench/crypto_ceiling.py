@@ -6,14 +6,15 @@ Steps, each timed over the same envelopes (one thread, so "per core"):
   Content-Digest SHA-256 of the body, Ed25519 verify);
 * ``envelope_verify``: ``decode_envelope`` + ``verify_envelope`` (structure,
   ciphertext SHA-256, Ed25519 verify);
-* ``open``: ``open_envelope`` (X25519 sealed box + canonical JSON decode of
-  the plaintext and its binding checks);
+* ``open``: ``open_batch`` as the gateway calls it (X25519 sealed box +
+  canonical JSON decode of the plaintext and its binding checks, each
+  sheet's canonical bytes cut from the plaintext);
 
 their sum is the crypto ceiling (batches/s on one core). Reported beside it
 and not in it: ``receipt_sign`` (``make_receipt``) and ``schema_validate``
-(the gateway's ``SheetValidator.sort``: JSON Schema of every sheet plus its
-canonical re-encoding), the non-cryptographic work the gateway also does per
-batch.
+(the gateway's ``SheetValidator.sort`` given the sheets' sealed bytes: JSON
+Schema and cross-field rules of every sheet, no re-encoding), the
+non-cryptographic work the gateway also does per batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.sheets import SheetValidator
-from wire import decode_envelope, httpsig, key_id, make_receipt, open_envelope, verify_envelope
+from wire import decode_envelope, httpsig, key_id, make_receipt, open_batch, verify_envelope
 from wire.limits import Limits
 
 from .fleet import BenchFleet
@@ -63,7 +64,7 @@ def measure_crypto_ceiling(items: list[WorkItem], *, min_s: float = 1.0) -> dict
         headers["Content-Type"] = BATCH_TYPE
         signed.append(headers)
     verified = [verify_envelope(decode_envelope(i.envelope, limits), pubs[i.device_index]) for i in items]
-    opened = [open_envelope(v, fleet.data_public, bytes(fleet.data), limits) for v in verified]
+    opened = [open_batch(v, fleet.data_public, bytes(fleet.data), limits) for v in verified]
     validator = SheetValidator()
     n = len(items)
 
@@ -77,7 +78,7 @@ def measure_crypto_ceiling(items: list[WorkItem], *, min_s: float = 1.0) -> dict
         return verify_envelope(decode_envelope(items[i].envelope, limits), pubs[items[i].device_index])
 
     def open_(i: int) -> object:
-        return open_envelope(verified[i], fleet.data_public, bytes(fleet.data), limits)
+        return open_batch(verified[i], fleet.data_public, bytes(fleet.data), limits)
 
     def receipt_sign(i: int) -> object:
         h = verified[i].header
@@ -86,7 +87,7 @@ def measure_crypto_ceiling(items: list[WorkItem], *, min_s: float = 1.0) -> dict
                             gateway_key=fleet.receipt)
 
     def schema_validate(i: int) -> object:
-        return validator.sort(opened[i])
+        return validator.sort(opened[i].sheets, opened[i].sheet_bytes)
 
     steps = {
         "request_verify": request_verify,
@@ -97,8 +98,8 @@ def measure_crypto_ceiling(items: list[WorkItem], *, min_s: float = 1.0) -> dict
     }
     per_item = {name: _time_per_item(fn, n, min_s) for name, fn in steps.items()}
     crypto = per_item["request_verify"] + per_item["envelope_verify"] + per_item["open"]
-    sheets_per_batch = sum(len(o) for o in opened) / n
-    quarantined = sum(len(validator.sort(o).quarantined) for o in opened[:50])
+    sheets_per_batch = sum(len(o.sheets) for o in opened) / n
+    quarantined = sum(len(validator.sort(o.sheets, o.sheet_bytes).quarantined) for o in opened[:50])
     return {
         "batches_measured": n,
         "sheets_per_batch": sheets_per_batch,

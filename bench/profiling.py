@@ -29,7 +29,8 @@ _LINE = re.compile(r":\d+\)$")
 _WATCH = (
     "pull_volume", "take_batch", "store_batch", "_write_verified", "read_batch", "FatExportVolume.open",
     "verify_manifest", "write_custody",
-    "post_batch", "SheetValidator.sort", "SheetValidator.reason", "open_envelope", "decode (wire/canonical.py)",
+    "post_batch", "SheetValidator.sort", "SheetValidator.reason", "open_envelope", "open_batch",
+    "cross_field_problems", "decode (wire/canonical.py)",
     "encode (wire/canonical.py)", "parse_and_verify_request", "verify_envelope", "make_receipt",
     "SqliteStore._run_group", "SqliteStore.find_batch", "iter_errors",
 )

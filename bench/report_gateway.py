@@ -203,11 +203,12 @@ def gateway_section(gw: dict[str, Any]) -> list[str]:
         "| --- | ---: |",
         f"| request signature verify (RFC 9421 parse, Content-Digest, Ed25519) | {fmt(us['request_verify'])} |",
         f"| envelope decode + verify (SHA-256, Ed25519) | {fmt(us['envelope_verify'])} |",
-        f"| open (X25519 sealed box + canonical JSON decode) | {fmt(us['open'])} |",
+        f"| open (X25519 sealed box + canonical JSON decode, sheet bytes cut from the plaintext) | {fmt(us['open'])} |",
         f"| **crypto ceiling** = the three above: **{fmt(cc['crypto_batches_per_s_per_core'])} batches/s per core** "
         f"| {fmt(cc['crypto_us_per_batch'])} |",
         f"| receipt signing (not in the ceiling) | {fmt(us['receipt_sign'])} |",
-        f"| sheet schema validation + canonical re-encoding (`SheetValidator.sort`, not in the ceiling) "
+        f"| sheet schema + cross-field validation (`SheetValidator.sort` on the sealed sheet bytes, not in the "
+        "ceiling) "
         f"| {fmt(us['schema_validate'])} |",
         "",
         "Durability check after each gateway run (killed with SIGKILL once every answer was in):",

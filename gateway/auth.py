@@ -25,6 +25,7 @@ class Authenticated:
     signer: Signer
     created_s: int
     nonce: NonceUse
+    body_sha256: bytes | None = None  # from the Content-Digest check: the batch hash of a batch request
 
 
 def announces_body(request: web.Request) -> bool:
@@ -55,4 +56,4 @@ def authenticate(request: web.Request, body: bytes, trust: Trust, *, now_ms: int
     if not signer.active:
         raise RevokedKeyError("signer is not in service", signer=signer.ident, key_id=verified.key_id.hex())
     nonce = NonceUse(verified.key_id, verified.nonce, now_ms + 2 * window_s * 1000 + 1000)
-    return Authenticated(signer=signer, created_s=verified.created, nonce=nonce)
+    return Authenticated(signer=signer, created_s=verified.created, nonce=nonce, body_sha256=verified.body_sha256)

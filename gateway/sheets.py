@@ -16,6 +16,7 @@ both agree it is invalid). The date rules use the configured census moment.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -92,14 +93,21 @@ class SheetValidator:
             instance=error.instance,
         )
 
-    def sort(self, sheets: list[Any]) -> Sorted:
+    def sort(self, sheets: Sequence[Any], encoded: Sequence[bytes] | None = None) -> Sorted:
+        """Accepted and quarantined sheets with their canonical JSON.
+
+        ``encoded``: each sheet's canonical bytes when the caller has them
+        (``wire.open_batch`` cuts them from the plaintext); else encoded here.
+        """
+        if encoded is not None and len(encoded) != len(sheets):
+            raise ValueError("one encoding per sheet")
         accepted: list[StoredSheet] = []
         quarantined: list[QuarantinedSheet] = []
         for index, sheet in enumerate(sheets):
-            encoded = canonical.encode(sheet)
-            body = encoded.decode("utf-8")
+            encoded_sheet = canonical.encode(sheet) if encoded is None else encoded[index]
+            body = encoded_sheet.decode("utf-8")
             address = sheet.get("address") if isinstance(sheet, dict) else None
-            why = self.reason(sheet, len(encoded))
+            why = self.reason(sheet, len(encoded_sheet))
             if why is None:
                 accepted.append(
                     StoredSheet(

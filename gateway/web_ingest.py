@@ -17,7 +17,7 @@ from typing import Any, assert_never
 import structlog
 from aiohttp import web
 
-from wire import decode_envelope, make_receipt, open_envelope, verify_envelope
+from wire import decode_envelope, make_receipt, open_batch, verify_envelope
 from wire.errors import RevokedKeyError
 from wire.limits import Limits
 
@@ -94,7 +94,8 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     verified = verify_envelope(envelope, device.public_key)
     if header.schema != SHEET_SCHEMA_NAME:
         raise ClientProblem(f"unknown sheet schema {header.schema!r}", code="unsupported-schema")
-    batch_hash = envelope.batch_hash
+    # The envelope is the body, whose SHA-256 the request check computed for its Content-Digest.
+    batch_hash = auth.body_sha256 if auth.body_sha256 is not None else envelope.batch_hash
     structlog.contextvars.bind_contextvars(batch_hash=batch_hash.hex())
 
     existing = await ctx.store.find_batch(header.device_id, header.seq)
@@ -118,8 +119,8 @@ async def _post_batch(request: web.Request, ctx: GatewayContext, body: bytes) ->
     ctx.metrics.inflight.inc()
     try:
         data_key = ctx.data_key_for(header.recipient_key_id) or ctx.data_key  # unknown id: WrongRecipientError
-        sheets = open_envelope(verified, bytes(data_key.public_key), bytes(data_key), limits)
-        sorted_sheets = ctx.validator.sort(sheets)
+        opened = open_batch(verified, bytes(data_key.public_key), bytes(data_key), limits)
+        sorted_sheets = ctx.validator.sort(opened.sheets, opened.sheet_bytes)
         received_at_ms = ctx.clock()
         receipt = make_receipt(
             batch_hash=batch_hash,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta, timezone
 from datetime import datetime as _datetime
+from functools import lru_cache
 from typing import Any
 
 __all__ = [
@@ -169,14 +170,27 @@ def _years_apart(older: date, younger: date) -> int:
 
 def cross_field_problems(sheet: Mapping[str, Any], moment: CensusMoment) -> list[SheetProblem]:
     """Every failure of rules S-50..S-58 on a sheet that is valid under the schema, in rule order."""
-    return sorted(_cross_field(sheet, moment), key=lambda p: (int(p.rule[2:]), p.pointer))
+    found = list(_cross_field(sheet, moment))
+    if len(found) > 1:
+        found.sort(key=lambda p: (int(p.rule[2:]), p.pointer))
+    return found
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # a JSON object is a dict: skip the ABC check
+
+
+@lru_cache(maxsize=16)
+def _moment_facts(moment: CensusMoment) -> tuple[str, int]:
+    return moment.day.isoformat(), moment.instant_ms
 
 
 def _cross_field(sheet: Mapping[str, Any], moment: CensusMoment) -> Iterator[SheetProblem]:
-    if sheet.get("census_moment") != moment.day.isoformat():
+    day_text, instant_ms = _moment_facts(moment)
+    if sheet.get("census_moment") != day_text:
         yield SheetProblem("S-50", "/census_moment")
     filled = sheet.get("filled_at_ms")
-    if isinstance(filled, int) and filled < moment.instant_ms:
+    if isinstance(filled, int) and filled < instant_ms:
         yield SheetProblem("S-51", "/filled_at_ms")
     if sheet.get("form") == "institution":
         code, entry = sheet.get("institution_code"), sheet.get("respondent_list_entry")
@@ -185,46 +199,55 @@ def _cross_field(sheet: Mapping[str, Any], moment: CensusMoment) -> Iterator[She
     persons = sheet.get("persons")
     if not isinstance(persons, list):
         return
-    yield from _person_rules(persons, moment)
+    births = [_birth(person) if _is_mapping(person) else None for person in persons]
+    yield from _person_rules(persons, births, moment)
     if sheet.get("form") == "household":
-        yield from _household_rules(persons)
+        yield from _household_rules(persons, births)
 
 
-def _person_rules(persons: list[Any], moment: CensusMoment) -> Iterator[SheetProblem]:
+def _person_rules(persons: list[Any], births: list[date | None], moment: CensusMoment) -> Iterator[SheetProblem]:
+    census_day = moment.day
     for i, person in enumerate(persons):
-        if not isinstance(person, Mapping):
+        if not _is_mapping(person):
             continue
         if person.get("person_no") != i + 1:
             yield SheetProblem("S-53", json_pointer(("persons", i, "person_no")))
-        born = _birth(person)
-        if born is None or born >= moment.day:
+        born = births[i]
+        if born is None or born >= census_day:
             yield SheetProblem("S-52", json_pointer(("persons", i, "birth_date")))
             continue
-        age = _age(born, moment.day)
+        age = _age(born, census_day)
         if (person.get("marital_status") == "not_applicable") != (age < _ADULT_MARITAL_AGE):
             yield SheetProblem("S-55", json_pointer(("persons", i, "marital_status")))
         if (person.get("education") == "not_applicable") != (age < _SCHOOL_AGE):
             yield SheetProblem("S-56", json_pointer(("persons", i, "education")))
 
 
-def _household_rules(persons: list[Any]) -> Iterator[SheetProblem]:
-    head = persons[0] if persons and isinstance(persons[0], Mapping) else None
-    head_born = _birth(head) if head is not None else None
+def _generation_gap(relation: Any, head_born: date, born: date) -> int | None:
+    """Years between the head and a child, grandchild (less one generation) or parent; None for other relations."""
+    if relation == "child":
+        return _years_apart(head_born, born) if head_born <= born else -1
+    if relation == "grandchild":
+        return (_years_apart(head_born, born) if head_born <= born else -1) - _MIN_GENERATION_GAP
+    if relation == "parent":
+        return _years_apart(born, head_born) if born <= head_born else -1
+    return None
+
+
+def _household_rules(persons: list[Any], births: list[date | None]) -> Iterator[SheetProblem]:
+    head_born = births[0] if persons else None
     spouses = 0
-    for i, person in enumerate(persons[1:], start=1):
-        if not isinstance(person, Mapping):
+    for i in range(1, len(persons)):
+        person = persons[i]
+        if not _is_mapping(person):
             continue
-        relation, born = person.get("relation_to_head"), _birth(person)
+        relation, born = person.get("relation_to_head"), births[i]
         if relation == "spouse":
             spouses += 1
             if spouses > 1:
                 yield SheetProblem("S-58", json_pointer(("persons", i, "relation_to_head")))
         if head_born is None or born is None:
             continue
-        gap = {
-            "child": _years_apart(head_born, born) if head_born <= born else -1,
-            "grandchild": (_years_apart(head_born, born) if head_born <= born else -1) - _MIN_GENERATION_GAP,
-            "parent": _years_apart(born, head_born) if born <= head_born else -1,
-        }.get(relation if isinstance(relation, str) else "")
+        gap = _generation_gap(relation, head_born, born)
         if gap is not None and gap < _MIN_GENERATION_GAP:
             yield SheetProblem("S-57", json_pointer(("persons", i, "birth_date")))

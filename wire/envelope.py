@@ -55,9 +55,11 @@ __all__ = [
     "VERSION",
     "BatchHeader",
     "Envelope",
+    "OpenedBatch",
     "VerifiedEnvelope",
     "check_device_id",
     "decode_envelope",
+    "open_batch",
     "open_envelope",
     "seal_batch",
     "verify_envelope",
@@ -251,6 +253,14 @@ def seal_batch(
     return signed + ciphertext + signature
 
 
+@dataclass(frozen=True, slots=True)
+class OpenedBatch:
+    """The sheets of an opened envelope and the canonical JSON bytes of each, as they were sealed."""
+
+    sheets: list[Any]
+    sheet_bytes: list[bytes]
+
+
 def open_envelope(
     verified: VerifiedEnvelope,
     data_public_key: bytes,
@@ -262,6 +272,35 @@ def open_envelope(
     Returns the sheets (still untrusted JSON values, validated by the caller
     against the sheet schema).
     """
+    return _open_body(verified, data_public_key, data_secret_key, limits)[1]
+
+
+def open_batch(
+    verified: VerifiedEnvelope,
+    data_public_key: bytes,
+    data_secret_key: bytes,
+    limits: Limits = DEFAULT_LIMITS,
+) -> OpenedBatch:
+    """``open_envelope``, plus each sheet's canonical bytes (cut from the plaintext, not encoded again).
+
+    The parts are checked: the body rebuilt from them is the plaintext, byte for byte.
+    """
+    plaintext, sheets = _open_body(verified, data_public_key, data_secret_key, limits)
+    parts = canonical.encode_decoded(sheets)
+    h = verified.header
+    if _plaintext_of_parts(h.device_id, h.seq, parts) != plaintext:
+        raise DecodeError("batch body does not split into its sheets", device_id=h.device_id, seq=h.seq)
+    return OpenedBatch(sheets=sheets, sheet_bytes=parts)
+
+
+def _plaintext_of_parts(device_id: str, seq: int, parts: list[bytes]) -> bytes:
+    head = canonical.encode({"device_id": device_id, "seq": seq, "sheets": []})[:-3]  # drop the closing '[]}'
+    return head + b"[" + b",".join(parts) + b'],"v":1}'
+
+
+def _open_body(
+    verified: VerifiedEnvelope, data_public_key: bytes, data_secret_key: bytes, limits: Limits
+) -> tuple[bytes, list[Any]]:
     h = verified.header
     if h.recipient_key_id != key_id(data_public_key):
         raise WrongRecipientError("sealed to another data key", device_id=h.device_id, seq=h.seq)
@@ -277,4 +316,4 @@ def open_envelope(
     sheets = body["sheets"]
     if not isinstance(sheets, list) or len(sheets) != h.record_count:
         raise BindingError("sheet count differs from the header", device_id=h.device_id, seq=h.seq)
-    return sheets
+    return plaintext, sheets

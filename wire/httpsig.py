@@ -80,7 +80,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from nacl.signing import SigningKey
@@ -239,8 +239,11 @@ def content_digest(body: bytes) -> str:
     return serialize_dictionary({"sha-256": Item(hashlib.sha256(body).digest())})
 
 
-def check_content_digest(value: str, body: bytes) -> None:
-    """``value`` must be exactly ``sha-256=:<base64>:`` of ``body``, else ``DigestMismatchError``."""
+def check_content_digest(value: str, body: bytes) -> bytes:
+    """``value`` must be exactly ``sha-256=:<base64>:`` of ``body``, else ``DigestMismatchError``.
+
+    Returns the body's SHA-256 (callers that hash the same body need not hash it again).
+    """
     try:
         members = parse_dictionary(value, what="Content-Digest")
     except SignatureInputError as e:
@@ -248,8 +251,10 @@ def check_content_digest(value: str, body: bytes) -> None:
     member = members.get("sha-256")
     if len(members) != 1 or not isinstance(member, Item) or member.params or not isinstance(member.value, bytes):
         raise DigestMismatchError("Content-Digest must be exactly sha-256=:<base64>:")
-    if not hmac.compare_digest(member.value, hashlib.sha256(body).digest()):
+    digest = hashlib.sha256(body).digest()
+    if not hmac.compare_digest(member.value, digest):
         raise DigestMismatchError("Content-Digest does not match the body", body_len=len(body))
+    return digest
 
 
 # --- Sanaq profile -----------------------------------------------------------------------
@@ -274,6 +279,8 @@ class VerifiedRequest:
     created: int
     nonce: str
     components: tuple[str, ...]
+    # SHA-256 of the body when Content-Digest covers it: derived from the body, so not part of equality.
+    body_sha256: bytes | None = field(default=None, compare=False)
 
 
 def _profile_components(method: str, query: str = "") -> tuple[str, ...]:
@@ -416,8 +423,9 @@ def parse_and_verify_request(
         raise SignatureInputError("covered field is absent", fields=missing)
     if abs(now_s - created) > window_s:
         raise StaleRequestError("created is outside the window", created=created, now_s=now_s, window_s=window_s)
+    body_sha256 = None
     if "content-digest" in expected:
-        check_content_digest(fields["content-digest"], body)
+        body_sha256 = check_content_digest(fields["content-digest"], body)
     public_key = lookup_key(kid)
     if len(public_key) != 32 or key_id(public_key) != kid:
         raise UnknownKeyError("key lookup returned a key with another key id", key_id=kid.hex())
@@ -426,4 +434,4 @@ def parse_and_verify_request(
     )
     base = signature_base(request, covered)
     _ed25519.verify(public_key, base, signature, "request", key_id=kid.hex())
-    return VerifiedRequest(key_id=kid, created=created, nonce=nonce, components=components)
+    return VerifiedRequest(key_id=kid, created=created, nonce=nonce, components=components, body_sha256=body_sha256)

@@ -155,7 +155,8 @@ def _parse_bare_item(s: str, pos: int, what: str) -> tuple[BareItem, int]:
         m = _STRING.match(s, pos)
         if m is None:
             _fail(what, "bad string", pos)
-        return _ESCAPE.sub(r"\1", m.group(1)), m.end()
+        text = m.group(1)
+        return (_ESCAPE.sub(r"\1", text) if "\\" in text else text), m.end()
     if c == ":":
         m = _BYTES.match(s, pos)
         if m is None:

@@ -165,3 +165,70 @@ def test_round_trip_and_uniqueness(value: Any) -> None:
         if other != encoded:
             with pytest.raises(NonCanonicalError):
                 canonical.decode(other, max_bytes=BIG)
+
+
+# --- the fast path (orjson) against the reference path (json + recursive check) -------------------------
+
+ANY_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**64), max_value=2**64)
+    | st.sampled_from([2**53 - 1, 2**53, -(2**53 - 1), -(2**53)]) | st.floats(allow_nan=True)
+    | st.text(st.characters()) | st.binary(max_size=3),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner)
+    | st.dictionaries(st.text(max_size=3) | st.integers(max_value=3) | st.booleans(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def outcome(fn: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn()
+    except WireError as e:
+        return type(e).__name__, str(e)
+
+
+@settings(max_examples=500, deadline=None)
+@given(ANY_VALUES, st.integers(min_value=-1, max_value=6))
+def test_fast_encode_equals_the_reference(value: Any, max_depth: int) -> None:
+    assert outcome(lambda: canonical.encode(value, max_depth=max_depth)) == outcome(
+        lambda: canonical._encode_reference(value, max_depth)
+    )
+
+
+def json_like_bytes() -> st.SearchStrategy[bytes]:
+    pieces = st.sampled_from(['{', '}', '[', ']', ',', ':', '"', '\\', ' ', '0', '1', '-', '.', 'e', 'a', 'é',
+                              '"a"', '"é"', 'true', 'null', '\\u00e9', '\\n', '\\u000a', '\x01', '9007199254740992',
+                              '1.0', '"a":1', '{"a":1,"a":2}', '\ud800'])
+    return st.lists(pieces, max_size=30).map(lambda p: "".join(p).encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(json_like_bytes(), st.binary(max_size=40), VALUES.map(canonical.encode)),
+       st.integers(min_value=0, max_value=4))
+def test_fast_decode_equals_the_reference(data: bytes, max_depth: int) -> None:
+    assert outcome(lambda: canonical.decode(data, max_bytes=BIG, max_depth=max_depth)) == outcome(
+        lambda: canonical._decode_reference(data, max_depth)
+    )
+
+
+def test_every_code_point_encodes_as_the_reference_does() -> None:
+    text = "".join(chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF)
+    for start in range(0, len(text), 8192):
+        part = text[start : start + 8192]
+        assert canonical.encode(part) == canonical._encode_reference(part, 32)
+        assert canonical.decode(canonical.encode(part), max_bytes=BIG) == part
+
+
+def test_encode_decoded_gives_the_parts_as_encoded() -> None:
+    whole = {"a": [{"b": "é", "c": [1, None]}, "x\n", 7, True, []]}
+    data = canonical.encode(whole)
+    parts = canonical.encode_decoded(canonical.decode(data, max_bytes=BIG)["a"])
+    assert b'{"a":[' + b",".join(parts) + b"]}" == data
+
+
+def test_a_value_holding_itself_is_too_deep_on_both_paths() -> None:
+    loop: list[Any] = []
+    loop.extend([loop] * 1000)  # its paths multiply by 1000 at every level
+    with pytest.raises(OversizeError):
+        canonical.encode(loop)
+    with pytest.raises(OversizeError):
+        canonical._encode_reference(loop, 32)

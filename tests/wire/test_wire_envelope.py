@@ -22,6 +22,7 @@ from wire.envelope import (
     VerifiedEnvelope,
     check_device_id,
     decode_envelope,
+    open_batch,
     open_envelope,
     seal_batch,
     verify_envelope,
@@ -119,6 +120,13 @@ def test_round_trip_and_independent_layout() -> None:
     assert isinstance(verified, VerifiedEnvelope)
     assert verified.signer_key_id == key_id(DEVICE_PUB)
     assert open_envelope(verified, DATA_PUB, DATA_SEC) == SHEETS
+
+
+def test_open_batch_gives_each_sheet_as_sealed() -> None:
+    opened = open_batch(verify_envelope(decode_envelope(GOOD), DEVICE_PUB), DATA_PUB, DATA_SEC)
+    assert opened.sheets == SHEETS
+    assert opened.sheet_bytes == [canonical.encode(s) for s in SHEETS]
+    assert b",".join(opened.sheet_bytes) in body()
 
 
 def test_sealing_is_deterministic_in_its_inputs_and_libsodium_compatible() -> None:
