@@ -24,7 +24,7 @@ from .acts import last_acts, reconcile
 from .config import StaffConfig
 from .coverage import compute_coverage
 from .dashboard import DashboardModel, build_model
-from .db import StaffDb
+from .db import StaffStorage
 from .errors import StaffStoreError
 from .lists import RespondentList, load_addition_ids, load_entry_ids, load_lists
 from .queries import ReviewCaseRow, StaffQueries
@@ -54,7 +54,7 @@ class DashboardFeed:
         self,
         *,
         queries: StaffQueries,
-        db: StaffDb,
+        db: StaffStorage,
         ctx: GatewayContext,
         config: StaffConfig,
         render: Callable[[DashboardModel, str], dict[str, str]],

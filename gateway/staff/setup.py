@@ -21,7 +21,9 @@ from .accounts import Accounts
 from .assignments import StaffAssignments
 from .codes import code_changes, load_pepper
 from .config import StaffConfig
-from .db import StaffDb
+from .db import StaffDb, StaffStorage
+from .db_postgres import PgStaffDb
+from .errors import StaffConfigError
 from .feed import DashboardFeed
 from .queries import make_queries
 from .state import STAFF, StaffState
@@ -54,16 +56,28 @@ async def _to_dashboard(request: web.Request) -> web.Response:
 def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) -> None:
     """Register the /staff/ routes and the dashboard's own resources on ``app`` (before it starts).
 
-    Raises ``StaffConfigError`` (a ``ConfigError``) when the dashboard cannot
-    run with this gateway, e.g. on the PostgreSQL census store, for which no
-    read-only ``StaffQueries`` exists yet. Does nothing when ``config.enabled``
-    is false.
+    Staff data lives in staff.db on a SQLite deployment and in the census
+    database's staff tables on PostgreSQL (ADR 0012). Raises
+    ``StaffConfigError`` (a ``ConfigError``) when the dashboard cannot run
+    with this configuration (e.g. PostgreSQL without ``codes_pepper_file``,
+    which every instance must share). Does nothing when ``config.enabled`` is false.
     """
     if not config.enabled:
         return
     census_path = ctx.config.sqlite_path
-    queries = make_queries(census_path)
-    db = StaffDb(config.staff_db(census_path), ctx.clock)
+    queries = make_queries(ctx.config.database, census_path)
+    db: StaffStorage
+    if census_path is not None:
+        db = StaffDb(config.staff_db(census_path), ctx.clock)
+        pepper_path = config.codes_pepper(db.path)
+    else:
+        if config.codes_pepper_file is None:
+            raise StaffConfigError(
+                "staff.codes_pepper_file must be set on PostgreSQL: every gateway instance must hold the same"
+                " access-code pepper (copy one file to each)"
+            )
+        db = PgStaffDb(ctx.config.database)
+        pepper_path = config.codes_pepper_file
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
     ctx.assignments = StaffAssignments(db, feed, retry_after_s=ctx.config.limits.retry_after_s)
@@ -75,6 +89,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         queries=queries,
         feed=feed,
         views=views,
+        pepper_path=pepper_path,
     )
     routes = (
         ("GET", "/staff", _to_dashboard),
@@ -115,13 +130,13 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
-    app[CODE_FEED] = functools.partial(_code_changes, db, config.codes_pepper(db.path))
+    app[CODE_FEED] = functools.partial(_code_changes, db, pepper_path)
     app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
     app.on_shutdown.append(_end_streams)
 
 
-async def _code_changes(db: StaffDb, pepper_path: Path, since: int, limit: int
+async def _code_changes(db: StaffStorage, pepper_path: Path, since: int, limit: int
                         ) -> tuple[list[AccessCodeChange], int, str]:
     """What ``GET /v1/web/access-codes/since/{version}`` lists (gateway/web_codes.py), and the pepper's id."""
     changes, latest = await db.run(lambda c: code_changes(c, since, limit))
@@ -157,7 +172,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.db.close()
         raise
     task = asyncio.create_task(state.feed.run(), name="staff-dashboard-feed")
-    log.info("staff.started", staff_db=str(state.db.path))
+    log.info("staff.started", staff_db=state.db.where)
     yield
     await state.feed.close()
     task.cancel()

@@ -84,11 +84,13 @@ def test_device_tally_matches_the_signed_sync_state_rule() -> None:
         assert (device.highest_contiguous, device.max_seq, device.gaps()) == (highest, max_seq, gaps)
 
 
-def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: World) -> None:
+def test_on_postgresql_the_dashboard_needs_a_shared_pepper_file_and_then_mounts(
+    world_keys: World, tmp_path: Path
+) -> None:
     from gateway.server import build_server
     from runtime.toml_config import ConfigError
 
-    class NoStore:  # never opened: the factory must refuse before anything starts
+    class NoStore:  # never opened: the factory decides before anything starts
         pass
 
     def build(staff: StaffConfig):  # the production factory, as `sanaq-gateway serve` calls it
@@ -101,9 +103,11 @@ def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: Wor
             root_public_key=bytes(world_keys.root.verify_key),
         )
 
-    with pytest.raises(StaffConfigError, match="needs the SQLite census store") as refused:
+    with pytest.raises(StaffConfigError, match="codes_pepper_file must be set on PostgreSQL") as refused:
         build(StaffConfig())
     assert isinstance(refused.value, ConfigError)
+    server = build(StaffConfig(codes_pepper_file=tmp_path / "codes.pepper"))
+    assert any(r.canonical == "/staff/" for r in server.app.router.resources())
     server = build(StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
     assert not any(r.canonical.startswith("/staff") for r in server.app.router.resources())
 
@@ -117,7 +121,7 @@ async def test_census_reads_use_a_read_only_connection(tmp_path: Path) -> None:
     db = tmp_path / "census.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY)")
-    queries = make_queries(db)
+    queries = make_queries(f"sqlite:///{db}", db)
     await queries.open()
     try:
         with pytest.raises(StaffStoreError, match=r"readonly|read-only"):
