@@ -33,10 +33,10 @@ import psycopg
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from gateway._schema_postgres import migrate
 from gateway.config import GatewayConfig, ServerConfig
 from gateway.server import build_server
 from gateway.staff import StaffConfig
-from gateway._schema_postgres import migrate
 from gateway.staff.db import connect_staff_db
 from gateway.staff.db_postgres import PgStaffConn
 from gateway.store import CensusStore
