@@ -10,10 +10,15 @@ group commits) draw batch and person ids from one sequence and commit them
 in any order, and a refused duplicate leaves a permanent gap (its id was
 drawn, its row never written). Reading "everything after the last id seen"
 could therefore step over a batch committed a moment later with a smaller
-id. ``batches_after`` and ``persons_after`` stop before a gap whose next row
-is younger than ``settle_ms`` (by the database's clock): a gap that old is
-taken to be permanent, a younger one may still be filled and is read again
-at the next refresh. (The SQLite store has one writer, so ids commit in order.)
+id. Only a transaction in progress when a read's snapshot was taken can
+still fill a gap below that read's highest id (one that starts later draws a
+higher id). So ``batches_after`` and ``persons_after`` read in one snapshot
+together with its in-progress transaction ids (``pg_current_snapshot``), and
+return rows past a gap only once it is proven final: when that snapshot had
+no transaction in progress, or every transaction in progress at an earlier
+read that already saw the gap has ended (``pg_xact_status``). An unproven
+gap holds the rows after it back until the next refresh.
+(The SQLite store has one writer, so ids commit in order.)
 
 ``change_marker`` is the sum of the newest ids of the insert-only tables the
 dashboard shows: it changes whenever one of them gets a row; the feed also
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import psycopg
@@ -51,34 +57,35 @@ __all__ = ["PgStaffQueries", "settled_prefix"]
 
 T = TypeVar("T")
 
-_SETTLE_MS = 5_000
 _MARKER = (
     "SELECT coalesce((SELECT max(id) FROM batches), 0) + coalesce((SELECT max(id) FROM security_events), 0)"
     " + coalesce((SELECT max(id) FROM custody), 0) + coalesce((SELECT max(id) FROM persons), 0)"
     " + coalesce((SELECT max(id) FROM review_cases), 0)"
 )
-_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 
-def settled_prefix(after_id: int, rows: list[tuple[int, int]], now_ms: int, settle_ms: int) -> int:
-    """How many of ``rows`` ((id, written_at_ms) in id order, ids > ``after_id``) are safe to fold in.
+@dataclass(frozen=True, slots=True)
+class _Witness:
+    """A read's highest id and the transactions in progress at its snapshot."""
 
-    Stops at the first row preceded by a gap in the ids while that row is
-    younger than ``settle_ms``: the missing ids may belong to transactions
-    that have not committed yet.
-    """
+    high: int
+    in_progress: tuple[str, ...]
+
+
+def settled_prefix(after_id: int, ids: list[int], final_upto: int) -> int:
+    """How many of ``ids`` (ascending, all > ``after_id``) to fold in: gaps at or below ``final_upto`` are final."""
     expected = after_id + 1
-    for n, (row_id, at_ms) in enumerate(rows):
-        if row_id != expected and now_ms - at_ms < settle_ms:
+    for n, row_id in enumerate(ids):
+        if row_id != expected and row_id > final_upto:
             return n
         expected = row_id + 1
-    return len(rows)
+    return len(ids)
 
 
 class PgStaffQueries:
-    def __init__(self, dsn: str, *, settle_ms: int = _SETTLE_MS) -> None:
+    def __init__(self, dsn: str) -> None:
         self._dsn = dsn
-        self._settle_ms = settle_ms
+        self._witness: dict[str, _Witness] = {}
         self._conn: AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -121,20 +128,49 @@ class PgStaffQueries:
     async def change_marker(self) -> int:
         return int((await self._rows(_MARKER))[0][0])
 
-    async def _settled(self, sql: str, after_id: int, limit: int) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` (params: after id, limit; the id first, the write time last) cut by ``settled_prefix``."""
-        rows = await self._rows(sql, (after_id, limit))
-        now = int((await self._rows(f"SELECT {_NOW_MS}"))[0][0])
-        return rows[: settled_prefix(after_id, [(int(r[0]), int(r[-1])) for r in rows], now, self._settle_ms)]
+    async def _settled(self, key: str, sql: str, after_id: int, limit: int) -> list[tuple[Any, ...]]:
+        """Rows of ``sql`` (params: after id, limit; the id first) up to the first gap not proven final."""
+
+        async def run(c: AsyncConnection[Any]) -> tuple[list[tuple[Any, ...]], tuple[str, ...], bool]:
+            async with c.transaction():
+                await c.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                cur = await c.execute("SELECT array(SELECT pg_snapshot_xip(pg_current_snapshot()))::text[]")
+                snap = await cur.fetchone()
+                cur = await c.execute(sql, (after_id, limit))
+                rows = await cur.fetchall()
+            xip = tuple(snap[0]) if snap and snap[0] else ()
+            witness = self._witness.get(key)
+            ended = True
+            if witness is not None and witness.in_progress:
+                cur = await c.execute(
+                    "SELECT count(*) FROM unnest(%s::xid8[]) AS x WHERE pg_xact_status(x) = 'in progress'",
+                    (list(witness.in_progress),),
+                )
+                still = await cur.fetchone()
+                ended = still is None or int(still[0]) == 0
+            return rows, xip, ended
+
+        rows, xip, ended = await self._run(run)
+        witness = self._witness.get(key)
+        if not xip:
+            final_upto = rows[-1][0] if rows else after_id
+        elif witness is not None and ended:
+            final_upto = witness.high
+        else:
+            final_upto = after_id
+        if witness is None or ended:
+            self._witness[key] = _Witness(int(rows[-1][0]) if rows else after_id, xip)
+        return rows[: settled_prefix(after_id, [int(r[0]) for r in rows], int(final_upto))]
 
     async def batches_after(self, after_id: int, limit: int) -> list[BatchRow]:
         rows = await self._settled(
-            "SELECT id, device_id, seq, received_at_ms, road, sheets_accepted, sheets_quarantined, received_at_ms"
+            "batches",
+            "SELECT id, device_id, seq, received_at_ms, road, sheets_accepted, sheets_quarantined"
             " FROM batches WHERE id > %s ORDER BY id LIMIT %s",
             after_id,
             limit,
         )
-        return [BatchRow(*r[:7]) for r in rows]
+        return [BatchRow(*r) for r in rows]
 
     async def list_entries_between(self, after_id: int, upto_id: int) -> list[tuple[str, str]]:
         rows = await self._rows(
@@ -178,13 +214,14 @@ class PgStaffQueries:
 
     async def persons_after(self, after_id: int, limit: int) -> list[PersonRow]:
         rows = await self._settled(
+            "persons",
             "SELECT p.id, p.institution_code, p.entry_id, p.batch_id, p.idx, p.road, p.source, p.region,"
-            " b.device_id, b.received_at_ms, p.person_key, p.counted_at_ms FROM persons p"
+            " b.device_id, b.received_at_ms, p.person_key FROM persons p"
             " JOIN batches b ON b.id = p.batch_id WHERE p.id > %s ORDER BY p.id LIMIT %s",
             after_id,
             limit,
         )
-        return [PersonRow(*r[:11]) for r in rows]
+        return [PersonRow(*r) for r in rows]
 
     async def quarantined_entries(self) -> dict[str, set[str]]:
         out: dict[str, set[str]] = {}

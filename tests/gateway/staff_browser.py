@@ -106,6 +106,14 @@ class StaffGateway:
     async def stop(self) -> None:
         await self.runner.cleanup()
 
+    def census_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query (no parameters) on the census database, either engine."""
+        if self.on_postgres:
+            with psycopg.Connection.connect(self.database, autocommit=True) as pg:
+                return pg.execute(sql).fetchall()
+        with sqlite3.connect(self.db_path) as conn:
+            return conn.execute(sql).fetchall()
+
     def cli_where(self) -> list[str]:
         """``sanaq-gateway staff`` options naming this gateway's staff data (``--config`` on PostgreSQL)."""
         if not self.on_postgres:

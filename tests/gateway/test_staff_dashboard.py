@@ -140,8 +140,8 @@ def world() -> World:
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path)
+async def gw(world: World, tmp_path: Path, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -248,11 +248,13 @@ async def test_sheets_export_streams_every_sheet_with_its_batch_provenance(world
     assert status == 200 and resp.content_type == "application/x-ndjson"
     assert "attachment" in resp.headers["Content-Disposition"]
     lines = [json.loads(line) for line in body.splitlines()]
-    with sqlite3.connect(gw.db_path) as conn:
-        expected = conn.execute(
-            "SELECT b.device_id, b.seq, b.received_at_ms, b.road, lower(hex(b.batch_hash)), s.idx, s.sheet_id, s.body"
+    expected = [
+        (*r[:4], bytes(r[4]).hex(), *r[5:])
+        for r in gw.census_rows(
+            "SELECT b.device_id, b.seq, b.received_at_ms, b.road, b.batch_hash, s.idx, s.sheet_id, s.body"
             " FROM sheets s JOIN batches b ON b.id = s.batch_id ORDER BY b.id, s.idx"
-        ).fetchall()
+        )
+    ]
     got = [
         (
             x["device_id"],
