@@ -25,6 +25,7 @@ from .db import StaffDb, StaffStorage
 from .db_postgres import PgStaffDb
 from .errors import StaffConfigError
 from .feed import DashboardFeed
+from .listen_postgres import follow_changes
 from .queries import make_queries
 from .state import STAFF, StaffState
 from .views import STATIC_DIR, STATIC_HEADERS, Views
@@ -133,6 +134,8 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     app[CODE_FEED] = functools.partial(_code_changes, db, pepper_path)
     app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
+    if census_path is None:  # PostgreSQL: other instances change the data too
+        app.cleanup_ctx.append(functools.partial(_follow, ctx.config.database))
     app.on_shutdown.append(_end_streams)
 
 
@@ -181,6 +184,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await state.queries.close()
     await state.db.close()
     log.info("staff.stopped")
+
+
+async def _follow(dsn: str, app: web.Application) -> AsyncIterator[None]:
+    """On PostgreSQL: follow other instances' changes (``listen_postgres``) while the app runs."""
+    task = asyncio.create_task(follow_changes(dsn, app[STAFF].feed), name="staff-dashboard-listen")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _end_streams(app: web.Application) -> None:

@@ -39,7 +39,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 async def staff_database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The engine a staff test bed runs on: a SQLite URL in ``tmp_path``, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
