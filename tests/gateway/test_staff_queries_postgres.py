@@ -1,0 +1,84 @@
+"""``PgStaffQueries`` folds batches in only past gaps proven final (ids commit out of order on PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from gateway._schema_postgres import migrate
+from gateway.staff.queries_postgres import PgStaffQueries, settled_prefix
+
+from .pg_cluster import Cluster, create_database, drop_database, pg_cluster  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.mark.parametrize(
+    ("after", "ids", "final_upto", "n"),
+    [
+        (0, [1, 2, 3], 0, 3),  # no gap
+        (0, [2, 3], 0, 0),  # a gap before the first row, not proven
+        (0, [2, 3], 3, 2),  # proven final
+        (0, [1, 3, 4], 1, 1),  # the gap at 2 lies above what is proven
+        (5, [6, 8, 10], 8, 2),  # the gap at 7 is final, the one at 9 not
+        (0, [], 0, 0),
+    ],
+)
+def test_settled_prefix(after: int, ids: list[int], final_upto: int, n: int) -> None:
+    assert settled_prefix(after, ids, final_upto) == n
+
+
+def _insert_batch(conn: psycopg.Connection[Any], seq: int) -> int:
+    row = conn.execute(
+        "INSERT INTO batches (device_id, seq, batch_hash, envelope, schema, sealed_at_ms, request_created_s,"
+        " received_at_ms, road, signer_key_id, sheets_accepted, sheets_quarantined, receipt)"
+        " VALUES ('TAB-0001', %s, %s, '', 's', 1, 1, 1, 'online', '', 0, 0, '') RETURNING id",
+        (seq, seq.to_bytes(32, "big")),
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.fixture
+async def dsn(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    name = await create_database(cluster)
+    await migrate(cluster.dsn(name))
+    yield cluster.dsn(name)
+    await drop_database(cluster, name)
+
+
+async def test_a_batch_committed_late_with_a_smaller_id_is_not_stepped_over(dsn: str) -> None:
+    queries = PgStaffQueries(dsn)
+    await queries.open()
+    slow = psycopg.Connection.connect(dsn)  # a transaction of its own, committed last
+    fast = psycopg.Connection.connect(dsn, autocommit=True)
+    try:
+        first = _insert_batch(slow, 1)  # drawn first, not committed yet
+        second = _insert_batch(fast, 2)
+        assert second > first
+        assert await queries.batches_after(0, 100) == []  # id 1 may still come
+        assert await queries.batches_after(0, 100) == []
+        slow.commit()
+        assert [b.id for b in await queries.batches_after(0, 100)] == [first, second]
+
+        with pytest.raises(psycopg.errors.UniqueViolation):  # a refused duplicate: its id is a permanent gap
+            _insert_batch(fast, 2)
+        idle = psycopg.Connection.connect(dsn)  # an unrelated writer in progress: the gap is not proven yet
+        idle.execute("CREATE TEMP TABLE t (x int)")
+        third = _insert_batch(fast, 3)
+        assert third > second + 1
+        assert await queries.batches_after(second, 100) == []
+        other = psycopg.Connection.connect(dsn)  # another writer, begun after that read: it cannot fill the gap
+        other.execute("CREATE TEMP TABLE u (x int)")
+        idle.rollback()
+        idle.close()
+        assert [b.id for b in await queries.batches_after(second, 100)] == [third]  # proven by the earlier read
+        other.close()
+    finally:
+        slow.close()
+        fast.close()
+        await queries.close()
