@@ -43,7 +43,8 @@ from .errors import StaffInputError, StaffStoreError
 __all__ = ["COMMANDS", "DESCRIPTION", "add_commands", "run"]
 
 DESCRIPTION = (
-    "Manage staff dashboard accounts in staff.db (named by --db, or found from the gateway's --config). "
+    "Manage staff dashboard accounts in staff.db (named by --db, or found from the gateway's --config; "
+    "with a PostgreSQL configuration, in the staff tables of its database). "
     "Passwords are read from a file or stdin, never the command line. "
     "Exit codes: 0 done, 2 usage or input error, 1 database failure."
 )
