@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway._schema_postgres import split_pool_params
+from gateway._schema_postgres import NotDurableError, check_durable, split_pool_params
 
 from .db import StaffConn, StaffCursor
 from .errors import StaffStoreError
@@ -93,28 +93,36 @@ class PgStaffConn:
 
 
 def connect_pg_staff(dsn: str) -> psycopg.Connection[Any]:
-    """Connect (autocommit) and check that the staff tables exist; raises ``StaffStoreError``."""
+    """Connect (autocommit), check that the staff tables exist and commits are durable; raises ``StaffStoreError``."""
     conninfo, _ = split_pool_params(dsn)
     try:
         conn = psycopg.Connection.connect(conninfo, autocommit=True, application_name="sanaq-gateway-staff")
     except psycopg.Error as e:
         raise StaffStoreError(f"cannot connect to the staff tables at {describe_dsn(dsn)}: {e}") from e
     try:
-        row = conn.execute(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL"
-            " AND EXISTS (SELECT 1 FROM schema_migrations WHERE version = %s)",
-            (_STAFF_SCHEMA_VERSION,),
-        ).fetchone()
+        row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+        if row is not None and row[0]:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = %s)", (_STAFF_SCHEMA_VERSION,)
+            ).fetchone()
     except psycopg.Error as e:
         conn.close()
         raise StaffStoreError(f"cannot read the schema version at {describe_dsn(dsn)}: {e}") from e
-    if row is None or not row[0]:
-        conn.close()
-        raise StaffStoreError(
-            f"the staff tables are missing at {describe_dsn(dsn)}: apply census migration {_STAFF_SCHEMA_VERSION}"
-            " (python -m gateway.store_postgres migrate, as the schema owner)"
-        )
-    return conn
+    if row is not None and row[0]:
+        try:
+            fsync, synchronous_commit = conn.execute(
+                "SELECT current_setting('fsync'), current_setting('synchronous_commit')"
+            ).fetchone() or ("", "")
+            check_durable(str(fsync), str(synchronous_commit))
+        except (psycopg.Error, NotDurableError) as e:
+            conn.close()
+            raise StaffStoreError(f"staff tables at {describe_dsn(dsn)}: {e}") from e
+        return conn
+    conn.close()
+    raise StaffStoreError(
+        f"the staff tables are missing at {describe_dsn(dsn)}: apply census migration {_STAFF_SCHEMA_VERSION}"
+        " (python -m gateway.store_postgres migrate, as the schema owner)"
+    )
 
 
 def run_in_transaction(conn: psycopg.Connection[Any], fn: Callable[[StaffConn], T]) -> T:

@@ -86,6 +86,7 @@ class PgStaffQueries:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._witness: dict[str, _Witness] = {}
+        self._held_back = 0  # reads that left rows for later: counted into change_marker
         self._conn: AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
 
@@ -126,7 +127,8 @@ class PgStaffQueries:
         return await self._run(run)
 
     async def change_marker(self) -> int:
-        return int((await self._rows(_MARKER))[0][0])
+        """Moves with every insert, and after every read that held rows back (so the feed reads again)."""
+        return int((await self._rows(_MARKER))[0][0]) + self._held_back
 
     async def _settled(self, key: str, sql: str, after_id: int, limit: int) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` (params: after id, limit; the id first) up to the first gap not proven final."""
@@ -160,7 +162,10 @@ class PgStaffQueries:
             final_upto = after_id
         if witness is None or ended:
             self._witness[key] = _Witness(int(rows[-1][0]) if rows else after_id, xip)
-        return rows[: settled_prefix(after_id, [int(r[0]) for r in rows], int(final_upto))]
+        n = settled_prefix(after_id, [int(r[0]) for r in rows], int(final_upto))
+        if n < len(rows):
+            self._held_back += 1
+        return rows[:n]
 
     async def batches_after(self, after_id: int, limit: int) -> list[BatchRow]:
         rows = await self._settled(

@@ -9,6 +9,8 @@ import psycopg
 import pytest
 
 from gateway._schema_postgres import migrate
+from gateway.staff.db_postgres import PgStaffDb
+from gateway.staff.errors import StaffStoreError
 from gateway.staff.queries_postgres import PgStaffQueries, settled_prefix
 
 from .pg_cluster import Cluster, create_database, drop_database, pg_cluster  # noqa: F401 - fixture
@@ -82,3 +84,27 @@ async def test_a_batch_committed_late_with_a_smaller_id_is_not_stepped_over(dsn:
         slow.close()
         fast.close()
         await queries.close()
+
+
+async def test_the_staff_tables_must_exist_and_commits_be_durable(request: pytest.FixtureRequest) -> None:
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    name = await create_database(cluster)
+    try:
+        db = PgStaffDb(cluster.dsn(name))
+        with pytest.raises(StaffStoreError, match="apply census migration 5"):
+            await db.open()
+        await migrate(cluster.dsn(name))
+        async with await psycopg.AsyncConnection.connect(cluster.dsn(), autocommit=True) as admin:
+            await admin.execute(f"ALTER DATABASE {name} SET synchronous_commit = off")
+        with pytest.raises(StaffStoreError, match="not durable"):
+            await db.open()
+        async with await psycopg.AsyncConnection.connect(cluster.dsn(), autocommit=True) as admin:
+            await admin.execute(f"ALTER DATABASE {name} RESET synchronous_commit")
+        await db.open()
+        try:
+            count = await db.run(lambda c: c.execute("SELECT count(*) FROM users WHERE username LIKE 'a%'").fetchone())
+            assert count == (0,)
+        finally:
+            await db.close()
+    finally:
+        await drop_database(cluster, name)
