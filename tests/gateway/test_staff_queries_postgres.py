@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
 from gateway._schema_postgres import migrate
+from gateway.staff.db import connect_staff_db
 from gateway.staff.db_postgres import PgStaffDb
 from gateway.staff.errors import StaffStoreError
 from gateway.staff.queries_postgres import PgStaffQueries, settled_prefix
@@ -108,3 +110,28 @@ async def test_the_staff_tables_must_exist_and_commits_be_durable(request: pytes
             await db.close()
     finally:
         await drop_database(cluster, name)
+
+
+async def test_the_staff_tables_have_the_same_columns_in_the_same_order_on_both_engines(
+    dsn: str, tmp_path: Path
+) -> None:
+    """staff.db migrations 1-5 and census migration 5 on PostgreSQL describe one schema (positional INSERTs rely
+    on the order); a later staff.db migration must come with a PostgreSQL one."""
+    conn = connect_staff_db(tmp_path / "staff.db", now_ms=1)
+    try:
+        tables = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'schema_migrations' ORDER BY name"
+        )]
+        sqlite_columns = {t: [r[1] for r in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+    finally:
+        conn.close()
+    assert len(tables) == 14
+    with psycopg.Connection.connect(dsn) as pg:
+        pg_columns = {
+            t: [r[0] for r in pg.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s ORDER BY ordinal_position",
+                (t,),
+            )]
+            for t in tables
+        }
+    assert pg_columns == sqlite_columns
