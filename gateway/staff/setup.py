@@ -72,10 +72,12 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         db = StaffDb(config.staff_db(census_path), ctx.clock)
         pepper_path = config.codes_pepper(db.path)
     else:
-        if config.codes_pepper_file is None:
+        if config.codes_pepper_file is None or not config.codes_pepper_file.is_file():
+            # never made here on first use: instances making their own would each hold another pepper
             raise StaffConfigError(
-                "staff.codes_pepper_file must be set on PostgreSQL: every gateway instance must hold the same"
-                " access-code pepper (copy one file to each)"
+                "staff.codes_pepper_file must be set on PostgreSQL and the file must exist: every gateway instance"
+                " must hold the same access-code pepper (make it once, 32 random bytes, and copy it to each)"
+                + ("" if config.codes_pepper_file is None else f"; missing: {config.codes_pepper_file}")
             )
         db = PgStaffDb(ctx.config.database)
         pepper_path = config.codes_pepper_file

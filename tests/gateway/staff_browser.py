@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import os
 import re
 import shutil
 import sqlite3
@@ -184,8 +185,11 @@ async def start_staff_gateway(
         store = SqliteStore(db_path)
     else:
         await migrate(database)  # the staff tables must exist before the accounts are added
-        if config_used.codes_pepper_file is None:
-            config_used = dataclasses.replace(config_used, codes_pepper_file=tmp_path / "codes.pepper")
+        if config_used.codes_pepper_file is None:  # on PostgreSQL it must exist before the start
+            pepper = tmp_path / "codes.pepper"
+            pepper.write_bytes(os.urandom(32))
+            pepper.chmod(0o600)
+            config_used = dataclasses.replace(config_used, codes_pepper_file=pepper)
         staff_db = users_at = database
         store = PostgresStore(database, max_wait_ms=0.5)
     for username, role in users:

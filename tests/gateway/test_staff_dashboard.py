@@ -106,7 +106,12 @@ def test_on_postgresql_the_dashboard_needs_a_shared_pepper_file_and_then_mounts(
     with pytest.raises(StaffConfigError, match="codes_pepper_file must be set on PostgreSQL") as refused:
         build(StaffConfig())
     assert isinstance(refused.value, ConfigError)
-    server = build(StaffConfig(codes_pepper_file=tmp_path / "codes.pepper"))
+    pepper = tmp_path / "codes.pepper"
+    with pytest.raises(StaffConfigError, match=r"missing: .*codes\.pepper"):  # never made here: one per instance
+        build(StaffConfig(codes_pepper_file=pepper))
+    assert not pepper.exists()
+    pepper.write_bytes(bytes(32))
+    server = build(StaffConfig(codes_pepper_file=pepper))
     assert any(r.canonical == "/staff/" for r in server.app.router.resources())
     server = build(StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
     assert not any(r.canonical.startswith("/staff") for r in server.app.router.resources())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -53,6 +54,7 @@ async def test_a_session_and_live_updates_cross_gateway_instances(
         dsn = cluster.dsn(name)
         await migrate(dsn)
         add_staff_user(dsn, "admin", "admin")
+        (tmp_path / "codes.pepper").write_bytes(os.urandom(32))  # the one pepper every instance holds
         staff_toml = (
             'language = "en"\nrefresh_interval_s = 60.0\nfull_refresh_s = 600.0\nheartbeat_s = 1.0\n'
             f'codes_pepper_file = "{tmp_path / "codes.pepper"}"\n'
