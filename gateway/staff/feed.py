@@ -7,7 +7,9 @@ staff data changed and ``poke`` was called) it folds the new batches into the
 tally, rebuilds the model, bumps ``version`` and wakes every server-sent-events stream. Pages and the JSON
 endpoint call ``current()``, which refreshes first, so they are never older
 than the request. The HTML fragments of a version are rendered once per
-language, when a reader of that language first asks for them.
+language, when a reader of that language first asks for them. On PostgreSQL
+``listen_postgres`` pokes it as well whenever any gateway instance stores
+census data or changes staff data (ADR 0012).
 """
 
 from __future__ import annotations
