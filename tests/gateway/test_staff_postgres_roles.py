@@ -59,6 +59,10 @@ async def test_the_dashboard_works_as_the_least_privilege_role_which_cannot_eras
                 ("login",), ("lists.imported",), ("logout",)
             ]  # fmt: skip
             async with await psycopg.AsyncConnection.connect(cluster.dsn(db, user=app), autocommit=True) as conn:
+                # what PgStaffQueries needs to prove a gap final, and the staff write lock, as this role
+                await conn.execute("SELECT pg_xact_status(pg_current_xact_id())")
+                await conn.execute("SELECT array(SELECT pg_snapshot_xip(pg_current_snapshot()))::text[]")
+                await conn.execute("SELECT pg_advisory_xact_lock(1)")
                 for forbidden in (
                     "DELETE FROM audit",
                     "UPDATE audit SET action = 'x'",
