@@ -1,6 +1,7 @@
 """The staff dashboard on two real ``sanaq-gateway serve`` processes sharing one PostgreSQL database (ADR 0012).
 
-A session made at instance A works at instance B (and ends at A when it is
+The first admin is made with ``sanaq-gateway staff add-user --config`` of one
+instance. A session made at instance A works at instance B (and ends at A when it is
 ended at B); a sheet ingested at B reaches the event stream of a browser
 connected to A. The feed's own polling is set to a minute, so the update can
 only have come through the database's NOTIFY.
@@ -12,6 +13,7 @@ import asyncio
 import json
 import os
 import signal
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -22,12 +24,13 @@ from tablet.generator import generate_sheets
 
 from .harness import World, post_batch
 from .pg_cluster import Cluster, pg_cluster  # noqa: F401 - fixture
-from .staff_browser import StaffClient, add_staff_user, csrf_of
+from .staff_browser import StaffClient, csrf_of
 from .test_gateway_multi_instance import Instance, database, start_instance
 from .test_staff_dashboard import read_event
 
 pytestmark = pytest.mark.postgres
 
+_PASSWORD = "two gateways, one session"
 _SHEETS = '<span class="n" id="n-sheets">{}</span>'
 
 
@@ -53,7 +56,6 @@ async def test_a_session_and_live_updates_cross_gateway_instances(
     async with database(cluster) as name:
         dsn = cluster.dsn(name)
         await migrate(dsn)
-        add_staff_user(dsn, "admin", "admin")
         (tmp_path / "codes.pepper").write_bytes(os.urandom(32))  # the one pepper every instance holds
         staff_toml = (
             'language = "en"\nrefresh_interval_s = 60.0\nfull_refresh_s = 600.0\nheartbeat_s = 1.0\n'
@@ -69,9 +71,16 @@ async def test_a_session_and_live_updates_cross_gateway_instances(
             )
         )
         a, b = instances
+        made = await asyncio.create_subprocess_exec(  # the first admin, as docs/operations.md says: once, for all
+            sys.executable, "-m", "gateway", "staff", "add-user", "--config", str(tmp_path / "gw-a" / "gateway.toml"),
+            "--username", "admin", "--role", "admin", "--password-file", "-",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(made.communicate((_PASSWORD + "\n").encode()), 60)
+        assert made.returncode == 0 and out == b"added admin (admin)\n", err
         client = StaffClient(a)  # type: ignore[arg-type]  # only .url is used
         try:
-            assert await client.login("admin") == 303
+            assert await client.login("admin", _PASSWORD) == 303
             client.gw = b  # the same cookie, the other process
             status, page, _ = await client.get("/staff/")
             assert status == 200 and csrf_of(page) == client.csrf
