@@ -37,7 +37,7 @@ from runtime.toml_config import ConfigError
 from .accounts import ADMIN_MIN_LENGTH, ROLES, add_user, list_users, set_disabled, set_password, unlock_user
 from .codes import set_institutions
 from .db import StaffConn, connect_staff_db
-from .db_postgres import connect_pg_staff, run_in_transaction
+from .db_postgres import connect_pg_staff, error_text, run_in_transaction
 from .errors import StaffInputError, StaffStoreError
 
 __all__ = ["COMMANDS", "DESCRIPTION", "add_commands", "run"]
@@ -154,7 +154,7 @@ def _run_postgres(dsn: str, args: argparse.Namespace, now: int) -> str:
     try:
         return run_in_transaction(pg, lambda conn: _run(conn, args, now))
     except psycopg.Error as e:
-        raise StaffStoreError(f"staff database operation failed: {e}") from e
+        raise StaffStoreError(f"staff database operation failed: {error_text(e)}") from e
     finally:
         pg.close()
 

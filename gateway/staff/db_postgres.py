@@ -40,7 +40,8 @@ from gateway._schema_postgres import NotDurableError, check_durable, split_pool_
 from .db import StaffConn, StaffCursor
 from .errors import StaffStoreError
 
-__all__ = ["STAFF_LOCK_KEY", "PgStaffConn", "PgStaffDb", "connect_pg_staff", "describe_dsn"]
+__all__ = ["STAFF_LOCK_KEY", "PgStaffConn", "PgStaffDb", "connect_pg_staff", "describe_dsn", "error_text",
+           "run_in_transaction"]
 
 T = TypeVar("T")
 
@@ -58,6 +59,13 @@ def _translate(sql: str) -> str:
         raise ValueError("a literal '?' in staff SQL cannot be translated")
     sql = _JSON_EACH.sub(r"json_array_elements_text(\1::json)", sql)
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def error_text(e: psycopg.Error) -> str:
+    """A PostgreSQL error without its DETAIL (which quotes row values: names, birth dates) for messages and logs."""
+    primary = e.diag.message_primary if e.diag is not None else None
+    text = primary or str(e).split("\n", 1)[0]
+    return f"{text} (SQLSTATE {e.sqlstate})" if e.sqlstate else text
 
 
 def describe_dsn(dsn: str) -> str:
@@ -98,7 +106,7 @@ def connect_pg_staff(dsn: str) -> psycopg.Connection[Any]:
     try:
         conn = psycopg.Connection.connect(conninfo, autocommit=True, application_name="sanaq-gateway-staff")
     except psycopg.Error as e:
-        raise StaffStoreError(f"cannot connect to the staff tables at {describe_dsn(dsn)}: {e}") from e
+        raise StaffStoreError(f"cannot connect to the staff tables at {describe_dsn(dsn)}: {error_text(e)}") from e
     try:
         row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
         if row is not None and row[0]:
@@ -107,14 +115,17 @@ def connect_pg_staff(dsn: str) -> psycopg.Connection[Any]:
             ).fetchone()
     except psycopg.Error as e:
         conn.close()
-        raise StaffStoreError(f"cannot read the schema version at {describe_dsn(dsn)}: {e}") from e
+        raise StaffStoreError(f"cannot read the schema version at {describe_dsn(dsn)}: {error_text(e)}") from e
     if row is not None and row[0]:
         try:
             fsync, synchronous_commit = conn.execute(
                 "SELECT current_setting('fsync'), current_setting('synchronous_commit')"
             ).fetchone() or ("", "")
             check_durable(str(fsync), str(synchronous_commit))
-        except (psycopg.Error, NotDurableError) as e:
+        except psycopg.Error as e:
+            conn.close()
+            raise StaffStoreError(f"staff tables at {describe_dsn(dsn)}: {error_text(e)}") from e
+        except NotDurableError as e:
             conn.close()
             raise StaffStoreError(f"staff tables at {describe_dsn(dsn)}: {e}") from e
         return conn
@@ -175,4 +186,4 @@ class PgStaffDb:
                 self._conn = connect_pg_staff(self._dsn)
             return run_in_transaction(self._conn, fn)
         except psycopg.Error as e:
-            raise StaffStoreError(f"staff database operation failed: {e}") from e
+            raise StaffStoreError(f"staff database operation failed: {error_text(e)}") from e

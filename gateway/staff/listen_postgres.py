@@ -25,7 +25,7 @@ from psycopg import AsyncConnection
 
 from gateway._schema_postgres import CENSUS_CHANNEL, STAFF_CHANNEL, split_pool_params
 
-from .db_postgres import describe_dsn
+from .db_postgres import describe_dsn, error_text
 from .feed import DashboardFeed
 
 __all__ = ["LIST_TABLES", "follow_changes"]
@@ -52,5 +52,5 @@ async def follow_changes(dsn: str, feed: DashboardFeed, *, retry_s: float = _RET
                 async for note in conn.notifies():
                     feed.poke(lists_changed=note.channel == STAFF_CHANNEL and note.payload in LIST_TABLES)
         except psycopg.Error as e:
-            log.warning("staff.listen.lost", error=str(e), where=describe_dsn(dsn))
+            log.warning("staff.listen.lost", error=error_text(e), where=describe_dsn(dsn))
         await asyncio.sleep(retry_s)

@@ -37,7 +37,7 @@ from psycopg import AsyncConnection
 
 from gateway._schema_postgres import split_pool_params
 
-from .db_postgres import describe_dsn
+from .db_postgres import describe_dsn, error_text
 from .errors import StaffStoreError
 from .queries import (
     _CASES,
@@ -99,7 +99,9 @@ class PgStaffQueries:
             )
             await conn.execute("SELECT count(*) FROM batches WHERE false")
         except psycopg.Error as e:
-            raise StaffStoreError(f"cannot open the census read connection at {describe_dsn(self._dsn)}: {e}") from e
+            raise StaffStoreError(
+                f"cannot open the census read connection at {describe_dsn(self._dsn)}: {error_text(e)}"
+            ) from e
         return conn
 
     async def open(self) -> None:
@@ -117,7 +119,7 @@ class PgStaffQueries:
             try:
                 return await fn(self._conn)
             except psycopg.Error as e:
-                raise StaffStoreError(f"census read failed: {e}") from e
+                raise StaffStoreError(f"census read failed: {error_text(e)}") from e
 
     async def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         async def run(c: AsyncConnection[Any]) -> list[tuple[Any, ...]]:

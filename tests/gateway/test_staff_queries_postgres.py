@@ -199,3 +199,19 @@ async def test_the_access_code_paths_give_the_same_answers_on_both_engines(dsn: 
         ("CD-000001/00003", "revoked", False),
         ("CD-000001/90001", "active", True),
     ]
+
+
+async def test_a_postgresql_error_reaches_messages_without_the_row_values_it_quotes(dsn: str) -> None:
+    """PostgreSQL's DETAIL quotes the offending row ("Key (x)=(Жұмабаева) already exists"): never passed on."""
+    db = PgStaffDb(dsn)
+    await db.open()
+    try:
+        insert = "INSERT INTO users (username, role, password_hash, created_at_ms, password_changed_at_ms)" \
+                 " VALUES ('жұмабаева', 'viewer', 'h', 1, 1)"
+        await db.run(lambda c: c.execute(insert))
+        with pytest.raises(StaffStoreError) as failed:
+            await db.run(lambda c: c.execute(insert))
+    finally:
+        await db.close()
+    assert "users_username_key" in str(failed.value) and "23505" in str(failed.value)
+    assert "жұмабаева" not in str(failed.value) and "DETAIL" not in str(failed.value)
