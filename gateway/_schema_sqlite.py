@@ -188,4 +188,6 @@ MIGRATIONS: tuple[tuple[int, Step], ...] = (
         """,
     ),
     (4, _rowid_sheets),
+    # 5 is the staff tables on PostgreSQL (ADR 0012); a SQLite deployment keeps them in staff.db.
+    (5, ""),
 )

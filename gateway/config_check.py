@@ -17,7 +17,9 @@ Checks, each problem named with its option and file:
   installed yet shows here);
 * ``staff.certificate_key_dir``, when set: ``certificate.key`` and
   ``certificate-key.doc`` are handed over like the other keys, the document is
-  certified by this root key, and the key is the one it certifies.
+  certified by this root key, and the key is the one it certifies;
+* the staff dashboard on PostgreSQL has ``staff.codes_pepper_file`` (every
+  instance must hold the same pepper; ``serve`` refuses to start without it).
 
 Warnings do not change the exit status; any problem exits 2, like ``serve``
 would with that configuration.
@@ -389,6 +391,9 @@ def check_gateway_config(
     _check_snapshot(c, root, snap_path, data_pub=bytes(data.public_key) if data is not None else None,
                     receipt_pub=bytes(receipt.verify_key) if receipt is not None else None, now_ms=now_ms)
     _check_certificate_key(c, root, c.raw_value("staff.certificate_key_dir"), key_pp)
+    if config.staff.enabled and config.sqlite_path is None and config.staff.codes_pepper_file is None:
+        report.problem("staff.codes_pepper_file", "required on PostgreSQL: every gateway instance must hold the"
+                       " same access-code pepper (copy one file to each), or set staff.enabled = false")
     report.settings = [
         ("database", config.database),
         ("server.host", config.server.host),

@@ -55,6 +55,7 @@ HINTS: dict[str, str] = {
     "staff.csrf_refused": "a form was posted without its token: an old page or a forged request",
     "staff.events.failed": "the live feed failed; pages still load: see error",
     "staff.feed.refresh_failed": "the dashboard could not read the store: check the store",
+    "staff.listen.lost": "PostgreSQL dropped the dashboard's LISTEN: reconnects by itself; check PostgreSQL",
     "staff.login.throttled": "many failed logins: someone guessing, or a forgotten password",
     "staff.login.busy": "too many logins at once (password hashing is full): alarm only if it keeps repeating",
     "staff.store_failed": "staff.db could not be written: check disk space and permissions",

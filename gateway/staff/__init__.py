@@ -3,8 +3,10 @@
 Mounted on the gateway app with ``setup_staff(app, ctx, StaffConfig(...))``;
 served under ``/staff/`` behind staff accounts that share nothing with tablet
 or station keys. Its own data (accounts, sessions, acts, lists, review
-decisions, the tablets' assignment versions) lives in ``staff.db``; census
-data is only read, through ``StaffQueries``. It is also the gateway's source of
+decisions, the tablets' assignment versions) lives in ``staff.db`` on a
+SQLite deployment and in the census database's staff tables on PostgreSQL
+(``db``, ``db_postgres``; ADR 0012); census data is only read, through
+``StaffQueries`` (``queries``, ``queries_postgres``). It is also the gateway's source of
 the tablets' assignments (``assignments.StaffAssignments``), since it holds the lists.
 
 ``setup_staff`` is imported lazily so that ``gateway.config`` can import

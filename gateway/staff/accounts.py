@@ -25,7 +25,6 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from l10n import N_
 
 from .config import StaffConfig
-from .db import StaffDb, transaction
+from .db import INTEGRITY_ERRORS, StaffConn, StaffStorage, transaction
 from .errors import AuthRefused, LoginBusy, StaffInputError
 from .throttle import LoginThrottle, Reservation, clear_user
 
@@ -102,7 +101,7 @@ def normalise_username(username: str) -> str:
     return name
 
 
-def write_audit(conn: sqlite3.Connection, at_ms: int, user_id: int | None, action: str, **detail: object) -> None:
+def write_audit(conn: StaffConn, at_ms: int, user_id: int | None, action: str, **detail: object) -> None:
     conn.execute(
         "INSERT INTO audit (at_ms, user_id, action, detail) VALUES (?, ?, ?, ?)",
         (at_ms, user_id, action, json.dumps(detail, sort_keys=True, ensure_ascii=False)),
@@ -148,7 +147,7 @@ def check_password(password: str, *, role: str, username: str = "", min_length: 
 
 
 def add_user(
-    conn: sqlite3.Connection,
+    conn: StaffConn,
     *,
     username: str,
     role: str,
@@ -163,19 +162,19 @@ def add_user(
     hashed = PasswordHasher().hash(password)
     try:
         with transaction(conn):
-            cur = conn.execute(
+            user_id = int(conn.execute(
                 "INSERT INTO users (username, role, password_hash, created_at_ms, password_changed_at_ms)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (name, role, hashed, now_ms, now_ms),
-            )
+            ).fetchone()[0])
             write_audit(conn, now_ms, None, "user.added", username=name, role=role)
-    except sqlite3.IntegrityError as e:
+    except INTEGRITY_ERRORS as e:
         raise StaffInputError(f"user {name!r} exists already", field="username") from e
-    return StaffUser(int(cur.lastrowid or 0), name, role)
+    return StaffUser(user_id, name, role)
 
 
 def set_password(
-    conn: sqlite3.Connection, *, username: str, password: str, now_ms: int, min_length: int = ADMIN_MIN_LENGTH
+    conn: StaffConn, *, username: str, password: str, now_ms: int, min_length: int = ADMIN_MIN_LENGTH
 ) -> None:
     """New password; every session of that user ends."""
     name = normalise_username(username)
@@ -195,7 +194,7 @@ def set_password(
         write_audit(conn, now_ms, None, "user.password_set", username=name)
 
 
-def unlock_user(conn: sqlite3.Connection, *, username: str, now_ms: int, by_user_id: int | None = None) -> int:
+def unlock_user(conn: StaffConn, *, username: str, now_ms: int, by_user_id: int | None = None) -> int:
     """Clear the login ceiling and delays of ``username``; returns the failures forgotten."""
     name = normalise_username(username)
     with transaction(conn):
@@ -204,7 +203,7 @@ def unlock_user(conn: sqlite3.Connection, *, username: str, now_ms: int, by_user
     return held
 
 
-def set_disabled(conn: sqlite3.Connection, *, username: str, disabled: bool, now_ms: int) -> None:
+def set_disabled(conn: StaffConn, *, username: str, disabled: bool, now_ms: int) -> None:
     name = normalise_username(username)
     with transaction(conn):
         cur = conn.execute("UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), name))
@@ -214,7 +213,7 @@ def set_disabled(conn: sqlite3.Connection, *, username: str, disabled: bool, now
         write_audit(conn, now_ms, None, "user.disabled" if disabled else "user.enabled", username=name)
 
 
-def list_users(conn: sqlite3.Connection) -> list[StaffUser]:
+def list_users(conn: StaffConn) -> list[StaffUser]:
     rows = conn.execute("SELECT id, username, role, disabled FROM users ORDER BY username").fetchall()
     return [StaffUser(r[0], r[1], r[2], bool(r[3])) for r in rows]
 
@@ -223,7 +222,7 @@ def list_users(conn: sqlite3.Connection) -> list[StaffUser]:
 
 
 class Accounts:
-    def __init__(self, db: StaffDb, config: StaffConfig, clock: Callable[[], int]) -> None:
+    def __init__(self, db: StaffStorage, config: StaffConfig, clock: Callable[[], int]) -> None:
         self._db = db
         self._config = config
         self._clock = clock
@@ -275,7 +274,7 @@ class Accounts:
         rehash = self._hasher.check_needs_rehash(stored_hash)
         new_hash = await asyncio.to_thread(self._hasher.hash, password) if rehash else None
 
-        def store(conn: sqlite3.Connection) -> None:
+        def store(conn: StaffConn) -> None:
             with transaction(conn):
                 self._throttle.succeeded(conn, reservation)
                 conn.execute("DELETE FROM sessions WHERE expires_at_ms <= ? OR last_seen_ms <= ?", self._limits(now))
@@ -298,7 +297,7 @@ class Accounts:
         now = self._clock()
         digest = _token_hash(token)
 
-        def look(conn: sqlite3.Connection) -> StaffSession | None:
+        def look(conn: StaffConn) -> StaffSession | None:
             row = conn.execute(
                 "SELECT s.csrf_token, s.expires_at_ms, s.last_seen_ms, u.id, u.username, u.role, u.disabled, u.language"
                 " FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
@@ -319,7 +318,7 @@ class Accounts:
     async def set_language(self, user_id: int, language: str) -> None:
         """Remember the pages' language of one user (one of ``l10n.LANGUAGES``, checked by the caller)."""
 
-        def store(conn: sqlite3.Connection) -> None:
+        def store(conn: StaffConn) -> None:
             with transaction(conn):
                 conn.execute("UPDATE users SET language = ? WHERE id = ?", (language, user_id))
 
@@ -328,7 +327,7 @@ class Accounts:
     async def logout(self, token: str, user_id: int) -> None:
         now = self._clock()
 
-        def drop(conn: sqlite3.Connection) -> None:
+        def drop(conn: StaffConn) -> None:
             with transaction(conn):
                 conn.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
                 write_audit(conn, now, user_id, "logout")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,7 +26,7 @@ from wire import RegistrySnapshot
 
 from .accounts import write_audit
 from .config import StaffConfig
-from .db import transaction
+from .db import StaffConn, transaction
 from .errors import ActRefused, StaffInputError
 from .lists import clean_text
 
@@ -198,7 +197,7 @@ def _act(row: tuple) -> Act:  # type: ignore[type-arg]
     )
 
 
-def get_act(conn: sqlite3.Connection, act_no: str) -> Act | None:
+def get_act(conn: StaffConn, act_no: str) -> Act | None:
     row = conn.execute(
         f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by WHERE a.act_no = ?",  # noqa: S608
         (act_no,),
@@ -206,7 +205,7 @@ def get_act(conn: sqlite3.Connection, act_no: str) -> Act | None:
     return None if row is None else _act(row)
 
 
-def list_acts(conn: sqlite3.Connection, limit: int) -> list[Act]:
+def list_acts(conn: StaffConn, limit: int) -> list[Act]:
     rows = conn.execute(
         f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by"  # noqa: S608
         " ORDER BY a.acted_at_ms DESC, a.id DESC LIMIT ?",
@@ -215,7 +214,7 @@ def list_acts(conn: sqlite3.Connection, limit: int) -> list[Act]:
     return [_act(r) for r in rows]
 
 
-def last_acts(conn: sqlite3.Connection) -> dict[str, Act]:
+def last_acts(conn: StaffConn) -> dict[str, Act]:
     """Each device's latest act (by act time, then by entry order)."""
     rows = conn.execute(
         f"SELECT {_ACT_COLUMNS} FROM acts a JOIN users u ON u.id = a.created_by"  # noqa: S608
@@ -226,7 +225,7 @@ def last_acts(conn: sqlite3.Connection) -> dict[str, Act]:
 
 
 def record_act(
-    conn: sqlite3.Connection,
+    conn: StaffConn,
     form: ActForm,
     snapshot: RegistrySnapshot | None,
     *,
@@ -315,7 +314,7 @@ def record_act(
     return act_no
 
 
-def last_acts_for(conn: sqlite3.Connection, device_id: str) -> tuple[str, str, int] | None:
+def last_acts_for(conn: StaffConn, device_id: str) -> tuple[str, str, int] | None:
     row = conn.execute(
         "SELECT kind, act_no, acted_at_ms FROM acts WHERE device_id = ? ORDER BY acted_at_ms DESC, id DESC LIMIT 1",
         (device_id,),

@@ -7,7 +7,10 @@ them, so options, password policy, messages and exit codes are identical.
 
 staff.db is named by ``--db PATH`` or found from the gateway's configuration
 (``--config gateway.toml``: ``[staff] db_path``, else ``staff.db`` next to the
-SQLite census database), exactly where ``sanaq-gateway serve`` opens it.
+SQLite census database), exactly where ``sanaq-gateway serve`` opens it. When
+that configuration's ``database`` is PostgreSQL, the accounts are the staff
+tables of that database (ADR 0012): ``--config`` reaches them with the same
+URL and role as the gateway, and each command is one transaction.
 
 Passwords are read from a file (``--password-file F``, ``-`` for standard
 input), never from the command line, and only the first line is used; they
@@ -23,22 +26,25 @@ Exit codes: 0 done, 2 usage or input error, 1 database failure.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 from pathlib import Path
+
+import psycopg
 
 from runtime.toml_config import ConfigError
 
 from .accounts import ADMIN_MIN_LENGTH, ROLES, add_user, list_users, set_disabled, set_password, unlock_user
 from .codes import set_institutions
-from .db import connect_staff_db
+from .db import StaffConn, connect_staff_db
+from .db_postgres import connect_pg_staff, error_text, run_in_transaction
 from .errors import StaffInputError, StaffStoreError
 
 __all__ = ["COMMANDS", "DESCRIPTION", "add_commands", "run"]
 
 DESCRIPTION = (
-    "Manage staff dashboard accounts in staff.db (named by --db, or found from the gateway's --config). "
+    "Manage staff dashboard accounts in staff.db (named by --db, or found from the gateway's --config; "
+    "with a PostgreSQL configuration, in the staff tables of its database). "
     "Passwords are read from a file or stdin, never the command line. "
     "Exit codes: 0 done, 2 usage or input error, 1 database failure."
 )
@@ -80,7 +86,8 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
         where.add_argument(
             "--config",
             type=Path,
-            help="the gateway's TOML configuration (e.g. /etc/sanaq/gateway.toml): use the staff.db it names",
+            help="the gateway's TOML configuration (e.g. /etc/sanaq/gateway.toml): use the staff.db it names,"
+            " or on PostgreSQL the staff tables of its database",
         )
     for s in (add, pw, dis, ena, unl, ins):
         s.add_argument("--username", required=True, help="2-64 of a-z 0-9 . _ - (case-folded)")
@@ -103,13 +110,16 @@ def _read_password(path: str) -> str:
     return lines[0] if lines else ""
 
 
-def _staff_db(args: argparse.Namespace) -> Path:
+def _staff_db(args: argparse.Namespace) -> Path | str:
+    """staff.db's path, or the PostgreSQL URL whose staff tables hold the accounts."""
     if args.db is not None:
         return Path(args.db)
     from ..config import load_config  # noqa: PLC0415 - gateway.config imports this package (a cycle at import)
 
     try:
         config = load_config(args.config)
+        if config.sqlite_path is None:
+            return config.database
         return config.staff.staff_db(config.sqlite_path)
     except ConfigError as e:
         raise StaffInputError(f"{args.config}: {e}", field="config") from e
@@ -119,21 +129,37 @@ def run(args: argparse.Namespace, *, prog: str) -> int:
     """Run the parsed sub-command; messages go to stdout, errors to stderr as ``PROG: error: ...``."""
     now = time.time_ns() // 1_000_000
     try:
-        conn = connect_staff_db(_staff_db(args), now_ms=now)
-        try:
-            _run(conn, args, now)
-        finally:
-            conn.close()
+        where = _staff_db(args)
+        if isinstance(where, Path):
+            conn = connect_staff_db(where, now_ms=now)
+            try:
+                message = _run(conn, args, now)
+            finally:
+                conn.close()
+        else:
+            message = _run_postgres(where, args, now)
     except StaffInputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except StaffStoreError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    if message:
+        print(message)
     return 0
 
 
-def _run(conn: sqlite3.Connection, args: argparse.Namespace, now: int) -> None:
+def _run_postgres(dsn: str, args: argparse.Namespace, now: int) -> str:
+    pg = connect_pg_staff(dsn)
+    try:
+        return run_in_transaction(pg, lambda conn: _run(conn, args, now))
+    except psycopg.Error as e:
+        raise StaffStoreError(f"staff database operation failed: {error_text(e)}") from e
+    finally:
+        pg.close()
+
+
+def _run(conn: StaffConn, args: argparse.Namespace, now: int) -> str:
     command = args.staff_command
     if command == "add-user":
         user = add_user(
@@ -144,20 +170,19 @@ def _run(conn: sqlite3.Connection, args: argparse.Namespace, now: int) -> None:
             now_ms=now,
             min_length=args.min_length,
         )
-        print(f"added {user.username} ({user.role})")
-    elif command == "set-password":
+        return f"added {user.username} ({user.role})"
+    if command == "set-password":
         password = _read_password(args.password_file)
         set_password(conn, username=args.username, password=password, now_ms=now, min_length=args.min_length)
-        print(f"password set for {args.username.strip().lower()}")
-    elif command == "unlock-user":
+        return f"password set for {args.username.strip().lower()}"
+    if command == "unlock-user":
         held = unlock_user(conn, username=args.username, now_ms=now)
-        print(f"unlocked {args.username.strip().lower()} ({held} failed logins forgotten)")
-    elif command == "set-institutions":
+        return f"unlocked {args.username.strip().lower()} ({held} failed logins forgotten)"
+    if command == "set-institutions":
         set_institutions(conn, args.username.strip().lower(), args.institutions, now_ms=now)
-        print(f"{args.username.strip().lower()}: responsible worker of {len(set(args.institutions))} institution(s)")
-    elif command in ("disable-user", "enable-user"):
+        return f"{args.username.strip().lower()}: responsible worker of {len(set(args.institutions))} institution(s)"
+    if command in ("disable-user", "enable-user"):
         set_disabled(conn, username=args.username, disabled=command == "disable-user", now_ms=now)
-        print(f"{command.split('-')[0]}d {args.username.strip().lower()}")
-    else:
-        for u in list_users(conn):
-            print(f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}")
+        return f"{command.split('-')[0]}d {args.username.strip().lower()}"
+    lines = [f"{u.username}\t{u.role}\t{'disabled' if u.disabled else 'active'}" for u in list_users(conn)]
+    return "\n".join(lines)

@@ -14,13 +14,12 @@ rendered for the asking tablet: an entry counted by a tablet is
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Set
 
 from gateway.errors import Unavailable
 from wire.assignments import Assignment
 
-from .db import StaffDb, transaction
+from .db import StaffConn, StaffStorage, transaction
 from .errors import StaffStoreError
 from .feed import DashboardFeed
 from .lists import load_entries
@@ -54,7 +53,7 @@ def _render(entry_id: str, row: _Row, version: int, device_id: str) -> Assignmen
 
 
 def sync_assignments(
-    conn: sqlite3.Connection,
+    conn: StaffConn,
     *,
     institution: str,
     counted: Mapping[str, Counted],
@@ -113,7 +112,7 @@ def sync_assignments(
 class StaffAssignments:
     """The gateway's assignments source when the staff dashboard (which holds the lists) runs in it."""
 
-    def __init__(self, db: StaffDb, feed: DashboardFeed, *, retry_after_s: int = 5) -> None:
+    def __init__(self, db: StaffStorage, feed: DashboardFeed, *, retry_after_s: int = 5) -> None:
         self._db = db
         self._feed = feed
         self._retry_after_s = retry_after_s

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -39,7 +38,7 @@ from l10n import N_
 from wire import AccessCodeChange
 
 from .accounts import StaffUser, write_audit
-from .db import transaction
+from .db import StaffConn, transaction
 from .errors import StaffInputError
 from .lists import ListEntry, clean_text
 
@@ -103,17 +102,17 @@ def load_pepper(path: Path) -> bytes:
 # ---- who may act for an institution ----------------------------------------------------------
 
 
-def institutions_of(conn: sqlite3.Connection, user_id: int) -> frozenset[str]:
+def institutions_of(conn: StaffConn, user_id: int) -> frozenset[str]:
     rows = conn.execute("SELECT institution_code FROM user_institutions WHERE user_id = ?", (user_id,))
     return frozenset(r[0] for r in rows)
 
 
-def can_act_for(conn: sqlite3.Connection, user: StaffUser, institution_code: str) -> bool:
+def can_act_for(conn: StaffConn, user: StaffUser, institution_code: str) -> bool:
     """Admins act for every institution; a responsible worker for the institutions bound to the account."""
     return user.is_admin or institution_code in institutions_of(conn, user.id)
 
 
-def set_institutions(conn: sqlite3.Connection, username: str, codes: list[str], *, now_ms: int) -> None:
+def set_institutions(conn: StaffConn, username: str, codes: list[str], *, now_ms: int) -> None:
     """Bind an account to institutions (replacing its bindings): it becomes their responsible worker."""
     for code in codes:
         if not _CODE.fullmatch(code):
@@ -138,7 +137,7 @@ def _check_issue(institution_kind: str, worker_id: str, kinds: tuple[str, ...]) 
         raise StaffInputError(N_("worker id: 1-64 letters, digits, dots, hyphens or underscores"), field="worker_id")
 
 
-def _next_version(conn: sqlite3.Connection) -> int:
+def _next_version(conn: StaffConn) -> int:
     return int(conn.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM access_codes").fetchone()[0])
 
 
@@ -149,7 +148,7 @@ def _name(e: ListEntry) -> str:
 _COVERS = "(c.entry_id = ? OR EXISTS (SELECT 1 FROM json_each(c.members) m WHERE m.value = ?))"
 
 
-def _insert_code(conn: sqlite3.Connection, pepper: bytes, group: list[ListEntry], *, institution_kind: str,
+def _insert_code(conn: StaffConn, pepper: bytes, group: list[ListEntry], *, institution_kind: str,
                  worker_id: str, user_id: int, now_ms: int) -> Slip:
     """One code opening ``group`` (one person, or every member of a household); its slip."""
     code = mint_code()
@@ -167,7 +166,7 @@ def _insert_code(conn: sqlite3.Connection, pepper: bytes, group: list[ListEntry]
     return Slip(f"{first.entry_id} +{len(group) - 1}", names, code)
 
 
-def _entries(conn: sqlite3.Connection, institution_code: str, entry_id: str | None = None
+def _entries(conn: StaffConn, institution_code: str, entry_id: str | None = None
              ) -> list[tuple[ListEntry, str]]:
     """The institution's entries with their household ("" for none)."""
     sql = ("SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date, COALESCE(household, '')"
@@ -194,7 +193,7 @@ def _groups(entries: list[tuple[ListEntry, str]]) -> list[list[ListEntry]]:
     return groups
 
 
-def _covered(conn: sqlite3.Connection, institution_code: str) -> set[str]:
+def _covered(conn: StaffConn, institution_code: str) -> set[str]:
     """Entries an active code opens."""
     out: set[str] = set()
     for entry_id, members in conn.execute(
@@ -207,7 +206,7 @@ def _covered(conn: sqlite3.Connection, institution_code: str) -> set[str]:
 Render = Callable[[str, list[Slip]], bytes]
 
 
-def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institution_code: str, *,
+def mint_codes(conn: StaffConn, pepper: bytes, user: StaffUser, institution_code: str, *,
                institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
                render: Render) -> tuple[Minted, bytes]:
     """One new code per person (or household) of the institution's list not opened by an active code; the PDF.
@@ -235,7 +234,7 @@ def mint_codes(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institu
     return Minted(institution_code, tuple(slips), len(entries) - len(have)), pdf
 
 
-def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> tuple[ListEntry, str]:
+def _entry_checked(conn: StaffConn, user: StaffUser, entry_id: str) -> tuple[ListEntry, str]:
     if not _ENTRY.fullmatch(entry_id):
         raise StaffInputError(N_("entry id must look like AB-123456/00042"), field="entry_id")
     institution = entry_id.split("/", 1)[0]
@@ -247,7 +246,7 @@ def _entry_checked(conn: sqlite3.Connection, user: StaffUser, entry_id: str) -> 
     return found[0]
 
 
-def _revoke_covering(conn: sqlite3.Connection, entry_id: str, now_ms: int) -> int:
+def _revoke_covering(conn: StaffConn, entry_id: str, now_ms: int) -> int:
     """Revoke the active code that opens ``entry_id`` (its own, or its household's)."""
     row = conn.execute(f"SELECT code_hash FROM access_codes c WHERE c.status = 'active' AND {_COVERS}",  # noqa: S608
                        (entry_id, entry_id)).fetchone()
@@ -258,7 +257,7 @@ def _revoke_covering(conn: sqlite3.Connection, entry_id: str, now_ms: int) -> in
         (now_ms, _next_version(conn), row[0])).rowcount
 
 
-def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now_ms: int) -> None:
+def revoke_code(conn: StaffConn, user: StaffUser, entry_id: str, *, now_ms: int) -> None:
     """Revoke the code that opens the entry (for a household: the household's one code)."""
     with transaction(conn):
         _entry_checked(conn, user, entry_id)
@@ -267,7 +266,7 @@ def revoke_code(conn: sqlite3.Connection, user: StaffUser, entry_id: str, *, now
         write_audit(conn, now_ms, user.id, "codes.revoked", entry_id=entry_id)
 
 
-def reissue_code(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, entry_id: str, *,
+def reissue_code(conn: StaffConn, pepper: bytes, user: StaffUser, entry_id: str, *,
                  institution_kind: str, worker_id: str, kinds: tuple[str, ...], now_ms: int,
                  render: Render) -> bytes:
     """Revoke the code opening the entry (if any) and mint a new one for the entry, or for its whole household.
@@ -287,7 +286,7 @@ def reissue_code(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, entry
         return render(entry.institution_code, [slip])
 
 
-def code_statuses(conn: sqlite3.Connection, institution_code: str) -> list[CodeStatus]:
+def code_statuses(conn: StaffConn, institution_code: str) -> list[CodeStatus]:
     """Every entry of the institution's list with the state of the newest code opening it (for the codes page)."""
     newest = f"FROM access_codes c WHERE {_COVERS.replace('?', 'e.entry_id')} ORDER BY c.version DESC LIMIT 1"
     rows = conn.execute(
@@ -300,7 +299,7 @@ def code_statuses(conn: sqlite3.Connection, institution_code: str) -> list[CodeS
 # ---- registering an unlisted resident --------------------------------------------------------
 
 
-def register_resident(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, institution_code: str,
+def register_resident(conn: StaffConn, pepper: bytes, user: StaffUser, institution_code: str,
                       fields: dict[str, str], *, institution_kind: str, worker_id: str, kinds: tuple[str, ...],
                       now_ms: int, render: Render) -> tuple[ListEntry, bytes]:
     """Add a resident missing from the held list as an addition (entry 90001 and up) and mint its code.
@@ -351,7 +350,7 @@ def register_resident(conn: sqlite3.Connection, pepper: bytes, user: StaffUser, 
 # ---- the change feed for web services --------------------------------------------------------
 
 
-def code_changes(conn: sqlite3.Connection, since: int, limit: int) -> tuple[list[AccessCodeChange], int]:
+def code_changes(conn: StaffConn, since: int, limit: int) -> tuple[list[AccessCodeChange], int]:
     """The newest state of every code changed after ``since`` (ascending version, at most ``limit``), and the
     highest version held."""
     rows = conn.execute(

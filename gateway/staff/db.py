@@ -1,9 +1,24 @@
-"""staff.db: the dashboard's own SQLite database (accounts, sessions, acts, respondent lists, access codes).
+"""Staff data storage (accounts, sessions, acts, respondent lists, access codes, review decisions).
 
-It is separate from the census database on purpose: staff data has its own
-lifecycle and backups, and the dashboard never writes census tables. One
-connection, owned by one worker thread, serialises every access; migrations
-are versioned and applied in order at open (append steps, never edit one).
+The staff modules write their SQL once, against ``StaffConn`` (the part of
+``sqlite3.Connection`` they use: ``execute``/``executemany`` with ``?``
+placeholders), and run it through a ``StaffStorage``: ``run(fn)`` calls
+``fn(conn)`` on the one thread that owns the connection. Two storages:
+
+* ``StaffDb`` (here): on a SQLite deployment, ``staff.db``, a SQLite file of
+  its own beside the census database (its own lifecycle and backups; the
+  dashboard never writes census tables). One connection, owned by one worker
+  thread, serialises every access; migrations are versioned and applied in
+  order at open (append steps, never edit one).
+* ``PgStaffDb`` (``db_postgres``): on a PostgreSQL deployment, the staff
+  tables of the census PostgreSQL database (census migration 5), so every
+  gateway instance sees the same accounts, sessions and decisions (ADR 0012).
+
+``transaction(conn)`` is the write transaction on both: ``BEGIN IMMEDIATE``
+on SQLite; on PostgreSQL a savepoint holding the staff advisory lock, which
+serialises staff writes across instances the way ``BEGIN IMMEDIATE`` does
+across SQLite connections. ``INTEGRITY_ERRORS`` is what a broken UNIQUE or
+CHECK raises on either engine.
 """
 
 from __future__ import annotations
@@ -12,17 +27,70 @@ import asyncio
 import concurrent.futures
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
+
+import psycopg
 
 from runtime.private_files import prepare_private_sqlite
 
 from .errors import StaffStoreError
 
-__all__ = ["MIGRATIONS", "StaffDb", "ThreadOwnedConnection", "connect_staff_db", "transaction"]
+__all__ = [
+    "INTEGRITY_ERRORS",
+    "MIGRATIONS",
+    "StaffConn",
+    "StaffCursor",
+    "StaffDb",
+    "StaffStorage",
+    "ThreadOwnedConnection",
+    "connect_staff_db",
+    "transaction",
+]
 
 T = TypeVar("T")
+
+# A UNIQUE, CHECK or foreign-key violation, on either engine.
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+
+class StaffCursor(Protocol):
+    """What the staff modules use of a cursor (``sqlite3.Cursor`` is one)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class StaffConn(Protocol):
+    """What the staff modules use of a connection (``sqlite3.Connection`` is one): ``?`` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> StaffCursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> StaffCursor: ...
+
+
+class StaffStorage(Protocol):
+    """Where staff data lives for asyncio code: ``run(fn)`` calls ``fn(conn)`` on the connection's own thread."""
+
+    @property
+    def where(self) -> str:
+        """What to name in logs (a path, or the PostgreSQL database; never a password)."""
+        ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def run(self, fn: Callable[[StaffConn], T]) -> T:
+        """Run ``fn(conn)``; engine errors become ``StaffStoreError``."""
+        ...
 
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
@@ -192,8 +260,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception."""
+def transaction(conn: StaffConn) -> Iterator[StaffConn]:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (PostgreSQL: see ``db_postgres``)."""
+    write_transaction = getattr(conn, "write_transaction", None)
+    if write_transaction is not None:
+        with write_transaction():
+            yield conn
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -275,12 +348,16 @@ class StaffDb:
         self._clock = clock
         self._owner = ThreadOwnedConnection("staff-db", "staff database")
 
+    @property
+    def where(self) -> str:
+        return str(self.path)
+
     async def open(self) -> None:
         await self._owner.open(lambda: connect_staff_db(self.path, now_ms=self._clock()))
 
     async def close(self) -> None:
         await self._owner.close()
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[StaffConn], T]) -> T:
         """Run ``fn(conn)`` on the owner thread; sqlite errors become ``StaffStoreError``."""
         return await self._owner.run(fn)

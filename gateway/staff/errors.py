@@ -5,7 +5,8 @@
     StaffError                      base of everything below
     +-- StaffConfigError            the operator's setup cannot work (also a runtime ConfigError,
     |                               so ``sanaq-gateway`` prints it and exits 2 instead of crashing)
-    +-- StaffStoreError             staff.db cannot be opened, migrated or written
+    +-- StaffStoreError             staff data (staff.db or the PostgreSQL staff tables) cannot be
+    |                               opened, migrated, read or written
     +-- StaffInputError             a staff member sent something invalid; ``.field`` names the input
     |   +-- ActRefused              an acceptance-transfer act contradicts the act history or registry
     |   +-- ListFileRejected        a respondent-list CSV cannot be read at all (encoding, header, size)
@@ -14,7 +15,7 @@
     +-- LoginBusy                   too many logins waiting for a password check; ``.retry_after_s``
     +-- PdfUnavailable              the PDF writer or its Cyrillic font is missing on this host
 
-Third-party errors (sqlite3, argon2, fpdf) are wrapped at the boundary with
+Third-party errors (sqlite3, psycopg, argon2, fpdf) are wrapped at the boundary with
 ``raise ... from e``; messages never carry passwords, tokens or respondents' names.
 """
 
@@ -41,11 +42,11 @@ class StaffError(Exception):
 
 
 class StaffConfigError(StaffError, ConfigError):
-    """The staff dashboard cannot run with this configuration (e.g. a PostgreSQL census store)."""
+    """The staff dashboard cannot run with this configuration (e.g. PostgreSQL without a shared pepper file)."""
 
 
 class StaffStoreError(StaffError):
-    """staff.db failed (cannot open, migrate, read or write)."""
+    """Staff data failed (staff.db or the PostgreSQL staff tables: cannot open, read or write)."""
 
 
 class StaffInputError(StaffError):

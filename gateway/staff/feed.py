@@ -7,7 +7,9 @@ staff data changed and ``poke`` was called) it folds the new batches into the
 tally, rebuilds the model, bumps ``version`` and wakes every server-sent-events stream. Pages and the JSON
 endpoint call ``current()``, which refreshes first, so they are never older
 than the request. The HTML fragments of a version are rendered once per
-language, when a reader of that language first asks for them.
+language, when a reader of that language first asks for them. On PostgreSQL
+``listen_postgres`` pokes it as well whenever any gateway instance stores
+census data or changes staff data (ADR 0012).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .acts import last_acts, reconcile
 from .config import StaffConfig
 from .coverage import compute_coverage
 from .dashboard import DashboardModel, build_model
-from .db import StaffDb
+from .db import StaffStorage
 from .errors import StaffStoreError
 from .lists import RespondentList, load_addition_ids, load_entry_ids, load_lists
 from .queries import ReviewCaseRow, StaffQueries
@@ -54,7 +56,7 @@ class DashboardFeed:
         self,
         *,
         queries: StaffQueries,
-        db: StaffDb,
+        db: StaffStorage,
         ctx: GatewayContext,
         config: StaffConfig,
         render: Callable[[DashboardModel, str], dict[str, str]],

@@ -27,7 +27,6 @@ import csv
 import io
 import json
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from datetime import date
 from l10n import N_
 
 from .accounts import write_audit
-from .db import transaction
+from .db import StaffConn, transaction
 from .errors import ListFileRejected, StaffInputError
 
 __all__ = [
@@ -369,7 +368,7 @@ def parse_list_csv(data: bytes, *, max_bytes: int, max_rows: int) -> ParsedList:
 
 
 def import_list(
-    conn: sqlite3.Connection, parsed: ParsedList, *, source_name: str, user_id: int | None, now_ms: int
+    conn: StaffConn, parsed: ParsedList, *, source_name: str, user_id: int | None, now_ms: int
 ) -> ImportReport:
     """Replace the lists of every institution in ``parsed`` in one transaction."""
     by_code: dict[str, list[ListRow]] = {}
@@ -425,7 +424,7 @@ def import_list(
     return ImportReport(source_name, parsed.total_rows, tuple(imported), tuple(rejected))
 
 
-def load_lists(conn: sqlite3.Connection) -> list[RespondentList]:
+def load_lists(conn: StaffConn) -> list[RespondentList]:
     rows = conn.execute(
         "SELECT institution_code, list_date, district, entry_count, imported_at_ms, source_name"
         " FROM respondent_lists ORDER BY institution_code"
@@ -433,14 +432,14 @@ def load_lists(conn: sqlite3.Connection) -> list[RespondentList]:
     return [RespondentList(*r) for r in rows]
 
 
-def load_entry_ids(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+def load_entry_ids(conn: StaffConn) -> dict[str, frozenset[str]]:
     out: dict[str, set[str]] = {}
     for code, entry in conn.execute("SELECT institution_code, entry_id FROM respondent_entries"):
         out.setdefault(code, set()).add(entry)
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def load_entries(conn: sqlite3.Connection, institution_code: str | None) -> list[ListEntry]:
+def load_entries(conn: StaffConn, institution_code: str | None) -> list[ListEntry]:
     sql = "SELECT institution_code, entry_id, surname, given_name, patronymic, birth_date FROM respondent_entries"
     if institution_code is None:
         rows = conn.execute(sql + " ORDER BY institution_code, entry_id").fetchall()
@@ -449,7 +448,7 @@ def load_entries(conn: sqlite3.Connection, institution_code: str | None) -> list
     return [ListEntry(*r) for r in rows]
 
 
-def load_addition_ids(conn: sqlite3.Connection) -> dict[str, frozenset[str]]:
+def load_addition_ids(conn: StaffConn) -> dict[str, frozenset[str]]:
     """Entries registered on the dashboard (not from a list file), per institution."""
     out: dict[str, set[str]] = {}
     for code, entry in conn.execute(

@@ -3,8 +3,9 @@
 ``StaffQueries`` is engine-neutral; ``SqliteStaffQueries`` implements it on its
 OWN read-only connection to the census SQLite file (``mode=ro`` and
 ``query_only``), so the dashboard can neither write census tables nor
-compete with the ingest writer for its connection. A PostgreSQL
-implementation is not written yet (``make_queries`` refuses clearly).
+compete with the ingest writer for its connection; ``PgStaffQueries``
+(``queries_postgres``) implements it on the PostgreSQL census store.
+``make_queries`` picks the one for the configured database.
 
 Batches and sheets are insert-only, so the dashboard reads them
 incrementally by batch id (``batches_after``); everything else is small and
@@ -441,11 +442,12 @@ def _detail(text: str) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def make_queries(census_sqlite_path: Path | None) -> StaffQueries:
-    """The query implementation for the configured census store; refuses PostgreSQL for now."""
-    if census_sqlite_path is None:
-        raise StaffConfigError(
-            "the staff dashboard needs the SQLite census store: a PostgreSQL StaffQueries is not implemented yet"
-            " (set [staff] enabled = false to run the gateway without the dashboard)"
-        )
-    return SqliteStaffQueries(census_sqlite_path)
+def make_queries(database: str, census_sqlite_path: Path | None) -> StaffQueries:
+    """The query implementation for the configured census store (``database`` is the gateway's URL)."""
+    if census_sqlite_path is not None:
+        return SqliteStaffQueries(census_sqlite_path)
+    if not database.startswith(("postgresql://", "postgres://")):
+        raise StaffConfigError(f"the staff dashboard cannot read this census store: {database.split(':', 1)[0]}")
+    from .queries_postgres import PgStaffQueries  # noqa: PLC0415 - it imports this module
+
+    return PgStaffQueries(database)

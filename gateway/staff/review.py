@@ -25,7 +25,6 @@ only where that other sheet is, at that point, what counts its entry.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from gateway.person_key import person_key
 from l10n import N_
 
 from .accounts import write_audit
-from .db import transaction
+from .db import StaffConn, transaction
 from .errors import StaffInputError
 from .queries import CaseSheet, PersonRow, ReviewCaseRow
 
@@ -95,7 +94,7 @@ def category(road: str, source: str) -> str:
     return "records" if source == "administration_records" else "interviewed"
 
 
-def load_decisions(conn: sqlite3.Connection) -> dict[int, Decision]:
+def load_decisions(conn: StaffConn) -> dict[int, Decision]:
     rows = conn.execute(
         "SELECT d.case_id, d.decision, d.institution_code, d.new_entry_id, d.decided_by, d.decided_at_ms,"
         " coalesce(u.username, '') FROM review_decisions d LEFT JOIN users u ON u.id = d.decided_by"
@@ -112,7 +111,7 @@ def _person(sheet: CaseSheet) -> dict[str, str]:
     }
 
 
-def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet: CaseSheet) -> str:
+def _add_entry(conn: StaffConn, code: str, entry_id: str | None, sheet: CaseSheet) -> str:
     """Add the second sheet's person to ``code``'s list (as ``entry_id``, or the next free number)."""
     if conn.execute("SELECT 1 FROM respondent_lists WHERE institution_code = ?", (code,)).fetchone() is None:
         raise StaffInputError(
@@ -145,7 +144,7 @@ def _add_entry(conn: sqlite3.Connection, code: str, entry_id: str | None, sheet:
     return entry_id
 
 
-def decide(conn: sqlite3.Connection, case: ReviewCaseRow, decision: str, *, user_id: int, now_ms: int) -> Decision:
+def decide(conn: StaffConn, case: ReviewCaseRow, decision: str, *, user_id: int, now_ms: int) -> Decision:
     """Record one staff decision on ``case`` (which must carry both bodies); a case is decided once."""
     if decision not in DECISIONS:
         # TRANSLATORS: keep-first, keep-second and different are the form's values: keep them in Latin letters
@@ -245,7 +244,7 @@ class MatchDecision:
     decided_at_ms: int
 
 
-def listed_keys(conn: sqlite3.Connection) -> dict[str, dict[str, str]]:
+def listed_keys(conn: StaffConn) -> dict[str, dict[str, str]]:
     """Per institution: person key -> entry id of every listed respondent (the first entry per key)."""
     out: dict[str, dict[str, str]] = {}
     rows = conn.execute(
@@ -280,7 +279,7 @@ def find_list_matches(
     return out
 
 
-def load_match_decisions(conn: sqlite3.Connection) -> dict[tuple[int, int], MatchDecision]:
+def load_match_decisions(conn: StaffConn) -> dict[tuple[int, int], MatchDecision]:
     rows = conn.execute(
         "SELECT d.batch_id, d.idx, d.decision, d.listed_entry_id, coalesce(u.username, ''), d.decided_at_ms"
         " FROM list_match_decisions d LEFT JOIN users u ON u.id = d.decided_by"
@@ -289,7 +288,7 @@ def load_match_decisions(conn: sqlite3.Connection) -> dict[tuple[int, int], Matc
 
 
 def decide_match(
-    conn: sqlite3.Connection, match: ListMatch, decision: str, *, body_json: str, user_id: int, now_ms: int
+    conn: StaffConn, match: ListMatch, decision: str, *, body_json: str, user_id: int, now_ms: int
 ) -> MatchDecision:
     """Record whether an off-list sheet is the listed person (``same-person``) or not (the list gains its entry)."""
     if decision not in MATCH_DECISIONS:

@@ -21,8 +21,11 @@ from .accounts import Accounts
 from .assignments import StaffAssignments
 from .codes import code_changes, load_pepper
 from .config import StaffConfig
-from .db import StaffDb
+from .db import StaffDb, StaffStorage
+from .db_postgres import PgStaffDb
+from .errors import StaffConfigError
 from .feed import DashboardFeed
+from .listen_postgres import follow_changes
 from .queries import make_queries
 from .state import STAFF, StaffState
 from .views import STATIC_DIR, STATIC_HEADERS, Views
@@ -54,16 +57,30 @@ async def _to_dashboard(request: web.Request) -> web.Response:
 def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) -> None:
     """Register the /staff/ routes and the dashboard's own resources on ``app`` (before it starts).
 
-    Raises ``StaffConfigError`` (a ``ConfigError``) when the dashboard cannot
-    run with this gateway, e.g. on the PostgreSQL census store, for which no
-    read-only ``StaffQueries`` exists yet. Does nothing when ``config.enabled``
-    is false.
+    Staff data lives in staff.db on a SQLite deployment and in the census
+    database's staff tables on PostgreSQL (ADR 0012). Raises
+    ``StaffConfigError`` (a ``ConfigError``) when the dashboard cannot run
+    with this configuration (e.g. PostgreSQL without ``codes_pepper_file``,
+    which every instance must share). Does nothing when ``config.enabled`` is false.
     """
     if not config.enabled:
         return
     census_path = ctx.config.sqlite_path
-    queries = make_queries(census_path)
-    db = StaffDb(config.staff_db(census_path), ctx.clock)
+    queries = make_queries(ctx.config.database, census_path)
+    db: StaffStorage
+    if census_path is not None:
+        db = StaffDb(config.staff_db(census_path), ctx.clock)
+        pepper_path = config.codes_pepper(db.path)
+    else:
+        if config.codes_pepper_file is None or not config.codes_pepper_file.is_file():
+            # never made here on first use: instances making their own would each hold another pepper
+            raise StaffConfigError(
+                "staff.codes_pepper_file must be set on PostgreSQL and the file must exist: every gateway instance"
+                " must hold the same access-code pepper (make it once, 32 random bytes, and copy it to each)"
+                + ("" if config.codes_pepper_file is None else f"; missing: {config.codes_pepper_file}")
+            )
+        db = PgStaffDb(ctx.config.database)
+        pepper_path = config.codes_pepper_file
     views = Views(config)
     feed = DashboardFeed(queries=queries, db=db, ctx=ctx, config=config, render=views.fragments)
     ctx.assignments = StaffAssignments(db, feed, retry_after_s=ctx.config.limits.retry_after_s)
@@ -75,6 +92,7 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
         queries=queries,
         feed=feed,
         views=views,
+        pepper_path=pepper_path,
     )
     routes = (
         ("GET", "/staff", _to_dashboard),
@@ -115,13 +133,15 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     app.router.add_static("/staff/static/", STATIC_DIR, show_index=False)
-    app[CODE_FEED] = functools.partial(_code_changes, db, config.codes_pepper(db.path))
+    app[CODE_FEED] = functools.partial(_code_changes, db, pepper_path)
     app.on_response_prepare.append(_staff_headers)
     app.cleanup_ctx.append(_lifecycle)
+    if census_path is None:  # PostgreSQL: other instances change the data too
+        app.cleanup_ctx.append(functools.partial(_follow, ctx.config.database))
     app.on_shutdown.append(_end_streams)
 
 
-async def _code_changes(db: StaffDb, pepper_path: Path, since: int, limit: int
+async def _code_changes(db: StaffStorage, pepper_path: Path, since: int, limit: int
                         ) -> tuple[list[AccessCodeChange], int, str]:
     """What ``GET /v1/web/access-codes/since/{version}`` lists (gateway/web_codes.py), and the pepper's id."""
     changes, latest = await db.run(lambda c: code_changes(c, since, limit))
@@ -157,7 +177,7 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
         await state.db.close()
         raise
     task = asyncio.create_task(state.feed.run(), name="staff-dashboard-feed")
-    log.info("staff.started", staff_db=str(state.db.path))
+    log.info("staff.started", staff_db=state.db.where)
     yield
     await state.feed.close()
     task.cancel()
@@ -166,6 +186,15 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await state.queries.close()
     await state.db.close()
     log.info("staff.stopped")
+
+
+async def _follow(dsn: str, app: web.Application) -> AsyncIterator[None]:
+    """On PostgreSQL: follow other instances' changes (``listen_postgres``) while the app runs."""
+    task = asyncio.create_task(follow_changes(dsn, app[STAFF].feed), name="staff-dashboard-listen")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _end_streams(app: web.Application) -> None:

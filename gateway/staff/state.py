@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
@@ -10,7 +11,7 @@ from gateway.context import GatewayContext
 
 from .accounts import Accounts
 from .config import StaffConfig
-from .db import StaffDb
+from .db import StaffStorage
 from .feed import DashboardFeed
 from .queries import StaffQueries
 from .views import Views
@@ -22,11 +23,12 @@ __all__ = ["STAFF", "StaffState"]
 class StaffState:
     config: StaffConfig
     ctx: GatewayContext
-    db: StaffDb
+    db: StaffStorage
     accounts: Accounts
     queries: StaffQueries
     feed: DashboardFeed
     views: Views
+    pepper_path: Path  # the access-code pepper (``codes.load_pepper``)
 
 
 STAFF = web.AppKey("sanaq_staff_state", StaffState)

@@ -31,11 +31,10 @@ nothing about which accounts exist.
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 from dataclasses import dataclass
 
 from .config import StaffConfig
-from .db import transaction
+from .db import StaffConn, transaction
 from .errors import RateLimited
 
 __all__ = ["LoginThrottle", "Reservation", "ThrottledUser", "address_key", "clear_user", "throttled_users"]
@@ -95,7 +94,7 @@ class LoginThrottle:
         exponent = min(failures - c.login_free_failures, 40)
         return int(min(c.login_delay_max_s, c.login_delay_base_s * 2**exponent)) * 1000
 
-    def reserve(self, conn: sqlite3.Connection, username: str, address: str, now: int) -> Reservation:
+    def reserve(self, conn: StaffConn, username: str, address: str, now: int) -> Reservation:
         """Check both rules and count this attempt as a failure; raises ``RateLimited``."""
         c = self._config
         window_ms, ceiling_ms = c.login_window_s * 1000, c.login_ceiling_window_s * 1000
@@ -124,10 +123,12 @@ class LoginThrottle:
                 " next_allowed_ms = excluded.next_allowed_ms",
                 (username, address, failures, now + self.delay_ms(failures)),
             )
-            cur = conn.execute("INSERT INTO login_failures (subject, at_ms) VALUES (?, ?)", (_subject(username), now))
-        return Reservation(username, address, int(cur.lastrowid or 0))
+            failure_id = int(conn.execute(
+                "INSERT INTO login_failures (subject, at_ms) VALUES (?, ?) RETURNING id", (_subject(username), now)
+            ).fetchone()[0])
+        return Reservation(username, address, failure_id)
 
-    def succeeded(self, conn: sqlite3.Connection, reservation: Reservation) -> None:
+    def succeeded(self, conn: StaffConn, reservation: Reservation) -> None:
         """The password was right: forget the pair's failures and take the reservation back.
 
         Runs inside the caller's transaction. Failures of the same username from
@@ -139,7 +140,7 @@ class LoginThrottle:
         conn.execute("DELETE FROM login_failures WHERE id = ?", (reservation.failure_id,))
 
 
-def clear_user(conn: sqlite3.Connection, username: str) -> int:
+def clear_user(conn: StaffConn, username: str) -> int:
     """Forget every failure of ``username`` (ceiling and delays); returns how many were held.
 
     Runs inside the caller's transaction.
@@ -150,7 +151,7 @@ def clear_user(conn: sqlite3.Connection, username: str) -> int:
     return int(held)
 
 
-def throttled_users(conn: sqlite3.Connection, config: StaffConfig, now: int) -> list[ThrottledUser]:
+def throttled_users(conn: StaffConn, config: StaffConfig, now: int) -> list[ThrottledUser]:
     """Usernames with failures inside the ceiling window or a running delay, most failures first."""
     since = now - config.login_ceiling_window_s * 1000
     failures = dict(

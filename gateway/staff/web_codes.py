@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -33,6 +32,7 @@ from .codes import (
     reissue_code,
     revoke_code,
 )
+from .db import StaffConn
 from .errors import PdfUnavailable, StaffInputError
 from .lists import RespondentList, load_lists
 from .state import STAFF, StaffState
@@ -71,7 +71,7 @@ def _renderer(state: StaffState) -> Callable[[str, list[Slip]], bytes]:
 
 
 def _pepper(state: StaffState) -> bytes:
-    return load_pepper(state.config.codes_pepper(state.db.path))
+    return load_pepper(state.pepper_path)
 
 
 def _pdf(data: bytes, name: str) -> web.Response:
@@ -84,13 +84,14 @@ async def get_codes(request: web.Request, staffed: Staffed) -> web.StreamRespons
     state = request.app[STAFF]
     user = staffed.session.user
 
-    def read(c: sqlite3.Connection) -> tuple[list[RespondentList], dict[str, tuple[int, int]]]:
+    def read(c: StaffConn) -> tuple[list[RespondentList], dict[str, tuple[int, int]]]:
         mine = None if user.is_admin else institutions_of(c, user.id)
         lists = [rl for rl in load_lists(c) if mine is None or rl.institution_code in mine]
         counts = {
             r[0]: (r[1], r[2])
             for r in c.execute(
-                "SELECT institution_code, SUM(status = 'active'), SUM(status = 'revoked') FROM access_codes"
+                "SELECT institution_code, count(*) FILTER (WHERE status = 'active'),"
+                " count(*) FILTER (WHERE status = 'revoked') FROM access_codes"
                 " GROUP BY institution_code")
         }
         return lists, counts
@@ -148,7 +149,7 @@ def _form(staffed: Staffed) -> dict[str, str]:
 
 
 async def _make(request: web.Request, staffed: Staffed, institution: str, form: dict[str, str],
-                job: Callable[[sqlite3.Connection, bytes, Callable[[str, list[Slip]], bytes]], bytes], *, event: str,
+                job: Callable[[StaffConn, bytes, Callable[[str, list[Slip]], bytes]], bytes], *, event: str,
                 file_name: str) -> web.StreamResponse:
     """Run a minting job (PDF rendered inside its transaction); answer the PDF or the page with the error."""
     state = request.app[STAFF]
@@ -178,7 +179,7 @@ async def post_mint(request: web.Request, staffed: Staffed, institution: str) ->
     state = request.app[STAFF]
     form, user, now = _form(staffed), staffed.session.user, state.ctx.clock()
 
-    def job(c: sqlite3.Connection, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
+    def job(c: StaffConn, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
         minted, pdf = mint_codes(c, pepper, user, institution, institution_kind=form["institution_kind"],
                                  worker_id=form["worker_id"], kinds=institution_kinds(), now_ms=now, render=render)
         log.info("staff.codes.minted", institution=institution, codes=len(minted.slips), skipped=minted.skipped,
@@ -198,7 +199,7 @@ async def post_reissue(request: web.Request, staffed: Staffed, institution: str)
     if not entry_id.startswith(institution + "/"):
         return await _institution_page(request, staffed, institution, error="entry_id: not of this institution")
 
-    def job(c: sqlite3.Connection, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
+    def job(c: StaffConn, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
         return reissue_code(c, pepper, user, entry_id, institution_kind=form["institution_kind"],
                             worker_id=form["worker_id"], kinds=institution_kinds(), now_ms=now, render=render)
 
@@ -229,7 +230,7 @@ async def post_resident(request: web.Request, staffed: Staffed, institution: str
     state = request.app[STAFF]
     form, user, now = _form(staffed), staffed.session.user, state.ctx.clock()
 
-    def job(c: sqlite3.Connection, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
+    def job(c: StaffConn, pepper: bytes, render: Callable[[str, list[Slip]], bytes]) -> bytes:
         entry, pdf = register_resident(c, pepper, user, institution, form, institution_kind=form["institution_kind"],
                                        worker_id=form["worker_id"], kinds=institution_kinds(), now_ms=now,
                                        render=render)

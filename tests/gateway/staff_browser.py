@@ -3,7 +3,9 @@
 
 The gateway is built exactly as production builds it (``gateway.server.build_server``:
 ``create_app``, ``setup_staff`` and the configured runner) on a throwaway SQLite
-census file, with staff.db beside it.
+census file, with staff.db beside it, or (``database=`` a PostgreSQL URL, see the
+``staff_database`` fixture) on a fresh database of the suite's throwaway cluster,
+whose staff tables then hold the accounts (ADR 0012).
 ``ManualClock`` lets a test move the gateway's clock (session expiry, login
 throttling windows). ``chromium`` drives Debian's /usr/bin/chromium through
 /usr/bin/chromedriver with selenium; nothing is downloaded.
@@ -12,8 +14,10 @@ throttling windows). ``chromium`` drives Debian's /usr/bin/chromium through
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
+import os
 import re
 import shutil
 import sqlite3
@@ -26,13 +30,18 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psycopg
 from aiohttp import web
 from argon2 import PasswordHasher
 
+from gateway._schema_postgres import migrate
 from gateway.config import GatewayConfig, ServerConfig
 from gateway.server import build_server
 from gateway.staff import StaffConfig
 from gateway.staff.db import connect_staff_db
+from gateway.staff.db_postgres import PgStaffConn
+from gateway.store import CensusStore
+from gateway.store_postgres import PostgresStore
 from gateway.store_sqlite import SqliteStore
 
 from .harness import World, now_ms
@@ -89,11 +98,36 @@ class StaffGateway:
     app: web.Application
     db_path: Path
     staff_db: Path
+    database: str = ""  # the gateway's database URL; PostgreSQL when it is not sqlite:
+
+    @property
+    def on_postgres(self) -> bool:
+        return not self.database.startswith("sqlite:")
 
     async def stop(self) -> None:
         await self.runner.cleanup()
 
+    def census_rows(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a query (no parameters) on the census database, either engine."""
+        if self.on_postgres:
+            with psycopg.Connection.connect(self.database, autocommit=True) as pg:
+                return pg.execute(sql).fetchall()
+        with sqlite3.connect(self.db_path) as conn:
+            return conn.execute(sql).fetchall()
+
+    def cli_where(self) -> list[str]:
+        """``sanaq-gateway staff`` options naming this gateway's staff data (``--config`` on PostgreSQL)."""
+        if not self.on_postgres:
+            return ["--db", str(self.staff_db)]
+        config = self.db_path.parent / "gateway-cli.toml"
+        config.write_text(f'database = "{self.database}"\n[server]\nplain_http = true\n')
+        return ["--config", str(config)]
+
     def staff_rows(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        """Run SQLite-spelled SQL on the staff tables (staff.db, or the PostgreSQL database)."""
+        if self.on_postgres:
+            with psycopg.Connection.connect(self.database, autocommit=True) as pg:
+                return PgStaffConn(pg).execute(sql, params).fetchall()
         with sqlite3.connect(self.staff_db) as conn:
             return conn.execute(sql, params).fetchall()
 
@@ -104,8 +138,19 @@ def _argon2_hash(password: str) -> str:
     return PasswordHasher().hash(password)
 
 
-def add_staff_user(staff_db: Path, username: str, role: str, password: str = PASSWORD) -> None:
-    """Insert an account directly (``add_user`` itself is exercised through the CLI tests)."""
+def add_staff_user(staff_db: Path | str, username: str, role: str, password: str = PASSWORD) -> None:
+    """Insert an account directly (``add_user`` itself is exercised through the CLI tests).
+
+    ``staff_db`` is staff.db's path or a PostgreSQL URL (its staff tables).
+    """
+    if isinstance(staff_db, str):
+        with psycopg.Connection.connect(staff_db, autocommit=True) as pg:
+            pg.execute(
+                "INSERT INTO users (username, role, password_hash, created_at_ms, password_changed_at_ms)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                (username, role, _argon2_hash(password), now_ms(), now_ms()),
+            )
+        return
     conn = connect_staff_db(staff_db, now_ms=now_ms())
     try:
         with conn:
@@ -127,18 +172,34 @@ async def start_staff_gateway(
     snapshot: bytes | None = None,
     users: tuple[tuple[str, str], ...] = (("admin", "admin"), ("viewer", "viewer")),
     ssl_context: ssl.SSLContext | None = None,
+    database: str | None = None,
 ) -> StaffGateway:
+    """A started gateway with the dashboard; ``database`` a PostgreSQL URL (else SQLite in ``tmp_path``)."""
     db_path = tmp_path / "census.db"
     config_used = staff or staff_config()
-    staff_db = config_used.staff_db(db_path)
+    store: CensusStore
+    if database is None or database.startswith("sqlite:"):
+        database = f"sqlite:///{db_path}"
+        staff_db = config_used.staff_db(db_path)
+        users_at: Path | str = staff_db
+        store = SqliteStore(db_path)
+    else:
+        await migrate(database)  # the staff tables must exist before the accounts are added
+        if config_used.codes_pepper_file is None:  # on PostgreSQL it must exist before the start
+            pepper = tmp_path / "codes.pepper"
+            pepper.write_bytes(os.urandom(32))
+            pepper.chmod(0o600)
+            config_used = dataclasses.replace(config_used, codes_pepper_file=pepper)
+        staff_db = users_at = database
+        store = PostgresStore(database, max_wait_ms=0.5)
     for username, role in users:
-        add_staff_user(staff_db, username, role)
-    config = GatewayConfig(database=f"sqlite:///{db_path}", staff=config_used,
+        add_staff_user(users_at, username, role)
+    config = GatewayConfig(database=database, staff=config_used,
                            server=ServerConfig(plain_http=True, port=0, shutdown_timeout_s=5))
     kwargs = {"clock": clock} if clock is not None else {}
     server = build_server(
         config,
-        SqliteStore(db_path),
+        store,
         data_key=world.data,
         receipt_key=world.receipt,
         root_public_key=bytes(world.root.verify_key),
@@ -148,7 +209,10 @@ async def start_staff_gateway(
     await server.start(ssl_context=ssl_context)
     host, port = server.addresses[0][:2]
     scheme = "http" if ssl_context is None else "https"
-    return StaffGateway(f"{scheme}://{host}:{port}", server.runner, server.app, db_path, staff_db)
+    return StaffGateway(
+        f"{scheme}://{host}:{port}", server.runner, server.app, db_path,
+        staff_db if isinstance(staff_db, Path) else Path(), database,
+    )
 
 
 LIST_HEADER = "institution_code,entry_id,list_date,surname,given_name,patronymic,birth_date,district\n"

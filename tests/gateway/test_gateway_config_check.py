@@ -111,6 +111,9 @@ CASES: list[tuple[str, Callable[[Site], None], str, str, str | None]] = [
      "keys.bootstrap_snapshot", "does not verify under keys.root_public_key", "registry.snapshot"),
     ("unknown option", lambda s: s.edit_config("[limits]", "[limits]\nmax_bodybytes = 1"),
      "config", "unknown option(s) in gateway config.limits: max_bodybytes", "gateway.toml"),
+    ("dashboard on PostgreSQL without a shared pepper file",
+     lambda s: s.edit_config('#database = "sqlite:', 'database = "postgresql://gw@db1/census"\n#x = "sqlite:'),
+     "staff.codes_pepper_file", "required on PostgreSQL", None),
 ]
 
 

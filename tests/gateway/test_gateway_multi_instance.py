@@ -42,7 +42,14 @@ class Instance:
 
 
 async def start_instance(
-    world: World, tmp: Path, name: str, dsn: str, *, snapshot: bytes | None = None, server_toml: str = ""
+    world: World,
+    tmp: Path,
+    name: str,
+    dsn: str,
+    *,
+    snapshot: bytes | None = None,
+    server_toml: str = "",
+    staff_toml: str = "enabled = false\n",
 ) -> Instance:
     """``python -m gateway serve`` on ``dsn``; ``snapshot`` is the bootstrap file every instance shares."""
     home = tmp / name
@@ -56,7 +63,7 @@ async def start_instance(
         f'[keys]\nroot_public_key = "{bytes(world.root.verify_key).hex()}"\n'
         'data_key = "data.key"\nreceipt_key = "gateway.key"\nbootstrap_snapshot = "registry.snapshot"\n'
         "[commit]\nmax_group = 64\nmax_wait_ms = 2.0\n"
-        "[staff]\nenabled = false\n"  # the dashboard reads the SQLite store only (docs/operations.md)
+        f"[staff]\n{staff_toml}"
     )
     with (home / "stdout.log").open("wb") as out:
         proc = await asyncio.create_subprocess_exec(

@@ -80,9 +80,9 @@ def test_acts_are_reconciled_with_the_registry(last_act, status, registry_worker
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
+async def gw(world: World, tmp_path: Path, staff_database: str) -> AsyncIterator[StaffGateway]:
     world.status["TAB-0003"] = "lost"
-    gateway = await start_staff_gateway(world, tmp_path)
+    gateway = await start_staff_gateway(world, tmp_path, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -193,6 +193,7 @@ def window_edges() -> tuple[str, str]:
     return first.strftime("%Y-%m-%dT%H:%M"), (first - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M")
 
 
+@pytest.mark.parametrize("staff_database", ["sqlite"], indirect=True)  # form validation: one engine
 @pytest.mark.parametrize(
     ("case", "acted_at", "status", "says"),
     [
@@ -258,6 +259,7 @@ async def test_a_multipart_act_form_is_a_400_with_a_reason(gw: StaffGateway, adm
     assert gw.staff_rows("SELECT count(*) FROM acts") == [(0,)]
 
 
+@pytest.mark.parametrize("staff_database", ["sqlite"], indirect=True)  # form validation: one engine
 @pytest.mark.parametrize(
     ("case", "content_type", "body"),
     [

@@ -40,8 +40,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path, clock: ManualClock) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path, clock=clock, staff=CONFIG)
+async def gw(world: World, tmp_path: Path, clock: ManualClock, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, clock=clock, staff=CONFIG, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -227,6 +227,7 @@ STAFF_ROUTES = [
 ]
 
 
+@pytest.mark.parametrize("staff_database", ["sqlite"], indirect=True)  # a table of routes: one engine
 @pytest.mark.parametrize(("method", "path", "expected"), STAFF_ROUTES)
 async def test_without_login_nothing_is_served(gw, client, method: str, path: str, expected: int) -> None:
     status, body, resp = await (client.get(path) if method == "GET" else client.post(path, {"csrf": "x"}))
@@ -236,6 +237,7 @@ async def test_without_login_nothing_is_served(gw, client, method: str, path: st
     assert "fleet-table" not in body and "sheet_id" not in body
 
 
+@pytest.mark.parametrize("staff_database", ["sqlite"], indirect=True)  # a table of routes: one engine
 @pytest.mark.parametrize("signer", ["tablet", "station"])
 @pytest.mark.parametrize(("method", "path", "expected"), [r for r in STAFF_ROUTES if r[0] == "GET"])
 async def test_a_device_signature_is_not_a_staff_login(world: World, gw, signer, method, path, expected) -> None:
@@ -265,23 +267,23 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 async def test_cli_adds_users_with_the_password_from_a_file(gw: StaffGateway, tmp_path: Path) -> None:
     pw = tmp_path / "pw.txt"
     pw.write_text("a fresh and long password\n")
-    db = str(gw.staff_db)
-    done = run_cli("add-user", "--db", db, "--username", "Alice", "--role", "admin", "--password-file", str(pw))
+    db = gw.cli_where()
+    done = run_cli("add-user", *db, "--username", "Alice", "--role", "admin", "--password-file", str(pw))
     assert done.returncode == 0, done.stderr
     assert "a fresh and long password" not in done.stdout + done.stderr
-    again = run_cli("add-user", "--db", db, "--username", "alice", "--role", "viewer", "--password-file", str(pw))
+    again = run_cli("add-user", *db, "--username", "alice", "--role", "viewer", "--password-file", str(pw))
     assert again.returncode == 2 and "exists already" in again.stderr
     (tmp_path / "short.txt").write_text("short\n")
     short = run_cli(
-        "add-user", "--db", db, "--username", "bob", "--role", "viewer", "--password-file", str(tmp_path / "short.txt")
+        "add-user", *db, "--username", "bob", "--role", "viewer", "--password-file", str(tmp_path / "short.txt")
     )
     assert short.returncode == 2 and "at least 12" in short.stderr
-    listed = run_cli("list-users", "--db", db)
+    listed = run_cli("list-users", *db)
     assert "alice\tadmin\tactive" in listed.stdout and "bob" not in listed.stdout
     c = StaffClient(gw)
     try:
         assert await c.login("alice", "a fresh and long password") == 303
-        assert run_cli("disable-user", "--db", db, "--username", "alice").returncode == 0
+        assert run_cli("disable-user", *db, "--username", "alice").returncode == 0
         assert (await c.get("/staff/"))[0] == 303
     finally:
         await c.close()
@@ -379,9 +381,9 @@ async def test_cli_min_length_zero_never_creates_an_admin_without_a_real_passwor
     """Finding 8: ``--min-length 0`` with an empty password file used to create an admin."""
     pw = tmp_path / "pw.txt"
     pw.write_text(text)
-    db = str(gw.staff_db)
+    db = gw.cli_where()
     done = run_cli(
-        "add-user", "--db", db, "--username", "mallory", "--role", role, "--password-file", str(pw), "--min-length", "0"
+        "add-user", *db, "--username", "mallory", "--role", role, "--password-file", str(pw), "--min-length", "0"
     )
     assert done.returncode == 2 and says in done.stderr, (done.returncode, done.stderr)
     assert gw.staff_rows("SELECT count(*) FROM users WHERE username = 'mallory'") == [(0,)]
@@ -400,7 +402,7 @@ async def test_cli_set_password_keeps_the_admin_rules(gw: StaffGateway, tmp_path
     pw.write_text(text)
     before = gw.staff_rows("SELECT password_hash FROM users WHERE username = 'admin'")
     done = run_cli(
-        "set-password", "--db", str(gw.staff_db), "--username", "admin", "--password-file", str(pw), "--min-length", "0"
+        "set-password", *gw.cli_where(), "--username", "admin", "--password-file", str(pw), "--min-length", "0"
     )
     assert done.returncode == 2 and says in done.stderr, (done.returncode, done.stderr)
     assert gw.staff_rows("SELECT password_hash FROM users WHERE username = 'admin'") == before

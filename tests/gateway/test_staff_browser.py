@@ -34,8 +34,8 @@ MIX = KindMix.only(hospital=1)
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path)
+async def gw(world: World, tmp_path: Path, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, database=staff_database)
     yield gateway
     await gateway.stop()
 

@@ -84,11 +84,13 @@ def test_device_tally_matches_the_signed_sync_state_rule() -> None:
         assert (device.highest_contiguous, device.max_seq, device.gaps()) == (highest, max_seq, gaps)
 
 
-def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: World) -> None:
+def test_on_postgresql_the_dashboard_needs_a_shared_pepper_file_and_then_mounts(
+    world_keys: World, tmp_path: Path
+) -> None:
     from gateway.server import build_server
     from runtime.toml_config import ConfigError
 
-    class NoStore:  # never opened: the factory must refuse before anything starts
+    class NoStore:  # never opened: the factory decides before anything starts
         pass
 
     def build(staff: StaffConfig):  # the production factory, as `sanaq-gateway serve` calls it
@@ -101,9 +103,16 @@ def test_the_dashboard_refuses_a_postgresql_census_store_clearly(world_keys: Wor
             root_public_key=bytes(world_keys.root.verify_key),
         )
 
-    with pytest.raises(StaffConfigError, match="needs the SQLite census store") as refused:
+    with pytest.raises(StaffConfigError, match="codes_pepper_file must be set on PostgreSQL") as refused:
         build(StaffConfig())
     assert isinstance(refused.value, ConfigError)
+    pepper = tmp_path / "codes.pepper"
+    with pytest.raises(StaffConfigError, match=r"missing: .*codes\.pepper"):  # never made here: one per instance
+        build(StaffConfig(codes_pepper_file=pepper))
+    assert not pepper.exists()
+    pepper.write_bytes(bytes(32))
+    server = build(StaffConfig(codes_pepper_file=pepper))
+    assert any(r.canonical == "/staff/" for r in server.app.router.resources())
     server = build(StaffConfig(enabled=False))  # disabled: nothing to refuse, nothing mounted
     assert not any(r.canonical.startswith("/staff") for r in server.app.router.resources())
 
@@ -117,7 +126,7 @@ async def test_census_reads_use_a_read_only_connection(tmp_path: Path) -> None:
     db = tmp_path / "census.db"
     with sqlite3.connect(db) as conn:
         conn.execute("CREATE TABLE batches (id INTEGER PRIMARY KEY)")
-    queries = make_queries(db)
+    queries = make_queries(f"sqlite:///{db}", db)
     await queries.open()
     try:
         with pytest.raises(StaffStoreError, match=r"readonly|read-only"):
@@ -136,8 +145,8 @@ def world() -> World:
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path)
+async def gw(world: World, tmp_path: Path, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -244,11 +253,13 @@ async def test_sheets_export_streams_every_sheet_with_its_batch_provenance(world
     assert status == 200 and resp.content_type == "application/x-ndjson"
     assert "attachment" in resp.headers["Content-Disposition"]
     lines = [json.loads(line) for line in body.splitlines()]
-    with sqlite3.connect(gw.db_path) as conn:
-        expected = conn.execute(
-            "SELECT b.device_id, b.seq, b.received_at_ms, b.road, lower(hex(b.batch_hash)), s.idx, s.sheet_id, s.body"
+    expected = [
+        (*r[:4], bytes(r[4]).hex(), *r[5:])
+        for r in gw.census_rows(
+            "SELECT b.device_id, b.seq, b.received_at_ms, b.road, b.batch_hash, s.idx, s.sheet_id, s.body"
             " FROM sheets s JOIN batches b ON b.id = s.batch_id ORDER BY b.id, s.idx"
-        ).fetchall()
+        )
+    ]
     got = [
         (
             x["device_id"],

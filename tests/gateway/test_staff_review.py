@@ -44,8 +44,8 @@ def world() -> World:
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path)
+async def gw(world: World, tmp_path: Path, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -151,13 +151,27 @@ async def test_keep_second_moves_the_count_to_the_tablet_sheet(
     assert (await summary(admin))["coverage"]["persons"] == before["persons"] == 3
 
 
+def click_live(driver: Any, how: str, what: str) -> None:
+    """Click an element of a live section: an update may replace it between finding and clicking."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    def attempt(d: Any) -> bool:
+        try:
+            d.find_element(how, what).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_until(driver, attempt)
+
+
 def resolve_in_browser(driver: Any, url: str) -> dict[str, str]:
     driver.get(url + "/staff/login")
     driver.find_element("name", "username").send_keys("admin")
     driver.find_element("name", "password").send_keys(PASSWORD)
     driver.find_element("css selector", "#login-form button").click()
     wait_until(driver, lambda d: d.find_elements("id", "fleet-table"))
-    driver.find_element("id", "n-review").click()
+    click_live(driver, "id", "n-review")
     wait_until(driver, lambda d: d.find_elements("id", "review-open"))
     queue = driver.find_element("id", "review-open-count").text
     driver.find_element("css selector", "#case-1 a").click()

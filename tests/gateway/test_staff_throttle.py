@@ -48,8 +48,8 @@ async def close_all(clients: list[StaffClient]) -> None:
 
 
 @pytest.fixture
-async def gw(world: World, tmp_path: Path, clock: ManualClock) -> AsyncIterator[StaffGateway]:
-    gateway = await start_staff_gateway(world, tmp_path, clock=clock, staff=DEFAULTS)
+async def gw(world: World, tmp_path: Path, clock: ManualClock, staff_database: str) -> AsyncIterator[StaffGateway]:
+    gateway = await start_staff_gateway(world, tmp_path, clock=clock, staff=DEFAULTS, database=staff_database)
     yield gateway
     await gateway.stop()
 
@@ -169,10 +169,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("how", ["accounts page", "cli"])
-async def test_the_user_ceiling_locks_across_addresses_until_an_admin_unlocks(world, tmp_path, clock, how) -> None:
+async def test_the_user_ceiling_locks_across_addresses_until_an_admin_unlocks(
+    world, tmp_path, clock, how, staff_database
+) -> None:
     users = (("admin", "admin"), ("viewer", "viewer"), ("chief", "admin"))
     config = ceiling_config()
-    gw = await start_staff_gateway(world, tmp_path, clock=clock, staff=config, users=users)
+    gw = await start_staff_gateway(world, tmp_path, clock=clock, staff=config, users=users, database=staff_database)
     attackers = [StaffClient(gw, source=f"127.0.0.{n}") for n in (2, 3, 4)]
     owner, chief = StaffClient(gw), StaffClient(gw)
     try:
@@ -186,7 +188,7 @@ async def test_the_user_ceiling_locks_across_addresses_until_an_admin_unlocks(wo
         _, page, _ = await chief.get("/staff/accounts")
         assert 'id="throttled-admin"' in page and "locked" in page
         if how == "cli":
-            done = run_cli("unlock-user", "--db", str(gw.staff_db), "--username", "admin")
+            done = run_cli("unlock-user", *gw.cli_where(), "--username", "admin")
             assert done.returncode == 0 and "6 failed logins forgotten" in done.stdout, done.stderr
         else:
             status, page, _ = await chief.post("/staff/accounts/unlock", {"csrf": chief.csrf, "username": "admin"})

@@ -22,12 +22,17 @@ import aiohttp
 import pytest
 from pypdf import PdfReader
 
+from gateway._schema_postgres import migrate
 from gateway.config import GatewayConfig, ServerConfig
 from gateway.server import build_server
 from gateway.staff import StaffConfig
+from gateway.staff.codes import load_pepper
+from gateway.store import CensusStore
+from gateway.store_postgres import PostgresStore
 from gateway.store_sqlite import SqliteStore
 from gwclient import GatewayRefused, SignedGatewayClient
 from keys.access_codes import normalise_code, pepper_id
+from tests.gateway.pg_cluster import create_database, drop_database, pg_cluster  # noqa: F401 - fixture
 from tests.gateway.staff_browser import StaffClient, StaffGateway, add_staff_user, census_around
 from wire import parse_access_codes
 
@@ -38,24 +43,36 @@ DASH_LIST = LIST_CSV + f"{OTHER},1,2026-06-01,Ким,Ли,,1980-02-02\n"
 KIND = {"institution_kind": "childrens_home", "worker_id": "W-17"}
 
 
-async def serve_staff_gateway(env: Env, tmp_path: Path, *, staff: bool = True) -> StaffGateway:
+async def serve_staff_gateway(env: Env, tmp_path: Path, *, staff: bool = True, dsn: str | None = None
+                              ) -> StaffGateway:
+    """The gateway with its dashboard on SQLite, or (``dsn``) on PostgreSQL with the pepper beside ``tmp_path``."""
     db_path = tmp_path / "census.db"
     staff_config = StaffConfig(refresh_interval_s=0.1, full_refresh_s=5.0, heartbeat_s=1.0, language="en",
                                **census_around(now_ms()))
-    staff_db = staff_config.staff_db(db_path)
+    store: CensusStore
+    users_at: Path | str
+    if dsn is None:
+        database, store = f"sqlite:///{db_path}", SqliteStore(db_path)
+        staff_db = users_at = staff_config.staff_db(db_path)
+    else:
+        await migrate(dsn)
+        load_pepper(tmp_path / "codes.pepper")  # made once; every instance is given the same file
+        staff_config = dataclasses.replace(staff_config, codes_pepper_file=tmp_path / "codes.pepper")
+        database, store, users_at, staff_db = dsn, PostgresStore(dsn, max_wait_ms=0.5), dsn, tmp_path / "staff.db"
     if staff:
-        add_staff_user(staff_db, "admin", "admin")
-        add_staff_user(staff_db, "worker", "viewer")
-        add_staff_user(staff_db, "stranger", "viewer")
+        add_staff_user(users_at, "admin", "admin")
+        add_staff_user(users_at, "worker", "viewer")
+        add_staff_user(users_at, "stranger", "viewer")
     a = env.authority
-    config = GatewayConfig(database=f"sqlite:///{db_path}",
+    config = GatewayConfig(database=database,
                            server=ServerConfig(plain_http=True, port=0, shutdown_timeout_s=5),
                            staff=staff_config if staff else StaffConfig(enabled=False))
-    server = build_server(config, SqliteStore(db_path), data_key=a.data_private_key(),
+    server = build_server(config, store, data_key=a.data_private_key(),
                           receipt_key=a.gateway_signing_key(), root_public_key=a.root_public_key,
                           bootstrap_snapshot=a.latest_snapshot())
     await server.start()
-    return StaffGateway(f"http://127.0.0.1:{server.addresses[0][1]}", server.runner, server.app, db_path, staff_db)
+    return StaffGateway(f"http://127.0.0.1:{server.addresses[0][1]}", server.runner, server.app, db_path, staff_db,
+                        database)
 
 
 @pytest.fixture
@@ -468,3 +485,41 @@ def test_set_institutions_refuses_unknown_users_and_bad_codes(sgw: StaffGateway,
     assert sgw.staff_rows("SELECT institution_code FROM user_institutions") == [(INSTITUTION,)]
     assert staff_cli(["set-institutions", "--db", db, "--username", "worker"]) == 0  # no codes: cleared
     assert sgw.staff_rows("SELECT count(*) FROM user_institutions") == [(0,)]
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_codes_minted_on_the_dashboard_reach_the_site_and_sign_in(
+        env: Env, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The staff tables in the census PostgreSQL database feed the web service exactly as staff.db does."""
+    cluster = request.getfixturevalue("pg_cluster")
+    name = await create_database(cluster)
+    try:
+        gw = await serve_staff_gateway(env, tmp_path, dsn=cluster.dsn(name))
+        admin = StaffClient(gw)
+        config = dataclasses.replace(selfenum_config(env, tmp_path / "selfenum", gw.url),
+                                     codes_pepper_file=tmp_path / "codes.pepper")
+        w = await serve_selfenum(config)
+        try:
+            assert await admin.login("admin") == 303
+            form = aiohttp.FormData()
+            form.add_field("csrf", admin.csrf)
+            form.add_field("file", DASH_LIST.encode(), filename="list.csv", content_type="text/csv")
+            assert (await admin.post("/staff/lists", form))[0] == 200
+            status, pdf, _ = await post_pdf(admin, f"/staff/codes/{INSTITUTION}/mint", KIND)
+            assert status == 200
+            printed = codes_in(pdf)
+            assert set(printed) == {E1, E2, E3}
+            await poll(w)
+            assert await signs_in(w, printed[E1])
+            revoked = await admin.post(f"/staff/codes/{INSTITUTION}/revoke", {"csrf": admin.csrf, "entry_id": E1})
+            assert revoked[0] == 303
+            await poll(w)
+            assert not await signs_in(w, printed[E1]) and await signs_in(w, printed[E2])
+            stored = gw.staff_rows("SELECT entry_id, status FROM access_codes ORDER BY entry_id")
+            assert stored == [(E1, "revoked"), (E2, "active"), (E3, "active")]
+        finally:
+            await admin.close()
+            await w.stop()
+            await gw.stop()
+    finally:
+        await drop_database(cluster, name)
