@@ -39,6 +39,7 @@ __all__ = [
     "NotDurableError",
     "apply_migrations",
     "check_durable",
+    "error_text",
     "grant_app_role",
     "main",
     "migrate",
@@ -492,3 +493,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"applied migrations: {applied or 'none'}" + (f"; granted to {args.grant_to}" if args.grant_to else ""))
     return 0
+
+
+def error_text(e: psycopg.Error) -> str:
+    """A PostgreSQL error without its DETAIL (which quotes row values: names, birth dates) for messages and logs."""
+    primary = e.diag.message_primary if e.diag is not None else None
+    text = primary or str(e).split("\n", 1)[0]
+    return f"{text} (SQLSTATE {e.sqlstate})" if e.sqlstate else text

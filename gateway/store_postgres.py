@@ -53,6 +53,7 @@ from ._schema_postgres import (
     NotDurableError,
     apply_migrations,
     check_connection_durable,
+    error_text,
     main,
     migrate,
     split_pool_params,
@@ -199,24 +200,24 @@ class PostgresStore(SharedStore):
                             await conn.execute("ROLLBACK")
                     raise
         except psycopg.Error as e:  # no connection (pool timeout, server down): nothing was sent
-            raise EngineFailure(str(e), e.sqlstate, retry=False) from e
+            raise EngineFailure(error_text(e), e.sqlstate, retry=False) from e
 
     async def _write(self, conn: AsyncConnection[Any], sql: Sql) -> Rows:
         try:
             return await _run(conn, sql)
         except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as e:
-            raise EngineFailure(str(e), e.sqlstate, retry=True) from e  # rolled back by the server
+            raise EngineFailure(error_text(e), e.sqlstate, retry=True) from e  # rolled back by the server
         except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as e:
             if sql is COMMIT:  # a deferred check at COMMIT fails the group
-                raise EngineFailure(str(e), e.sqlstate, retry=False) from e
-            raise ValueRefused(str(e), e.sqlstate) from e
+                raise EngineFailure(error_text(e), e.sqlstate, retry=False) from e
+            raise ValueRefused(error_text(e), e.sqlstate) from e
         except psycopg.OperationalError as e:
             retry = conn.broken and sql is not COMMIT
             if retry and self._pool is not None:
                 await _drop_broken(self._pool)
-            raise EngineFailure(str(e), e.sqlstate, retry=retry) from e
+            raise EngineFailure(error_text(e), e.sqlstate, retry=retry) from e
         except psycopg.Error as e:
-            raise EngineFailure(str(e), e.sqlstate, retry=False) from e
+            raise EngineFailure(error_text(e), e.sqlstate, retry=False) from e
 
     async def _read(self, rule: Callable[[], Step[T]]) -> T:
         pool = self._pool
@@ -255,7 +256,7 @@ class PostgresStore(SharedStore):
                     async for _ in conn.notifies():
                         changed()
             except psycopg.Error as e:
-                log.warning("store.registry_listen.lost", error=str(e), where=self._where)
+                log.warning("store.registry_listen.lost", error=error_text(e), where=self._where)
             await asyncio.sleep(_LISTEN_RETRY_S)
 
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
-from gateway._schema_postgres import NotDurableError, check_durable, split_pool_params
+from gateway._schema_postgres import NotDurableError, check_durable, error_text, split_pool_params
 
 from .db import StaffConn, StaffCursor
 from .errors import StaffStoreError
@@ -59,13 +59,6 @@ def _translate(sql: str) -> str:
         raise ValueError("a literal '?' in staff SQL cannot be translated")
     sql = _JSON_EACH.sub(r"json_array_elements_text(\1::json)", sql)
     return sql.replace("%", "%%").replace("?", "%s")
-
-
-def error_text(e: psycopg.Error) -> str:
-    """A PostgreSQL error without its DETAIL (which quotes row values: names, birth dates) for messages and logs."""
-    primary = e.diag.message_primary if e.diag is not None else None
-    text = primary or str(e).split("\n", 1)[0]
-    return f"{text} (SQLSTATE {e.sqlstate})" if e.sqlstate else text
 
 
 def describe_dsn(dsn: str) -> str:
