@@ -68,6 +68,24 @@ def alive(pid: int) -> bool:
     return True
 
 
+def established_sockets(pid: int, but_peer_port: int = 0) -> int:
+    """TCP connections in state ESTABLISHED that ``pid`` holds (its fds matched against /proc/net/tcp), but
+    the one whose other end is ``but_peer_port``."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                count += fields[3] == "01" and fields[9] in inodes and int(fields[2][-4:], 16) != but_peer_port
+    return count
+
+
 @contextlib.contextmanager
 def stopped(pid: int) -> Any:
     """SIGSTOP ``pid`` (it cannot accept) for the block."""
@@ -120,6 +138,22 @@ async def metric(session: aiohttp.ClientSession, url: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith((name + " ", name + "{")))
 
 
+async def inflight_metric(url: str) -> tuple[float, int]:
+    """``sanaq_gateway_ingest_inflight`` over a connection of its own (``Connection: close``, read to the
+    end), and that connection's local port."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        text = (await reader.read()).decode()
+        local_port = writer.get_extra_info("sockname")[1]
+    finally:
+        writer.close()
+    value = sum(float(line.split()[-1]) for line in text.split("\r\n\r\n", 1)[1].splitlines()
+                if line.startswith("sanaq_gateway_ingest_inflight"))
+    return value, local_port
+
+
 @dataclass
 class Tablets:
     """Tablets syncing through the client the tablets use (``gwclient``, keep-alive connections): each batch is
@@ -147,7 +181,8 @@ class Tablets:
 
     async def tablet(self, index: int, device_id: str, seqs: int) -> None:
         key = self.world.tablets[device_id]
-        async with SignedGatewayClient(self.url, key, ssl_context=None, timeout_s=20, connections=2) as client:
+        # one keep-alive connection a tablet: while its batch waits, that connection carries a request
+        async with SignedGatewayClient(self.url, key, ssl_context=None, timeout_s=60, connections=1) as client:
             for seq in range(1, seqs + 1):
                 sheets = generate_sheets(index * 100 + seq, 2, device_id=device_id)
                 envelope = self.world.batch(device_id, seq, sheets)
@@ -164,7 +199,24 @@ async def test_sigkill_of_a_worker_under_load_is_replaced_and_loses_or_doubles_n
 
         async def killer() -> None:
             await until(lambda: fleet.stored >= 12, timeout_s=60, what="a dozen batches stored before the kill")
-            os.kill(victim, signal.SIGKILL)
+            # Hold the store's write lock (the workers wait on it, no 500) until every tablet still sending
+            # has its batch in flight, so each connection the victim holds carries an unanswered request:
+            # the kill then certainly cuts a client off.
+            blocker = sqlite3.connect(b.bed.db_path, isolation_level=None, timeout=30)
+            blocker.execute("BEGIN IMMEDIATE")
+            try:
+                for _ in range(1500):
+                    sending = sum(len([k for k in fleet.receipts if k[0] == d]) < seqs for d in world.tablets)
+                    inflight, probe_port = await inflight_metric(b.url)
+                    if sending and inflight == sending and established_sockets(victim, probe_port) > 0:
+                        break
+                    await asyncio.sleep(0.02)
+                else:
+                    raise AssertionError("the victim never held a request in flight")
+                os.kill(victim, signal.SIGKILL)
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
 
         await asyncio.wait_for(
             asyncio.gather(killer(), *(fleet.tablet(i, d, seqs) for i, d in enumerate(world.tablets))), 120
