@@ -30,14 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-import psycopg
-
 from runtime.toml_config import ConfigError
 
 from .accounts import ADMIN_MIN_LENGTH, ROLES, add_user, list_users, set_disabled, set_password, unlock_user
 from .codes import set_institutions
 from .db import StaffConn, connect_staff_db
-from .db_postgres import connect_pg_staff, error_text, run_in_transaction
 from .errors import StaffInputError, StaffStoreError
 
 __all__ = ["COMMANDS", "DESCRIPTION", "add_commands", "run"]
@@ -150,6 +147,10 @@ def run(args: argparse.Namespace, *, prog: str) -> int:
 
 
 def _run_postgres(dsn: str, args: argparse.Namespace, now: int) -> str:
+    import psycopg  # noqa: PLC0415 - the PostgreSQL extra is installed only where PostgreSQL is used
+
+    from .db_postgres import connect_pg_staff, error_text, run_in_transaction  # noqa: PLC0415 - same
+
     pg = connect_pg_staff(dsn)
     try:
         return run_in_transaction(pg, lambda conn: _run(conn, args, now))

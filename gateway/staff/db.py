@@ -31,8 +31,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import psycopg
-
 from runtime.private_files import prepare_private_sqlite
 
 from .errors import StaffStoreError
@@ -52,7 +50,14 @@ __all__ = [
 T = TypeVar("T")
 
 # A UNIQUE, CHECK or foreign-key violation, on either engine.
-INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError, psycopg.IntegrityError)
+# psycopg is the PostgreSQL extra: a SQLite-only install has no PostgreSQL errors to catch.
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (sqlite3.IntegrityError,)
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - the test environment has the extra
+    pass
+else:
+    INTEGRITY_ERRORS += (psycopg.IntegrityError,)
 
 
 class StaffCursor(Protocol):

@@ -22,10 +22,8 @@ from .assignments import StaffAssignments
 from .codes import code_changes, load_pepper
 from .config import StaffConfig
 from .db import StaffDb, StaffStorage
-from .db_postgres import PgStaffDb
 from .errors import StaffConfigError
 from .feed import DashboardFeed
-from .listen_postgres import follow_changes
 from .queries import make_queries
 from .state import STAFF, StaffState
 from .views import STATIC_DIR, STATIC_HEADERS, Views
@@ -79,6 +77,8 @@ def setup_staff(app: web.Application, ctx: GatewayContext, config: StaffConfig) 
                 " must hold the same access-code pepper (make it once, 32 random bytes, and copy it to each)"
                 + ("" if config.codes_pepper_file is None else f"; missing: {config.codes_pepper_file}")
             )
+        from .db_postgres import PgStaffDb  # noqa: PLC0415 - psycopg is needed (and installed) on PostgreSQL only
+
         db = PgStaffDb(ctx.config.database)
         pepper_path = config.codes_pepper_file
     views = Views(config)
@@ -190,6 +190,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
 
 async def _follow(dsn: str, app: web.Application) -> AsyncIterator[None]:
     """On PostgreSQL: follow other instances' changes (``listen_postgres``) while the app runs."""
+    from .listen_postgres import follow_changes  # noqa: PLC0415 - psycopg on PostgreSQL only
+
     task = asyncio.create_task(follow_changes(dsn, app[STAFF].feed), name="staff-dashboard-listen")
     yield
     task.cancel()
