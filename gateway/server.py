@@ -19,6 +19,7 @@ them.
 
 from __future__ import annotations
 
+import asyncio.sslproto
 import socket
 import ssl
 from collections.abc import Callable, Sequence
@@ -40,6 +41,16 @@ __all__ = ["GatewayServer", "build_server", "runner_options", "site_options"]
 
 _BACKLOG = 2048
 _LINGER_S = 2.0  # after refusing a body mid-way, discard what still comes this long so the client sees the answer
+# asyncio's TLS protocol gives every connection a zero-filled read buffer of ``SSLProtocol.max_size``
+# (256 KiB in CPython 3.11-3.13): 256 MiB of resident memory at 1,024 connections. A TLS record carries
+# at most 16 KiB of plaintext, so 32 KiB holds one whole record and its overhead (docs/adr/0014-memory-and-tail.md).
+TLS_READ_BUFFER_BYTES = 32 * 1024
+
+
+def bound_tls_read_buffer(size: int = TLS_READ_BUFFER_BYTES) -> None:
+    """Cap the per-connection read buffer of asyncio's TLS transport (process-wide; set before listening)."""
+    if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > size:
+        asyncio.sslproto.SSLProtocol.max_size = size
 
 
 @dataclass
@@ -59,6 +70,8 @@ class GatewayServer:
     ) -> None:
         """Bind ``server.host``:``server.port``, or serve on ``sockets`` a supervisor bound (``gateway.supervisor``)."""
         await self.runner.setup()
+        if ssl_context is not None:
+            bound_tls_read_buffer()
         sites: list[web.BaseSite] = [
             web.SockSite(self.runner, sock, ssl_context=ssl_context, backlog=_BACKLOG) for sock in sockets
         ]
