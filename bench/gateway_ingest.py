@@ -182,6 +182,8 @@ def _summary(result: dict[str, Any], server: Server, sheets_per_batch: float) ->
         "latency_ms": result["latency_ms"],
         "requests": result["requests_total"],
         "errors": result["errors_total"],
+        "failures": result["failures_total"],  # neither 200 nor a 503 + Retry-After still being waited out
+        "shed": result["shed_total"],  # 503 + Retry-After answers (load shedding), waited out and sent again
         "statuses": result["statuses"],
         "error_samples": result["error_samples"][:3],
         "window_s": result["window_s"],

@@ -8,6 +8,16 @@ the timed window (``--sign-live`` makes them inside it, as client cost), so
 the generator's own CPU is spent on HTTP only; its CPU share in the window is
 reported so a generator-bound result can be recognised.
 
+A ``503`` with ``Retry-After`` (the gateway shedding load: every ingest slot
+busy, docs/protocol.md) is what a tablet waits out and retries
+(``tablet.sync_policy.RetryPolicy``: the server's ``Retry-After`` plus full
+jitter, a fresh signature and nonce per attempt), and so does the generator
+unless ``--no-retry``: each such answer is counted in ``shed_total``, the
+request is sent again after that delay, and its latency runs from its first
+attempt to its final answer. A request still waiting to retry at the end of
+the run keeps its ``503`` as its final answer. ``failures_total`` counts the
+final answers that are neither ``200`` nor such a ``503``.
+
 Two modes:
 
 * closed loop (default): ``concurrency`` workers each send the next request
@@ -34,6 +44,7 @@ import asyncio
 import base64
 import json
 import os
+import random
 import resource
 import sys
 import time
@@ -46,6 +57,7 @@ from nacl.signing import SigningKey
 from yarl import URL
 
 from keys import tls
+from tablet.sync_policy import RetryPolicy
 from wire import httpsig
 
 from .fleet import BenchFleet
@@ -109,7 +121,11 @@ class _Run:
     signed: list[dict[str, str]] | None
     signer: _Signer
     cycle: bool
+    retry: RetryPolicy | None = None
     deadline: float = 0.0
+    shed: int = 0
+    shed_final: int = 0  # requests whose final answer was a 503 + Retry-After (still retrying at the end)
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
     next_index: int = 0
     exhausted_at: float | None = None
     records: list[tuple[float, float, int]] = field(default_factory=list)  # (start, end, status)
@@ -131,13 +147,33 @@ class _Run:
     async def send(self, session: aiohttp.ClientSession, index: int, start: float) -> None:
         item = self.items[index % len(self.items)]
         headers = self.signed[index % len(self.items)] if self.signed is not None else self.signer.headers(item)
-        try:
-            async with session.post(self.signer.target, data=item.envelope, headers=headers) as resp:
-                body = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError, OSError) as e:
-            body, status = repr(e).encode(), 0
+        attempts = 0
+        while True:
+            attempts += 1
+            retry_after: str | None = None
+            try:
+                async with session.post(self.signer.target, data=item.envelope, headers=headers) as resp:
+                    body = await resp.read()
+                    status = resp.status
+                    retry_after = resp.headers.get("Retry-After")
+            except (TimeoutError, aiohttp.ClientError, OSError) as e:
+                body, status = repr(e).encode(), 0
+            if status != 503 or retry_after is None:
+                break
+            self.shed += 1  # load shedding: a tablet waits Retry-After (plus jitter) and sends again
+            if self.retry is None or attempts >= self.retry.max_attempts:
+                break
+            try:
+                delay = self.retry.delay(attempts, float(retry_after), self.rng)
+            except ValueError:
+                break
+            if time.perf_counter() + delay > self.deadline:
+                break
+            await asyncio.sleep(delay)
+            headers = self.signer.headers(item)  # a fresh signature and nonce, as a tablet's next attempt
         end = time.perf_counter()
+        if status == 503 and retry_after is not None:
+            self.shed_final += 1
         self.records.append((start, end, status))
         key = str(status) if status else "connection-error"
         self.statuses[key] = self.statuses.get(key, 0) + 1
@@ -200,7 +236,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     presign_started = time.perf_counter()
     signed = None if args.sign_live else [signer.headers(i) for i in items]
     presign_s = time.perf_counter() - presign_started
-    run = _Run(items=items, signed=signed, signer=signer, cycle=args.cycle)
+    run = _Run(items=items, signed=signed, signer=signer, cycle=args.cycle,
+               retry=None if args.no_retry else RetryPolicy(max_retry_after_s=args.max_retry_after))
     ssl_context = tls.client_ssl_context(args.ca) if args.ca is not None else None
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=0, keepalive_timeout=300,
                                      enable_cleanup_closed=False, ssl=ssl_context if ssl_context else True)
@@ -242,6 +279,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "requests_total": len(run.records),
         "ok_total": run.statuses.get("200", 0),
         "errors_total": len(run.records) - run.statuses.get("200", 0),
+        "shed_total": run.shed,
+        "retrying": run.retry is not None,
+        "failures_total": len(run.records) - run.statuses.get("200", 0) - run.shed_final,
         "statuses": run.statuses,
         "warmup_s": args.warmup,
         "window_s": window,
@@ -270,6 +310,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=float, default=1.0)
     p.add_argument("--rate", type=float, default=0.0, help="open loop at this many requests/s (0: closed loop)")
     p.add_argument("--cycle", action="store_true", help="reuse the workload from the start when it runs out")
+    p.add_argument("--no-retry", action="store_true",
+                   help="do not wait out a 503 + Retry-After and send again (a tablet does)")
+    p.add_argument("--max-retry-after", type=float, default=RetryPolicy().max_retry_after_s,
+                   help="longest Retry-After honoured, in seconds (the tablet's cap by default)")
     p.add_argument("--sign-live", action="store_true", help="sign inside the timed window")
     p.add_argument("--request-timeout", type=float, default=120.0)
     p.add_argument("--ca", type=Path, default=None,

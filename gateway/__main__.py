@@ -40,7 +40,7 @@ from . import conformance
 from .app import read_optional
 from .config import GatewayConfig, load_config
 from .context import CTX
-from .server import build_server
+from .server import build_server, freeze_startup_objects
 from .staff import admin_cli as staff_admin
 from .store import CensusStore, StoreError
 from .store_sqlite import SqliteStore
@@ -99,6 +99,7 @@ async def serve(config: GatewayConfig, worker: WorkerArgs | None = None) -> int:
         ssl_context = tls.server_ssl_context(config.server.tls_cert, config.server.tls_key, passphrase)
     sockets = [socket.socket(fileno=fd) for fd in worker.listen_fds] if worker is not None else []
     await server.start(ssl_context=ssl_context, sockets=sockets)
+    freeze_startup_objects()  # full collections no longer walk the startup objects (ADR 0014)
     app = server.app
     ctx = app[CTX]
     stop = asyncio.Event()

@@ -66,7 +66,7 @@ class LimitsConfig:
     max_header_bytes: int = 8190
     max_inflight_per_device: int = 2
     request_window_s: int = 300
-    max_concurrent_ingest: int = 512
+    max_concurrent_ingest: int = 128
     retry_after_s: int = 5
     body_timeout_s: float = 60.0
     body_min_rate_bytes_s: int = 1024

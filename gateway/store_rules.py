@@ -298,7 +298,9 @@ class SharedStore:
     An engine subclass supplies ``DIALECT``, ``PURGE_IN_GROUP`` (whether the
     nonce purge needs the writer), creates ``self._committer`` with its
     ``run_group`` (drive ``group_transaction`` in one engine transaction) and
-    implements ``_read`` (drive a rule on a reading connection).
+    implements ``_read`` (drive a rule on a reading connection); it may
+    implement ``_lookup`` for the short indexed reads of the ingest path (by
+    default ``_read``).
     """
 
     DIALECT: ClassVar[Dialect]
@@ -307,6 +309,10 @@ class SharedStore:
 
     async def _read(self, rule: Callable[[], Step[T]]) -> T:
         raise NotImplementedError
+
+    async def _lookup(self, rule: Callable[[], Step[T]]) -> T:
+        """A short read by a unique index, once per batch (the idempotency lookup)."""
+        return await self._read(rule)
 
     def _group_transaction(self, jobs: Sequence[Job]) -> Step[list[Outcome]]:
         return group_transaction(jobs, self.DIALECT)
@@ -344,7 +350,7 @@ class SharedStore:
         return await self._read(lambda: purge_nonces(now_ms))
 
     async def find_batch(self, device_id: str, seq: int) -> BatchRecord | None:
-        return await self._read(lambda: find_batch(device_id, seq))
+        return await self._lookup(lambda: find_batch(device_id, seq))
 
     async def device_seqs(self, device_id: str) -> DeviceSeqs:
         return await self._read(lambda: device_seqs(device_id))

@@ -10,7 +10,13 @@ process may hold the write lock (several gateway processes on one file): the
 connection waits up to ``_BUSY_TIMEOUT_S`` for it, and a group refused as
 busy before its COMMIT committed nothing and is run again.
 
-Reads run on a small thread pool, each thread with its own connection.
+Reads run on a small thread pool, each thread with its own connection,
+except the idempotency lookup of every batch (``find_batch``: one row by the
+unique ``(device_id, seq)`` index, tens of microseconds): handing it to a
+thread cost the event loop more than the query (docs/adr/0014-memory-and-tail.md),
+so it runs on the event-loop thread on a read-only connection of its own. WAL
+readers do not wait for the writer; if that connection is ever busy
+(``_LOOKUP_BUSY_S``) the lookup goes to the pool instead.
 """
 
 from __future__ import annotations
@@ -55,6 +61,8 @@ T = TypeVar("T")
 _WRITER_CACHE_KIB = 256 * 1024
 _READER_CACHE_KIB = 64 * 1024
 _BUSY_TIMEOUT_S = 30
+_LOOKUP_BUSY_S = 0.05  # the event-loop thread's lookup connection never waits longer than this
+_LOOKUP_CACHE_KIB = 16 * 1024
 _BUSY = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary codes)
 
 log = structlog.get_logger("sanaq.gateway")
@@ -120,10 +128,12 @@ class SqliteStore(SharedStore):
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
         self._reader_lock = threading.Lock()
+        self._lookup_conn: sqlite3.Connection | None = None
 
     # ---- lifecycle -------------------------------------------------------------
     async def open(self) -> None:
         await asyncio.to_thread(self._open_sync)
+        self._lookup_conn = await asyncio.to_thread(self._open_lookup)
         self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._committer.start()
 
@@ -163,7 +173,16 @@ class SqliteStore(SharedStore):
             raise StoreUnavailable(f"cannot open SQLite store: {e}") from e
         self._conn = conn
 
+    def _open_lookup(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=_LOOKUP_BUSY_S)
+        conn.execute(f"PRAGMA cache_size=-{_LOOKUP_CACHE_KIB}")
+        conn.execute("PRAGMA query_only=1")
+        return conn
+
     async def close(self) -> None:
+        if self._lookup_conn is not None:
+            self._lookup_conn.close()
+            self._lookup_conn = None
         if self._writer is not None:
             await self._committer.stop()
             self._writer.shutdown(wait=True)
@@ -208,6 +227,16 @@ class SqliteStore(SharedStore):
             return drive_sync(rule(), functools.partial(_read_statement, conn))
 
         return await loop.run_in_executor(self._readers, run)
+
+    async def _lookup(self, rule: Callable[[], Step[T]]) -> T:
+        """On the event-loop thread (see the module docstring); on the pool if that connection is busy."""
+        conn = self._lookup_conn
+        if conn is None or self._writer is None:
+            return await self._read(rule)
+        try:
+            return drive_sync(rule(), functools.partial(_read_statement, conn))
+        except StoreUnavailable:
+            return await self._read(rule)
 
     async def watch_registry(self, changed: Callable[[], None]) -> None:
         """Nothing to watch: one gateway process owns a SQLite file, and its own PUTs are in force at once."""

@@ -421,7 +421,7 @@ SERVED_WITHIN_S = 10.0  # every authentic batch is receipted this soon while the
 async def test_slow_bodies_do_not_starve_ingest(
     connections: int, interval_s: float, duration_s: float, tmp_path: Path, sheets, fault_ledger, make_bed
 ) -> None:
-    """The attack of issue 13 on the default configuration (512 ingest slots): enrolled tablets keep being
+    """The attack of issue 13 on the default configuration (128 ingest slots): enrolled tablets keep being
     receipted, each within ``SERVED_WITHIN_S``; the slow bodies are cut by the body deadline (408); and the
     hang-ups at the end are no failure in the gateway's log."""
     world = World.make(n_tablets=4, n_stations=1)
