@@ -110,7 +110,10 @@ class PullJournal:
         """The pull's end: its custody record (or none: nothing to name) made durable, then the journal gone."""
         if record is not None:
             if self._fd is not None:
-                self._write({"custody": base64.b64encode(record).decode("ascii"), "pulled_at_ms": pulled_at_ms})
+                try:
+                    self._write({"custody": base64.b64encode(record).decode("ascii"), "pulled_at_ms": pulled_at_ms})
+                except SpoolError:  # (disk full) the record itself may still fit: once stored, the line is moot
+                    log.info("usb.custody.journal_line_failed", device_id=self.header["device_id"])
             self.spool.store_custody(record, device_id=str(self.header["device_id"]), pulled_at_ms=pulled_at_ms)
         self.close(remove=True)
 
