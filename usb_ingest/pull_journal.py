@@ -165,8 +165,7 @@ def _read_journal(path: Path) -> _Journal:
             row = json.loads(raw)
             if header is None:
                 header = dict(row["pull"])
-                continue
-            if "group" in row:
+            elif "group" in row:
                 batches.extend((int(seq), bytes.fromhex(h)) for seq, h in row["group"])
             elif "custody" in row:
                 custody = (base64.b64decode(row["custody"], validate=True), int(row["pulled_at_ms"]))
