@@ -3,11 +3,12 @@
 A pull's custody record is signed when the pull ends. A process killed during
 the pull (SIGKILL, power loss) has sealed some groups already; they are
 forwarded after the restart, and without this journal no record would name
-them. So each pull that publishes a group keeps a journal,
+them. So each pull with batches to take keeps a journal,
 ``<spool>/pulls/<device_id>.<started_at_ms, 16 digits>.<8 hex>.jsonl`` (0600),
 one JSON line each, every line fsynced before the step it announces::
 
-    {"pull": {"device_id", "started_at_ms", "manifest_sha256", "usb": {...}}}   created (O_EXCL), fsync, dir fsync
+    {"pull": {"device_id", "started_at_ms", "manifest_sha256", "usb": {...}}}   created (O_EXCL) before the first
+                                                  batch is staged, fsync, dir fsync
     {"group": [[seq, batch_hash hex], ...]}     before the group's first rename (its bytes are flushed already)
     {"custody": base64, "pulled_at_ms": n}     the pull's custody record, before it is stored in custody/
 
@@ -87,7 +88,7 @@ class PullJournal:
     def opened(self) -> bool:
         return self._fd is not None
 
-    def _write(self, row: dict[str, Any]) -> None:
+    def _write(self, row: dict[str, Any] | None) -> None:
         try:
             if self._fd is None:
                 fd = open_private(self.path, os.O_WRONLY | os.O_EXCL | os.O_APPEND)
@@ -98,9 +99,15 @@ class PullJournal:
                     os.close(fd)
                     raise
                 self._fd = fd
-            _append(self._fd, row)
+            if row is not None:
+                _append(self._fd, row)
         except OSError as e:
             raise SpoolError("cannot write the pull journal", path=str(self.path), error=e.strerror) from e
+
+    def begin(self) -> None:
+        """Create the journal before the first batch is staged (it takes its inode and room before they do)."""
+        if self._fd is None:
+            self._write(None)
 
     def group(self, batches: list[tuple[int, bytes]]) -> None:
         """Announce a group before its first rename (``SpoolGroup``'s ``before_publish``)."""

@@ -311,6 +311,8 @@ class _Pull:
         m = self.manifest
         self.journal = PullJournal(self.spool, device_id=m.device_id, started_at_ms=self.trust.clock(),
                                    manifest_sha256=hashlib.sha256(m.raw).digest(), usb=self.hints)
+        if todo:
+            self.journal.begin()  # no room for the journal (disk full): nothing is taken, SpoolError
         with SpoolGroup(self.spool, max_batches=self.grouping.max_batches, max_bytes=self.grouping.max_bytes,
                         before_publish=self.journal.group) as group:
             self.group = group
