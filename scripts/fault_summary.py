@@ -44,6 +44,7 @@ TITLES = {
     "test_faults_usb_kill": "USB daemon SIGKILLed while forwarding",
     "test_faults_usb_toctou": "USB medium changing while read (TOCTOU)",
     "test_faults_usb_group_kill": "USB pull SIGKILLed at every step of a grouped flush",
+    "test_faults_usb_custody_kill": "USB pull SIGKILLed: every batch still named by custody",
     "test_faults_io": "I/O faults (libfiu) and a full disk",
     "test_faults_durability": "Non-durable store refused at start",
     "test_faults_fuzz": "Property tests against the live gateway",

@@ -19,7 +19,10 @@ Order (nothing untrusted reaches the spool unverified):
    the good ones are safe to take.
 6. Custody: after the last group is sealed, a station-signed record of the
    manifest's batches the spool now holds, spooled too (also after an unplug
-   mid-transfer: the group in progress is sealed first).
+   mid-transfer: the group in progress is sealed first). Each group is
+   announced in the pull's journal before it is published (``pull_journal``);
+   the journal goes once the record is durable, and one left by a killed
+   process becomes a recovery record when the station opens again.
 
 USB identifiers are hints: a serial differing from the registered one is
 logged, never decisive. Refusals that point at an attacker (unknown or
@@ -68,6 +71,7 @@ from .errors import (
     TrustError,
     VolumeError,
 )
+from .pull_journal import PullJournal
 from .spool import Spool, SpoolEntry
 from .spool_group import SpoolGroup
 from .trust import StationTrust
@@ -171,6 +175,7 @@ class _Pull:
         self.manifest: Manifest | None = None
         self.grouping = grouping
         self.group: SpoolGroup | None = None
+        self.journal: PullJournal | None = None
         self.institution: str | None = None
         self.on_sealed = on_sealed or (lambda _n: None)
 
@@ -303,8 +308,13 @@ class _Pull:
                 todo.append(e)
         self.on_progress(Progress(self.manifest.device_id, len(todo), 0, sum(e.size for e in todo), 0,
                                   self.institution))
-        with SpoolGroup(self.spool, max_batches=self.grouping.max_batches,
-                        max_bytes=self.grouping.max_bytes) as group:
+        m = self.manifest
+        self.journal = PullJournal(self.spool, device_id=m.device_id, started_at_ms=self.trust.clock(),
+                                   manifest_sha256=hashlib.sha256(m.raw).digest(), usb=self.hints)
+        if todo:
+            self.journal.begin()  # no room for the journal (disk full): nothing is taken, SpoolError
+        with SpoolGroup(self.spool, max_batches=self.grouping.max_batches, max_bytes=self.grouping.max_bytes,
+                        before_publish=self.journal.group) as group:
             self.group = group
             try:
                 outcome = self.take_staged(volume, todo, tablet_key)
@@ -342,19 +352,30 @@ class _Pull:
         if m is None:
             return False
         by_seq = {e.seq: e.sha256 for e in m.batches}
-        # taken by this pull (pending, or forwarded already while the pull went on), and held from before
-        taken = {s for s in self.spooled if self.spool.state_of(m.device_id, s, by_seq[s]) in ("pending", "delivered")}
+        # taken by this pull (pending, forwarded already while the pull went on, or refused by the gateway meanwhile:
+        # a requeued batch must still be named)
+        taken = {s for s in self.spooled
+                 if self.spool.state_of(m.device_id, s, by_seq[s]) in ("pending", "delivered", "rejected")}
         held = {s for s in self.held if self.spool.state_of(m.device_id, s, by_seq[s]) == "pending"}
         batches = [(s, by_seq[s]) for s in sorted(taken | held)]
-        if not batches:
-            return False
         now = self.trust.clock()
-        record = make_custody(
+        record = None if not batches else make_custody(
             station_id=self.station.station_id, device_id=m.device_id, pulled_at_ms=now,
             manifest_sha256=hashlib.sha256(m.raw).digest(), batches=batches, usb=self.hints,
             station_key=self.station.signing_key,
         )
-        self.spool.store_custody(record, device_id=m.device_id, pulled_at_ms=now)
+        journal, self.journal = self.journal, None
+        if journal is None:  # no group was staged, so none announced
+            if record is not None:
+                self.spool.store_custody(record, device_id=m.device_id, pulled_at_ms=now)
+        else:
+            try:
+                journal.finish(record, pulled_at_ms=now)
+            except SpoolError:
+                journal.close()  # kept: the next start signs a recovery record from it
+                raise
+        if record is None:
+            return False
         log.info("usb.custody.spooled", device_id=m.device_id, batches=len(batches))
         return True
 

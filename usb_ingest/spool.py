@@ -4,6 +4,7 @@ Layout under ``<state_dir>/spool`` (directories 0700, files 0600)::
 
     batches/   <device_id>.<seq, 16 digits>.<batch hash, 64 hex>.sqb    one envelope, exactly as verified
     custody/   <device_id>.<pulled_at_ms, 16 digits>.<sha256, 64 hex>.sqc   one station-signed custody record
+    pulls/     <device_id>.<started_at_ms>.<hex>.jsonl   the journal of a pull in progress (``pull_journal``)
     rejected/  entries the gateway refused for good, each with <name>.reason.json
     custody-notes.jsonl   one line per technician action on an entry (``requeue``)
     .tmp-*     in any of them: a write in progress (never a complete-looking name)
@@ -123,6 +124,7 @@ class Spool:
         self.batches_dir = root / "batches"
         self.custody_dir = root / "custody"
         self.rejected_dir = root / "rejected"
+        self.pulls_dir = root / "pulls"  # journals of pulls in progress (``pull_journal``)
         self.receipt_log = receipt_log
         self._min_free = min_free_bytes
         self._lock = threading.Lock()
@@ -135,7 +137,8 @@ class Spool:
         """Create the directories, remove leftovers of interrupted writes, load the receipt log."""
         spool = cls(root, receipt_log, min_free_bytes)
         try:
-            for d in (root, spool.batches_dir, spool.custody_dir, spool.rejected_dir, receipt_log.parent):
+            for d in (root, spool.batches_dir, spool.custody_dir, spool.rejected_dir, spool.pulls_dir,
+                      receipt_log.parent):
                 make_private_dir(d)  # 0700 whatever the umask, parents included
             if receipt_log.exists():
                 touch_private(receipt_log)  # a log left wider by an older version is narrowed to 0600
@@ -229,9 +232,12 @@ class Spool:
         return SpoolEntry(device_id, seq, batch_hash, path, size)
 
     def store_custody(self, record: bytes, *, device_id: str, pulled_at_ms: int) -> CustodyEntry:
+        """Durably store a custody record (idempotent: the same record again is a no-op)."""
         digest = hashlib.sha256(record).digest()
         name = f"{device_id}.{pulled_at_ms:016d}.{digest.hex()}.{_CUSTODY_SUFFIX}"
-        path = self._write_verified(self.custody_dir, name, record)
+        path = self.custody_dir / name
+        if not path.exists():
+            path = self._write_verified(self.custody_dir, name, record)
         return CustodyEntry(device_id, pulled_at_ms, digest, path)
 
     # ---- reading ----------------------------------------------------------------------------

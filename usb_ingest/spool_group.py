@@ -5,6 +5,7 @@ One group, in this order::
     stage    each verified envelope -> batches/.tmp-<hex>   (write, no flush)
     flush    one syncfs(2) of the spool's filesystem        (fsync of every temp file where syncfs is missing)
     check    read every temp file back, SHA-256 against the envelope's
+    announce ``before_publish(batches)``: the pull journal's line for the group, fsynced (``pull_journal``)
     publish  rename every temp file to its final name
     seal     one fsync of batches/
     report   only now: indexed as pending, returned to the puller, logged ``usb.batch.spooled``
@@ -13,7 +14,9 @@ A crash before *publish* leaves only ``.tmp-*`` files (removed by
 ``Spool.open``, never reported); a crash during *publish* leaves final names
 whose bytes were flushed before the rename, so each is whole; nothing is
 reported and no custody record names a batch before *seal*. The custody
-record of a pull is written after its last group is sealed.
+record of a pull is written after its last group is sealed; a process killed
+before that leaves the journal, from which the next start signs a recovery
+record for the published batches (after a ``batches/`` fsync).
 
 A group is committed when it holds ``max_batches`` batches or ``max_bytes``
 bytes, and by the puller at the end of the volume, before it stops on an
@@ -27,6 +30,7 @@ import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -78,8 +82,10 @@ class SpoolGroup:
     """Stage verified envelopes, then ``commit`` them together. Use as a context manager: what is still staged
     when the block ends (an error, or no final ``commit``) is removed, never published."""
 
-    def __init__(self, spool: Spool, *, max_batches: int, max_bytes: int) -> None:
+    def __init__(self, spool: Spool, *, max_batches: int, max_bytes: int,
+                 before_publish: Callable[[list[tuple[int, bytes]]], None] | None = None) -> None:
         self.spool = spool
+        self.before_publish = before_publish or (lambda _batches: None)
         self.max_batches = max(1, max_batches)
         self.max_bytes = max(1, max_bytes)
         self._staged: list[_Staged] = []
@@ -129,6 +135,7 @@ class SpoolGroup:
             for s in staged:
                 if hashlib.sha256(s.tmp.read_bytes()).digest() != s.batch_hash:
                     raise SpoolError("spool file reads back different bytes", path=str(s.tmp))
+            self.before_publish([(s.seq, s.batch_hash) for s in staged])
             for s in staged:
                 os.rename(s.tmp, s.final)
             fsync_dir(directory)

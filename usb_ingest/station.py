@@ -2,8 +2,9 @@
 
 ``Station.open(config)`` loads the station bundle (identity and census CA),
 takes an exclusive lock on the state directory (two processes must not drive
-one spool), opens the spool (removing leftovers of interrupted writes), the
-snapshot cache and the status board. ``close`` releases the lock.
+one spool), opens the spool (removing leftovers of interrupted writes), signs a
+recovery custody record for each pull a crash cut (``pull_journal.recover``),
+opens the snapshot cache and the status board. ``close`` releases the lock.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from wire import UsbHints
 from .config import IngestConfig
 from .errors import SpoolError, StateLocked, StationSetupError
 from .gateway_client import GatewayClient
+from .pull_journal import recover as recover_pulls
 from .puller import Grouping, PullReport, StationIdentity, pull
 from .spool import Spool
 from .station_text import StationText
@@ -85,6 +87,8 @@ class Station:
         lock_fd = _lock_state_dir(config)
         try:
             spool = Spool.open(config.spool_dir, config.receipt_log_path, min_free_bytes=config.spool_min_free_bytes)
+            # before anything is forwarded: a pull cut by a crash gets its custody record (ADR 0007)
+            recover_pulls(spool, station_id=bundle.device_id, signing_key=bundle.signing_key, clock=clock)
             spool.compact_receipts(now_ms=clock(), keep_receipts_ms=config.receipt_keep_ms, force=False)
             trust = StationTrust.open(config.snapshot_path, bundle, clock=clock)
         except BaseException:

@@ -239,6 +239,8 @@ def custody_vectors(manifest_doc: bytes) -> dict[str, Any]:
     }
     good = raw_document("custody", body, "station")
     b = body["batches"]
+    recovery = {**body, "batches": b[:2],
+                "recovery": {"reason": "pull-interrupted", "recovered_at_ms": T_RECEIVED + 60_000}}
     cases = [
         ok_case("ok", "station ST-ALA-01 pulled the volume of manifest.json", "custody", body, signer="station",
                 parsed={**{k: v for k, v in body.items() if k != "v"}, "signer_key_id": KEYS["station"].key_id.hex()}),
@@ -255,6 +257,18 @@ def custody_vectors(manifest_doc: bytes) -> dict[str, Any]:
                  raw_document("custody", {**body, "batches": [{**b[0], "seq": 0}, *b[1:]]}, "station"), "malformed"),
         doc_case("seq-negative", "a batch entry with seq -1",
                  raw_document("custody", {**body, "batches": [{**b[0], "seq": -1}, *b[1:]]}, "station"), "malformed"),
+        ok_case("recovery-ok", "a recovery record: the station's process died during the pull, its restart names "
+                "the batches the pull had made durable", "custody", recovery,
+                signer="station", parsed={**{k: v for k, v in recovery.items() if k != "v"},
+                                          "signer_key_id": KEYS["station"].key_id.hex()}),
+        doc_case("recovery-unknown-reason", "recovery with a reason other than pull-interrupted",
+                 raw_document("custody", {**recovery, "recovery": {**recovery["recovery"], "reason": "other"}},
+                              "station"), "malformed"),
+        doc_case("recovery-extra-member", "recovery with a member beyond reason and recovered_at_ms",
+                 raw_document("custody", {**recovery, "recovery": {**recovery["recovery"], "note": ""}}, "station"),
+                 "malformed"),
+        doc_case("recovery-null", "recovery member null",
+                 raw_document("custody", {**body, "recovery": None}, "station"), "malformed"),
     ]
     return {
         "vectors": "custody",

@@ -13,7 +13,9 @@ each ``file`` exactly the name derived from its ``seq``.
 Custody body (station key): ``v``, ``station_id``, ``device_id``,
 ``pulled_at_ms``, ``manifest_sha256``, ``batches`` = [{``seq``,
 ``batch_hash``}] in strictly ascending seq, ``usb`` = {``vendor_id``, ``product_id``, ``serial``}: the
-USB identifiers the station saw, recorded as hints, never as proof.
+USB identifiers the station saw, recorded as hints, never as proof. A *recovery* record (a pull the
+station's process did not finish, ADR 0007) also has ``recovery`` = {``reason``: "pull-interrupted",
+``recovered_at_ms``}; a record of a finished pull has no ``recovery`` member.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "EXPORT_DIR",
     "MANIFEST_NAME",
     "VOLUME_LABEL",
+    "CUSTODY_RECOVERY_REASON",
     "CustodyRecord",
     "Manifest",
     "ManifestEntry",
@@ -147,6 +150,14 @@ class CustodyRecord:
     usb: UsbHints
     signer_key_id: bytes
     raw: bytes
+    recovered_at_ms: int | None = None  # set on a recovery record (``recovery`` member); None for a finished pull
+
+    @property
+    def is_recovery(self) -> bool:
+        return self.recovered_at_ms is not None
+
+
+CUSTODY_RECOVERY_REASON = "pull-interrupted"
 
 
 def make_custody(
@@ -158,7 +169,9 @@ def make_custody(
     batches: list[tuple[int, bytes]],
     usb: UsbHints,
     station_key: SigningKey,
+    recovered_at_ms: int | None = None,
 ) -> bytes:
+    """A custody record; with ``recovered_at_ms`` a recovery record for an interrupted pull."""
     ordered = sorted(batches)
     if len({s for s, _ in ordered}) != len(ordered):
         raise ValueError("custody record lists a seq twice")
@@ -171,6 +184,8 @@ def make_custody(
         "batches": [{"seq": s, "batch_hash": h.hex()} for s, h in ordered],
         "usb": {"vendor_id": usb.vendor_id, "product_id": usb.product_id, "serial": usb.serial},
     }
+    if recovered_at_ms is not None:
+        body["recovery"] = {"reason": CUSTODY_RECOVERY_REASON, "recovered_at_ms": recovered_at_ms}
     return sign_document(DocKind.CUSTODY, body, station_key)
 
 
@@ -178,7 +193,15 @@ def parse_custody(data: bytes, station_public_key: bytes, limits: Limits = DEFAU
     doc = decode_document(data, DocKind.CUSTODY, limits)
     verify_document(doc, {key_id(station_public_key): station_public_key})
     members = {"v", "station_id", "device_id", "pulled_at_ms", "manifest_sha256", "batches", "usb"}
+    if isinstance(doc.body, dict) and "recovery" in doc.body:
+        members.add("recovery")
     body = f.exact_members(doc.body, members, "custody record")
+    recovered_at_ms = None
+    if "recovery" in body:
+        recovery = f.exact_members(body["recovery"], {"reason", "recovered_at_ms"}, "custody recovery")
+        if f.get_str(recovery, "reason", max_len=32) != CUSTODY_RECOVERY_REASON:
+            raise DecodeError("custody recovery with an unknown reason")
+        recovered_at_ms = f.get_int(recovery, "recovered_at_ms")
     usb = f.exact_members(body["usb"], {"vendor_id", "product_id", "serial"}, "custody usb")
     batches: list[tuple[int, bytes]] = []
     for raw in f.get_list(body, "batches", max_items=limits.max_manifest_batches):
@@ -200,4 +223,5 @@ def parse_custody(data: bytes, station_public_key: bytes, limits: Limits = DEFAU
         ),
         signer_key_id=doc.signer_key_id,
         raw=doc.raw,
+        recovered_at_ms=recovered_at_ms,
     )

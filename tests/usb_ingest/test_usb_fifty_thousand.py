@@ -18,7 +18,8 @@ real gateway on 127.0.0.1 (``test_usb_udev_e2e``'s road, shipped grouping of
 * An unplug mid-pull, a SIGKILL of the service mid-pull (twice, at other
   points) and one right after the pull ended; then plugged in again: every
   batch is stored by the gateway exactly once, the spool never holds a seq
-  twice, and the station's receipts name each batch once.
+  twice, and the station's receipts name each batch once; every stored batch
+  is named by a custody record, the two killed pulls' by recovery records.
 
 Slow (2-3 min on 2 cores): marked ``slow``; ``make test`` runs it in its slow step.
 """
@@ -36,10 +37,12 @@ from pathlib import Path
 import pytest
 
 from bench.usb_pull import seal_batches
+from keys import ProvisioningBundle
 from tablet.usb_export import write_export_volume
 from tests.gateway.harness import until
 from usb_ingest.config import VolumeLimits
 from usb_ingest.volume_fat import FatExportVolume
+from wire import CustodyRecord, parse_custody
 
 from . import test_usb_udev_e2e as e2e
 from .test_usb_udev_e2e import ROAD, STATION, TABLETS, Daemon, Enrolled, Road, now_ms
@@ -103,6 +106,13 @@ def gateway_count(r: Road) -> int:
     with sqlite3.connect(f"file:{r.gateway.db_path}?mode=ro", uri=True) as db:
         (n,) = db.execute("SELECT count(*) FROM batches WHERE device_id = ?", (DEVICE,)).fetchone()
     return int(n)
+
+
+def custody_records(r: Road) -> list[CustodyRecord]:
+    """The custody records the gateway stored, verified under the station's key."""
+    key = ProvisioningBundle.load(r.enrolled.station_dir).public_key
+    with sqlite3.connect(f"file:{r.gateway.db_path}?mode=ro", uri=True) as db:
+        return [parse_custody(bytes(rec), key) for (rec,) in db.execute("SELECT record FROM custody ORDER BY id")]
 
 
 def spool_seqs(r: Road) -> list[int]:
@@ -204,6 +214,8 @@ async def test_fifty_thousand_sheets_cut_by_unplug_and_sigkill_are_stored_exactl
     assert (last["outcome"], last["spooled"]) == ("complete", 0)
     await until(lambda: gateway_count(road) == N, timeout_s=WAIT_S, what=f"the gateway holds all {N} batches")
     await until(lambda: not spool_seqs(road), timeout_s=WAIT_S, what="the spool is empty")
+    custody_dir = road.state_dir / "spool" / "custody"  # custody records are sent after the batches of a pass
+    await until(lambda: not list(custody_dir.glob("*.sqc")), timeout_s=WAIT_S, what="every custody record sent")
     assert await d.stop() == 0
     assert road.gateway_rows() == big_tablet.rows  # each batch stored exactly once
     with sqlite3.connect(f"file:{road.gateway.db_path}?mode=ro", uri=True) as db:
@@ -215,5 +227,17 @@ async def test_fifty_thousand_sheets_cut_by_unplug_and_sigkill_are_stored_exactl
     # is found held by the next pull, not taken again)
     spooled = Counter(line["seq"] for x in (a, b, c, d) for line in x.find("usb.batch.spooled", device_id=DEVICE))
     assert max(spooled.values()) == 1, [s for s, k in spooled.items() if k > 1][:10]
+    # custody: every stored batch is named by a custody record at the gateway; the two pulls killed mid-read were
+    # named by recovery records signed when the next process started (ADR 0007), the unplugged and the finished
+    # pulls by their own
+    records = custody_records(road)
+    named = Counter(seq for r in records for seq, _ in r.batches)
+    unnamed = sorted(set(range(1, N + 1)) - set(named))
+    assert not unnamed, (unnamed[:3], unnamed[-3:], len(unnamed), [x.find("usb.custody.recovered") for x in (b, c, d)],
+                         [(len(r.batches), r.recovered_at_ms) for r in records])
+    recovered = [r for r in records if r.is_recovery]
+    assert len(recovered) == 2, (recovered, [x.find("usb.custody.recovered") for x in (b, c, d)])
+    assert len(b.find("usb.custody.recovered", kind="recovery")) == 1
+    assert len(c.find("usb.custody.recovered", kind="recovery")) == 1
     print(f"\npulls: unplugged after {cut['spooled']}, killed after seq {first_kill} and {second_kill}, and after "
           f"the pull ended; {sum(spooled.values())} batches logged spooled, each stored once")

@@ -321,9 +321,12 @@ def test_custody_case(case: dict[str, Any]) -> None:
         p["station_id"], p["device_id"], p["pulled_at_ms"], p["manifest_sha256"])
     assert [{"seq": s, "batch_hash": h.hex()} for s, h in c.batches] == p["batches"]
     assert {"vendor_id": c.usb.vendor_id, "product_id": c.usb.product_id, "serial": c.usb.serial} == p["usb"]
+    recovery = p.get("recovery")
+    assert c.recovered_at_ms == (recovery["recovered_at_ms"] if recovery else None)
+    assert c.is_recovery == (recovery is not None)
     made = wire.make_custody(station_id=c.station_id, device_id=c.device_id, pulled_at_ms=c.pulled_at_ms,
                              manifest_sha256=c.manifest_sha256, batches=list(c.batches), usb=c.usb,
-                             station_key=SigningKey(secret(CUSTODY, "station")))
+                             station_key=SigningKey(secret(CUSTODY, "station")), recovered_at_ms=c.recovered_at_ms)
     assert made == data
     manifest = next(x for x in MANIFESTS["cases"] if x["name"] == "ok")
     assert c.manifest_sha256.hex() == manifest["digest"]
