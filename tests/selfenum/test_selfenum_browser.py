@@ -53,13 +53,27 @@ def _fill(driver: Any, fields: dict[str, str]) -> None:
 
 def _click_and_wait(driver: Any, element: Any) -> None:
     """Click, then wait until the old document is gone (a form post navigates)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(driver, 10, poll_frequency=0.05).until(expected_conditions.staleness_of(old))
+
+    def gone(_driver: Any) -> bool:
+        # selenium's staleness_of, plus chromedriver's other answer for a node of a document being replaced
+        # mid-navigation ("Node with given id does not belong to the document"): that node is gone too
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+        return False
+
+    WebDriverWait(driver, 10, poll_frequency=0.05).until(gone)
 
 
 def _button(driver: Any, value: str) -> None:
