@@ -1,12 +1,17 @@
 """The live dashboard feed: one background refresher, many readers.
 
 A single task (owned by the app's ``cleanup_ctx``) polls the census
-store's change marker every ``refresh_interval_s``; when something changed
-(or ``full_refresh_s`` passed, so ages and colours move on with the clock, or
-staff data changed and ``poke`` was called) it folds the new batches into the
-tally, rebuilds the model, bumps ``version`` and wakes every server-sent-events stream. Pages and the JSON
-endpoint call ``current()``, which refreshes first, so they are never older
-than the request. The HTML fragments of a version are rendered once per
+store's change marker every ``refresh_interval_s`` and folds the new batches
+into the tally (work in proportion to what arrived). While at least one
+server-sent-events stream is open (``watching``), it also rebuilds the model
+when something changed (or ``full_refresh_s`` passed, so ages and colours move
+on with the clock, or staff data changed and ``poke`` was called), bumps
+``version`` and wakes every stream. The rebuild walks every counted person,
+every list and every review case, so with no staff browser open it is not
+done: a gateway storing sheets does not pay for a dashboard nobody looks at
+(the cost grew with the store and stalled ingest, docs/benchmarks.md "scale
+curve"). Pages and the JSON endpoint call ``current()``, which refreshes
+first, so they are never older than the request. The HTML fragments of a version are rendered once per
 language, when a reader of that language first asks for them. On PostgreSQL
 ``listen_postgres`` pokes it as well whenever any gateway instance stores
 census data or changes staff data (ADR 0012).
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import structlog
 
@@ -89,6 +94,7 @@ class DashboardFeed:
         self._fragments: dict[str, dict[str, str]] = {}
         self.version = 0
         self.closed = False
+        self._watchers = 0
 
     @property
     def tally(self) -> CensusTally:
@@ -100,6 +106,21 @@ class DashboardFeed:
             self._lists = None
         self._stale = True
         self._poke.set()
+
+    @property
+    def watchers(self) -> int:
+        """Event streams open now; the model is rebuilt in the background only while this is > 0."""
+        return self._watchers
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Held by an event stream for as long as it is open."""
+        self._watchers += 1
+        self._poke.set()
+        try:
+            yield
+        finally:
+            self._watchers -= 1
 
     async def current(self) -> DashboardModel:
         await self.refresh()
@@ -134,6 +155,11 @@ class DashboardFeed:
         if lang not in self._fragments:
             self._fragments[lang] = self._render(self.model, lang)
         return self._fragments[lang]
+
+    async def catch_up(self) -> None:
+        """Fold the batches stored since the last fold into the tally, without rebuilding the model."""
+        async with self._lock:
+            await self._fold_new_batches()
 
     async def _fold_new_batches(self) -> None:
         while True:
@@ -215,7 +241,10 @@ class DashboardFeed:
         """The refresher loop; a failed refresh is logged and retried, never fatal."""
         while not self.closed:
             try:
-                await self.refresh()
+                if self._watchers:
+                    await self.refresh()
+                else:
+                    await self.catch_up()
             except Exception as e:  # the dashboard must not take the gateway down
                 log.warning("staff.feed.refresh_failed", error=str(e), error_type=type(e).__name__)
             with contextlib.suppress(TimeoutError):

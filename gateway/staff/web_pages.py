@@ -55,17 +55,18 @@ async def get_events(request: web.Request, staffed: Staffed) -> web.StreamRespon
     await response.prepare(request)
     sent = 0
     try:
-        await feed.refresh()
-        while not feed.closed:
-            if await state.accounts.session(token, touch=False) is None:
-                await response.write(b"event: expired\ndata: {}\n\n")
-                break
-            if feed.version > sent:
-                sent = feed.version
-                payload = json.dumps({"version": sent, "fragments": feed.fragments(lang)}, separators=(",", ":"))
-                await response.write(f"id: {sent}\nevent: update\ndata: {payload}\n\n".encode())
-            elif not await feed.wait_newer(sent, state.config.heartbeat_s):
-                await response.write(b": keep-alive\n\n")
+        with feed.watching():  # the feed rebuilds the model in the background only while a stream is open
+            await feed.refresh()
+            while not feed.closed:
+                if await state.accounts.session(token, touch=False) is None:
+                    await response.write(b"event: expired\ndata: {}\n\n")
+                    break
+                if feed.version > sent:
+                    sent = feed.version
+                    payload = json.dumps({"version": sent, "fragments": feed.fragments(lang)}, separators=(",", ":"))
+                    await response.write(f"id: {sent}\nevent: update\ndata: {payload}\n\n".encode())
+                elif not await feed.wait_newer(sent, state.config.heartbeat_s):
+                    await response.write(b": keep-alive\n\n")
     except ConnectionResetError:  # the browser went away
         log.debug("staff.events.closed", user_id=staffed.session.user.id)
     except StaffStoreError as e:  # headers are sent: end the stream, the browser reconnects

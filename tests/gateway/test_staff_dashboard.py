@@ -19,11 +19,12 @@ from gateway.staff.coverage import compute_coverage
 from gateway.staff.dashboard import build_model
 from gateway.staff.errors import StaffStoreError
 from gateway.staff.queries import BatchRow, make_queries
+from gateway.staff.state import STAFF
 from gateway.staff.tally import CensusTally, DeviceTally
 from tablet.generator import generate_sheets
 from wire import TabletEntry, UsbHints, compute_gaps, make_custody
 
-from .harness import World, post_batch, sign
+from .harness import World, post_batch, sign, until
 from .staff_browser import StaffClient, StaffGateway, signed_in, start_staff_gateway, summary
 
 HOUR = 3_600_000
@@ -236,6 +237,49 @@ async def test_event_stream_pushes_updates_and_ends_with_the_session(world: Worl
         assert (await viewer.post("/staff/logout", {"csrf": viewer.csrf}))[0] == 303
         while name != "expired":
             name, _ = await read_event(stream)
+
+
+async def test_with_no_event_stream_open_the_model_is_not_rebuilt_but_stored_batches_are_folded(
+    world: World, gw: StaffGateway, viewer
+) -> None:
+    """The rebuild walks every counted person; a gateway nobody watches must not pay for it on each commit."""
+    feed = gw.app[STAFF].feed
+    await until(lambda: feed.version > 0, timeout_s=10, what="the first model")
+    built = feed.version
+    async with aiohttp.ClientSession() as s:
+        for seq in (1, 2):  # the second fold needs the feed's lock, so any rebuild after the first has ended
+            envelope = world.batch("TAB-0002", seq, generate_sheets(seq, 2, device_id="TAB-0002"))
+            assert (await post_batch(s, gw, envelope, world.tablets["TAB-0002"]))[0] == 200
+            stored = await gw_batch_id(gw, "TAB-0002", seq)
+            await until(lambda: feed.tally.high_water >= stored, timeout_s=10, what=f"batch {seq} folded")
+    assert feed.watchers == 0 and feed.version == built
+    async with viewer.session.get(gw.url + "/staff/events") as stream:
+        name, data = await read_event(stream)
+        first = json.loads(data)
+        assert name == "update" and first["version"] > built
+        assert '<span class="n" id="n-sheets">4</span>' in first["fragments"]["summary"]
+        assert feed.watchers == 1
+        async with aiohttp.ClientSession() as s:  # while it is open, a new batch is pushed without a request
+            envelope = world.batch("TAB-0001", 1, generate_sheets(3, 1, device_id="TAB-0001"))
+            assert (await post_batch(s, gw, envelope, world.tablets["TAB-0001"]))[0] == 200
+        while '<span class="n" id="n-sheets">5</span>' not in first["fragments"]["summary"]:
+            first = json.loads((await read_event(stream))[1])
+    await until(lambda: feed.watchers == 0, timeout_s=10, what="the stream's end noticed")
+
+
+async def gw_batch_id(gw: StaffGateway, device_id: str, seq: int) -> int:
+    """The stored batch's row id, read from the census store the gateway writes."""
+    if gw.on_postgres:
+        import psycopg
+
+        async with await psycopg.AsyncConnection.connect(gw.database) as conn:
+            row = await (await conn.execute("SELECT id FROM batches WHERE device_id = %s AND seq = %s",
+                                            (device_id, seq))).fetchone()
+    else:
+        with sqlite3.connect(gw.db_path) as conn:
+            row = conn.execute("SELECT id FROM batches WHERE device_id = ? AND seq = ?", (device_id, seq)).fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 async def test_sheets_export_streams_every_sheet_with_its_batch_provenance(world: World, gw: StaffGateway) -> None:
