@@ -251,7 +251,7 @@ async def test_with_no_event_stream_open_the_model_is_not_rebuilt_but_stored_bat
             envelope = world.batch("TAB-0002", seq, generate_sheets(seq, 2, device_id="TAB-0002"))
             assert (await post_batch(s, gw, envelope, world.tablets["TAB-0002"]))[0] == 200
             stored = await gw_batch_id(gw, "TAB-0002", seq)
-            await until(lambda: feed.tally.high_water >= stored, timeout_s=10, what=f"batch {seq} folded")
+            await until(lambda stored=stored: feed.tally.high_water >= stored, timeout_s=10, what=f"batch {seq} folded")
     assert feed.watchers == 0 and feed.version == built
     async with viewer.session.get(gw.url + "/staff/events") as stream:
         name, data = await read_event(stream)
