@@ -57,20 +57,31 @@ def gateway_targets(gw: dict[str, Any]) -> list[str]:
     g, bare = at["gateway"], at["http_ceiling"]
     n = at["concurrency"]
     ratio = at["ratio_gateway_to_http_ceiling"]
+    ceiling = gw["crypto_ceiling"]
+    steps_rate = ceiling["with_receipt_and_schema_batches_per_s_per_core"]  # verify, open, validate, sign
+    steps_ms = 1000 / steps_rate
     rows = [
         f"| gateway >= 0.5 x bare aiohttp, TLS, {n} connections (same TLS, runner settings, requests, generator) "
         f"| {fmt(ratio, 3)} x ({fmt(g['batches_per_s'])} vs {fmt(bare['batches_per_s'])} batches/s). Gateway "
-        f"bound by {bound_by(g, cpus, procs)}; bare server bound by {bound_by(bare, cpus)} "
+        f"bound by {bound_by(g, cpus, procs)}; bare server bound by {bound_by(bare, cpus)}. Out of reach here: "
+        f"the per-batch steps alone (verify, open, validate, sign receipt; {steps_ms:.2f} ms in-process) allow "
+        f"{fmt(steps_rate)} batches/s per core, {steps_rate / bare['batches_per_s']:.2f} x the bare rate; half "
+        f"the bare rate needs {0.5 * bare['batches_per_s'] / steps_rate:.1f} cores of those steps alone "
+        f"(this machine: {cpus} CPUs, the generator included) "
         f"| {met(None if ratio is None else ratio >= 0.5)} |",
     ]
-    crypto = gw["crypto_ceiling"]["crypto_batches_per_s_per_core"]
+    crypto = ceiling["crypto_batches_per_s_per_core"]
     xc = at.get("ratio_gateway_to_crypto_ceiling_x_cores")
     cores = at.get("cores_used")
-    crypto_ms = gw["crypto_ceiling"]["crypto_us_per_batch"] / 1000
+    crypto_ms = ceiling["crypto_us_per_batch"] / 1000
+    cpu_ms = _cpu_ms(g)
+    rest = None if cpu_ms is None else f"{cpu_ms - steps_ms:.2f}"
     rows.append(
         f"| gateway >= 0.5 x (crypto ceiling per core x cores used), TLS, {n} connections | {fmt(xc, 3)} x "
         f"({fmt(g['batches_per_s'])} vs {fmt(crypto)} x {fmt(cores, 2)} cores). The gateway spends "
-        f"{fmt(_cpu_ms(g), 2)} ms of CPU per batch, of which the cryptography is {crypto_ms:.2f} ms "
+        f"{fmt(cpu_ms, 2)} ms of CPU per batch, of which the cryptography is {crypto_ms:.2f} ms, the per-batch "
+        f"steps {steps_ms:.2f} ms (cryptography, sheet validation, receipt) and the rest, {rest} ms, TLS, HTTP "
+        f"and the store's commits; 0.5 x needs {2 * crypto_ms:.2f} ms in all "
         f"| {met(None if xc is None else xc >= 0.5)} |"
     )
     paced = gw["paced"]

@@ -2,7 +2,10 @@
 
 A single task (owned by the app's ``cleanup_ctx``) polls the census
 store's change marker every ``refresh_interval_s`` and folds the new batches
-into the tally (work in proportion to what arrived). While at least one
+into the tally (work in proportion to what arrived), once any staff page has
+asked for the model: until then it does nothing, so a gateway process that
+never serves the dashboard never reads the whole store into the tally (every
+worker and every instance has its own feed). While at least one
 server-sent-events stream is open (``watching``), it also rebuilds the model
 when something changed (or ``full_refresh_s`` passed, so ages and colours move
 on with the clock, or staff data changed and ``poke`` was called), bumps
@@ -95,6 +98,8 @@ class DashboardFeed:
         self.version = 0
         self.closed = False
         self._watchers = 0
+        self._active = False  # set by the first page or stream that needs the model
+        self.cycles = 0  # passes of the background loop (tests wait on it)
 
     @property
     def tally(self) -> CensusTally:
@@ -130,6 +135,7 @@ class DashboardFeed:
 
     async def refresh(self) -> bool:
         """Rebuild if anything changed; True when a new version was published."""
+        self._active = True
         async with self._lock:
             now = self._ctx.clock()
             trust = self._ctx.trust.current
@@ -243,10 +249,11 @@ class DashboardFeed:
             try:
                 if self._watchers:
                     await self.refresh()
-                else:
+                elif self._active:
                     await self.catch_up()
             except Exception as e:  # the dashboard must not take the gateway down
                 log.warning("staff.feed.refresh_failed", error=str(e), error_type=type(e).__name__)
+            self.cycles += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), timeout=self._config.refresh_interval_s)
             self._poke.clear()
