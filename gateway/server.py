@@ -19,10 +19,12 @@ them.
 
 from __future__ import annotations
 
+import asyncio.selector_events
 import asyncio.sslproto
 import gc
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +54,41 @@ _LINGER_S = 2.0  # after refusing a body mid-way, discard what still comes this 
 # asyncio's TLS protocol gives every connection a zero-filled read buffer of ``SSLProtocol.max_size``
 # (256 KiB in CPython 3.11-3.13): 256 MiB of resident memory at 1,024 connections. A TLS record carries
 # at most 16 KiB of plaintext, so 32 KiB holds one whole record and its overhead (docs/adr/0014-memory-and-tail.md).
+# The buffer only carries ciphertext from one recv_into() to the TLS object, so one buffer per thread
+# serves every connection of a selector event loop (``_SharedReadBufferSSLProtocol``).
 TLS_READ_BUFFER_BYTES = 32 * 1024
+_thread_buffers = threading.local()
+
+
+class _SharedReadBufferSSLProtocol(asyncio.sslproto.SSLProtocol):
+    """asyncio's TLS protocol reading ciphertext into one buffer per thread instead of one per connection.
+
+    On a selector event loop the socket transport asks ``get_buffer``, fills
+    the buffer with ``recv_into`` and hands it to ``buffer_updated``, which
+    copies the bytes into the TLS object's incoming BIO, all in one call on
+    the loop's thread; nothing reads the buffer after that. So connections
+    can take turns with the same buffer, and 1,024 connections hold one
+    buffer, not 1,024 (32 MiB less). Other loops (the proactor keeps the
+    buffer while a read is pending) get a buffer of their own, as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._own_buffer = not isinstance(self._loop, asyncio.selector_events.BaseSelectorEventLoop)
+        if not self._own_buffer:  # the per-connection buffer super() made is freed here
+            self._ssl_buffer = bytearray()
+            self._ssl_buffer_view = memoryview(self._ssl_buffer)
+
+    def get_buffer(self, n: int) -> memoryview:
+        if self._own_buffer:
+            view: memoryview = super().get_buffer(n)
+            return view
+        size = self.max_size
+        shared: memoryview | None = getattr(_thread_buffers, "view", None)
+        if shared is None or len(shared) != size:
+            shared = _thread_buffers.view = memoryview(bytearray(size))
+        self._ssl_buffer_view = shared  # what buffer_updated() copies from, right after recv_into()
+        return shared
 
 
 def freeze_startup_objects() -> None:
@@ -69,9 +105,12 @@ def freeze_startup_objects() -> None:
 
 
 def bound_tls_read_buffer(size: int = TLS_READ_BUFFER_BYTES) -> None:
-    """Cap the per-connection read buffer of asyncio's TLS transport (process-wide; set before listening)."""
+    """Cap asyncio's TLS read buffer and share it among a thread's connections (process-wide; before listening)."""
     if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > size:
         asyncio.sslproto.SSLProtocol.max_size = size
+    if asyncio.sslproto.SSLProtocol is not _SharedReadBufferSSLProtocol:
+        _SharedReadBufferSSLProtocol.max_size = asyncio.sslproto.SSLProtocol.max_size
+        asyncio.sslproto.SSLProtocol = _SharedReadBufferSSLProtocol  # type: ignore[misc]
 
 
 @dataclass
