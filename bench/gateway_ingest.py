@@ -63,6 +63,7 @@ class IngestPlan:
     ceiling_duration_s: float = 6.0
     warmup_s: float = 2.0
     crypto_min_s: float = 1.0
+    workers_pairs: int = 3  # alternated (workers = 1, workers = N) runs; the median pair is reported
 
     @classmethod
     def quick(cls) -> IngestPlan:
@@ -406,31 +407,41 @@ def _workers_run(
     tls_files: TlsFiles,
     log: Any,
 ) -> dict[str, Any]:
-    """``server.workers`` = the usable CPUs, over TLS at the first concurrency, beside the one-process run there."""
+    """``server.workers`` = the usable CPUs against one process, over TLS at the first concurrency.
+
+    ``plan.workers_pairs`` pairs of runs, one process then N workers, alternated so that both sides of a pair
+    see the same machine; the pair with the median per-core ratio is reported, with every pair's ratio.
+    """
     n = usable_cpus()
-    one = base["gateway"]
+    c = base["concurrency"]
     if n < 2:
         log("gateway_ingest: one usable CPU: no run with several workers")
-        return {"n": n, "concurrency": base["concurrency"]}
-    log(f"gateway_ingest: TLS, {base['concurrency']} connections: gateway with workers = {n}")
-    many = _gateway_run(
-        fleet, work, f"gw-tls-{base['concurrency']}-workers-{n}", workload, items, plan, base["concurrency"],
-        tls_files=tls_files, workers=n,
-        warmup=settle_s(base["concurrency"], one["batches_per_s"], plan.warmup_s),
-    )
-    per_one, per_many = _per_core(one), _per_core(many)
-    log(
-        f"  workers=1 {one['batches_per_s']:.0f}/s on {one['server_cpu_share'] or 0:.2f} cores; "
-        f"workers={n} {many['batches_per_s']:.0f}/s on {many['server_cpu_share'] or 0:.2f} cores"
-    )
+        return {"n": n, "concurrency": c}
+    warmup = settle_s(c, base["gateway"]["batches_per_s"], plan.warmup_s)
+    pairs = []
+    for k in range(plan.workers_pairs):
+        log(f"gateway_ingest: TLS, {c} connections: workers = 1 then {n} (pair {k + 1}/{plan.workers_pairs})")
+        one, many = (
+            _gateway_run(fleet, work, f"gw-tls-{c}-workers-{w}-{k}", workload, items, plan, c,
+                         tls_files=tls_files, workers=w, warmup=warmup)
+            for w in (1, n)
+        )
+        per_one, per_many = _per_core(one), _per_core(many)
+        log(
+            f"  workers=1 {one['batches_per_s']:.0f}/s on {one['server_cpu_share'] or 0:.2f} cores; "
+            f"workers={n} {many['batches_per_s']:.0f}/s on {many['server_cpu_share'] or 0:.2f} cores"
+        )
+        pairs.append((per_many / per_one if per_one and per_many else None, one, many))
+    ratio, one, many = sorted(pairs, key=lambda p: -1.0 if p[0] is None else p[0])[len(pairs) // 2]
     return {
         "n": n,
-        "concurrency": base["concurrency"],
+        "concurrency": c,
         "one": one,
         "many": many,
-        "batches_per_s_per_core_one": per_one,
-        "batches_per_s_per_core_many": per_many,
-        "per_core_ratio": per_many / per_one if per_one and per_many else None,
+        "batches_per_s_per_core_one": _per_core(one),
+        "batches_per_s_per_core_many": _per_core(many),
+        "per_core_ratio": ratio,
+        "pair_ratios": [p[0] for p in pairs],
     }
 
 

@@ -43,6 +43,16 @@ def bound_by(r: dict[str, Any], cpus: int | None, processes: int = 1) -> str:
             "commits")
 
 
+def _budget_left(bare: dict[str, Any], steps_ms: float, crypto_ms: float) -> str:
+    """What the 0.5 x crypto-ceiling budget leaves once bare aiohttp's own CPU per request and the steps are paid."""
+    bare_ms = _cpu_ms(bare)
+    if bare_ms is None:
+        return ""
+    left = 2 * crypto_ms - steps_ms - bare_ms
+    return (f". Bare aiohttp alone spends {bare_ms:.2f} ms of server CPU per request over the same TLS; with the "
+            f"steps that leaves {left:.2f} ms per batch for the store's commit, logging and everything else")
+
+
 def _levels(gw: dict[str, Any], transport: str) -> list[dict[str, Any]]:
     levels: list[dict[str, Any]] = gw["transports"][transport]["levels"]
     return levels
@@ -81,7 +91,7 @@ def gateway_targets(gw: dict[str, Any]) -> list[str]:
         f"({fmt(g['batches_per_s'])} vs {fmt(crypto)} x {fmt(cores, 2)} cores). The gateway spends "
         f"{fmt(cpu_ms, 2)} ms of CPU per batch, of which the cryptography is {crypto_ms:.2f} ms, the per-batch "
         f"steps {steps_ms:.2f} ms (cryptography, sheet validation, receipt) and the rest, {rest} ms, TLS, HTTP "
-        f"and the store's commits; 0.5 x needs {2 * crypto_ms:.2f} ms in all "
+        f"and the store's commits; 0.5 x needs {2 * crypto_ms:.2f} ms in all{_budget_left(bare, steps_ms, crypto_ms)} "
         f"| {met(None if xc is None else xc >= 0.5)} |"
     )
     paced = gw["paced"]
@@ -139,9 +149,12 @@ def workers_target(gw: dict[str, Any]) -> str:
     one, many = w["one"], w["many"]
     per_one, per_many = w["batches_per_s_per_core_one"], w["batches_per_s_per_core_many"]
     ratio = w["per_core_ratio"]
+    pairs = w.get("pair_ratios") or []
+    of_pairs = (f" (the median of {len(pairs)} alternated pairs: " + ", ".join(fmt(r, 3) for r in pairs) + ")"
+                if len(pairs) > 1 else "")
     return (
         f"{target} (TLS, {w['concurrency']} connections, workers = {n} vs 1) | {fmt(per_many)} vs {fmt(per_one)} "
-        f"batches/s per core used ({fmt(ratio, 3)} x): {fmt(many['batches_per_s'])} batches/s on "
+        f"batches/s per core used ({fmt(ratio, 3)} x{of_pairs}): {fmt(many['batches_per_s'])} batches/s on "
         f"{fmt(many['server_cpu_share'], 2)} cores vs {fmt(one['batches_per_s'])} on "
         f"{fmt(one['server_cpu_share'], 2)}; {many['errors']} errors. With N workers bound by "
         f"{bound_by(many, nproc(gw), n)} | {met(None if ratio is None else ratio >= 1.0)} |"

@@ -47,7 +47,7 @@ async def test_the_bare_server_serves_the_gateways_tls_and_only_to_clients_of_th
 
 def test_a_tiny_deployed_path_run_fills_every_row_and_target(tmp_path: Path) -> None:
     plan = IngestPlan(levels=(4,), plain_levels=(4,), devices=40, batches=160, duration_s=0.6,
-                      ceiling_duration_s=0.4, warmup_s=0.1, crypto_min_s=0.05)
+                      ceiling_duration_s=0.4, warmup_s=0.1, crypto_min_s=0.05, workers_pairs=2)
     result = run_gateway_ingest(plan, tmp_path, log=lambda *_: None)
     for transport in ("tls", "plain"):
         (level,) = result["transports"][transport]["levels"]
@@ -65,6 +65,8 @@ def test_a_tiny_deployed_path_run_fills_every_row_and_target(tmp_path: Path) -> 
     if workers["n"] >= 2:  # server.workers = the usable CPUs beside workers = 1, at the first TLS level
         assert workers["many"]["errors"] == 0 and workers["many"]["store"]["db_equals_acknowledged"] is True
         assert workers["many"]["workers"] == workers["n"] and workers["one"]["workers"] == 1
+        assert len(workers["pair_ratios"]) == 2 and workers["per_core_ratio"] in workers["pair_ratios"]
+        assert "the median of 2 alternated pairs" in page
         assert (f"| throughput per core no lower with N processes than with one (TLS, 4 connections, "
                 f"workers = {workers['n']} vs 1) | ") in page
         assert f"| tls | 4 | sanaq-gateway, workers = {workers['n']} |" in page
